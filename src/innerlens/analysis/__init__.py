@@ -1,0 +1,1 @@
+"""Pure analysis functions (no MLflow): LLC, weight statistics, ..."""

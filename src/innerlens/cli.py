@@ -1,0 +1,167 @@
+"""The ``innerlens`` command: one subcommand per entry point, options generated from Configs.
+
+Every bad input ends as one line on stderr and exit code 2, before any run is created.
+``mlflow run`` passes parameters as ``--name value`` (underscores kept, booleans as
+true/false), so those spellings are accepted too.
+"""
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import click
+
+from innerlens.config import Config, ConfigError, FieldSpec
+
+
+@dataclass(frozen=True)
+class EntryPoint:
+    """An MLproject entry point: its name, config class and what runs it."""
+
+    name: str
+    config: type[Config]
+    runner: Callable[[Config], str]
+    summary: str
+
+    @property
+    def command(self) -> str:
+        return self.name.replace("_", "-")
+
+
+def _run_self_modeling(config: Config) -> str:
+    from innerlens.families import self_modeling
+
+    return self_modeling.run(config)  # type: ignore[arg-type]
+
+
+def _run_self_modeling_comparison(config: Config) -> str:
+    from innerlens.families import self_modeling_comparison
+
+    return self_modeling_comparison.compare(config)  # type: ignore[arg-type]
+
+
+def entry_points() -> list[EntryPoint]:
+    from innerlens.families.self_modeling import SelfModelingConfig
+    from innerlens.families.self_modeling_comparison import SelfModelingComparisonConfig
+
+    return [
+        EntryPoint("self_modeling", SelfModelingConfig, _run_self_modeling, "Train one self-modeling variant."),
+        EntryPoint(
+            "self_modeling_comparison",
+            SelfModelingComparisonConfig,
+            _run_self_modeling_comparison,
+            "Train every self-modeling variant (x seeds) under one parent run and draw the comparison.",
+        ),
+    ]
+
+
+def normalize_args(args: list[str], specs: list[FieldSpec]) -> list[str]:
+    """Accept ``--name_with_underscores`` and ``--flag true|false`` as ``mlflow run`` passes them."""
+    bools = {spec.cli_flag for spec in specs if spec.base_type is bool}
+    out: list[str] = []
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        value: str | None = None
+        if arg.startswith("--"):
+            if "=" in arg:
+                arg, value = arg.split("=", 1)
+            arg = arg.replace("_", "-")
+        if arg in bools:
+            if value is None and i + 1 < len(args) and args[i + 1].lower() in ("true", "false", "1", "0", "yes", "no"):
+                value = args[i + 1]
+                i += 1
+            if value is not None:
+                truthy = value.lower() in ("true", "1", "yes")
+                if not truthy and value.lower() not in ("false", "0", "no"):
+                    raise ConfigError(f"{arg}: expected true or false, got {value!r}")
+                arg = arg if truthy else "--no-" + arg[2:]
+            out.append(arg)
+        else:
+            out.append(arg if value is None else f"{arg}={value}")
+        i += 1
+    return out
+
+
+class ConfigCommand(click.Command):
+    """A click command whose options come from a Config and whose args are normalized first."""
+
+    def __init__(self, *args: Any, config: type[Config], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.config_class = config
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, normalize_args(args, list(self.config_class.specs(include_hidden=False))))
+
+
+def _option(spec: FieldSpec) -> click.Option:
+    """Values stay strings here: the Config parses them, so every error reads the same."""
+    help_text = spec.help
+    if spec.base_type is bool and not spec.is_tuple:
+        name = spec.name.replace("_", "-")
+        return click.Option([f"--{name}/--no-{name}", spec.name], default=spec.default, show_default=True, help=help_text)
+    metavar = "|".join(spec.choices) if spec.choices else {int: "INT", float: "FLOAT", str: "TEXT"}[spec.base_type]
+    if spec.is_tuple:
+        metavar = f"{metavar},..."
+    return click.Option(
+        [spec.cli_flag, spec.name],
+        type=str,
+        metavar=metavar,
+        default=spec.render(spec.default),
+        show_default=True,
+        help=help_text,
+    )
+
+
+def make_command(entry: EntryPoint) -> click.Command:
+    def callback(**values: Any) -> None:
+        config = entry.config.from_strings(values)
+        run_id = entry.runner(config)
+        from innerlens.tracking import ui_hint
+
+        click.echo(f"run {run_id} finished")
+        click.echo(ui_hint())
+
+    params = [_option(spec) for spec in entry.config.specs(include_hidden=False)]
+    return ConfigCommand(
+        entry.command,
+        config=entry.config,
+        callback=callback,
+        params=params,
+        help=entry.summary,
+        context_settings={"max_content_width": 110},
+    )
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+def cli() -> None:
+    """innerlens: MLflow-tracked experiments on how small transformers learn and model themselves."""
+
+
+@cli.command("mlproject")
+def mlproject_command() -> None:
+    """Print the MLproject file generated from the entry points' configs."""
+    from innerlens.mlproject import render_mlproject
+
+    click.echo(render_mlproject(entry_points()), nl=False)
+
+
+for _entry in entry_points():
+    cli.add_command(make_command(_entry))
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the CLI; every user error becomes one line on stderr and exit code 2."""
+    args = sys.argv[1:] if argv is None else argv
+    try:
+        cli.main(args=args, prog_name="innerlens", standalone_mode=False)
+    except ConfigError as error:
+        click.echo(f"innerlens: error: {error}", err=True)
+        sys.exit(2)
+    except click.UsageError as error:
+        click.echo(f"innerlens: error: {' '.join(error.format_message().split())}", err=True)
+        sys.exit(2)
+    except click.Abort:
+        click.echo("innerlens: aborted", err=True)
+        sys.exit(1)

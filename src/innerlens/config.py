@@ -1,0 +1,232 @@
+"""Config dataclasses: the single source of truth for CLI options, MLflow params and MLproject.
+
+A family declares a frozen dataclass whose fields carry their help text and checks in
+``field(metadata=...)`` (see :func:`option`). From it we derive the click options, the
+MLflow params and the MLproject parameters, so the three can never drift apart.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any, Callable, ClassVar, Iterator, Optional
+
+
+# Fields that steer how a run is executed rather than what it computes; never logged as params
+# (a resumed run keeps the params it was started with).
+RUN_CONTROL_FIELDS = ("resume",)
+
+
+class ConfigError(ValueError):
+    """A user-facing, one-line configuration error (raised before anything is logged)."""
+
+
+Check = Callable[[Any], Optional[str]]
+
+
+def option(
+    default: Any,
+    help: str,
+    *,
+    choices: tuple[str, ...] | None = None,
+    check: Check | None = None,
+) -> Any:
+    """A config field with its help text, optional choices and a value check.
+
+    ``check`` returns an error message (what is wrong and what to do) or None.
+    """
+    return field(default=default, metadata={"help": help, "choices": choices, "check": check})
+
+
+def positive(value: float) -> str | None:
+    return None if value > 0 else f"must be > 0, got {value}"
+
+
+def non_negative(value: float) -> str | None:
+    return None if value >= 0 else f"must be >= 0, got {value}"
+
+
+def probability(value: float | None) -> str | None:
+    if value is None or 0.0 <= value <= 1.0:
+        return None
+    return f"must be between 0 and 1, got {value}"
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    """What the CLI and MLproject need to know about one config field."""
+
+    name: str
+    base_type: type  # int, float, str or bool
+    is_tuple: bool
+    optional: bool
+    default: Any
+    help: str
+    choices: tuple[str, ...] | None
+
+    @property
+    def cli_flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+    def parse(self, raw: Any) -> Any:
+        """Turn a CLI/MLproject string (or an already typed value) into the field's type."""
+        if raw is None or (isinstance(raw, str) and raw.strip() == "" and self.optional):
+            return None
+        if self.is_tuple:
+            items = raw if isinstance(raw, (list, tuple)) else [s for s in str(raw).split(",") if s.strip()]
+            return tuple(self._parse_scalar(item) for item in items)
+        return self._parse_scalar(raw)
+
+    def _parse_scalar(self, raw: Any) -> Any:
+        if isinstance(raw, self.base_type) and not (self.base_type is int and isinstance(raw, bool)):
+            return raw
+        text = str(raw).strip()
+        try:
+            if self.base_type is bool:
+                lowered = text.lower()
+                if lowered in ("true", "1", "yes"):
+                    return True
+                if lowered in ("false", "0", "no"):
+                    return False
+                raise ValueError
+            return self.base_type(text)
+        except ValueError:
+            kind = {int: "an integer", float: "a number", bool: "true or false", str: "text"}[self.base_type]
+            raise ConfigError(f"{self.cli_flag}: expected {kind}, got {text!r}") from None
+
+    def render(self, value: Any) -> str:
+        """The string form used for MLflow params and MLproject defaults."""
+        if value is None:
+            return ""
+        if self.is_tuple:
+            return ",".join(str(v) for v in value)
+        if isinstance(value, bool):
+            return "true" if value else "false"
+        return str(value)
+
+
+def _unwrap(annotation: Any) -> tuple[type, bool, bool]:
+    """Return (base type, is_tuple, optional) for the annotations configs may use."""
+    optional = False
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        assert len(args) == 1, f"unsupported union {annotation}"
+        optional, annotation = True, args[0]
+        origin = typing.get_origin(annotation)
+    if origin is tuple:
+        return typing.get_args(annotation)[0], True, optional
+    assert annotation in (int, float, str, bool), f"unsupported config type {annotation}"
+    return annotation, False, optional
+
+
+@dataclass(frozen=True)
+class Config:
+    """Base of every family's config: validation on construction, derived params and specs."""
+
+    family: ClassVar[str] = ""
+    # Fields that exist for the program but are not user options of this entry point.
+    hidden_fields: ClassVar[tuple[str, ...]] = ()
+
+    def __post_init__(self) -> None:
+        for spec in self.specs():
+            value = getattr(self, spec.name)
+            if spec.choices is not None and value is not None:
+                values = value if spec.is_tuple else (value,)
+                for item in values:
+                    if item not in spec.choices:
+                        raise ConfigError(
+                            f"{spec.cli_flag}: unknown value {item!r}; choose from {', '.join(spec.choices)}"
+                        )
+            check = dataclasses.fields(self)[self._index(spec.name)].metadata.get("check")
+            if check is not None and value is not None:
+                message = check(value)
+                if message:
+                    raise ConfigError(f"{spec.cli_flag}: {message}")
+        message = self.check()
+        if message:
+            raise ConfigError(message)
+
+    def check(self) -> str | None:
+        """Cross-field checks; return a one-line message or None."""
+        return None
+
+    @classmethod
+    def _index(cls, name: str) -> int:
+        return [f.name for f in dataclasses.fields(cls)].index(name)
+
+    @classmethod
+    def specs(cls, include_hidden: bool = True) -> Iterator[FieldSpec]:
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            if not include_hidden and f.name in cls.hidden_fields:
+                continue
+            base, is_tuple, optional = _unwrap(hints[f.name])
+            yield FieldSpec(
+                name=f.name,
+                base_type=base,
+                is_tuple=is_tuple,
+                optional=optional,
+                default=f.default,
+                help=f.metadata.get("help", ""),
+                choices=f.metadata.get("choices"),
+            )
+
+    @classmethod
+    def from_strings(cls, values: dict[str, Any]) -> "Config":
+        """Build from raw CLI/MLproject values (strings or typed), validating everything."""
+        specs = {s.name: s for s in cls.specs()}
+        unknown = set(values) - set(specs)
+        assert not unknown, f"unknown config keys {unknown}"
+        return cls(**{name: specs[name].parse(raw) for name, raw in values.items()})
+
+    def to_params(self) -> dict[str, str]:
+        """MLflow params: every user-visible field except run controls, rendered as the CLI accepts it."""
+        return {
+            s.name: s.render(getattr(self, s.name))
+            for s in self.specs(include_hidden=False)
+            if s.name not in RUN_CONTROL_FIELDS
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    def replace(self, **changes: Any) -> "Config":
+        return dataclasses.replace(self, **changes)
+
+
+def _fraction_check(value: float) -> str | None:
+    return None if 0.0 < value < 1.0 else f"must be strictly between 0 and 1, got {value}"
+
+
+@dataclass(frozen=True)
+class TrainConfig(Config):
+    """Options every trained family shares: seeding, device, splits, optimisation and selection."""
+
+    seed: int = option(0, "Random seed for data, initialisation and shuffling.")
+    device: str = option("auto", "Where to train: auto picks CUDA, then MPS, then CPU.", choices=("auto", "cpu", "cuda", "mps"))
+    train_fraction: float = option(0.7, "Fraction of examples used for training.", check=_fraction_check)
+    val_fraction: float = option(0.15, "Fraction used for validation (early stopping, checkpoint selection).", check=_fraction_check)
+    test_fraction: float = option(0.15, "Fraction held out for reporting only.", check=_fraction_check)
+    max_epochs: int = option(30, "Upper bound on training epochs.", check=positive)
+    patience: int = option(10, "Stop after this many epochs without a better val/acc (0 disables).", check=non_negative)
+    batch_size: int = option(128, "Minibatch size.", check=positive)
+    lr: float = option(1e-3, "AdamW learning rate.", check=positive)
+    weight_decay: float = option(0.01, "AdamW weight decay.", check=non_negative)
+    target_accuracy: Optional[float] = option(None, "Stop once this accuracy is reached on --target-split.", check=probability)
+    target_split: str = option("val", "Split the target accuracy is checked on (test only if you mean it).", choices=("val", "test"))
+    resume: Optional[str] = option(None, "Run id of an interrupted run to continue from its last checkpoint.")
+
+    def check(self) -> str | None:
+        total = self.train_fraction + self.val_fraction + self.test_fraction
+        if abs(total - 1.0) > 1e-6:
+            return (
+                f"--train-fraction/--val-fraction/--test-fraction must sum to 1, got "
+                f"{self.train_fraction}+{self.val_fraction}+{self.test_fraction}={total:g}"
+            )
+        return None

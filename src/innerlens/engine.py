@@ -1,0 +1,158 @@
+"""The generic training loop: epochs, validation-driven selection, callbacks, resume.
+
+A family supplies an :class:`Experiment` (how to train one epoch and how to evaluate); the
+engine decides when to stop and which epoch is best, always from validation metrics unless
+the user explicitly asked for a test-split target. Callbacks do the side effects (logging,
+checkpoints, analyses), so the loop itself stays one screen long.
+"""
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+SELECTION_METRIC = "val/acc"
+
+
+class Experiment(Protocol):
+    """What a family hands the engine."""
+
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    generator: torch.Generator  # every random draw of the data pipeline comes from here
+
+    def train_epoch(self, epoch: int) -> dict[str, float]: ...
+
+    def evaluate(self, epoch: int) -> dict[str, float]: ...
+
+
+@dataclass
+class Selection:
+    """How the engine chooses: the monitored (validation) metric, patience and an optional target."""
+
+    monitor: str = SELECTION_METRIC
+    patience: int = 10
+    target_accuracy: float | None = None
+    target_split: str = "val"
+
+    def __post_init__(self) -> None:
+        assert self.monitor.startswith("val/"), "selection must read validation metrics"
+
+    @property
+    def target_key(self) -> str:
+        return f"{self.target_split}/acc"
+
+
+@dataclass
+class EngineState:
+    """Everything needed to continue a fit exactly where it stopped."""
+
+    epoch: int = 0
+    best_value: float = -math.inf
+    best_epoch: int = 0
+    epochs_since_best: int = 0
+    stop_reason: str = ""
+    history: list[dict[str, float]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class Callback(Protocol):
+    def on_epoch_end(self, state: EngineState, metrics: dict[str, float], improved: bool) -> None: ...
+
+    def on_fit_end(self, state: EngineState) -> None: ...
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` picks CUDA, then MPS, then CPU; an explicit device must be available."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    from innerlens.config import ConfigError
+
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("--device cuda: no CUDA device is available here; use --device auto or cpu")
+    if name == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError("--device mps: no MPS device is available here; use --device auto or cpu")
+    return torch.device(name)
+
+
+def training_state(experiment: Experiment, state: EngineState) -> dict[str, Any]:
+    """The resumable part of a checkpoint (model, optimizer, RNGs, engine state)."""
+    return {
+        "model": experiment.model.state_dict(),
+        "optimizer": experiment.optimizer.state_dict(),
+        "epoch": state.epoch,
+        "engine": state.to_dict(),
+        "rng": {"torch": torch.get_rng_state(), "data": experiment.generator.get_state()},
+    }
+
+
+def restore(experiment: Experiment, checkpoint: dict[str, Any]) -> EngineState:
+    """Load a checkpoint written by :func:`training_state` and return the engine state to continue."""
+    experiment.model.load_state_dict(checkpoint["model"])
+    experiment.optimizer.load_state_dict(checkpoint["optimizer"])
+    torch.set_rng_state(checkpoint["rng"]["torch"])
+    experiment.generator.set_state(checkpoint["rng"]["data"])
+    return EngineState(**checkpoint["engine"])
+
+
+def fit(
+    experiment: Experiment,
+    *,
+    max_epochs: int,
+    selection: Selection,
+    callbacks: list[Callback],
+    state: EngineState | None = None,
+    progress: bool = True,
+) -> EngineState:
+    """Train until ``max_epochs``, patience runs out or the target accuracy is reached."""
+    state = state or EngineState()
+    bar = tqdm(
+        range(state.epoch + 1, max_epochs + 1),
+        initial=state.epoch,
+        total=max_epochs,
+        desc="epochs",
+        disable=not progress,
+        leave=False,
+    )
+    for epoch in bar:
+        metrics = experiment.train_epoch(epoch)
+        metrics.update(experiment.evaluate(epoch))
+        state.epoch = epoch
+        value = metrics[selection.monitor]
+        improved = value > state.best_value
+        if improved:
+            state.best_value, state.best_epoch, state.epochs_since_best = value, epoch, 0
+        else:
+            state.epochs_since_best += 1
+        state.history.append({"step": float(epoch), **metrics})
+        if selection.target_accuracy is not None and metrics[selection.target_key] >= selection.target_accuracy:
+            state.stop_reason = f"target {selection.target_key}>={selection.target_accuracy}"
+        elif selection.patience and state.epochs_since_best >= selection.patience:
+            state.stop_reason = f"no {selection.monitor} improvement for {selection.patience} epochs"
+        elif epoch == max_epochs:
+            state.stop_reason = "max_epochs"
+        for callback in callbacks:
+            callback.on_epoch_end(state, metrics, improved)
+        bar.set_postfix({k: f"{metrics[k]:.3f}" for k in ("train/loss", selection.monitor) if k in metrics})
+        if state.stop_reason:
+            break
+    for callback in callbacks:
+        callback.on_fit_end(state)
+    return state

@@ -1,0 +1,1 @@
+"""Experiment families: each holds only what is particular to its experiment."""

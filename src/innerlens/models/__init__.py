@@ -1,0 +1,1 @@
+"""Transformer substrate (TransformerLens 4) and heads."""

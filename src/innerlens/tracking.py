@@ -1,0 +1,254 @@
+"""Everything innerlens sends to MLflow: runs, tags, params, batched metrics, artifacts, resume.
+
+This is the only module (besides compare and tune) that imports mlflow. Logging calls go
+through one background worker so training never waits on the tracking server and the
+server sees every call in the order it was made.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Iterator
+
+import mlflow
+import pandas as pd
+import torch
+from mlflow.entities import Metric, Param, RunStatus, RunTag
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+from innerlens.config import Config, ConfigError
+
+DEFAULT_EXPERIMENT = "innerlens"
+TAG_FAMILY = "innerlens.family"
+TAG_VARIANT = "innerlens.variant"
+TAG_SEED = "innerlens.seed"
+TAG_GIT_COMMIT = "innerlens.git_commit"
+TAG_STEP_UNIT = "innerlens.step_unit"
+
+
+def project_root() -> Path:
+    """The innerlens checkout (where MLproject lives); INNERLENS_HOME overrides it."""
+    if "INNERLENS_HOME" in os.environ:
+        return Path(os.environ["INNERLENS_HOME"]).resolve()
+    source_checkout = Path(__file__).resolve().parents[2]
+    if (source_checkout / "MLproject").exists():
+        return source_checkout
+    return Path.cwd()
+
+
+def embedded_store() -> tuple[str, Path]:
+    """The default local store: SQLite under ``mlruns/`` with artifacts beside it."""
+    mlruns = project_root() / "mlruns"
+    mlruns.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{mlruns / 'mlflow.db'}", mlruns / "artifacts"
+
+
+def configure_tracking() -> str:
+    """Point MLflow at ``MLFLOW_TRACKING_URI`` or, without it, at the embedded store.
+
+    Returns the tracking URI in use. With the embedded store, the experiment's artifacts are
+    pinned under ``mlruns/artifacts`` so they do not depend on the working directory.
+    """
+    uri = os.environ.get("MLFLOW_TRACKING_URI")
+    if not uri:
+        uri, _ = embedded_store()
+    mlflow.set_tracking_uri(uri)
+    return uri
+
+
+def _experiment_id(client: MlflowClient) -> str:
+    """The experiment runs go to: the one ``mlflow run`` chose, else MLFLOW_EXPERIMENT_NAME or 'innerlens'."""
+    if os.environ.get("MLFLOW_EXPERIMENT_ID"):
+        return os.environ["MLFLOW_EXPERIMENT_ID"]
+    name = os.environ.get("MLFLOW_EXPERIMENT_NAME", DEFAULT_EXPERIMENT)
+    experiment = client.get_experiment_by_name(name)
+    if experiment is not None:
+        return experiment.experiment_id
+    artifact_location = None
+    if not os.environ.get("MLFLOW_TRACKING_URI"):
+        artifact_location = (embedded_store()[1] / name).as_uri()
+    return client.create_experiment(name, artifact_location=artifact_location)
+
+
+def git_commit() -> str:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=project_root(), capture_output=True, text=True, timeout=5
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    return out.stdout.strip() if out.returncode == 0 else "unknown"
+
+
+def check_run_exists(run_id: str, family: str) -> None:
+    """Fail with a one-line error unless ``run_id`` is a run of ``family`` with a last checkpoint."""
+    client = MlflowClient()
+    try:
+        run = client.get_run(run_id)
+    except MlflowException:
+        raise ConfigError(f"--resume: no run {run_id!r} in tracking store {mlflow.get_tracking_uri()}") from None
+    run_family = run.data.tags.get(TAG_FAMILY)
+    if run_family != family:
+        raise ConfigError(f"--resume: run {run_id} is a {run_family!r} run, not {family!r}")
+    names = {a.path for a in client.list_artifacts(run_id, "checkpoints")}
+    if "checkpoints/last.pt" not in names:
+        raise ConfigError(f"--resume: run {run_id} has no checkpoints/last.pt to resume from")
+
+
+class RunTracker:
+    """Logs to one MLflow run through a single ordered background worker."""
+
+    def __init__(self, run_id: str) -> None:
+        self.run_id = run_id
+        self.client = MlflowClient()
+        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"mlflow-{run_id[:8]}")
+        self._pending: list[Future] = []
+        self._staging = Path(tempfile.mkdtemp(prefix=f"innerlens-{run_id[:8]}-"))
+
+    def _submit(self, fn: Any, *args: Any, **kwargs: Any) -> None:
+        finished = [f for f in self._pending if f.done()]
+        self._pending = [f for f in self._pending if not f.done()]
+        for future in finished:
+            future.result()  # surface a failed earlier call now rather than at the end
+        self._pending.append(self._worker.submit(fn, *args, **kwargs))
+
+    def log_metrics(self, step: int, metrics: dict[str, float]) -> None:
+        """All of one step's metrics in a single ``log_batch`` call."""
+        timestamp = int(time.time() * 1000)
+        batch = [Metric(key, float(value), timestamp, step) for key, value in metrics.items()]
+        self._submit(self.client.log_batch, self.run_id, metrics=batch)
+
+    def set_tags(self, tags: dict[str, str]) -> None:
+        self._submit(self.client.log_batch, self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+
+    def log_text(self, text: str, artifact_file: str) -> None:
+        self._stage_and_upload(artifact_file, lambda path: path.write_text(text))
+
+    def log_figure(self, figure: Any, name: str) -> None:
+        """Save a matplotlib figure as ``figures/<name>.png``."""
+        buffer = io.BytesIO()
+        figure.savefig(buffer, format="png", dpi=120, bbox_inches="tight")
+        self._stage_and_upload(f"figures/{name}.png", lambda path: path.write_bytes(buffer.getvalue()))
+
+    def log_history(self, history: pd.DataFrame) -> None:
+        self._stage_and_upload("history.parquet", lambda path: history.to_parquet(path, index=False))
+
+    def save_checkpoint(self, name: str, payload: dict[str, Any]) -> None:
+        """Write ``checkpoints/<name>.pt`` atomically, then upload it in the background."""
+        self._stage_and_upload(f"checkpoints/{name}.pt", lambda path: torch.save(payload, path))
+
+    def _stage_and_upload(self, artifact_file: str, write: Any) -> None:
+        target = self._staging / artifact_file
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_name(target.name + ".partial")
+        write(partial)
+        os.replace(partial, target)  # an upload never sees a half-written file
+        # Upload a private copy: the next epoch may replace the staged file while this one uploads.
+        upload_dir = Path(tempfile.mkdtemp(dir=self._staging))
+        shutil.copy2(target, upload_dir / target.name)
+        artifact_dir = str(Path(artifact_file).parent) if "/" in artifact_file else None
+        self._submit(self._upload, upload_dir, target.name, artifact_dir)
+
+    def _upload(self, upload_dir: Path, filename: str, artifact_dir: str | None) -> None:
+        self.client.log_artifact(self.run_id, str(upload_dir / filename), artifact_dir)
+        shutil.rmtree(upload_dir, ignore_errors=True)
+
+    def flush(self) -> None:
+        """Wait for every queued call; re-raise the first that failed."""
+        pending, self._pending = self._pending, []
+        for future in pending:
+            future.result()
+
+    def close(self) -> None:
+        try:
+            self.flush()
+        finally:
+            self._worker.shutdown(wait=True)
+            shutil.rmtree(self._staging, ignore_errors=True)
+
+
+def load_checkpoint(run_id: str, name: str = "last") -> dict[str, Any]:
+    """Download ``checkpoints/<name>.pt`` of a run and load it with ``weights_only=True``."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = mlflow.artifacts.download_artifacts(
+            run_id=run_id, artifact_path=f"checkpoints/{name}.pt", dst_path=tmp
+        )
+        return torch.load(path, map_location="cpu", weights_only=True)
+
+
+@contextlib.contextmanager
+def start_run(
+    config: Config,
+    *,
+    variant: str,
+    run_name: str | None = None,
+    nested: bool = False,
+    step_unit: str = "epoch",
+) -> Iterator[RunTracker]:
+    """Open (or, with ``config.resume``, reopen) an MLflow run for ``config``.
+
+    A new run gets params, tags and ``config.json``; a resumed run keeps its params. A crash
+    ends the run FAILED (KILLED on Ctrl-C) after flushing what was queued, so the last
+    checkpoint and every logged metric survive for ``--resume``.
+    """
+    configure_tracking()
+    resume = getattr(config, "resume", None)
+    client = MlflowClient()
+    if resume:
+        check_run_exists(resume, config.family)
+        active = mlflow.start_run(run_id=resume)
+    else:
+        outer_run = os.environ.get("MLFLOW_RUN_ID") if not nested and mlflow.active_run() is None else None
+        active = mlflow.start_run(
+            run_id=outer_run,
+            experiment_id=None if outer_run else _experiment_id(client),
+            run_name=None if outer_run else run_name,
+            nested=nested,
+        )
+    run_id = active.info.run_id
+    tracker = RunTracker(run_id)
+    status = RunStatus.to_string(RunStatus.FAILED)
+    try:
+        if not resume:
+            tracker._submit(
+                client.log_batch,
+                run_id,
+                params=[Param(k, v) for k, v in config.to_params().items()],
+                tags=[
+                    RunTag(k, str(v))
+                    for k, v in {
+                        TAG_FAMILY: config.family,
+                        TAG_VARIANT: variant,
+                        TAG_SEED: str(getattr(config, "seed", "")),
+                        TAG_GIT_COMMIT: git_commit(),
+                        TAG_STEP_UNIT: step_unit,
+                    }.items()
+                ],
+            )
+            tracker.log_text(config.to_json(), "config.json")
+        yield tracker
+        status = RunStatus.to_string(RunStatus.FINISHED)
+    except KeyboardInterrupt:
+        status = RunStatus.to_string(RunStatus.KILLED)
+        raise
+    finally:
+        try:
+            tracker.close()
+        finally:
+            mlflow.end_run(status=status)
+
+
+def ui_hint() -> str:
+    """How to look at what was just logged."""
+    uri = mlflow.get_tracking_uri()
+    if uri.startswith(("http://", "https://")):
+        return f"open {uri} in a browser"
+    return f"open the MLflow UI with:  mlflow ui --backend-store-uri {uri}"

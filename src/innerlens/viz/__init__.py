@@ -1,0 +1,1 @@
+"""Figure builders: tidy DataFrames in, matplotlib Figures out."""
