@@ -69,7 +69,7 @@ def normalize_args(args: list[str], specs: list[FieldSpec]) -> list[str]:
                 arg, value = arg.split("=", 1)
             arg = arg.replace("_", "-")
         if arg in bools:
-            if value is None and i + 1 < len(args) and args[i + 1].lower() in ("true", "false", "1", "0", "yes", "no"):
+            if value is None and i + 1 < len(args) and not args[i + 1].startswith("-"):
                 value = args[i + 1]
                 i += 1
             if value is not None:

@@ -1,0 +1,72 @@
+"""Shared fixtures: an isolated local store per test, a real MLflow server, tiny configs."""
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# Small enough for CI's two cores, large enough that every code path runs.
+TINY = {
+    "samples": "400",
+    "p": "23",
+    "n_layers": "3",
+    "d_model": "32",
+    "n_heads": "4",
+    "d_mlp": "64",
+    "batch_size": "64",
+    "max_epochs": "3",
+    "llc_every": "2",
+    "llc_draws": "5",
+    "llc_chains": "2",
+    "lr": "0.003",
+}
+
+
+@pytest.fixture
+def local_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A fresh SQLite store (with artifacts beside it) for in-process runs."""
+    import mlflow
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "tests")
+    monkeypatch.delenv("MLFLOW_RUN_ID", raising=False)
+    monkeypatch.delenv("MLFLOW_EXPERIMENT_ID", raising=False)
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_experiment("tests")  # created here so its artifacts land in tmp_path, not the cwd
+    return uri
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real ``mlflow server`` on a free loopback port, started by the project's own script."""
+    directory = tmp_path_factory.mktemp("server")
+    script = ROOT / "deploy" / "local-server"
+    subprocess.run([str(script), "start", str(directory), str(_free_port())], check=True, timeout=120)
+    try:
+        yield (directory / "server.url").read_text().strip()
+    finally:
+        subprocess.run([str(script), "stop", str(directory)], check=False, timeout=60)
+
+
+def tiny_args(**overrides: str) -> list[str]:
+    values = {**TINY, **overrides}
+    return [arg for key, value in values.items() for arg in (f"--{key.replace('_', '-')}", value)]
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    env.update(extra)
+    return env

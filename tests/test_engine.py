@@ -1,0 +1,94 @@
+"""The engine selects on validation only, stops on patience or target, and resumes exactly."""
+from __future__ import annotations
+
+import torch
+
+from innerlens.engine import EngineState, Selection, fit, restore, training_state
+
+
+class ScriptedExperiment:
+    """A tiny real model whose reported val/test accuracies follow a script.
+
+    The script makes test prefer a different epoch than validation, so any selection that
+    peeked at test would pick the wrong epoch.
+    """
+
+    def __init__(self, val: list[float], test: list[float]) -> None:
+        self.val, self.test = val, test
+        self.model = torch.nn.Linear(2, 1)
+        self.optimizer = torch.optim.SGD(self.model.parameters(), lr=0.1)
+        self.generator = torch.Generator().manual_seed(0)
+
+    def train_epoch(self, epoch: int) -> dict[str, float]:
+        x = torch.randn(8, 2, generator=self.generator)
+        loss = self.model(x).pow(2).mean()
+        self.optimizer.zero_grad()
+        loss.backward()
+        self.optimizer.step()
+        return {"train/loss": loss.item()}
+
+    def evaluate(self, epoch: int) -> dict[str, float]:
+        return {"val/acc": self.val[epoch - 1], "test/acc": self.test[epoch - 1]}
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.improved: list[int] = []
+        self.ended = False
+
+    def on_epoch_end(self, state: EngineState, metrics: dict[str, float], improved: bool) -> None:
+        if improved:
+            self.improved.append(state.epoch)
+
+    def on_fit_end(self, state: EngineState) -> None:
+        self.ended = True
+
+
+VAL = [0.2, 0.5, 0.7, 0.6, 0.65, 0.69, 0.68, 0.9]
+TEST = [0.2, 0.5, 0.6, 0.95, 0.6, 0.6, 0.6, 0.6]
+
+
+def test_early_stopping_picks_the_validation_optimum() -> None:
+    recorder = Recorder()
+    state = fit(
+        ScriptedExperiment(VAL, TEST), max_epochs=8, selection=Selection(patience=3), callbacks=[recorder], progress=False
+    )
+    assert state.best_epoch == 3 and state.best_value == 0.7  # test's best (epoch 4) is ignored
+    assert state.epoch == 6 and "no val/acc improvement" in state.stop_reason
+    assert recorder.improved == [1, 2, 3] and recorder.ended
+
+
+def test_without_patience_runs_to_max_epochs() -> None:
+    state = fit(ScriptedExperiment(VAL, TEST), max_epochs=8, selection=Selection(patience=0), callbacks=[], progress=False)
+    assert state.epoch == 8 and state.best_epoch == 8 and state.stop_reason == "max_epochs"
+
+
+def test_target_accuracy_reads_validation_unless_test_is_named() -> None:
+    on_val = fit(ScriptedExperiment(VAL, TEST), max_epochs=8, selection=Selection(patience=0, target_accuracy=0.9), callbacks=[], progress=False)
+    assert on_val.epoch == 8
+    on_test = fit(
+        ScriptedExperiment(VAL, TEST),
+        max_epochs=8,
+        selection=Selection(patience=0, target_accuracy=0.9, target_split="test"),
+        callbacks=[],
+        progress=False,
+    )
+    assert on_test.epoch == 4 and "test/acc" in on_test.stop_reason
+
+
+def test_resume_from_a_checkpoint_matches_an_uninterrupted_fit() -> None:
+    torch.manual_seed(0)
+    straight = ScriptedExperiment(VAL, TEST)
+    fit(straight, max_epochs=6, selection=Selection(patience=0), callbacks=[], progress=False)
+
+    torch.manual_seed(0)
+    first = ScriptedExperiment(VAL, TEST)
+    state = fit(first, max_epochs=3, selection=Selection(patience=0), callbacks=[], progress=False)
+    checkpoint = training_state(first, state)
+    state.stop_reason = checkpoint["engine"]["stop_reason"] = ""
+
+    second = ScriptedExperiment(VAL, TEST)
+    resumed = fit(second, max_epochs=6, selection=Selection(patience=0), callbacks=[], state=restore(second, checkpoint), progress=False)
+    assert resumed.epoch == 6 and len(resumed.history) == 6
+    for a, b in zip(straight.model.parameters(), second.model.parameters()):
+        assert torch.equal(a, b)

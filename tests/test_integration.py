@@ -1,0 +1,96 @@
+"""End to end through `mlflow run` against a real tracking server started by deploy/local-server."""
+from __future__ import annotations
+
+import subprocess
+
+import pandas as pd
+import pytest
+from mlflow.tracking import MlflowClient
+
+from innerlens import tracking
+from innerlens.families.self_modeling import SelfModelingConfig
+
+from conftest import ROOT, TINY, clean_env
+
+EPOCH_METRIC_PREFIXES = ("train/", "val/", "test/", "weights/", "selfmodel/")
+
+
+def _mlflow_run(server: str, entry: str, params: dict[str, str], experiment: str) -> str:
+    args = ["mlflow", "run", str(ROOT), "-e", entry, "--env-manager", "local", "--experiment-name", experiment]
+    for key, value in params.items():
+        args += ["-P", f"{key}={value}"]
+    result = subprocess.run(
+        args, env=clean_env(MLFLOW_TRACKING_URI=server), capture_output=True, text=True, timeout=900
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    client = MlflowClient(server)
+    runs = client.search_runs(
+        [client.get_experiment_by_name(experiment).experiment_id],
+        filter_string=f"tags.`innerlens.family` = '{entry}'",
+        order_by=["attributes.start_time DESC"],
+    )
+    return runs[0].info.run_id
+
+
+def test_self_modeling_run_is_fully_tracked(mlflow_server: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    params = {**TINY, "variant": "all_layers", "max_epochs": "4", "patience": "0", "llc_every": "2"}
+    run_id = _mlflow_run(mlflow_server, "self_modeling", params, "integration")
+    client = MlflowClient(mlflow_server)
+    run = client.get_run(run_id)
+    config = SelfModelingConfig.from_strings(params)
+
+    assert run.info.status == "FINISHED"
+    assert run.data.params == config.to_params()
+    assert run.data.tags["innerlens.family"] == "self_modeling"
+    assert run.data.tags["innerlens.variant"] == "all_layers"
+    assert run.data.tags["innerlens.seed"] == "0"
+    assert len(run.data.tags["innerlens.git_commit"]) in (7, 40) or run.data.tags["innerlens.git_commit"] == "unknown"
+
+    epoch_keys = [k for k in run.data.metrics if k.startswith(EPOCH_METRIC_PREFIXES)]
+    assert {f"selfmodel/layer_{layer}/loss" for layer in range(3)} <= set(epoch_keys)
+    for key in epoch_keys:
+        assert [m.step for m in client.get_metric_history(run_id, key)] == [1, 2, 3, 4], key
+    assert [m.step for m in client.get_metric_history(run_id, "llc/mean")] == [2, 4]
+
+    artifacts = {a.path for a in client.list_artifacts(run_id)} | {
+        a.path for folder in ("checkpoints", "figures") for a in client.list_artifacts(run_id, folder)
+    }
+    assert {"config.json", "history.parquet", "checkpoints/best.pt", "checkpoints/last.pt"} <= artifacts
+    assert {f"figures/{name}.png" for name in ("accuracy", "loss", "weight_std", "rlct", "self_model_loss", "learning_dynamics")} <= artifacts
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server)
+    tracking.configure_tracking()
+    val_acc = [m.value for m in sorted(client.get_metric_history(run_id, "val/acc"), key=lambda m: m.step)]
+    best = tracking.load_checkpoint(run_id, "best")
+    assert best["epoch"] == 1 + val_acc.index(max(val_acc))  # first epoch reaching the best val/acc
+    assert tracking.load_checkpoint(run_id, "last")["epoch"] == 4
+
+    history_path = client.download_artifacts(run_id, "history.parquet")
+    history = pd.read_parquet(history_path)
+    assert set(history["key"]) >= set(epoch_keys) and history["step"].max() == 4
+
+
+def test_comparison_nests_variants_and_draws_from_the_server(mlflow_server: str) -> None:
+    params = {**TINY, "variants": "baseline,last_layer", "seeds": "0,1", "max_epochs": "2", "llc_every": "2"}
+    parent_id = _mlflow_run(mlflow_server, "self_modeling_comparison", params, "comparison")
+    client = MlflowClient(mlflow_server)
+    parent = client.get_run(parent_id)
+    children = client.search_runs(
+        [parent.info.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{parent_id}'"
+    )
+    assert sorted((c.data.tags["innerlens.variant"], c.data.tags["innerlens.seed"]) for c in children) == [
+        ("baseline", "0"), ("baseline", "1"), ("last_layer", "0"), ("last_layer", "1")
+    ]
+    assert all(c.info.status == "FINISHED" for c in children)
+    figures = {a.path for a in client.list_artifacts(parent_id, "figures")}
+    assert len(figures) == 6
+    history = pd.read_parquet(client.download_artifacts(parent_id, "history.parquet"))
+    means = history[history["key"] == "val/acc"].groupby(["variant", "step"])["value"].mean()
+    direct = {
+        (c.data.tags["innerlens.variant"], m.step): m.value
+        for c in children
+        for m in client.get_metric_history(c.info.run_id, "val/acc")
+    }
+    for variant in ("baseline", "last_layer"):
+        expected = sum(v for (name, step), v in direct.items() if name == variant and step == 2) / 2
+        assert means[(variant, 2)] == pytest.approx(expected)

@@ -1,0 +1,63 @@
+"""The LLC estimator against models whose learning coefficient is known."""
+from __future__ import annotations
+
+import math
+
+import torch
+
+from innerlens.analysis.llc import LLCSettings, estimate_llc
+
+D, N, NOISE = 10, 4000, 0.5
+
+
+def _data() -> tuple[torch.Tensor, torch.Tensor]:
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(N, D, generator=generator)
+    y = NOISE * torch.randn(N, 1, generator=generator)  # true function: zero
+    return x, y
+
+
+class Linear(torch.nn.Module):
+    """Regular: y = w·x, d parameters, λ = d/2."""
+
+    def __init__(self, w: torch.Tensor) -> None:
+        super().__init__()
+        self.w = torch.nn.Parameter(w.clone())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x * self.w).sum(-1, keepdim=True)
+
+
+class Factored(torch.nn.Module):
+    """Degenerate, same size: y = Σ a_i b_i x_i over d/2 pairs, at a = b = 0 (λ = d/4 < d/2)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = torch.nn.Parameter(torch.zeros(D // 2))
+        self.b = torch.nn.Parameter(torch.zeros(D // 2))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x[:, : D // 2] * self.a * self.b).sum(-1, keepdim=True)
+
+
+def gaussian_nll(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    return ((model(x) - y) ** 2).mean() / (2 * NOISE**2)
+
+
+SETTINGS = LLCSettings(epsilon=1e-4, gamma=1.0, nbeta=N / math.log(N), num_chains=4, num_draws=300, num_burnin=100, batch_size=500)
+
+
+def test_linear_regression_has_llc_d_over_2() -> None:
+    x, y = _data()
+    w_hat = torch.linalg.lstsq(x, y).solution.squeeze(1)  # sample at the empirical minimum
+    estimate = estimate_llc(Linear(w_hat), x, y, gaussian_nll, SETTINGS, seed=0)
+    assert abs(estimate.mean - D / 2) <= 0.15 * D / 2, estimate
+    assert estimate.healthy
+
+
+def test_degenerate_model_ranks_below_regular_one_of_the_same_size() -> None:
+    x, y = _data()
+    regular = estimate_llc(Linear(torch.zeros(D)), x, y, gaussian_nll, SETTINGS, seed=1)
+    degenerate = estimate_llc(Factored(), x, y, gaussian_nll, SETTINGS, seed=1)
+    assert sum(p.numel() for p in Factored().parameters()) == D
+    assert degenerate.mean < 0.75 * regular.mean, (degenerate, regular)

@@ -1,0 +1,66 @@
+"""Self-model heads, variants and determinism of the self-modeling family."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from innerlens.families.self_modeling import (
+    VARIANTS,
+    SelfModelingConfig,
+    SelfModelingExperiment,
+    self_model_layers,
+)
+
+SMALL = dict(samples=300, p=23, n_layers=4, d_model=32, n_heads=4, d_mlp=64, batch_size=64, llc_every=0)
+
+
+def test_default_depth_separates_first_middle_and_last() -> None:
+    n = SelfModelingConfig().n_layers
+    first, middle, last = (self_model_layers(v, n)[0] for v in ("first_layer", "middle_layer", "last_layer"))
+    assert len({first, middle, last}) == 3
+    assert self_model_layers("all_layers", n) == list(range(n)) and self_model_layers("baseline", n) == []
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_self_model_outputs_have_activation_shapes(variant: str) -> None:
+    experiment = SelfModelingExperiment(SelfModelingConfig(variant=variant, **SMALL), torch.device("cpu"))
+    x, y = experiment.data["train"]
+    logits, pairs = experiment.model.forward_with_self_model(x[:7])
+    assert logits.shape == (7, 23)
+    assert sorted(pairs) == self_model_layers(variant, 4)
+    for prediction, target in pairs.values():
+        assert prediction.shape == target.shape == (7, 32)
+        assert not target.requires_grad  # detached by default
+    metrics = experiment.train_epoch(1)
+    assert sorted(k for k in metrics if k.startswith("selfmodel/")) == [
+        f"selfmodel/layer_{layer}/loss" for layer in self_model_layers(variant, 4)
+    ]
+
+
+def test_targets_carry_gradient_with_no_detach() -> None:
+    experiment = SelfModelingExperiment(SelfModelingConfig(variant="first_layer", detach_target=False, **SMALL), torch.device("cpu"))
+    _, pairs = experiment.model.forward_with_self_model(experiment.data["train"][0][:4])
+    assert pairs[0][1].requires_grad
+
+
+def test_target_is_the_residual_stream_the_hook_reports() -> None:
+    experiment = SelfModelingExperiment(SelfModelingConfig(variant="middle_layer", **SMALL), torch.device("cpu"))
+    x = experiment.data["val"][0][:5]
+    _, pairs = experiment.model.forward_with_self_model(x)
+    _, cache = experiment.model.transformer.run_with_cache(x, names_filter=lambda n: n == "blocks.2.hook_resid_post")
+    assert torch.allclose(pairs[2][1], cache["blocks.2.hook_resid_post"][:, -1], atol=1e-6)
+
+
+def test_same_seed_same_metrics_on_cpu() -> None:
+    runs = []
+    for _ in range(2):
+        experiment = SelfModelingExperiment(SelfModelingConfig(variant="all_layers", **SMALL), torch.device("cpu"))
+        runs.append([{**experiment.train_epoch(e), **experiment.evaluate(e)} for e in (1, 2)])
+    assert runs[0] == runs[1]
+
+
+def test_splits_are_disjoint_examples() -> None:
+    experiment = SelfModelingExperiment(SelfModelingConfig(**SMALL), torch.device("cpu"))
+    rows = {name: {tuple(r.tolist()) for r in x} for name, (x, _) in experiment.data.items()}
+    assert not (rows["train"] & rows["val"]) and not (rows["train"] & rows["test"]) and not (rows["val"] & rows["test"])
+    assert sum(len(r) for r in rows.values()) == 300
