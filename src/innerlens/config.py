@@ -19,6 +19,10 @@ from typing import Any, Callable, ClassVar, Iterator, Optional
 RUN_CONTROL_FIELDS = ("resume",)
 
 
+# How an unset optional value is written on the command line and in params ("" works too).
+NONE_SPELLINGS = ("", "none")
+
+
 class ConfigError(ValueError):
     """A user-facing, one-line configuration error (raised before anything is logged)."""
 
@@ -72,7 +76,7 @@ class FieldSpec:
 
     def parse(self, raw: Any) -> Any:
         """Turn a CLI/MLproject string (or an already typed value) into the field's type."""
-        if raw is None or (isinstance(raw, str) and raw.strip() == "" and self.optional):
+        if raw is None or (self.optional and isinstance(raw, str) and raw.strip().lower() in NONE_SPELLINGS):
             return None
         if self.is_tuple:
             items = raw if isinstance(raw, (list, tuple)) else [s for s in str(raw).split(",") if s.strip()]
@@ -99,7 +103,7 @@ class FieldSpec:
     def render(self, value: Any) -> str:
         """The string form used for MLflow params and MLproject defaults."""
         if value is None:
-            return ""
+            return "none"
         if self.is_tuple:
             return ",".join(str(v) for v in value)
         if isinstance(value, bool):
@@ -213,11 +217,11 @@ class TrainConfig(Config):
     train_fraction: float = option(0.7, "Fraction of examples used for training.", check=_fraction_check)
     val_fraction: float = option(0.15, "Fraction used for validation (early stopping, checkpoint selection).", check=_fraction_check)
     test_fraction: float = option(0.15, "Fraction held out for reporting only.", check=_fraction_check)
-    max_epochs: int = option(30, "Upper bound on training epochs.", check=positive)
-    patience: int = option(10, "Stop after this many epochs without a better val/acc (0 disables).", check=non_negative)
-    batch_size: int = option(128, "Minibatch size.", check=positive)
+    max_epochs: int = option(100, "Upper bound on training epochs.", check=positive)
+    patience: int = option(30, "Stop after this many epochs without a better val/acc (0 disables).", check=non_negative)
+    batch_size: int = option(256, "Minibatch size.", check=positive)
     lr: float = option(1e-3, "AdamW learning rate.", check=positive)
-    weight_decay: float = option(0.01, "AdamW weight decay.", check=non_negative)
+    weight_decay: float = option(1.0, "AdamW weight decay (strong decay drives generalization on modular tasks).", check=non_negative)
     target_accuracy: Optional[float] = option(None, "Stop once this accuracy is reached on --target-split.", check=probability)
     target_split: str = option("val", "Split the target accuracy is checked on (test only if you mean it).", choices=("val", "test"))
     resume: Optional[str] = option(None, "Run id of an interrupted run to continue from its last checkpoint.")

@@ -22,6 +22,7 @@ import pandas as pd
 import torch
 from mlflow.entities import Metric, Param, RunStatus, RunTag
 from mlflow.exceptions import MlflowException
+from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 from mlflow.tracking import MlflowClient
 
 from innerlens.config import Config, ConfigError
@@ -112,6 +113,7 @@ class RunTracker:
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"mlflow-{run_id[:8]}")
         self._pending: list[Future] = []
         self._staging = Path(tempfile.mkdtemp(prefix=f"innerlens-{run_id[:8]}-"))
+        self._artifact_repo: Any = None
 
     def _submit(self, fn: Any, *args: Any, **kwargs: Any) -> None:
         finished = [f for f in self._pending if f.done()]
@@ -130,36 +132,39 @@ class RunTracker:
         self._submit(self.client.log_batch, self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
 
     def log_text(self, text: str, artifact_file: str) -> None:
-        self._stage_and_upload(artifact_file, lambda path: path.write_text(text))
+        self._write_and_upload(artifact_file, lambda path: path.write_text(text))
 
     def log_figure(self, figure: Any, name: str) -> None:
         """Save a matplotlib figure as ``figures/<name>.png``."""
         buffer = io.BytesIO()
         figure.savefig(buffer, format="png", dpi=120, bbox_inches="tight")
-        self._stage_and_upload(f"figures/{name}.png", lambda path: path.write_bytes(buffer.getvalue()))
+        self._write_and_upload(f"figures/{name}.png", lambda path: path.write_bytes(buffer.getvalue()))
 
     def log_history(self, history: pd.DataFrame) -> None:
-        self._stage_and_upload("history.parquet", lambda path: history.to_parquet(path, index=False))
+        self._write_and_upload("history.parquet", lambda path: history.to_parquet(path, index=False))
 
     def save_checkpoint(self, name: str, payload: dict[str, Any]) -> None:
-        """Write ``checkpoints/<name>.pt`` atomically, then upload it in the background."""
-        self._stage_and_upload(f"checkpoints/{name}.pt", lambda path: torch.save(payload, path))
+        """Snapshot the tensors now; serialise and upload ``checkpoints/<name>.pt`` in the background."""
+        snapshot = _snapshot(payload)
+        self._write_and_upload(f"checkpoints/{name}.pt", lambda path: torch.save(snapshot, path))
 
-    def _stage_and_upload(self, artifact_file: str, write: Any) -> None:
+    def _write_and_upload(self, artifact_file: str, write: Any) -> None:
+        self._submit(self._write_then_log, artifact_file, write)
+
+    def _write_then_log(self, artifact_file: str, write: Any) -> None:
         target = self._staging / artifact_file
         target.parent.mkdir(parents=True, exist_ok=True)
         partial = target.with_name(target.name + ".partial")
         write(partial)
-        os.replace(partial, target)  # an upload never sees a half-written file
-        # Upload a private copy: the next epoch may replace the staged file while this one uploads.
-        upload_dir = Path(tempfile.mkdtemp(dir=self._staging))
-        shutil.copy2(target, upload_dir / target.name)
+        os.replace(partial, target)  # the staged file is never half-written
         artifact_dir = str(Path(artifact_file).parent) if "/" in artifact_file else None
-        self._submit(self._upload, upload_dir, target.name, artifact_dir)
+        self._artifacts().log_artifact(str(target), artifact_dir)
 
-    def _upload(self, upload_dir: Path, filename: str, artifact_dir: str | None) -> None:
-        self.client.log_artifact(self.run_id, str(upload_dir / filename), artifact_dir)
-        shutil.rmtree(upload_dir, ignore_errors=True)
+    def _artifacts(self) -> Any:
+        """The run's artifact repository, resolved once (not one run lookup per upload)."""
+        if self._artifact_repo is None:
+            self._artifact_repo = get_artifact_repository(self.client.get_run(self.run_id).info.artifact_uri)
+        return self._artifact_repo
 
     def flush(self) -> None:
         """Wait for every queued call; re-raise the first that failed."""
@@ -173,6 +178,17 @@ class RunTracker:
         finally:
             self._worker.shutdown(wait=True)
             shutil.rmtree(self._staging, ignore_errors=True)
+
+
+def _snapshot(value: Any) -> Any:
+    """A copy of nested dicts/lists whose tensors no later optimiser step can change."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().to("cpu", copy=True)
+    if isinstance(value, dict):
+        return {k: _snapshot(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_snapshot(v) for v in value)
+    return value
 
 
 def load_checkpoint(run_id: str, name: str = "last") -> dict[str, Any]:
@@ -202,6 +218,7 @@ def start_run(
     configure_tracking()
     resume = getattr(config, "resume", None)
     client = MlflowClient()
+    outer_run = None
     if resume:
         check_run_exists(resume, config.family)
         active = mlflow.start_run(run_id=resume)
@@ -213,15 +230,20 @@ def start_run(
             run_name=None if outer_run else run_name,
             nested=nested,
         )
+    if outer_run:
+        # Consumed: nested runs started later must not reopen the launcher's run.
+        os.environ.pop("MLFLOW_RUN_ID", None)
     run_id = active.info.run_id
     tracker = RunTracker(run_id)
     status = RunStatus.to_string(RunStatus.FAILED)
     try:
         if not resume:
+            # Under `mlflow run` the launcher has logged the params it was given already.
+            logged = client.get_run(run_id).data.params if outer_run else {}
             tracker._submit(
                 client.log_batch,
                 run_id,
-                params=[Param(k, v) for k, v in config.to_params().items()],
+                params=[Param(k, v) for k, v in config.to_params().items() if k not in logged],
                 tags=[
                     RunTag(k, str(v))
                     for k, v in {

@@ -30,6 +30,7 @@ from innerlens.viz.curves import learning_dynamics, metric_curves
 FAMILY = "self_modeling"
 VARIANTS = ("baseline", "first_layer", "middle_layer", "last_layer", "all_layers")
 TASKS = ("modular_sum", "modular_sum_seq")
+SELF_MODEL_LOSSES = ("normalized", "mse")
 FINAL_RESIDUAL = "unembed.hook_in"
 
 
@@ -48,7 +49,12 @@ class SelfModelingConfig(TrainConfig):
     d_mlp: int = option(256, "MLP hidden width.", check=positive)
     self_model_weight: float = option(1.0, "Weight of the self-model MSE added to the task loss.", check=non_negative)
     detach_target: bool = option(True, "Detach the activations the self-model predicts (the paper's choice).")
-    llc_every: int = option(10, "Estimate the LLC every N epochs (0: never).", check=non_negative)
+    self_model_loss: str = option(
+        "normalized",
+        "mse: plain MSE as in the paper; normalized: MSE / mean(target^2), which shrinking activations cannot game.",
+        choices=SELF_MODEL_LOSSES,
+    )
+    llc_every: int = option(25, "Estimate the LLC every N epochs (0: never).", check=non_negative)
     llc_epsilon: float = option(1e-4, "SGLD step size ε for the LLC.", check=positive)
     llc_gamma: float = option(100.0, "SGLD localisation γ for the LLC.", check=non_negative)
     llc_nbeta: Optional[float] = option(None, "Inverse temperature nβ (empty: batch/log(batch)).", check=positive)
@@ -179,7 +185,7 @@ class SelfModelingExperiment:
             task_loss = F.cross_entropy(logits, y[batch])
             loss = task_loss
             if pairs:
-                layer_losses = {layer: F.mse_loss(pred, target) for layer, (pred, target) in pairs.items()}
+                layer_losses = {layer: self.self_model_loss(pred, target) for layer, (pred, target) in pairs.items()}
                 loss = loss + self.config.self_model_weight * torch.stack(list(layer_losses.values())).mean()
                 for layer, value in layer_losses.items():
                     layer_totals[layer] += value.item() * len(batch)
@@ -191,6 +197,14 @@ class SelfModelingExperiment:
         metrics = {key: value / len(y) for key, value in totals.items()}
         metrics.update({f"selfmodel/layer_{layer}/loss": value / len(y) for layer, value in layer_totals.items()})
         return metrics
+
+    def self_model_loss(self, prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Plain MSE lets a transformer shrink its residual stream until the task is never learned
+        (seen with weight 1 at the default size); dividing by the target's mean square removes that exit."""
+        mse = F.mse_loss(prediction, target)
+        if self.config.self_model_loss == "mse":
+            return mse
+        return mse / target.detach().pow(2).mean().clamp_min(1e-8)
 
     @torch.no_grad()
     def evaluate(self, epoch: int) -> dict[str, float]:

@@ -87,7 +87,8 @@ def learning_dynamics(df: pd.DataFrame, splits: list[str], *, group: str, title:
         ax.set_xlabel(f"{split} loss")
         ax.set_ylabel(f"{split} accuracy")
         ax.set_title(split)
-    axes.flat[0].legend(fontsize="small")
+    if axes.flat[0].get_legend_handles_labels()[0]:
+        axes.flat[0].legend(fontsize="small")
     figure.suptitle(title)
     figure.tight_layout()
     return figure

@@ -1,0 +1,39 @@
+# innerlens: the two set-up commands are `make demo` (install + main job) and `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN     = $(VENV)/bin
+
+.PHONY: install demo test bench mlproject server-start server-stop clean
+
+$(BIN)/innerlens: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@
+
+install: $(BIN)/innerlens
+
+## The main job: the self-modeling comparison into the embedded store under mlruns/.
+demo: install
+	$(BIN)/innerlens self-modeling-comparison --seeds 0 --max-epochs 40
+	@echo "see it with:  $(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlruns/mlflow.db"
+
+test: install
+	$(BIN)/python -m pytest -q
+
+bench: install
+	$(BIN)/python bench/tracking_overhead.py
+
+## Regenerate MLproject after changing a Config dataclass (a test checks they agree).
+mlproject: install
+	$(BIN)/innerlens mlproject > MLproject
+
+server-start: install
+	PATH=$(CURDIR)/$(BIN):$$PATH deploy/local-server start mlruns/server 5000
+
+server-stop:
+	deploy/local-server stop mlruns/server
+
+clean:
+	rm -rf $(VENV) mlruns/mlflow.db mlruns/artifacts src/*.egg-info

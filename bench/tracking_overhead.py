@@ -1,0 +1,82 @@
+"""Time an epoch of the default self-modeling model with tracking on and off, in one process.
+
+Tracking on = the callbacks every run uses (one log_batch of metrics per epoch, last.pt every
+epoch, best.pt on improvement), with the background queue flushed inside the timed region so
+no work spills into the next measurement. Rounds alternate on/off to cancel drift.
+
+    python bench/tracking_overhead.py [--rounds 8] [--epochs 3]
+
+Writes bench/results/tracking_overhead.json.
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import click
+import torch
+
+from innerlens import tracking
+from innerlens.callbacks import Checkpointer, MetricsLogger
+from innerlens.engine import EngineState, Selection, fit
+from innerlens.families.self_modeling import SelfModelingConfig, SelfModelingExperiment
+
+
+@click.command()
+@click.option("--rounds", default=8, show_default=True, help="On/off pairs to time.")
+@click.option("--epochs", default=3, show_default=True, help="Epochs per timed fit.")
+@click.option("--output", default=str(Path(__file__).parent / "results" / "tracking_overhead.json"), show_default=True)
+def main(rounds: int, epochs: int, output: str) -> None:
+    store = tempfile.mkdtemp(prefix="innerlens-bench-")
+    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{store}/mlflow.db"
+    os.environ["MLFLOW_EXPERIMENT_NAME"] = "bench"
+    tracking.configure_tracking()
+    import mlflow
+
+    mlflow.set_experiment("bench")
+    config = SelfModelingConfig(llc_every=0, patience=0, max_epochs=epochs)
+    experiment = SelfModelingExperiment(config, torch.device("cpu"))
+    selection = Selection(patience=0)
+
+    def timed(callbacks: list, tracker: tracking.RunTracker | None) -> float:
+        start = time.perf_counter()
+        fit(experiment, max_epochs=epochs, selection=selection, callbacks=callbacks, state=EngineState(), progress=False)
+        if tracker is not None:
+            tracker.flush()
+        return (time.perf_counter() - start) / epochs
+
+    with tracking.start_run(config, variant=config.variant, run_name="bench") as tracker:
+        callbacks = [MetricsLogger(tracker), Checkpointer(tracker, experiment, config)]
+        timed([], None)  # warm-up
+        off, on = [], []
+        for _ in range(rounds):
+            off.append(timed([], None))
+            on.append(timed(callbacks, tracker))
+    result = {
+        "what": "seconds per epoch, default self_modeling config (middle_layer, 3500 train examples), CPU",
+        "rounds": rounds,
+        "epochs_per_round": epochs,
+        "epoch_s_tracking_off_median": statistics.median(off),
+        "epoch_s_tracking_on_median": statistics.median(on),
+        "overhead_ratio": statistics.median(on) / statistics.median(off) - 1.0,
+        "target_overhead_ratio": 0.02,
+        "torch_threads": torch.get_num_threads(),
+        "machine": f"{platform.machine()} {os.cpu_count()} cores, python {platform.python_version()}, torch {torch.__version__}",
+        "off_samples": off,
+        "on_samples": on,
+    }
+    Path(output).parent.mkdir(parents=True, exist_ok=True)
+    Path(output).write_text(json.dumps(result, indent=2) + "\n")
+    click.echo(
+        f"tracking off {result['epoch_s_tracking_off_median']:.4f} s/epoch, on {result['epoch_s_tracking_on_median']:.4f} "
+        f"s/epoch: overhead {100 * result['overhead_ratio']:.2f}% (target < 2%) -> {output}"
+    )
+
+
+if __name__ == "__main__":
+    main()
