@@ -1,10 +1,12 @@
 """Time an epoch of the default self-modeling model with tracking on and off, in one process.
 
-Tracking on = the callbacks every run uses (one log_batch of metrics per epoch, last.pt every
-epoch, best.pt on improvement), with the background queue flushed inside the timed region so
-no work spills into the next measurement. Rounds alternate on/off to cancel drift.
+Each measurement is a fresh fit of ``--epochs`` epochs from the same seed (so both arms train
+the same numbers and improve val/acc on the same epochs). Tracking on = the callbacks every run
+uses (one log_batch of metrics per epoch, last.pt every epoch, best.pt on improvement), with the
+background queue flushed inside the timed region so no work spills into the next measurement.
+Rounds alternate off/on to cancel drift.
 
-    python bench/tracking_overhead.py [--rounds 8] [--epochs 3]
+    python bench/tracking_overhead.py [--rounds 5] [--epochs 10]
 
 Writes bench/results/tracking_overhead.json.
 """
@@ -28,8 +30,8 @@ from innerlens.families.self_modeling import SelfModelingConfig, SelfModelingExp
 
 
 @click.command()
-@click.option("--rounds", default=8, show_default=True, help="On/off pairs to time.")
-@click.option("--epochs", default=3, show_default=True, help="Epochs per timed fit.")
+@click.option("--rounds", default=5, show_default=True, help="On/off pairs to time.")
+@click.option("--epochs", default=10, show_default=True, help="Epochs per timed fit.")
 @click.option("--output", default=str(Path(__file__).parent / "results" / "tracking_overhead.json"), show_default=True)
 def main(rounds: int, epochs: int, output: str) -> None:
     store = tempfile.mkdtemp(prefix="innerlens-bench-")
@@ -40,25 +42,25 @@ def main(rounds: int, epochs: int, output: str) -> None:
 
     mlflow.set_experiment("bench")
     config = SelfModelingConfig(llc_every=0, patience=0, max_epochs=epochs)
-    experiment = SelfModelingExperiment(config, torch.device("cpu"))
     selection = Selection(patience=0)
 
-    def timed(callbacks: list, tracker: tracking.RunTracker | None) -> float:
+    def timed(tracker: tracking.RunTracker | None) -> float:
+        experiment = SelfModelingExperiment(config, torch.device("cpu"))
+        callbacks = [MetricsLogger(tracker), Checkpointer(tracker, experiment, config)] if tracker else []
         start = time.perf_counter()
         fit(experiment, max_epochs=epochs, selection=selection, callbacks=callbacks, state=EngineState(), progress=False)
         if tracker is not None:
             tracker.flush()
         return (time.perf_counter() - start) / epochs
 
-    with tracking.start_run(config, variant=config.variant, run_name="bench") as tracker:
-        callbacks = [MetricsLogger(tracker), Checkpointer(tracker, experiment, config)]
-        timed([], None)  # warm-up
-        off, on = [], []
-        for _ in range(rounds):
-            off.append(timed([], None))
-            on.append(timed(callbacks, tracker))
+    off, on = [], []
+    timed(None)  # warm-up
+    for round_index in range(rounds):
+        off.append(timed(None))
+        with tracking.start_run(config, variant=config.variant, run_name=f"bench-{round_index}") as tracker:
+            on.append(timed(tracker))
     result = {
-        "what": "seconds per epoch, default self_modeling config (middle_layer, 3500 train examples), CPU",
+        "what": "seconds per epoch over a fresh fit, default self_modeling config (middle_layer, 3500 train examples), CPU",
         "rounds": rounds,
         "epochs_per_round": epochs,
         "epoch_s_tracking_off_median": statistics.median(off),

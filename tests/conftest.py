@@ -4,12 +4,16 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
+import sys
 from pathlib import Path
 from typing import Iterator
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+
+# Subprocesses (`mlflow run`, `mlflow server`, `python entrypoints/...`) use this interpreter's env.
+os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
 
 # Small enough for CI's two cores, large enough that every code path runs.
 TINY = {
