@@ -2,7 +2,8 @@
 
 Each measurement is a fresh fit of ``--epochs`` epochs from the same seed (so both arms train
 the same numbers and improve val/acc on the same epochs). Tracking on = the callbacks every run
-uses (one log_batch of metrics per epoch, last.pt every epoch, best.pt on improvement), with the
+uses with their defaults (one log_batch of metrics per epoch; best.pt and last.pt every
+--checkpoint-interval seconds and at the final epoch), with the
 background queue flushed inside the timed region so no work spills into the next measurement.
 Rounds alternate off/on to cancel drift.
 
@@ -46,7 +47,11 @@ def main(rounds: int, epochs: int, output: str) -> None:
 
     def timed(tracker: tracking.RunTracker | None) -> float:
         experiment = SelfModelingExperiment(config, torch.device("cpu"))
-        callbacks = [MetricsLogger(tracker), Checkpointer(tracker, experiment, config)] if tracker else []
+        callbacks = (
+            [MetricsLogger(tracker), Checkpointer(tracker, experiment, config, config.checkpoint_interval)]
+            if tracker
+            else []
+        )
         start = time.perf_counter()
         fit(experiment, max_epochs=epochs, selection=selection, callbacks=callbacks, state=EngineState(), progress=False)
         if tracker is not None:

@@ -13,7 +13,9 @@ from innerlens.families.self_modeling import SelfModelingConfig, SelfModelingExp
 
 from conftest import TINY
 
-CONFIG = SelfModelingConfig.from_strings({**TINY, "max_epochs": "4", "llc_every": "0", "patience": "0"})
+CONFIG = SelfModelingConfig.from_strings(
+    {**TINY, "max_epochs": "4", "llc_every": "0", "patience": "0", "checkpoint_interval": "0"}
+)
 
 
 def _final(run_id: str) -> dict[str, float]:

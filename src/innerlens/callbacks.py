@@ -1,13 +1,14 @@
 """Engine callbacks that record a fit in its MLflow run."""
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pandas as pd
 
 from innerlens.config import Config
 from innerlens.engine import EngineState, Experiment, training_state
-from innerlens.tracking import RunTracker
+from innerlens.tracking import RunTracker, snapshot
 
 
 def history_frame(history: list[dict[str, float]]) -> pd.DataFrame:
@@ -22,13 +23,19 @@ def history_frame(history: list[dict[str, float]]) -> pd.DataFrame:
 
 
 class MetricsLogger:
-    """One ``log_batch`` per epoch with every metric of that epoch."""
+    """One ``log_batch`` per epoch with every metric of that epoch.
 
-    def __init__(self, tracker: RunTracker) -> None:
+    After a resume, epochs the run already logged before it stopped are recomputed (from the
+    last checkpoint, deterministically) but not logged twice.
+    """
+
+    def __init__(self, tracker: RunTracker, logged_through: int = 0) -> None:
         self.tracker = tracker
+        self.logged_through = logged_through
 
     def on_epoch_end(self, state: EngineState, metrics: dict[str, float], improved: bool) -> None:
-        self.tracker.log_metrics(state.epoch, metrics)
+        if state.epoch > self.logged_through:
+            self.tracker.log_metrics(state.epoch, metrics)
 
     def on_fit_end(self, state: EngineState) -> None:
         self.tracker.log_history(history_frame(state.history))
@@ -38,21 +45,37 @@ class MetricsLogger:
 
 
 class Checkpointer:
-    """``checkpoints/last.pt`` every epoch (for --resume) and ``best.pt`` when val/acc improves."""
+    """``checkpoints/last.pt`` and ``best.pt`` (best val/acc so far), written together.
 
-    def __init__(self, tracker: RunTracker, experiment: Experiment, config: Config) -> None:
+    Writing every epoch costs more than a small model's epoch is worth, so they are written
+    when ``interval_s`` seconds have passed since the last write and always on the final epoch;
+    the best state is snapshotted in memory when it improves. A crash loses at most
+    ``interval_s`` of training, which ``--resume`` recomputes.
+    """
+
+    def __init__(self, tracker: RunTracker, experiment: Experiment, config: Config, interval_s: float = 0.0) -> None:
         self.tracker = tracker
         self.experiment = experiment
         self.config = config.to_dict()
+        self.interval_s = interval_s
+        self.last_write = time.monotonic()
+        self.pending_best: dict[str, Any] | None = None
 
     def _payload(self, state: EngineState) -> dict[str, Any]:
-        return {**training_state(self.experiment, state), "config": self.config}
+        return snapshot({**training_state(self.experiment, state), "config": self.config})
 
     def on_epoch_end(self, state: EngineState, metrics: dict[str, float], improved: bool) -> None:
-        payload = self._payload(state)
+        payload = self._payload(state) if improved else None
         if improved:
-            self.tracker.save_checkpoint("best", payload)
-        self.tracker.save_checkpoint("last", payload)
+            self.pending_best = payload
+        due = time.monotonic() - self.last_write >= self.interval_s
+        if not (due or state.stop_reason):
+            return
+        if self.pending_best is not None:
+            self.tracker.save_checkpoint("best", self.pending_best)
+            self.pending_best = None
+        self.tracker.save_checkpoint("last", payload or self._payload(state))
+        self.last_write = time.monotonic()
 
     def on_fit_end(self, state: EngineState) -> None:
         pass

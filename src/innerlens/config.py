@@ -224,6 +224,9 @@ class TrainConfig(Config):
     weight_decay: float = option(1.0, "AdamW weight decay (strong decay drives generalization on modular tasks).", check=non_negative)
     target_accuracy: Optional[float] = option(None, "Stop once this accuracy is reached on --target-split.", check=probability)
     target_split: str = option("val", "Split the target accuracy is checked on (test only if you mean it).", choices=("val", "test"))
+    checkpoint_interval: float = option(
+        30.0, "Seconds between checkpoint writes (0: every epoch); the final epoch is always written.", check=non_negative
+    )
     resume: Optional[str] = option(None, "Run id of an interrupted run to continue from its last checkpoint.")
 
     def check(self) -> str | None:

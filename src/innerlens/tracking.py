@@ -144,9 +144,8 @@ class RunTracker:
         self._write_and_upload("history.parquet", lambda path: history.to_parquet(path, index=False))
 
     def save_checkpoint(self, name: str, payload: dict[str, Any]) -> None:
-        """Snapshot the tensors now; serialise and upload ``checkpoints/<name>.pt`` in the background."""
-        snapshot = _snapshot(payload)
-        self._write_and_upload(f"checkpoints/{name}.pt", lambda path: torch.save(snapshot, path))
+        """Serialise and upload ``checkpoints/<name>.pt`` in the background; pass a :func:`snapshot`."""
+        self._write_and_upload(f"checkpoints/{name}.pt", lambda path: torch.save(payload, path))
 
     def _write_and_upload(self, artifact_file: str, write: Any) -> None:
         self._submit(self._write_then_log, artifact_file, write)
@@ -180,15 +179,20 @@ class RunTracker:
             shutil.rmtree(self._staging, ignore_errors=True)
 
 
-def _snapshot(value: Any) -> Any:
+def snapshot(value: Any) -> Any:
     """A copy of nested dicts/lists whose tensors no later optimiser step can change."""
     if isinstance(value, torch.Tensor):
         return value.detach().to("cpu", copy=True)
     if isinstance(value, dict):
-        return {k: _snapshot(v) for k, v in value.items()}
+        return {k: snapshot(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return type(value)(_snapshot(v) for v in value)
+        return type(value)(snapshot(v) for v in value)
     return value
+
+
+def last_logged_step(run_id: str, key: str) -> int:
+    """The highest step of ``key`` the run has logged (0 when none)."""
+    return max((m.step for m in MlflowClient().get_metric_history(run_id, key)), default=0)
 
 
 def load_checkpoint(run_id: str, name: str = "last") -> dict[str, Any]:

@@ -265,9 +265,10 @@ def run(config: SelfModelingConfig, *, nested: bool = False, progress: bool = Tr
     with tracking.start_run(
         config, variant=config.variant, run_name=f"{config.variant}-s{config.seed}", nested=nested
     ) as tracker:
-        state = EngineState()
+        state, logged_through = EngineState(), 0
         if config.resume:
             state = restore(experiment, tracking.load_checkpoint(config.resume))
+            logged_through = tracking.last_logged_step(config.resume, "val/acc")
         settings = config.llc_settings
         tracker.set_tags({"innerlens.target_split": config.target_split, "innerlens.device": str(device)})
         if not config.resume and config.llc_every:
@@ -278,7 +279,10 @@ def run(config: SelfModelingConfig, *, nested: bool = False, progress: bool = Tr
             selection=Selection(
                 patience=config.patience, target_accuracy=config.target_accuracy, target_split=config.target_split
             ),
-            callbacks=[MetricsLogger(tracker), Checkpointer(tracker, experiment, config)],
+            callbacks=[
+                MetricsLogger(tracker, logged_through),
+                Checkpointer(tracker, experiment, config, config.checkpoint_interval),
+            ],
             state=state,
             progress=progress,
         )
