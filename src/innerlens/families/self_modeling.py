@@ -177,8 +177,10 @@ class SelfModelingExperiment:
         self.model.train()
         x, y = self.data["train"]
         order = torch.randperm(len(y), generator=self.generator).to(x.device)
-        totals = {"train/loss": 0.0, "train/acc": 0.0}
-        layer_totals = {layer: 0.0 for layer in self.model.layers}
+        # Sums stay on the device; one sync at the end of the epoch, not one per step.
+        loss_sum = torch.zeros((), device=x.device)
+        correct = torch.zeros((), device=x.device)
+        layer_sums = {layer: torch.zeros((), device=x.device) for layer in self.model.layers}
         for start in range(0, len(y), self.config.batch_size):
             batch = order[start : start + self.config.batch_size]
             logits, pairs = self.model.forward_with_self_model(x[batch])
@@ -188,14 +190,14 @@ class SelfModelingExperiment:
                 layer_losses = {layer: self.self_model_loss(pred, target) for layer, (pred, target) in pairs.items()}
                 loss = loss + self.config.self_model_weight * torch.stack(list(layer_losses.values())).mean()
                 for layer, value in layer_losses.items():
-                    layer_totals[layer] += value.item() * len(batch)
+                    layer_sums[layer] += value.detach() * len(batch)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
-            totals["train/loss"] += task_loss.item() * len(batch)
-            totals["train/acc"] += (logits.argmax(-1) == y[batch]).sum().item()
-        metrics = {key: value / len(y) for key, value in totals.items()}
-        metrics.update({f"selfmodel/layer_{layer}/loss": value / len(y) for layer, value in layer_totals.items()})
+            loss_sum += task_loss.detach() * len(batch)
+            correct += (logits.argmax(-1) == y[batch]).sum()
+        metrics = {"train/loss": loss_sum.item() / len(y), "train/acc": correct.item() / len(y)}
+        metrics.update({f"selfmodel/layer_{layer}/loss": value.item() / len(y) for layer, value in layer_sums.items()})
         return metrics
 
     def self_model_loss(self, prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
