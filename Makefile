@@ -16,7 +16,7 @@ install: $(BIN)/innerlens
 
 ## The main job: the self-modeling comparison into the embedded store under mlruns/.
 demo: install
-	$(BIN)/innerlens self-modeling-comparison --seeds 0 --max-epochs 40
+	$(BIN)/innerlens self-modeling-comparison --seeds 0 --max-epochs 200 --patience 50
 	@echo "see it with:  $(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlruns/mlflow.db"
 
 test: install

@@ -23,7 +23,7 @@ def history_frame(history: list[dict[str, float]]) -> pd.DataFrame:
 
 
 class MetricsLogger:
-    """One ``log_batch`` per epoch with every metric of that epoch.
+    """One ``log_batch`` per evaluation (epoch, or round of steps) with all of its metrics.
 
     After a resume, epochs the run already logged before it stopped are recomputed (from the
     last checkpoint, deterministically) but not logged twice.
@@ -34,13 +34,13 @@ class MetricsLogger:
         self.logged_through = logged_through
 
     def on_epoch_end(self, state: EngineState, metrics: dict[str, float], improved: bool) -> None:
-        if state.epoch > self.logged_through:
-            self.tracker.log_metrics(state.epoch, metrics)
+        if state.step > self.logged_through:
+            self.tracker.log_metrics(state.step, metrics)
 
     def on_fit_end(self, state: EngineState) -> None:
         self.tracker.log_history(history_frame(state.history))
         self.tracker.set_tags(
-            {"innerlens.stop_reason": state.stop_reason, "innerlens.best_epoch": str(state.best_epoch)}
+            {"innerlens.stop_reason": state.stop_reason, "innerlens.best_step": str(state.best_step)}
         )
 
 

@@ -41,7 +41,14 @@ def _run_self_modeling_comparison(config: Config) -> str:
     return self_modeling_comparison.compare(config)  # type: ignore[arg-type]
 
 
+def _run_grokking(config: Config) -> str:
+    from innerlens.families import grokking
+
+    return grokking.run(config)  # type: ignore[arg-type]
+
+
 def entry_points() -> list[EntryPoint]:
+    from innerlens.families.grokking import GrokkingConfig
     from innerlens.families.self_modeling import SelfModelingConfig
     from innerlens.families.self_modeling_comparison import SelfModelingComparisonConfig
 
@@ -52,6 +59,12 @@ def entry_points() -> list[EntryPoint]:
             SelfModelingComparisonConfig,
             _run_self_modeling_comparison,
             "Train every self-modeling variant (x seeds) under one parent run and draw the comparison.",
+        ),
+        EntryPoint(
+            "grokking",
+            GrokkingConfig,
+            _run_grokking,
+            "Delayed generalization on modular arithmetic (Nanda et al. 2023 defaults), with phase detection.",
         ),
     ]
 
@@ -145,6 +158,19 @@ def mlproject_command() -> None:
     from innerlens.mlproject import render_mlproject
 
     click.echo(render_mlproject(entry_points()), nl=False)
+
+
+@cli.command("analyze")
+@click.argument("run_id")
+def analyze_command(run_id: str) -> None:
+    """Recompute a finished grokking run's analyses from its step snapshots and log them into it."""
+    from innerlens.families import grokking
+    from innerlens.tracking import configure_tracking, ui_hint
+
+    configure_tracking()
+    transitions = grokking.analyze(run_id)
+    click.echo(f"run {run_id}: memorized at step {transitions.memorization_step:g}, generalized at {transitions.generalization_step:g}")
+    click.echo(ui_hint())
 
 
 for _entry in entry_points():

@@ -210,22 +210,19 @@ def _fraction_check(value: float) -> str | None:
 
 @dataclass(frozen=True)
 class TrainConfig(Config):
-    """Options every trained family shares: seeding, device, splits, optimisation and selection."""
+    """Options every trained family shares: seeding, device, splits, optimiser and selection."""
 
     seed: int = option(0, "Random seed for data, initialisation and shuffling.")
     device: str = option("auto", "Where to train: auto picks CUDA, then MPS, then CPU.", choices=("auto", "cpu", "cuda", "mps"))
     train_fraction: float = option(0.7, "Fraction of examples used for training.", check=_fraction_check)
     val_fraction: float = option(0.15, "Fraction used for validation (early stopping, checkpoint selection).", check=_fraction_check)
     test_fraction: float = option(0.15, "Fraction held out for reporting only.", check=_fraction_check)
-    max_epochs: int = option(100, "Upper bound on training epochs.", check=positive)
-    patience: int = option(30, "Stop after this many epochs without a better val/acc (0 disables).", check=non_negative)
-    batch_size: int = option(256, "Minibatch size.", check=positive)
     lr: float = option(1e-3, "AdamW learning rate.", check=positive)
     weight_decay: float = option(1.0, "AdamW weight decay (strong decay drives generalization on modular tasks).", check=non_negative)
     target_accuracy: Optional[float] = option(None, "Stop once this accuracy is reached on --target-split.", check=probability)
     target_split: str = option("val", "Split the target accuracy is checked on (test only if you mean it).", choices=("val", "test"))
     checkpoint_interval: float = option(
-        30.0, "Seconds between checkpoint writes (0: every epoch); the final epoch is always written.", check=non_negative
+        30.0, "Seconds between checkpoint writes (0: every evaluation); the final one is always written.", check=non_negative
     )
     resume: Optional[str] = option(None, "Run id of an interrupted run to continue from its last checkpoint.")
 
@@ -237,3 +234,12 @@ class TrainConfig(Config):
                 f"{self.train_fraction}+{self.val_fraction}+{self.test_fraction}={total:g}"
             )
         return None
+
+
+@dataclass(frozen=True)
+class EpochConfig(TrainConfig):
+    """Families that train in minibatch epochs (step-based families count steps instead)."""
+
+    max_epochs: int = option(100, "Upper bound on training epochs.", check=positive)
+    patience: int = option(30, "Stop after this many epochs without a better val/acc (0 disables).", check=non_negative)
+    batch_size: int = option(256, "Minibatch size.", check=positive)

@@ -52,12 +52,22 @@ class Selection:
 class EngineState:
     """Everything needed to continue a fit exactly where it stopped."""
 
-    epoch: int = 0
+    epoch: int = 0  # rounds done: an epoch, or ``steps_per_round`` optimisation steps for step-based families
+    steps_per_round: int = 1
     best_value: float = -math.inf
     best_epoch: int = 0
     epochs_since_best: int = 0
     stop_reason: str = ""
     history: list[dict[str, float]] = field(default_factory=list)
+
+    @property
+    def step(self) -> int:
+        """The x-axis every metric is logged against (``innerlens.step_unit`` says what it counts)."""
+        return self.epoch * self.steps_per_round
+
+    @property
+    def best_step(self) -> int:
+        return self.best_epoch * self.steps_per_round
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -120,14 +130,20 @@ def fit(
     callbacks: list[Callback],
     state: EngineState | None = None,
     progress: bool = True,
+    steps_per_round: int = 1,
 ) -> EngineState:
-    """Train until ``max_epochs``, patience runs out or the target accuracy is reached."""
-    state = state or EngineState()
+    """Train until ``max_epochs`` rounds, patience runs out or the target accuracy is reached.
+
+    A round is one epoch, or for step-based families ``steps_per_round`` optimisation steps
+    between two evaluations (``Experiment.train_epoch`` runs a round); patience counts rounds.
+    """
+    state = state or EngineState(steps_per_round=steps_per_round)
+    assert state.steps_per_round == steps_per_round, "a resumed fit keeps its evaluation interval"
     bar = tqdm(
         range(state.epoch + 1, max_epochs + 1),
         initial=state.epoch,
         total=max_epochs,
-        desc="epochs",
+        desc="epochs" if steps_per_round == 1 else f"rounds of {steps_per_round} steps",
         disable=not progress,
         leave=False,
     )
@@ -141,11 +157,11 @@ def fit(
             state.best_value, state.best_epoch, state.epochs_since_best = value, epoch, 0
         else:
             state.epochs_since_best += 1
-        state.history.append({"step": float(epoch), **metrics})
+        state.history.append({"step": float(state.step), **metrics})
         if selection.target_accuracy is not None and metrics[selection.target_key] >= selection.target_accuracy:
             state.stop_reason = f"target {selection.target_key}>={selection.target_accuracy}"
         elif selection.patience and state.epochs_since_best >= selection.patience:
-            state.stop_reason = f"no {selection.monitor} improvement for {selection.patience} epochs"
+            state.stop_reason = f"no {selection.monitor} improvement for {selection.patience} evaluations"
         elif epoch == max_epochs:
             state.stop_reason = "max_epochs"
         for callback in callbacks:

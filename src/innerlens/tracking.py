@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import os
 import shutil
 import subprocess
@@ -74,8 +75,10 @@ def _experiment_id(client: MlflowClient) -> str:
     if experiment is not None:
         return experiment.experiment_id
     artifact_location = None
-    if not os.environ.get("MLFLOW_TRACKING_URI"):
-        artifact_location = (embedded_store()[1] / name).as_uri()
+    store_uri, artifact_root = embedded_store()
+    if mlflow.get_tracking_uri() == store_uri:
+        # (mlflow.set_tracking_uri exports MLFLOW_TRACKING_URI, so the env var cannot tell.)
+        artifact_location = (artifact_root / name).as_uri()
     return client.create_experiment(name, artifact_location=artifact_location)
 
 
@@ -202,6 +205,43 @@ def load_checkpoint(run_id: str, name: str = "last") -> dict[str, Any]:
             run_id=run_id, artifact_path=f"checkpoints/{name}.pt", dst_path=tmp
         )
         return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def list_checkpoints(run_id: str, folder: str = "") -> list[str]:
+    """Checkpoint names (without ``.pt``) under ``checkpoints/<folder>`` of a run, sorted."""
+    path = f"checkpoints/{folder}".rstrip("/")
+    entries = MlflowClient().list_artifacts(run_id, path)
+    return sorted(Path(e.path).stem for e in entries if e.path.endswith(".pt"))
+
+
+def load_config(run_id: str, family: str) -> dict[str, Any]:
+    """The ``config.json`` a run of ``family`` was started with (one-line error otherwise)."""
+    client = MlflowClient()
+    try:
+        run = client.get_run(run_id)
+    except MlflowException:
+        raise ConfigError(f"no run {run_id!r} in tracking store {mlflow.get_tracking_uri()}") from None
+    if run.data.tags.get(TAG_FAMILY) != family:
+        raise ConfigError(f"run {run_id} is a {run.data.tags.get(TAG_FAMILY)!r} run, not {family!r}")
+    return json.loads(mlflow.artifacts.load_text(f"{run.info.artifact_uri}/config.json"))
+
+
+def load_history(run_id: str) -> pd.DataFrame:
+    """A finished run's ``history.parquet`` (tidy step, key, value)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="history.parquet", dst_path=tmp)
+        return pd.read_parquet(path)
+
+
+@contextlib.contextmanager
+def open_finished_run(run_id: str) -> Iterator[RunTracker]:
+    """Add artifacts and tags to an existing run without reopening it (its status stays as it was)."""
+    configure_tracking()
+    tracker = RunTracker(run_id)
+    try:
+        yield tracker
+    finally:
+        tracker.close()
 
 
 @contextlib.contextmanager

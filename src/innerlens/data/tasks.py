@@ -49,3 +49,45 @@ def modular_sum_seq(p: int, samples: int, seq_len: int, seed: int) -> SequenceTa
     x = torch.stack(rows)
     equals = torch.full((samples, 1), p)
     return SequenceTask("modular_sum_seq", torch.cat([x, equals], 1), x.sum(1) % p, p + 1, p)
+
+
+MODULAR_OPERATIONS = ("add", "sub", "mul", "div")
+
+
+def modular_table(operation: str, p: int) -> SequenceTask:
+    """Every pair of ``a b =`` -> ``a ∘ b mod p`` (Power et al. 2022); division skips b = 0.
+
+    Rows are in (a, b) order, so the full p x p grid the Fourier analyses need is
+    ``x.view(p, p, 3)`` for add, sub and mul.
+    """
+    a, b = (grid.flatten() for grid in torch.meshgrid(torch.arange(p), torch.arange(p), indexing="ij"))
+    if operation == "add":
+        y = (a + b) % p
+    elif operation == "sub":
+        y = (a - b) % p
+    elif operation == "mul":
+        y = (a * b) % p
+    else:
+        assert operation == "div", operation
+        keep = b != 0
+        a, b = a[keep], b[keep]
+        # a / b = a * b^(p-2) mod p (Fermat; p prime, checked by the config)
+        y = (a * torch.tensor([pow(int(v), p - 2, p) for v in b])) % p
+    equals = torch.full_like(a, p)
+    return SequenceTask(f"modular_{operation}", torch.stack([a, b, equals], 1), y, p + 1, p)
+
+
+def with_shortcut(task: SequenceTask, train_rows: torch.Tensor, strength: float, seed: int) -> SequenceTask:
+    """Insert a shortcut token before ``=`` that equals the label on ``strength`` of the training
+    rows and is uniformly random everywhere else (validation and test).
+
+    A network can reach ``strength`` training accuracy by copying one token (simple), or 100 %
+    by computing the real rule; off the training set only the real rule works. This is the
+    simplicity-bias setting: watch whether the shortcut is learned first and later abandoned.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    shortcut = torch.randint(0, task.num_classes, (len(task.y),), generator=generator)
+    agrees = torch.rand(len(train_rows), generator=generator) < strength
+    shortcut[train_rows[agrees]] = task.y[train_rows[agrees]]
+    x = torch.cat([task.x[:, :-1], shortcut[:, None], task.x[:, -1:]], 1)
+    return SequenceTask(f"{task.name}_shortcut", x, task.y, task.vocab_size, task.num_classes)

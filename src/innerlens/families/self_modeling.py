@@ -20,7 +20,7 @@ from innerlens import tracking
 from innerlens.analysis.llc import LLCSettings, estimate_llc
 from innerlens.analysis.weights import weight_std
 from innerlens.callbacks import Checkpointer, MetricsLogger, history_frame
-from innerlens.config import TrainConfig, non_negative, option, positive
+from innerlens.config import EpochConfig, non_negative, option, positive
 from innerlens.data.splits import split_indices
 from innerlens.data.tasks import SequenceTask, modular_sum, modular_sum_seq
 from innerlens.engine import EngineState, Selection, fit, resolve_device, restore, seed_everything
@@ -35,7 +35,7 @@ FINAL_RESIDUAL = "unembed.hook_in"
 
 
 @dataclass(frozen=True)
-class SelfModelingConfig(TrainConfig):
+class SelfModelingConfig(EpochConfig):
     family = FAMILY
 
     variant: str = option("middle_layer", "Which layer(s) the self-model predicts.", choices=VARIANTS)

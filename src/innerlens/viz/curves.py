@@ -6,6 +6,7 @@ just a group with one member (no band).
 from __future__ import annotations
 
 import math
+from typing import Callable, Collection
 
 import matplotlib
 
@@ -13,6 +14,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+from matplotlib.axes import Axes  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from scipy import stats  # noqa: E402
 
@@ -37,10 +39,16 @@ def metric_curves(
     *,
     group: str,
     title: str,
-    log_y: bool = False,
+    log_y: bool | Collection[str] = False,
     ylabel: str | None = None,
+    xlabel: str = "epoch",
+    decorate: Callable[[Axes], None] | None = None,
 ) -> Figure:
-    """One panel per metric key; a line per group with its mean and 95 % band over runs."""
+    """One panel per metric key; a line per group with its mean and 95 % band over runs.
+
+    ``log_y`` is True for every panel or the keys drawn on a log scale; ``decorate`` draws
+    on every panel afterwards (e.g. shaded training phases).
+    """
     summary = mean_and_band(df[df["key"].isin(keys)], group)
     columns = min(len(keys), 3)
     rows = math.ceil(len(keys) / columns)
@@ -58,10 +66,12 @@ def metric_curves(
                 linewidth=0,
             )
         ax.set_title(key)
-        ax.set_xlabel("epoch")
+        ax.set_xlabel(xlabel)
         ax.set_ylabel(ylabel or key.split("/")[-1])
-        if log_y:
+        if (log_y is True or (not isinstance(log_y, bool) and key in log_y)) and (panel["mean"] > 0).all() and not panel.empty:
             ax.set_yscale("log")
+        if decorate is not None:
+            decorate(ax)
         if panel.empty:
             ax.text(0.5, 0.5, "no data", ha="center", va="center", transform=ax.transAxes)
     for ax in list(axes.flat)[len(keys):]:

@@ -1,0 +1,413 @@
+"""Grokking: delayed generalization on modular arithmetic (Power et al. 2022; Nanda et al. 2023).
+
+Defaults reproduce Nanda et al.'s setup: a one-layer ReLU transformer without LayerNorm,
+full-batch AdamW (lr 1e-3, weight decay 1.0, betas 0.9/0.98, 10-step warm-up), p = 113 and
+30 % of all pairs for training, the loss computed in float64. Training is step-based: the
+engine's rounds are ``--eval-every`` optimisation steps, and every metric is logged against
+the step. What is particular here: the task table, progress measures, transition detection,
+log-spaced snapshots and the figures and dashboard built from them.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+
+from innerlens import tracking
+from innerlens.analysis.attention import head_statistics
+from innerlens.analysis.features import effective_dimension
+from innerlens.analysis.fourier import frequency_norms, gini, progress_measures
+from innerlens.analysis.transitions import Transitions, detect_transitions
+from innerlens.callbacks import Checkpointer, MetricsLogger, history_frame
+from innerlens.config import ConfigError, TrainConfig, non_negative, option, positive, probability
+from innerlens.data.splits import split_indices
+from innerlens.data.tasks import MODULAR_OPERATIONS, SequenceTask, modular_table, with_shortcut
+from innerlens.engine import EngineState, Selection, fit, resolve_device, restore, seed_everything
+from innerlens.models.transformer import native_transformer
+from innerlens.tracking import RunTracker, snapshot
+
+FAMILY = "grokking"
+TASKS = (*MODULAR_OPERATIONS, "shortcut")
+PATTERN_HOOK = "blocks.0.attn.hook_pattern"
+SNAPSHOT_PREFIX = "steps/step_"
+
+
+def _is_prime(n: int) -> bool:
+    return n >= 2 and all(n % d for d in range(2, int(math.isqrt(n)) + 1))
+
+
+def _odd_prime(p: int) -> str | None:
+    return None if p > 2 and _is_prime(p) else f"must be an odd prime (the Fourier analyses and division need one), got {p}"
+
+
+@dataclass(frozen=True)
+class GrokkingConfig(TrainConfig):
+    family = FAMILY
+
+    train_fraction: float = option(0.3, "Fraction of all a∘b pairs used for training (0.3 in Nanda et al.).")
+    val_fraction: float = option(0.35, "Fraction used for validation (selection, transition detection).")
+    test_fraction: float = option(0.35, "Fraction held out for reporting only.")
+    task: str = option(
+        "add",
+        "a∘b mod p for add|sub|mul|div, or shortcut: add with a token that equals the answer on "
+        "--shortcut-strength of the training rows only (simplicity bias).",
+        choices=TASKS,
+    )
+    p: int = option(113, "Modulus: an odd prime.", check=_odd_prime)
+    shortcut_strength: float = option(0.9, "shortcut task: share of training rows whose shortcut token is the answer.", check=probability)
+    n_layers: int = option(1, "Transformer blocks.", check=positive)
+    d_model: int = option(128, "Residual stream width.", check=positive)
+    n_heads: int = option(4, "Attention heads.", check=positive)
+    d_head: int = option(32, "Width of each head (n_heads x d_head must equal d_model).", check=positive)
+    d_mlp: int = option(512, "MLP hidden width.", check=positive)
+    act_fn: str = option("relu", "MLP activation.", choices=("relu", "gelu"))
+    normalization: str = option("none", "LayerNorm or none (Nanda et al. use none).", choices=("none", "LN"))
+    beta1: float = option(0.9, "AdamW beta1.", check=probability)
+    beta2: float = option(0.98, "AdamW beta2.", check=probability)
+    warmup_steps: int = option(10, "Linear learning-rate warm-up steps.", check=non_negative)
+    batch_size: int = option(0, "Examples per step; 0 = full batch (the published setup).", check=non_negative)
+    loss_dtype: str = option(
+        "float64", "Precision of the log-softmax in the loss (float32 underflows near loss 1e-7 and spikes).", choices=("float64", "float32")
+    )
+    max_steps: int = option(20000, "Optimisation steps (a multiple of --eval-every).", check=positive)
+    eval_every: int = option(100, "Steps between evaluations (metrics, selection).", check=positive)
+    patience: int = option(0, "Stop after this many evaluations without better val/acc (0: never; grokking needs patience).", check=non_negative)
+    analysis_every: int = option(1000, "Steps between progress measures, attention and embedding analyses (a multiple of --eval-every; 0: never).", check=non_negative)
+    snapshots: int = option(16, "Model snapshots at log-spaced steps kept as artifacts for `innerlens analyze`.", check=non_negative)
+    key_frequencies: int = option(5, "Number of key Fourier frequencies for restricted/excluded loss.", check=positive)
+    memorization_threshold: float = option(0.99, "Train accuracy that marks memorization.", check=probability)
+    generalization_threshold: float = option(0.99, "Validation accuracy that marks generalization.", check=probability)
+    dashboard: bool = option(True, "Write the interactive plotly dashboard (figures/dashboard.html).")
+    tsne: bool = option(False, "Also draw t-SNE maps of the embeddings at the snapshots (slower).")
+
+    def check(self) -> str | None:
+        base = super().check()
+        if base:
+            return base
+        if self.n_heads * self.d_head != self.d_model:
+            return f"--n-heads {self.n_heads} x --d-head {self.d_head} must equal --d-model {self.d_model}"
+        if self.max_steps % self.eval_every:
+            return f"--max-steps {self.max_steps} must be a multiple of --eval-every {self.eval_every}"
+        if self.analysis_every % self.eval_every:
+            return f"--analysis-every {self.analysis_every} must be a multiple of --eval-every {self.eval_every}"
+        rows = self.p * (self.p - 1) if self.task == "div" else self.p * self.p
+        if min(int(rows * self.val_fraction), int(rows * self.test_fraction), int(rows * self.train_fraction)) < 1:
+            return f"--p {self.p} has {rows} pairs: too few for the split fractions; use a larger p"
+        if self.batch_size > int(rows * self.train_fraction):
+            return f"--batch-size {self.batch_size} exceeds the {int(rows * self.train_fraction)} training pairs; use 0 for full batch"
+        return None
+
+    @property
+    def tokens(self) -> list[str]:
+        """Names of the input positions."""
+        return ["a", "b", "shortcut", "="] if self.task == "shortcut" else ["a", "b", "="]
+
+    @property
+    def fourier_ready(self) -> bool:
+        """Progress measures are defined for addition (Fourier features of a + b)."""
+        return self.task in ("add", "shortcut")
+
+
+def snapshot_steps(max_steps: int, eval_every: int, count: int) -> list[int]:
+    """Log-spaced evaluation steps (multiples of ``eval_every``) from the first evaluation to the end, plus step 0."""
+    if count == 0:
+        return []
+    raw = np.geomspace(eval_every, max_steps, num=max(count - 1, 1))
+    steps = sorted({int(round(s / eval_every)) * eval_every for s in raw} | {0})
+    return steps
+
+
+def make_task(config: GrokkingConfig) -> tuple[SequenceTask, dict[str, torch.Tensor]]:
+    operation = "add" if config.task == "shortcut" else config.task
+    task = modular_table(operation, config.p)
+    splits = split_indices(len(task.y), (config.train_fraction, config.val_fraction, config.test_fraction), config.seed)
+    if config.task == "shortcut":
+        task = with_shortcut(task, splits["train"], config.shortcut_strength, config.seed)
+    return task, splits
+
+
+def build_model(config: GrokkingConfig, task: SequenceTask, device: torch.device) -> torch.nn.Module:
+    return native_transformer(
+        d_vocab=task.vocab_size,
+        d_vocab_out=task.num_classes,
+        n_ctx=task.seq_len,
+        d_model=config.d_model,
+        n_layers=config.n_layers,
+        n_heads=config.n_heads,
+        d_mlp=config.d_mlp,
+        act_fn=config.act_fn,
+        normalization=None if config.normalization == "none" else config.normalization,
+        seed=config.seed,
+        device=device,
+    )
+
+
+class GrokkingExperiment:
+    """Step-based training with the whole dataset on the device: no DataLoader on the hot path."""
+
+    def __init__(self, config: GrokkingConfig, device: torch.device) -> None:
+        seed_everything(config.seed)
+        self.config = config
+        self.task, splits = make_task(config)
+        self.data = {name: (self.task.x[idx].to(device), self.task.y[idx].to(device)) for name, idx in splits.items()}
+        self.model = build_model(config, self.task, device)
+        self.optimizer = torch.optim.AdamW(
+            self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay, betas=(config.beta1, config.beta2)
+        )
+        self.generator = torch.Generator().manual_seed(config.seed)
+        self.loss_dtype = getattr(torch, config.loss_dtype)
+        grid = modular_table("add", config.p).x.to(device) if config.fourier_ready else None
+        self.grid = grid
+
+    def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(logits.to(self.loss_dtype), labels)
+
+    def train_epoch(self, round_index: int) -> dict[str, float]:
+        """``eval_every`` optimisation steps (the engine's round)."""
+        self.model.train()
+        x, y = self.data["train"]
+        first = (round_index - 1) * self.config.eval_every + 1
+        for step in range(first, first + self.config.eval_every):
+            lr = self.config.lr * min(1.0, step / self.config.warmup_steps) if self.config.warmup_steps else self.config.lr
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr
+            if self.config.batch_size:
+                rows = torch.randint(0, len(y), (self.config.batch_size,), generator=self.generator).to(x.device)
+                inputs, labels = x[rows], y[rows]
+            else:
+                inputs, labels = x, y
+            loss = self.loss(self.model(inputs)[:, -1], labels)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+        return {"lr": lr}
+
+    @torch.no_grad()
+    def evaluate(self, round_index: int) -> dict[str, float]:
+        self.model.eval()
+        step = round_index * self.config.eval_every
+        metrics: dict[str, float] = {}
+        for split, (x, y) in self.data.items():
+            logits = self.model(x)[:, -1]
+            metrics[f"{split}/loss"] = float(self.loss(logits, y))
+            metrics[f"{split}/acc"] = float((logits.argmax(-1) == y).float().mean())
+        metrics["gap/acc"] = metrics["train/acc"] - metrics["val/acc"]
+        metrics["gap/loss"] = metrics["val/loss"] - metrics["train/loss"]
+        metrics["weights/norm"] = float(torch.sqrt(sum(p.pow(2).sum() for p in self.model.parameters())))
+        if self.config.analysis_every and step % self.config.analysis_every == 0:
+            metrics.update(self.analysis_metrics())
+        return metrics
+
+    @torch.no_grad()
+    def analysis_metrics(self, key_frequencies: list[int] | None = None) -> dict[str, float]:
+        """Progress measures, head statistics and embedding geometry of the current weights."""
+        metrics: dict[str, float] = {}
+        p = self.config.p
+        embedding = self.model.W_E[:p]
+        metrics["features/effective_dim"] = effective_dimension(embedding)
+        if self.config.task in ("add", "sub", "shortcut"):
+            norms = frequency_norms(embedding)
+            metrics["fourier/gini"] = gini(norms)
+            metrics.update({f"fourier/k_{k + 1:03d}": float(v) for k, v in enumerate(norms)})
+        if self.grid is not None:
+            grid_logits = self.grid_logits()
+            train_pairs = self.data["train"][0][:, :2]
+            measures = progress_measures(
+                embedding, grid_logits, train_pairs, key_count=self.config.key_frequencies, frequencies=key_frequencies
+            )
+            metrics["grok/restricted_loss"] = measures.restricted_loss
+            metrics["grok/excluded_loss"] = measures.excluded_loss
+            metrics.update({f"grok/key_frequency_{i}": float(k) for i, k in enumerate(measures.key_frequencies)})
+        stats = self.head_stats()
+        for head in range(self.config.n_heads):
+            metrics[f"attn/head_{head}/entropy"] = float(stats["entropy"][head])
+            for position, name in enumerate(self.config.tokens):
+                metrics[f"attn/head_{head}/to_{'eq' if name == '=' else name}"] = float(stats["share"][head, position])
+        return metrics
+
+    def grid_logits(self) -> torch.Tensor:
+        """Logits for every ``a b =`` (p, p, p); the shortcut task gets a neutral shortcut token (0)."""
+        assert self.grid is not None
+        grid = self.grid
+        if self.config.task == "shortcut":
+            grid = torch.cat([grid[:, :2], torch.zeros_like(grid[:, :1]), grid[:, 2:]], 1)
+        p = self.config.p
+        return self.model(grid)[:, -1].view(p, p, p)
+
+    def head_stats(self) -> dict[str, torch.Tensor]:
+        _, cache = self.model.run_with_cache(self.data["train"][0], names_filter=lambda name: name == PATTERN_HOOK)
+        return head_statistics(cache[PATTERN_HOOK], query=-1)
+
+
+class Snapshots:
+    """Model weights at log-spaced steps: kept in memory for the run's figures and written as
+    ``checkpoints/steps/step_NNNNNN.pt`` so ``innerlens analyze`` can redo the analyses later."""
+
+    def __init__(self, tracker: RunTracker, experiment: GrokkingExperiment, steps: list[int]) -> None:
+        self.tracker = tracker
+        self.experiment = experiment
+        self.steps = set(steps)
+        self.taken: dict[int, dict[str, torch.Tensor]] = {}
+
+    def take(self, step: int) -> None:
+        weights = snapshot(self.experiment.model.state_dict())
+        self.taken[step] = weights
+        self.tracker.save_checkpoint(f"{SNAPSHOT_PREFIX}{step:06d}", {"model": weights, "step": step})
+
+    def on_epoch_end(self, state: EngineState, metrics: dict[str, float], improved: bool) -> None:
+        if state.step in self.steps:
+            self.take(state.step)
+
+    def on_fit_end(self, state: EngineState) -> None:
+        pass
+
+
+def transitions_of(history: pd.DataFrame, config: GrokkingConfig) -> Transitions:
+    """Transition detection on a tidy history (validation curves are the held-out signal)."""
+    wide = history.pivot_table(index="step", columns="key", values="value").sort_index()
+    return detect_transitions(
+        wide.index.to_numpy(),
+        wide["train/acc"].to_numpy(),
+        wide["val/acc"].to_numpy(),
+        wide["val/loss"].to_numpy(),
+        memorization_threshold=config.memorization_threshold,
+        generalization_threshold=config.generalization_threshold,
+    )
+
+
+def log_transitions(tracker: RunTracker, config: GrokkingConfig, history: pd.DataFrame) -> Transitions:
+    """``grok/...`` metrics at the last step and an ``innerlens.grokked`` tag."""
+    transitions = transitions_of(history, config)
+    tracker.log_metrics(int(history["step"].max()), transitions.metrics())
+    tracker.set_tags({"innerlens.grokked": str(not math.isnan(transitions.generalization_step)).lower()})
+    return transitions
+
+
+def log_figures(
+    tracker: RunTracker,
+    config: GrokkingConfig,
+    experiment: GrokkingExperiment,
+    history: pd.DataFrame,
+    snapshots: dict[int, dict[str, torch.Tensor]],
+) -> Transitions:
+    """Every figure and the dashboard, into the run."""
+    from innerlens.viz import grokking as viz
+
+    transitions = transitions_of(history, config)
+    evolution = snapshot_evolution(experiment, snapshots)
+    figures = viz.run_figures(history, transitions, evolution, config.tokens, tsne=config.tsne)
+    for name, figure in figures.items():
+        tracker.log_figure(figure, name)
+    if config.dashboard:
+        tracker.log_text(viz.dashboard(history, transitions, evolution, config.tokens, title=f"grokking {config.task} p={config.p} seed {config.seed}"), "figures/dashboard.html")
+    return transitions
+
+
+def snapshot_evolution(experiment: GrokkingExperiment, snapshots: dict[int, dict[str, torch.Tensor]]) -> dict[int, dict[str, Any]]:
+    """Per snapshot step: embedding of the p residues and mean attention pattern per head (query '=')."""
+    current = snapshot(experiment.model.state_dict())
+    evolution: dict[int, dict[str, Any]] = {}
+    try:
+        for step in sorted(snapshots):
+            experiment.model.load_state_dict(snapshots[step])
+            with torch.no_grad():
+                _, cache = experiment.model.run_with_cache(
+                    experiment.data["train"][0], names_filter=lambda name: name == PATTERN_HOOK
+                )
+            evolution[step] = {
+                "embedding": experiment.model.W_E[: experiment.config.p].detach().cpu().to(torch.float64),
+                "pattern": cache[PATTERN_HOOK][:, :, -1, :].mean(0).cpu().to(torch.float64),  # heads x keys
+            }
+    finally:
+        experiment.model.load_state_dict(current)
+    return evolution
+
+
+def run(config: GrokkingConfig, *, nested: bool = False, progress: bool = True, run_name: str | None = None) -> str:
+    """Train one grokking run into its own MLflow run; return the run id."""
+    device = resolve_device(config.device)
+    experiment = GrokkingExperiment(config, device)
+    steps = snapshot_steps(config.max_steps, config.eval_every, config.snapshots)
+    with tracking.start_run(
+        config, variant=config.task, run_name=run_name or f"{config.task}-p{config.p}-s{config.seed}", nested=nested, step_unit="step"
+    ) as tracker:
+        state, logged_through = EngineState(steps_per_round=config.eval_every), 0
+        snapshots = Snapshots(tracker, experiment, steps)
+        if config.resume:
+            state = restore(experiment, tracking.load_checkpoint(config.resume))
+            logged_through = tracking.last_logged_step(config.resume, "val/acc")
+            snapshots.taken.update(load_snapshots(config.resume))
+        else:
+            tracker.set_tags({"innerlens.device": str(device), "innerlens.target_split": config.target_split})
+            if 0 in steps:
+                snapshots.take(0)
+        state = fit(
+            experiment,
+            max_epochs=config.max_steps // config.eval_every,
+            selection=Selection(patience=config.patience, target_accuracy=config.target_accuracy, target_split=config.target_split),
+            callbacks=[
+                MetricsLogger(tracker, logged_through),
+                Checkpointer(tracker, experiment, config, config.checkpoint_interval),
+                snapshots,
+            ],
+            state=state,
+            progress=progress,
+            steps_per_round=config.eval_every,
+        )
+        if state.step not in snapshots.taken:
+            snapshots.take(state.step)
+        history = history_frame(state.history)
+        log_transitions(tracker, config, history)
+        log_figures(tracker, config, experiment, history, snapshots.taken)
+        return tracker.run_id
+
+
+def load_snapshots(run_id: str) -> dict[int, dict[str, torch.Tensor]]:
+    """Every ``checkpoints/steps/step_*.pt`` of a run, by step."""
+    names = tracking.list_checkpoints(run_id, "steps")
+    loaded = {}
+    for name in names:
+        payload = tracking.load_checkpoint(run_id, f"steps/{name}")
+        loaded[int(payload["step"])] = payload["model"]
+    return loaded
+
+
+def analyze(run_id: str) -> Transitions:
+    """Redo a finished run's analyses from its artifacts and log the figures into it.
+
+    Progress measures are recomputed at every snapshot with the *final* model's key
+    frequencies (as Nanda et al. do), which the online measures could not know in advance.
+    """
+    config_dict = tracking.load_config(run_id, FAMILY)
+    config = GrokkingConfig(**{**config_dict, "resume": None, "device": "cpu"})
+    experiment = GrokkingExperiment(config, torch.device("cpu"))
+    snapshots = load_snapshots(run_id)
+    if not snapshots:
+        raise ConfigError(f"run {run_id} has no checkpoints/steps/ snapshots to analyze")
+    history = tracking.load_history(run_id)
+    final_step = max(snapshots)
+    experiment.model.load_state_dict(snapshots[final_step])
+    rows = []
+    if config.fourier_ready:
+        final_keys = _final_key_frequencies(experiment)
+        for step in sorted(snapshots):
+            experiment.model.load_state_dict(snapshots[step])
+            metrics = experiment.analysis_metrics(key_frequencies=final_keys)
+            rows += [{"step": step, "key": f"final_keys/{key}", "value": value} for key, value in metrics.items() if key.startswith("grok/") and "key_frequency" not in key]
+    experiment.model.load_state_dict(snapshots[final_step])
+    history = pd.concat([history, pd.DataFrame(rows, columns=["step", "key", "value"])], ignore_index=True)
+    with tracking.open_finished_run(run_id) as tracker:
+        transitions = log_figures(tracker, config, experiment, history, snapshots)
+        tracker.log_history(history)
+    return transitions
+
+
+def _final_key_frequencies(experiment: GrokkingExperiment) -> list[int]:
+    from innerlens.analysis.fourier import key_frequencies
+
+    return key_frequencies(frequency_norms(experiment.model.W_E[: experiment.config.p]), experiment.config.key_frequencies)
