@@ -42,28 +42,36 @@ def test_mlflow_run_spellings_are_accepted() -> None:
 
 
 BAD_INPUTS = [
-    (["--variant", "penultimate"], "--variant: unknown value 'penultimate'"),
-    (["--train-fraction", "0.8"], "must sum to 1"),
-    (["--samples", "many"], "--samples: expected an integer"),
-    (["--samples", "20000"], "exceeds the 9409 distinct examples"),
-    (["--n-heads", "5"], "--n-heads 5 must divide --d-model 64"),
-    (["--n-layers", "2", "--variant", "middle_layer"], "needs --n-layers >= 3"),
-    (["--target-accuracy", "1.5"], "--target-accuracy: must be between 0 and 1"),
-    (["--device", "tpu"], "--device: unknown value 'tpu'"),
-    (["--resume", "0123456789abcdef"], "--resume: no run '0123456789abcdef'"),
-    (["--lr", "-1"], "--lr: must be > 0"),
-    (["--detach-target", "maybe"], "--detach-target: expected true or false"),
-    (["--p", "1"], "--p: must be >= 2"),
-    (["--no-such-option", "1"], "No such option"),
-]
+    ("self-modeling", ["--variant", "penultimate"], "--variant: unknown value 'penultimate'"),
+    ("self-modeling", ["--train-fraction", "0.8"], "must sum to 1"),
+    ("self-modeling", ["--samples", "many"], "--samples: expected an integer"),
+    ("self-modeling", ["--samples", "20000"], "exceeds the 9409 distinct examples"),
+    ("self-modeling", ["--n-heads", "5"], "--n-heads 5 must divide --d-model 64"),
+    ("self-modeling", ["--n-layers", "2", "--variant", "middle_layer"], "needs --n-layers >= 3"),
+    ("self-modeling", ["--target-accuracy", "1.5"], "--target-accuracy: must be between 0 and 1"),
+    ("self-modeling", ["--device", "tpu"], "--device: unknown value 'tpu'"),
+    ("self-modeling", ["--resume", "0123456789abcdef"], "--resume: no run '0123456789abcdef'"),
+    ("self-modeling", ["--lr", "-1"], "--lr: must be > 0"),
+    ("self-modeling", ["--detach-target", "maybe"], "--detach-target: expected true or false"),
+    ("self-modeling", ["--p", "1"], "--p: must be >= 2"),
+    ("self-modeling", ["--no-such-option", "1"], "No such option"),
+    ("grokking", ["--p", "100"], "--p: must be an odd prime"),
+    ("grokking", ["--task", "pow"], "--task: unknown value 'pow'"),
+    ("grokking", ["--max-steps", "250"], "--max-steps 250 must be a multiple of --eval-every 100"),
+    ("grokking", ["--n-heads", "8"], "--n-heads 8 x --d-head 32 must equal --d-model 128"),
+    ("grokking", ["--analysis-every", "150"], "--analysis-every 150 must be a multiple of --eval-every 100"),
+    ("grokking", ["--p", "3", "--train-fraction", "0.1", "--val-fraction", "0.45", "--test-fraction", "0.45"], "too few for the split fractions"),
+    ("grokking", ["--batch-size", "5000"], "exceeds the 3830 training pairs"),
+    ("grokking", ["--loss-dtype", "float16"], "--loss-dtype: unknown value"),
+    ("grokking", ["--resume", "feedfacefeedface"], "--resume: no run 'feedfacefeedface'"),]
 
 
-@pytest.mark.parametrize("args,message", BAD_INPUTS, ids=[a[0][0] for a in BAD_INPUTS])
+@pytest.mark.parametrize("command,args,message", BAD_INPUTS, ids=[f"{a[0]}{a[1][0]}" for a in BAD_INPUTS])
 def test_bad_input_is_one_line_and_creates_no_run(
-    args: list[str], message: str, local_store: str, capsys: pytest.CaptureFixture[str]
+    command: str, args: list[str], message: str, local_store: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     with pytest.raises(SystemExit) as exit_info:
-        main(["self-modeling", *args])
+        main([command, *args])
     assert exit_info.value.code == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1, err

@@ -58,6 +58,8 @@ def change_points(steps: np.ndarray, values: np.ndarray, *, penalty: float | Non
     import ruptures
 
     values = np.asarray(values, float)
+    finite = np.isfinite(values)
+    steps, values = np.asarray(steps)[finite], values[finite]
     n = len(values)
     if n < 2 * min_size:
         return []

@@ -25,7 +25,7 @@ from innerlens.analysis.fourier import frequency_norms, gini, progress_measures
 from innerlens.analysis.transitions import Transitions, detect_transitions
 from innerlens.callbacks import Checkpointer, MetricsLogger, history_frame
 from innerlens.config import ConfigError, TrainConfig, non_negative, option, positive, probability
-from innerlens.data.splits import split_indices
+from innerlens.data.splits import SplitIndices, split_indices
 from innerlens.data.tasks import MODULAR_OPERATIONS, SequenceTask, modular_table, with_shortcut
 from innerlens.engine import EngineState, Selection, fit, resolve_device, restore, seed_everything
 from innerlens.models.transformer import native_transformer
@@ -122,12 +122,12 @@ def snapshot_steps(max_steps: int, eval_every: int, count: int) -> list[int]:
     return steps
 
 
-def make_task(config: GrokkingConfig) -> tuple[SequenceTask, dict[str, torch.Tensor]]:
+def make_task(config: GrokkingConfig) -> tuple[SequenceTask, SplitIndices]:
     operation = "add" if config.task == "shortcut" else config.task
     task = modular_table(operation, config.p)
     splits = split_indices(len(task.y), (config.train_fraction, config.val_fraction, config.test_fraction), config.seed)
     if config.task == "shortcut":
-        task = with_shortcut(task, splits["train"], config.shortcut_strength, config.seed)
+        task = with_shortcut(task, splits.train, config.shortcut_strength, config.seed)
     return task, splits
 
 
@@ -157,12 +157,15 @@ class GrokkingExperiment:
         self.data = {name: (self.task.x[idx].to(device), self.task.y[idx].to(device)) for name, idx in splits.items()}
         self.model = build_model(config, self.task, device)
         self.optimizer = torch.optim.AdamW(
-            self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay, betas=(config.beta1, config.beta2)
+            self.model.parameters(),
+            lr=config.lr,
+            weight_decay=config.weight_decay,
+            betas=(config.beta1, config.beta2),
+            fused=device.type in ("cpu", "cuda"),  # one kernel per step instead of one per tensor
         )
         self.generator = torch.Generator().manual_seed(config.seed)
         self.loss_dtype = getattr(torch, config.loss_dtype)
-        grid = modular_table("add", config.p).x.to(device) if config.fourier_ready else None
-        self.grid = grid
+        self.grid = modular_table("add", config.p).x.to(device) if config.fourier_ready else None
 
     def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(logits.to(self.loss_dtype), labels)
@@ -269,7 +272,9 @@ class Snapshots:
 
 def transitions_of(history: pd.DataFrame, config: GrokkingConfig) -> Transitions:
     """Transition detection on a tidy history (validation curves are the held-out signal)."""
-    wide = history.pivot_table(index="step", columns="key", values="value").sort_index()
+    curves = ["train/acc", "val/acc", "val/loss"]
+    wide = history[history["key"].isin(curves)].pivot_table(index="step", columns="key", values="value")
+    wide = wide.reindex(columns=curves).dropna().sort_index()  # evaluation steps only
     return detect_transitions(
         wide.index.to_numpy(),
         wide["train/acc"].to_numpy(),
@@ -390,6 +395,7 @@ def analyze(run_id: str) -> Transitions:
     if not snapshots:
         raise ConfigError(f"run {run_id} has no checkpoints/steps/ snapshots to analyze")
     history = tracking.load_history(run_id)
+    history = history[~history["key"].str.startswith("final_keys/")]  # a rerun replaces, not appends
     final_step = max(snapshots)
     experiment.model.load_state_dict(snapshots[final_step])
     rows = []

@@ -96,8 +96,9 @@ def fourier_spectrum(history: pd.DataFrame) -> Figure | None:
     wide = rows.pivot_table(index="key", columns="step", values="value").sort_index()
     frequencies = [int(k.rsplit("_", 1)[1]) for k in wide.index]
     figure, (heat, bars) = plt.subplots(1, 2, figsize=(12, 4), gridspec_kw={"width_ratios": [3, 2]})
+    first, last = float(wide.columns.min()), float(wide.columns.max())
     image = heat.imshow(wide.to_numpy(), aspect="auto", origin="lower", cmap="viridis",
-                        extent=(wide.columns.min(), wide.columns.max(), frequencies[0] - 0.5, frequencies[-1] + 0.5))
+                        extent=(first, max(last, first + 1), frequencies[0] - 0.5, frequencies[-1] + 0.5))
     figure.colorbar(image, ax=heat, label="norm")
     heat.set_xlabel("step")
     heat.set_ylabel("frequency k")

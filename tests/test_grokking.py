@@ -1,0 +1,121 @@
+"""The grokking family: tasks, schedules, and a small grokking run end to end through `mlflow run`."""
+from __future__ import annotations
+
+import subprocess
+
+import pandas as pd
+import pytest
+import torch
+from mlflow.tracking import MlflowClient
+
+from innerlens.data.splits import split_indices
+from innerlens.data.tasks import modular_table, with_shortcut
+from innerlens.families.grokking import GrokkingConfig, snapshot_steps
+
+from conftest import ROOT, clean_env
+
+# Groks in well under a minute on two CPU cores (memorizes by ~100 steps, generalizes by ~2.5k).
+SMALL_GROKKING = {
+    "p": "23",
+    "train_fraction": "0.7",
+    "val_fraction": "0.15",
+    "test_fraction": "0.15",
+    "lr": "0.003",
+    "d_model": "64",
+    "d_head": "16",
+    "d_mlp": "256",
+    "max_steps": "4000",
+    "eval_every": "100",
+    "analysis_every": "500",
+    "snapshots": "6",
+    "target_accuracy": "0.99",
+}
+
+
+@pytest.mark.parametrize("operation,expected", [("add", 9 % 7), ("sub", (4 - 5) % 7), ("mul", 20 % 7)])
+def test_modular_table(operation: str, expected: int) -> None:
+    task = modular_table(operation, 7)
+    assert task.x.shape == (49, 3) and (task.x[:, 2] == 7).all()
+    row = 4 * 7 + 5  # a=4, b=5 in (a, b) order
+    assert task.x[row, :2].tolist() == [4, 5] and int(task.y[row]) == expected
+
+
+def test_division_inverts_multiplication() -> None:
+    task = modular_table("div", 11)
+    assert len(task.y) == 11 * 10 and (task.x[:, 1] != 0).all()
+    assert ((task.y * task.x[:, 1]) % 11 == task.x[:, 0]).all()
+
+
+def test_shortcut_predicts_the_label_only_in_training() -> None:
+    task = modular_table("add", 31)
+    splits = split_indices(len(task.y), (0.5, 0.25, 0.25), seed=0)
+    shortcut = with_shortcut(task, splits.train, strength=0.9, seed=0)
+    assert shortcut.x.shape == (31 * 31, 4) and (shortcut.x[:, :2] == task.x[:, :2]).all()
+
+    def agreement(rows: torch.Tensor) -> float:
+        return float((shortcut.x[rows, 2] == task.y[rows]).float().mean())
+
+    assert agreement(splits.train) == pytest.approx(0.9, abs=0.03)
+    assert agreement(splits.val) < 0.1 and agreement(splits.test) < 0.1
+
+
+def test_snapshot_steps_are_log_spaced_evaluation_steps() -> None:
+    steps = snapshot_steps(20_000, 100, 16)
+    assert steps[0] == 0 and steps[1] == 100 and steps[-1] == 20_000
+    assert all(s % 100 == 0 for s in steps) and steps == sorted(set(steps))
+    gaps = [b - a for a, b in zip(steps[1:], steps[2:])]
+    assert gaps[-1] > 10 * gaps[0]  # denser early, where training changes fastest
+    assert snapshot_steps(20_000, 100, 0) == []
+
+
+def test_defaults_are_the_published_setup() -> None:
+    config = GrokkingConfig()
+    assert (config.p, config.train_fraction, config.n_layers, config.d_model, config.n_heads, config.d_head, config.d_mlp) == (
+        113, 0.3, 1, 128, 4, 32, 512
+    )
+    assert (config.act_fn, config.normalization, config.lr, config.weight_decay, config.beta1, config.beta2) == (
+        "relu", "none", 1e-3, 1.0, 0.9, 0.98
+    )
+    assert (config.batch_size, config.warmup_steps, config.loss_dtype) == (0, 10, "float64")
+
+
+def test_small_task_groks_through_mlflow_run(mlflow_server: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    args = ["mlflow", "run", str(ROOT), "-e", "grokking", "--env-manager", "local", "--experiment-name", "grokking"]
+    for key, value in SMALL_GROKKING.items():
+        args += ["-P", f"{key}={value}"]
+    result = subprocess.run(args, env=clean_env(MLFLOW_TRACKING_URI=mlflow_server), capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    client = MlflowClient(mlflow_server)
+    run = client.search_runs([client.get_experiment_by_name("grokking").experiment_id])[0]
+    run_id, metrics = run.info.run_id, run.data.metrics
+
+    assert run.info.status == "FINISHED" and run.data.tags["innerlens.step_unit"] == "step"
+    assert run.data.tags["innerlens.grokked"] == "true"
+    assert 0 < metrics["grok/memorization_step"] < metrics["grok/generalization_step"]
+    assert metrics["grok/gap_steps"] == metrics["grok/generalization_step"] - metrics["grok/memorization_step"]
+    assert metrics["val/acc"] >= 0.99
+    steps = [m.step for m in client.get_metric_history(run_id, "val/acc")]
+    assert steps == list(range(100, steps[-1] + 1, 100))  # one value per evaluation, logged against the step
+    assert [m.step for m in client.get_metric_history(run_id, "grok/excluded_loss")][:2] == [500, 1000]
+    figures = {a.path for a in client.list_artifacts(run_id, "figures")}
+    assert {f"figures/{n}" for n in ("training_dynamics.png", "progress_measures.png", "fourier_spectrum.png",
+                                      "attention_evolution.png", "embedding_evolution.png", "dashboard.html")} <= figures
+    dashboard = open(client.download_artifacts(run_id, "figures/dashboard.html")).read()
+    assert "plotly" in dashboard.lower() and "<script src=" not in dashboard  # self-contained
+    snapshots = [a.path for a in client.list_artifacts(run_id, "checkpoints/steps")]
+    assert snapshots[0].endswith("step_000000.pt") and len(snapshots) >= 4
+
+    # `innerlens analyze` redoes the analyses from the snapshots with the final key frequencies
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server)
+    analysis = subprocess.run(
+        ["innerlens", "analyze", run_id], env=clean_env(MLFLOW_TRACKING_URI=mlflow_server), capture_output=True, text=True, timeout=600
+    )
+    assert analysis.returncode == 0, analysis.stderr[-3000:]
+    assert f"generalized at {metrics['grok/generalization_step']:g}" in analysis.stdout
+    history = pd.read_parquet(client.download_artifacts(run_id, "history.parquet"))
+    final_keys = history[history["key"] == "final_keys/grok/restricted_loss"]
+    assert len(final_keys) == len(snapshots)
+    # with the final model's frequencies, restricted loss ends far below excluded loss
+    last = history[history["step"] == history["step"].max()].set_index("key")["value"]
+    assert last["final_keys/grok/restricted_loss"] < last["final_keys/grok/excluded_loss"]
+    assert client.get_run(run_id).info.status == "FINISHED"
