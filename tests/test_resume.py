@@ -8,44 +8,60 @@ import torch
 from mlflow.tracking import MlflowClient
 
 from innerlens import tracking
-from innerlens.families import self_modeling
+from innerlens.families import grokking, self_modeling
+from innerlens.families.grokking import GrokkingConfig, GrokkingExperiment
 from innerlens.families.self_modeling import SelfModelingConfig, SelfModelingExperiment
 
 from conftest import TINY
 
-CONFIG = SelfModelingConfig.from_strings(
-    {**TINY, "max_epochs": "4", "llc_every": "0", "patience": "0", "checkpoint_interval": "0"}
-)
+# (family module, config, experiment class, logged steps): 4 evaluations each
+FAMILIES = {
+    "self_modeling": (
+        self_modeling,
+        SelfModelingConfig.from_strings({**TINY, "max_epochs": "4", "llc_every": "0", "patience": "0", "checkpoint_interval": "0"}),
+        SelfModelingExperiment,
+        [1, 2, 3, 4],
+    ),
+    "grokking": (
+        grokking,
+        GrokkingConfig(p=23, d_model=32, d_head=8, d_mlp=64, max_steps=80, eval_every=20, analysis_every=40,
+                       snapshots=3, checkpoint_interval=0, dashboard=False),
+        GrokkingExperiment,
+        [20, 40, 60, 80],
+    ),
+}
 
 
 def _final(run_id: str) -> dict[str, float]:
     return MlflowClient().get_run(run_id).data.metrics
 
 
-def test_crash_then_resume_matches_uninterrupted(local_store: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    straight = self_modeling.run(CONFIG, progress=False)
+@pytest.mark.parametrize("family", FAMILIES)
+def test_crash_then_resume_matches_uninterrupted(family: str, local_store: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    module, config, experiment_class, steps = FAMILIES[family]
+    straight = module.run(config, progress=False)
 
-    real_evaluate = SelfModelingExperiment.evaluate
+    real_evaluate = experiment_class.evaluate
 
-    def crash_at_epoch_3(self: SelfModelingExperiment, epoch: int) -> dict[str, float]:
-        if epoch == 3:
+    def crash_at_round_3(self: object, round_index: int) -> dict[str, float]:
+        if round_index == 3:
             raise RuntimeError("simulated crash")
-        return real_evaluate(self, epoch)
+        return real_evaluate(self, round_index)
 
-    monkeypatch.setattr(SelfModelingExperiment, "evaluate", crash_at_epoch_3)
+    monkeypatch.setattr(experiment_class, "evaluate", crash_at_round_3)
     with pytest.raises(RuntimeError, match="simulated crash"):
-        self_modeling.run(CONFIG, progress=False)
+        module.run(config, progress=False)
     crashed = mlflow.search_runs(order_by=["attributes.start_time DESC"]).iloc[0]
     crashed_id = crashed["run_id"]
     assert crashed["status"] == "FAILED"
     assert tracking.load_checkpoint(crashed_id)["epoch"] == 2
 
-    monkeypatch.setattr(SelfModelingExperiment, "evaluate", real_evaluate)
-    resumed = self_modeling.run(CONFIG.replace(resume=crashed_id), progress=False)
+    monkeypatch.setattr(experiment_class, "evaluate", real_evaluate)
+    resumed = module.run(config.replace(resume=crashed_id), progress=False)
     assert resumed == crashed_id
     client = MlflowClient()
     assert client.get_run(crashed_id).info.status == "FINISHED"
-    assert [m.step for m in client.get_metric_history(crashed_id, "val/acc")] == [1, 2, 3, 4]
+    assert [m.step for m in client.get_metric_history(crashed_id, "val/acc")] == steps
     for key, value in _final(straight).items():
         assert _final(crashed_id)[key] == pytest.approx(value, abs=1e-6), key
     best = tracking.load_checkpoint(crashed_id, "best")

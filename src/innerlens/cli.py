@@ -47,8 +47,22 @@ def _run_grokking(config: Config) -> str:
     return grokking.run(config)  # type: ignore[arg-type]
 
 
+def _run_grokking_sweep(config: Config) -> str:
+    from innerlens.families import grokking_sweep
+
+    return grokking_sweep.sweep(config)  # type: ignore[arg-type]
+
+
+def _run_introspection(config: Config) -> str:
+    from innerlens.families import introspection
+
+    return introspection.run(config)  # type: ignore[arg-type]
+
+
 def entry_points() -> list[EntryPoint]:
     from innerlens.families.grokking import GrokkingConfig
+    from innerlens.families.introspection import IntrospectionConfig
+    from innerlens.families.grokking_sweep import GrokkingSweepConfig
     from innerlens.families.self_modeling import SelfModelingConfig
     from innerlens.families.self_modeling_comparison import SelfModelingComparisonConfig
 
@@ -65,6 +79,18 @@ def entry_points() -> list[EntryPoint]:
             GrokkingConfig,
             _run_grokking,
             "Delayed generalization on modular arithmetic (Nanda et al. 2023 defaults), with phase detection.",
+        ),
+        EntryPoint(
+            "grokking_sweep",
+            GrokkingSweepConfig,
+            _run_grokking_sweep,
+            "Sweep one grokking hyperparameter (or only seeds): nested runs, time-to-generalize and seed bands.",
+        ),
+        EntryPoint(
+            "introspection",
+            IntrospectionConfig,
+            _run_introspection,
+            "A TransformerLens model learns to report one of its own neuron activations.",
         ),
     ]
 

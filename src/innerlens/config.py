@@ -79,6 +79,8 @@ class FieldSpec:
         if raw is None or (self.optional and isinstance(raw, str) and raw.strip().lower() in NONE_SPELLINGS):
             return None
         if self.is_tuple:
+            if isinstance(raw, str) and raw.strip().lower() in NONE_SPELLINGS:
+                return ()
             items = raw if isinstance(raw, (list, tuple)) else [s for s in str(raw).split(",") if s.strip()]
             return tuple(self._parse_scalar(item) for item in items)
         return self._parse_scalar(raw)
@@ -105,7 +107,7 @@ class FieldSpec:
         if value is None:
             return "none"
         if self.is_tuple:
-            return ",".join(str(v) for v in value)
+            return ",".join(str(v) for v in value) or "none"  # mlflow run cannot pass an empty value
         if isinstance(value, bool):
             return "true" if value else "false"
         return str(value)
@@ -204,7 +206,7 @@ class Config:
         return dataclasses.replace(self, **changes)
 
 
-def _fraction_check(value: float) -> str | None:
+def open_fraction(value: float) -> str | None:
     return None if 0.0 < value < 1.0 else f"must be strictly between 0 and 1, got {value}"
 
 
@@ -214,9 +216,9 @@ class TrainConfig(Config):
 
     seed: int = option(0, "Random seed for data, initialisation and shuffling.")
     device: str = option("auto", "Where to train: auto picks CUDA, then MPS, then CPU.", choices=("auto", "cpu", "cuda", "mps"))
-    train_fraction: float = option(0.7, "Fraction of examples used for training.", check=_fraction_check)
-    val_fraction: float = option(0.15, "Fraction used for validation (early stopping, checkpoint selection).", check=_fraction_check)
-    test_fraction: float = option(0.15, "Fraction held out for reporting only.", check=_fraction_check)
+    train_fraction: float = option(0.7, "Fraction of examples used for training.", check=open_fraction)
+    val_fraction: float = option(0.15, "Fraction used for validation (early stopping, checkpoint selection).", check=open_fraction)
+    test_fraction: float = option(0.15, "Fraction held out for reporting only.", check=open_fraction)
     lr: float = option(1e-3, "AdamW learning rate.", check=positive)
     weight_decay: float = option(1.0, "AdamW weight decay (strong decay drives generalization on modular tasks).", check=non_negative)
     target_accuracy: Optional[float] = option(None, "Stop once this accuracy is reached on --target-split.", check=probability)

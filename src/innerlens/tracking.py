@@ -233,6 +233,13 @@ def load_history(run_id: str) -> pd.DataFrame:
         return pd.read_parquet(path)
 
 
+def download_run_artifacts(run_id: str, destination: Path) -> Path:
+    """Copy every artifact of a run into ``destination`` (a local copy next to the store)."""
+    destination.mkdir(parents=True, exist_ok=True)
+    mlflow.artifacts.download_artifacts(run_id=run_id, dst_path=str(destination))
+    return destination
+
+
 @contextlib.contextmanager
 def open_finished_run(run_id: str) -> Iterator[RunTracker]:
     """Add artifacts and tags to an existing run without reopening it (its status stays as it was)."""

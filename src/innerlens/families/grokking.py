@@ -24,7 +24,7 @@ from innerlens.analysis.features import effective_dimension
 from innerlens.analysis.fourier import frequency_norms, gini, progress_measures
 from innerlens.analysis.transitions import Transitions, detect_transitions
 from innerlens.callbacks import Checkpointer, MetricsLogger, history_frame
-from innerlens.config import ConfigError, TrainConfig, non_negative, option, positive, probability
+from innerlens.config import ConfigError, TrainConfig, non_negative, open_fraction, option, positive, probability
 from innerlens.data.splits import SplitIndices, split_indices
 from innerlens.data.tasks import MODULAR_OPERATIONS, SequenceTask, modular_table, with_shortcut
 from innerlens.engine import EngineState, Selection, fit, resolve_device, restore, seed_everything
@@ -49,9 +49,9 @@ def _odd_prime(p: int) -> str | None:
 class GrokkingConfig(TrainConfig):
     family = FAMILY
 
-    train_fraction: float = option(0.3, "Fraction of all a∘b pairs used for training (0.3 in Nanda et al.).")
-    val_fraction: float = option(0.35, "Fraction used for validation (selection, transition detection).")
-    test_fraction: float = option(0.35, "Fraction held out for reporting only.")
+    train_fraction: float = option(0.3, "Fraction of all a∘b pairs used for training (0.3 in Nanda et al.).", check=open_fraction)
+    val_fraction: float = option(0.35, "Fraction used for validation (selection, transition detection).", check=open_fraction)
+    test_fraction: float = option(0.35, "Fraction held out for reporting only.", check=open_fraction)
     task: str = option(
         "add",
         "a∘b mod p for add|sub|mul|div, or shortcut: add with a token that equals the answer on "

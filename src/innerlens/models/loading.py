@@ -1,0 +1,108 @@
+"""Pretrained-style language models as TransformerLens bridges, from three places:
+
+- ``tiny``: a GPT-2-style model initialised locally, with a byte-level BPE tokenizer trained on the
+  project's generated corpus, written once as a Hugging Face checkpoint directory (offline);
+- a local Hugging Face checkpoint directory;
+- any model name TransformerLens supports (downloaded or read from the Hugging Face cache).
+
+Every path ends in ``TransformerBridge.boot_transformers`` (the real loading code); for local
+directories the loaded ``hf_model`` is handed over so no hub call is made.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from innerlens.config import ConfigError
+
+TINY = "tiny"
+TINY_SHAPE = {"n_layer": 4, "n_embd": 64, "n_head": 4, "n_positions": 128}
+TINY_VOCAB = 1024
+EOS = "<|endoftext|>"
+
+
+@dataclass
+class LoadedModel:
+    name: str
+    bridge: torch.nn.Module  # a TransformerBridge
+    tokenizer: object  # a PreTrainedTokenizerBase
+
+    @property
+    def n_layers(self) -> int:
+        return int(self.bridge.cfg.n_layers)
+
+    @property
+    def d_model(self) -> int:
+        return int(self.bridge.cfg.d_model)
+
+    @property
+    def d_mlp(self) -> int:
+        return int(self.bridge.cfg.d_mlp)
+
+
+def tiny_model_dir(root: Path, seed: int = 0) -> Path:
+    """Write the built-in tiny model (tokenizer + GPT-2 weights) under ``root`` once; return its directory."""
+    directory = root / f"tiny-gpt2-s{seed}"
+    if (directory / "config.json").exists() and (directory / "tokenizer.json").exists():
+        return directory
+    from tokenizers import ByteLevelBPETokenizer
+    from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
+
+    from innerlens.data.texts import generate_texts
+
+    staging = directory.with_name(directory.name + ".partial")
+    staging.mkdir(parents=True, exist_ok=True)
+    trainer = ByteLevelBPETokenizer()
+    trainer.train_from_iterator(generate_texts(3000, seed=10_000 + seed), vocab_size=TINY_VOCAB, min_frequency=2,
+                                special_tokens=[EOS], show_progress=False)
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=trainer._tokenizer, eos_token=EOS, bos_token=EOS, unk_token=EOS, pad_token=EOS)
+    tokenizer.save_pretrained(staging)
+    torch.manual_seed(seed)
+    config = GPT2Config(vocab_size=len(tokenizer), bos_token_id=tokenizer.eos_token_id, eos_token_id=tokenizer.eos_token_id, **TINY_SHAPE)
+    GPT2LMHeadModel(config).save_pretrained(staging)
+    if directory.exists():  # another process finished first
+        import shutil
+
+        shutil.rmtree(staging, ignore_errors=True)
+    else:
+        staging.replace(directory)
+    return directory
+
+
+def load_model(name: str, device: torch.device, *, cache_root: Path, seed: int = 0) -> LoadedModel:
+    """``tiny``, a checkpoint directory or a model name -> a TransformerBridge (one-line error when impossible)."""
+    import transformer_lens.model_bridge.sources  # noqa: F401  (attaches boot_transformers)
+    from transformer_lens.model_bridge import TransformerBridge
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    source = tiny_model_dir(cache_root, seed) if name == TINY else Path(name)
+    if source.is_dir():
+        if not (source / "config.json").exists():
+            raise ConfigError(f"--model {name}: directory has no config.json (not a Hugging Face checkpoint)")
+        tokenizer = AutoTokenizer.from_pretrained(source)
+        hf_model = AutoModelForCausalLM.from_pretrained(source)
+        bridge = TransformerBridge.boot_transformers(str(source), hf_model=hf_model, tokenizer=tokenizer, device=device)
+    else:
+        try:
+            bridge = TransformerBridge.boot_transformers(name, device=device)
+        except Exception as error:  # offline, unknown name, gated repo: all end the same way for the user
+            raise ConfigError(
+                f"--model {name}: could not load it ({type(error).__name__}); without network use --model tiny "
+                f"or a local checkpoint directory"
+            ) from None
+        tokenizer = bridge.tokenizer
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.padding_side = "right"  # causal: activations before the padding are unaffected by it
+    bridge.eval()
+    return LoadedModel(name=name, bridge=bridge, tokenizer=tokenizer)
+
+
+def encode(tokenizer: object, texts: list[str], device: torch.device, max_length: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-padded token ids and the index of each text's last real token."""
+    batch = tokenizer(texts, return_tensors="pt", padding=True, truncation=True, max_length=max_length)  # type: ignore[operator]
+    ids = batch["input_ids"].to(device)
+    last = batch["attention_mask"].sum(1).to(device) - 1
+    return ids, last

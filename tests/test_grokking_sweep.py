@@ -1,0 +1,46 @@
+"""Grokking sweeps: nested runs per (value, seed), summaries that match the runs, the sweep figures."""
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+from mlflow.tracking import MlflowClient
+
+from innerlens.config import ConfigError
+from innerlens.families.grokking_sweep import GrokkingSweepConfig, sweep, sweep_results
+
+TINY_SWEEP = dict(
+    p=23, train_fraction=0.7, val_fraction=0.15, test_fraction=0.15, lr=3e-3, d_model=32, n_heads=4, d_head=8,
+    d_mlp=64, max_steps=300, eval_every=50, analysis_every=150, snapshots=3, dashboard=False,
+    generalization_threshold=0.2,
+)
+
+
+def test_weight_decay_sweep_is_nested_and_summarised(local_store: str) -> None:
+    config = GrokkingSweepConfig(**TINY_SWEEP, sweep="weight_decay", values=(0.1, 1.0), seeds=(0, 1))
+    parent_id = sweep(config, progress=False)
+    client = MlflowClient()
+    parent = client.get_run(parent_id)
+    assert parent.data.tags["innerlens.family"] == "grokking_sweep"
+    history, summary = sweep_results(parent_id, "weight_decay")
+    assert sorted(zip(summary["weight_decay"], summary["seed"])) == [(0.1, "0"), (0.1, "1"), (1.0, "0"), (1.0, "1")]
+    for row in summary.itertuples():
+        child = client.get_run(row.run_id)
+        assert child.data.tags["mlflow.parentRunId"] == parent_id
+        assert float(child.data.params["weight_decay"]) == row.weight_decay
+        assert row.generalization_step == child.data.metrics["grok/generalization_step"]
+    assert set(history["weight_decay"]) == {0.1, 1.0}
+    figures = {a.path for a in client.list_artifacts(parent_id, "figures")}
+    assert figures == {"figures/seed_bands.png", "figures/time_to_generalize.png"}
+    logged = pd.read_csv(client.download_artifacts(parent_id, "sweep_summary.csv"))
+    assert len(logged) == 4
+
+
+def test_train_fraction_values_split_the_rest_evenly() -> None:
+    config = GrokkingSweepConfig(**{**TINY_SWEEP, "max_steps": 100}, sweep="train_fraction", values=(0.5,), seeds=(3,))
+    (single,) = config.single_runs()
+    assert (single.train_fraction, single.val_fraction, single.test_fraction, single.seed) == (0.5, 0.25, 0.25, 3)
+
+
+def test_batch_size_values_must_be_whole() -> None:
+    with pytest.raises(ConfigError, match="whole numbers"):
+        GrokkingSweepConfig(**TINY_SWEEP, sweep="batch_size", values=(16.5,))
