@@ -76,7 +76,9 @@ def load_model(name: str, device: torch.device, *, cache_root: Path, seed: int =
     import transformer_lens.model_bridge.sources  # noqa: F401  (attaches boot_transformers)
     from transformer_lens.model_bridge import TransformerBridge
     from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as transformers_logging
 
+    transformers_logging.disable_progress_bar()  # stderr stays for innerlens' own messages
     source = tiny_model_dir(cache_root, seed) if name == TINY else Path(name)
     if source.is_dir():
         if not (source / "config.json").exists():

@@ -1,0 +1,144 @@
+"""Introspection: the scanner, range errors, unfreezing by name, live vs fixed targets, end to end."""
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+import pytest
+import torch
+from mlflow.tracking import MlflowClient
+
+from innerlens.analysis.neurons import RunningStats, combined_score, hook_name, scan
+from innerlens.cli import main
+from innerlens.families.introspection import IntrospectionConfig, IntrospectionExperiment, trainable_parameters
+from innerlens.models.loading import encode, load_model
+
+from conftest import ROOT, clean_env
+
+MODELS = ROOT / "mlruns" / "models"
+CPU = torch.device("cpu")
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return load_model("tiny", CPU, cache_root=MODELS)
+
+
+def test_running_stats_equal_direct_computation() -> None:
+    data = torch.tensor([[1.0, 10.0], [3.0, -2.0], [5.0, 4.0], [7.0, 0.0], [-1.0, 8.0]])
+    stats = RunningStats()
+    for batch in (data[:2], data[2:3], data[3:]):
+        stats.update(batch)
+    assert torch.allclose(stats.variance, data.double().var(0, unbiased=False))
+    assert stats.range.tolist() == [8.0, 12.0]
+    # hand-checked: variances 8 and 19.2, ranges 8 and 12 -> sqrt(8/19.2 * 8/12) and sqrt(1 * 1)
+    score = combined_score(torch.tensor([8.0, 19.2]), torch.tensor([8.0, 12.0]))
+    assert score.tolist() == pytest.approx([(8 / 19.2 * 8 / 12) ** 0.5, 1.0])
+
+
+def test_scan_matches_a_full_forward(tiny) -> None:
+    texts = ["The old mill was quiet.", "Ada sold two maps in Lisbon at dawn.", "Why?", "Seven letters, one stamp."]
+    ids, last = encode(tiny.tokenizer, texts, CPU, 32)
+    result = scan(tiny.bridge, ids, last, layer_type="mlp_out", layers=[0, 2], position=None, batch_size=3)
+    _, cache = tiny.bridge.run_with_cache(ids)
+    for row, layer in enumerate([0, 2]):
+        direct = cache[hook_name("mlp_out", layer)][torch.arange(4), last].double()  # last real token
+        assert result.variance.shape[1] == tiny.d_mlp
+        assert torch.allclose(result.variance[row], direct.var(0, unbiased=False), atol=1e-6)
+        assert torch.allclose(result.range[row], direct.max(0).values - direct.min(0).values, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--layer", "9"], "--layer 9 is out of range: tiny has layers 0..3"),
+        (["--layer", "1", "--neuron", "256"], "--neuron 256 is out of range: mlp_out of tiny has neurons 0..255"),
+        (["--layer", "1", "--neuron", "64", "--layer-type", "resid_post"], "resid_post of tiny has neurons 0..63"),
+        (["--layer-type", "hook_mlp_out"], "--layer-type: unknown value 'hook_mlp_out'; choose from mlp_out, resid_post"),
+        (["--token-position", "first"], "--token-position: must be 'last' or a token index"),
+        (["--token-position", "500"], "--token-position 500 is beyond the shortest text"),
+        (["--texts", "/no/such/file.txt"], "--texts: no such file"),
+        (["--unfreeze", "from_layer"], "needs --unfreeze-from"),
+        (["--feature-layer", "-1"], "--feature-layer -1 is out of range"),
+        (["--model", "/tmp"], "directory has no config.json"),
+    ],
+)
+def test_bad_input_is_one_line(args: list[str], message: str, local_store: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["introspection", *args])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and message in err, err
+    assert mlflow.search_runs(search_all_experiments=True).empty
+
+
+def _trainable(tiny, **options) -> set[str]:
+    config = IntrospectionConfig(**options)
+    return {name.replace("._original_component", "") for name in trainable_parameters(tiny.bridge, config, target_layer=1)}
+
+
+def test_unfreezing_strategies_free_exactly_what_they_promise(tiny) -> None:
+    everything = {n.replace("._original_component", "") for n, _ in tiny.bridge.named_parameters()}
+    assert _trainable(tiny, unfreeze="none") == set()
+    assert _trainable(tiny, unfreeze="all") == everything
+    after = _trainable(tiny, unfreeze="after_target")  # target in layer 1 -> blocks 2, 3 train
+    assert after and all(n.startswith(("transformer.h.2.", "transformer.h.3.")) for n in after)
+    assert {n for n in everything if n.startswith(("transformer.h.2.", "transformer.h.3."))} == after
+    selective = _trainable(tiny, unfreeze="selective", unfreeze_components=("attention", "embeddings"))
+    assert {n for n in selective if ".mlp." in n or "ln_" in n} == set()
+    assert {"transformer.wte.weight", "transformer.wpe.weight"} <= selective
+    assert all(any(f"transformer.h.{i}.attn." in n for n in selective) for i in range(4))
+    assert _trainable(tiny, unfreeze="from_layer", unfreeze_from=3) == {n for n in everything if n.startswith("transformer.h.3.")}
+
+
+@pytest.mark.parametrize("targets", ["fixed", "live"])
+def test_live_targets_follow_the_model(targets: str) -> None:
+    config = IntrospectionConfig(num_samples=40, layer=1, neuron=5, unfreeze="all", targets=targets)
+    experiment = IntrospectionExperiment(config, CPU, MODELS)
+    rows = experiment.splits.val
+    before = experiment.labels_for(rows, experiment.predict(rows)[1])
+    with torch.no_grad():  # change the model under the target neuron
+        for parameter in experiment.model.bridge.blocks[0].parameters():
+            parameter.add_(0.5 * torch.randn_like(parameter))
+    after = experiment.labels_for(rows, experiment.predict(rows)[1])
+    assert torch.equal(before, after) == (targets == "fixed")
+
+
+def test_introspection_through_mlflow_run(mlflow_server: str, tmp_path: Path) -> None:
+    params = {"num_samples": "60", "max_epochs": "3", "unfreeze": "all", "targets": "live", "track_gradients": "true",
+              "gradient_interval": "2", "track_activations": "true", "task": "classification", "output_dir": str(tmp_path / "out")}
+    args = ["mlflow", "run", str(ROOT), "-e", "introspection", "--env-manager", "local", "--experiment-name", "introspection"]
+    for key, value in params.items():
+        args += ["-P", f"{key}={value}"]
+    result = subprocess.run(args, env=clean_env(MLFLOW_TRACKING_URI=mlflow_server), capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    client = MlflowClient(mlflow_server)
+    run = client.search_runs([client.get_experiment_by_name("introspection").experiment_id])[0]
+    run_id = run.info.run_id
+    assert run.info.status == "FINISHED"
+    for key in ("val/acc", "test/acc", "drift/ks", "drift/entropy"):
+        assert [m.step for m in client.get_metric_history(run_id, key)] == [1, 2, 3], key
+    assert "baseline/majority/test_acc" in run.data.metrics and "target/variance" in run.data.metrics
+    dataset = pd.read_csv(client.download_artifacts(run_id, "dataset/activations.csv"))
+    assert len(dataset) == 60 and dataset["text"].is_unique
+    assert set(dataset["split"]) == {"train", "val", "test"} and dataset["bin"].between(0, 3).all()
+    assert (dataset["layer"] == int(run.data.tags["innerlens.layer"])).all()
+    gradients = json.loads(open(client.download_artifacts(run_id, "monitors/gradients.json")).read())
+    assert gradients and {"embeddings", "blocks.0.attn", "blocks.3.mlp"} <= set(gradients[0]["norms"])
+    activations = json.loads(open(client.download_artifacts(run_id, "monitors/activations.json")).read())
+    assert [entry["epoch"] for entry in activations] == [1, 2, 3]
+    figures = {a.path for a in client.list_artifacts(run_id, "figures")}
+    assert {f"figures/{n}.png" for n in ("scan_scores", "target_histogram", "predictions", "learning_curves", "gradient_flow", "activation_drift")} <= figures
+    assert (tmp_path / "out" / "dataset" / "activations.csv").exists()
+
+
+def test_frozen_regression_head_predicts_held_out_texts(local_store: str) -> None:
+    from innerlens.families import introspection
+
+    run_id = introspection.run(IntrospectionConfig(num_samples=200, max_epochs=20, unfreeze="none"), progress=False)
+    metrics = MlflowClient().get_run(run_id).data.metrics
+    assert metrics["test/r2"] >= 0.6  # README: 0.86 at the defaults (30 epochs)
+    assert metrics["test/r2"] > metrics["baseline/mean/test_r2"] + 0.5
