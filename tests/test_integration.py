@@ -96,3 +96,28 @@ def test_comparison_nests_variants_and_draws_from_the_server(mlflow_server: str)
         values = [value for name, step, value in direct if name == variant and step == 2]
         assert len(values) == 2  # one per seed
         assert means[(variant, 2)] == pytest.approx(sum(values) / 2)
+
+
+def test_skip_training_redraws_the_latest_comparison(mlflow_server: str) -> None:
+    params = {**TINY, "variants": "baseline", "seeds": "0", "max_epochs": "2", "llc_every": "0"}
+    trained = _mlflow_run(mlflow_server, "self_modeling_comparison", params, "redraw")
+    redrawn = _mlflow_run(mlflow_server, "self_modeling_comparison", {**params, "skip_training": "true"}, "redraw")
+    client = MlflowClient(mlflow_server)
+    run = client.get_run(redrawn)
+    assert redrawn != trained and run.data.tags["innerlens.drawn_from"] == trained
+    assert not client.search_runs([run.info.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{redrawn}'")
+    assert len(client.list_artifacts(redrawn, "figures")) == 6
+
+
+def test_embedded_store_keeps_runs_and_artifacts_under_mlruns(tmp_path) -> None:
+    args = ["innerlens", "self-modeling", *[a for k, v in {**TINY, "max_epochs": "1", "llc_every": "0"}.items()
+                                            for a in (f"--{k.replace('_', '-')}", v)]]
+    result = subprocess.run(args, env=clean_env(INNERLENS_HOME=str(tmp_path)), capture_output=True, text=True, timeout=600,
+                            cwd=ROOT / "tests")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"mlflow ui --backend-store-uri sqlite:///{tmp_path}/mlruns/mlflow.db" in result.stdout
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlruns/mlflow.db")
+    (run,) = client.search_runs([client.get_experiment_by_name("innerlens").experiment_id])
+    assert run.info.artifact_uri.startswith((tmp_path / "mlruns" / "artifacts" / "innerlens").as_uri())
+    assert (tmp_path / "mlruns" / "artifacts" / "innerlens" / run.info.run_id / "artifacts" / "config.json").exists()
+    assert not (ROOT / "tests" / "mlruns").exists()  # nothing depends on the working directory
