@@ -59,7 +59,14 @@ def _run_introspection(config: Config) -> str:
     return introspection.run(config)  # type: ignore[arg-type]
 
 
+def _run_generator(config: Config) -> str:
+    from innerlens.families import generator
+
+    return generator.run(config)  # type: ignore[arg-type]
+
+
 def entry_points() -> list[EntryPoint]:
+    from innerlens.families.generator import GeneratorConfig
     from innerlens.families.grokking import GrokkingConfig
     from innerlens.families.introspection import IntrospectionConfig
     from innerlens.families.grokking_sweep import GrokkingSweepConfig
@@ -91,6 +98,12 @@ def entry_points() -> list[EntryPoint]:
             IntrospectionConfig,
             _run_introspection,
             "A TransformerLens model learns to report one of its own neuron activations.",
+        ),
+        EntryPoint(
+            "generator",
+            GeneratorConfig,
+            _run_generator,
+            "Fine-tune a TransformerLens language model on a corpus, log the gradient noise scale, register it.",
         ),
     ]
 

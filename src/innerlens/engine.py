@@ -36,12 +36,19 @@ class Selection:
     """How the engine chooses: the monitored (validation) metric, patience and an optional target."""
 
     monitor: str = SELECTION_METRIC
+    mode: str = "max"  # "min" for losses
     patience: int = 10
     target_accuracy: float | None = None
     target_split: str = "val"
 
     def __post_init__(self) -> None:
         assert self.monitor.startswith("val/"), "selection must read validation metrics"
+        assert self.mode in ("max", "min"), self.mode
+
+    def score(self, metrics: dict[str, float]) -> float:
+        """The monitored value, signed so that larger is better."""
+        value = metrics[self.monitor]
+        return value if self.mode == "max" else -value
 
     @property
     def target_key(self) -> str:
@@ -151,7 +158,7 @@ def fit(
         metrics = experiment.train_epoch(epoch)
         metrics.update(experiment.evaluate(epoch))
         state.epoch = epoch
-        value = metrics[selection.monitor]
+        value = selection.score(metrics)
         improved = value > state.best_value
         if improved:
             state.best_value, state.best_epoch, state.epochs_since_best = value, epoch, 0

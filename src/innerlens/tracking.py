@@ -150,6 +150,12 @@ class RunTracker:
         """Serialise and upload ``checkpoints/<name>.pt`` in the background; pass a :func:`snapshot`."""
         self._write_and_upload(f"checkpoints/{name}.pt", lambda path: torch.save(payload, path))
 
+    def log_directory(self, source: str | Path, artifact_path: str) -> None:
+        """Upload a directory's files under ``artifact_path``; copied first, so ``source`` may go away."""
+        staged = self._staging / artifact_path
+        shutil.copytree(source, staged, dirs_exist_ok=True)
+        self._submit(lambda: self._artifacts().log_artifacts(str(staged), artifact_path))
+
     def _write_and_upload(self, artifact_file: str, write: Any) -> None:
         self._submit(self._write_then_log, artifact_file, write)
 
@@ -231,6 +237,44 @@ def load_history(run_id: str) -> pd.DataFrame:
     with tempfile.TemporaryDirectory() as tmp:
         path = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="history.parquet", dst_path=tmp)
         return pd.read_parquet(path)
+
+
+REGISTRY_PREFIX = "models:/"
+
+
+def register_model(run_id: str, artifact_path: str, name: str) -> str:
+    """Register ``artifact_path`` of a run as a new version of ``name``; return the version."""
+    client = MlflowClient()
+    try:
+        client.get_registered_model(name)
+    except MlflowException:
+        client.create_registered_model(name)
+    source = f"{client.get_run(run_id).info.artifact_uri}/{artifact_path}"
+    return str(client.create_model_version(name, source, run_id=run_id).version)
+
+
+def download_registered(uri: str, destination: Path) -> tuple[Path, str]:
+    """``models:/NAME/VERSION`` (or ``/latest``) -> (local directory with its files, version)."""
+    name, _, version = uri[len(REGISTRY_PREFIX):].partition("/")
+    client = MlflowClient()
+    try:
+        if version in ("", "latest"):
+            versions = client.search_model_versions(f"name = '{name}'")
+            if not versions:
+                raise MlflowException("no versions")
+            version = str(max(int(v.version) for v in versions))
+        model_version = client.get_model_version(name, version)
+    except MlflowException:
+        raise ConfigError(f"{uri}: no such registered model version in {mlflow.get_tracking_uri()} "
+                          f"(run the generator entry point first, or give a model name or directory)") from None
+    target = destination / f"{name}-v{version}"
+    if not (target / "config.json").exists():
+        mlflow.artifacts.download_artifacts(artifact_uri=model_version.source, dst_path=str(target.parent / (target.name + ".download")))
+        downloaded = target.parent / (target.name + ".download")
+        inner = downloaded / Path(model_version.source).name
+        (inner if inner.is_dir() else downloaded).replace(target)
+        shutil.rmtree(downloaded, ignore_errors=True)
+    return target, version
 
 
 def download_run_artifacts(run_id: str, destination: Path) -> Path:

@@ -28,6 +28,7 @@ class LoadedModel:
     name: str
     bridge: torch.nn.Module  # a TransformerBridge
     tokenizer: object  # a PreTrainedTokenizerBase
+    version: str | None = None  # Model Registry version when loaded from models:/NAME/VERSION
 
     @property
     def n_layers(self) -> int:
@@ -79,7 +80,15 @@ def load_model(name: str, device: torch.device, *, cache_root: Path, seed: int =
     from transformers.utils import logging as transformers_logging
 
     transformers_logging.disable_progress_bar()  # stderr stays for innerlens' own messages
-    source = tiny_model_dir(cache_root, seed) if name == TINY else Path(name)
+    version = None
+    if name == TINY:
+        source = tiny_model_dir(cache_root, seed)
+    elif name.startswith("models:/"):
+        from innerlens.tracking import download_registered
+
+        source, version = download_registered(name, cache_root / "registry")
+    else:
+        source = Path(name)
     if source.is_dir():
         if not (source / "config.json").exists():
             raise ConfigError(f"--model {name}: directory has no config.json (not a Hugging Face checkpoint)")
@@ -99,7 +108,28 @@ def load_model(name: str, device: torch.device, *, cache_root: Path, seed: int =
         tokenizer.pad_token = tokenizer.eos_token
     tokenizer.padding_side = "right"  # causal: activations before the padding are unaffected by it
     bridge.eval()
-    return LoadedModel(name=name, bridge=bridge, tokenizer=tokenizer)
+    return LoadedModel(name=name, bridge=bridge, tokenizer=tokenizer, version=version)
+
+
+def save_checkpoint_dir(loaded: LoadedModel, directory: Path) -> None:
+    """Write the bridge's current weights as a plain Hugging Face checkpoint (+ tokenizer).
+
+    The bridge wraps the Hugging Face modules in place, so their parameters appear under wrapped
+    names (``..._original_component...``); they are copied into a fresh model of the same class.
+    """
+    wrapped = loaded.bridge.original_model
+    fresh = type(wrapped)(wrapped.config)
+    wanted = fresh.state_dict()
+    weights: dict[str, torch.Tensor] = {}
+    for name, tensor in wrapped.state_dict().items():
+        plain = name.replace("._original_component", "")
+        if plain in wanted and plain not in weights:
+            weights[plain] = tensor.detach().contiguous().cpu()
+    missing = set(wanted) - set(weights)
+    assert not missing, f"weights not found in the bridge: {sorted(missing)[:5]}"
+    fresh.load_state_dict(weights)
+    fresh.save_pretrained(directory)
+    loaded.tokenizer.save_pretrained(directory)  # type: ignore[attr-defined]
 
 
 def encode(tokenizer: object, texts: list[str], device: torch.device, max_length: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -1,0 +1,158 @@
+"""Generator: fine-tune (or train) a TransformerLens language model on a text corpus, measure the
+gradient noise scale, and register the result in the MLflow Model Registry.
+
+The gradient noise scale B_simple = tr(Σ) / |G|² (McCandlish et al. 2018) uses their unbiased
+two-batch-size estimate: squared gradient norms |G_b|², |G_B|² at batch sizes b < B give
+|G|² ≈ (B|G_B|² − b|G_b|²)/(B − b) and tr(Σ) ≈ (|G_b|² − |G_B|²)/(1/b − 1/B).
+"""
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+
+from innerlens import tracking
+from innerlens.callbacks import Checkpointer, MetricsLogger, history_frame
+from innerlens.config import ConfigError, TrainConfig, non_negative, option, positive
+from innerlens.data.splits import split_indices
+from innerlens.data.texts import generate_texts, read_texts
+from innerlens.engine import EngineState, Selection, fit, resolve_device, restore, seed_everything
+from innerlens.models.loading import encode, load_model, save_checkpoint_dir
+from innerlens.viz.curves import metric_curves
+
+FAMILY = "generator"
+REGISTERED_NAME = "innerlens-generator"
+
+
+@dataclass(frozen=True)
+class GeneratorConfig(TrainConfig):
+    family = FAMILY
+
+    model: str = option("tiny", "Model to fine-tune: tiny, a local Hugging Face checkpoint directory, a model name, or models:/NAME/VERSION.")
+    corpus: Optional[str] = option(None, "Text file, one document per line (default: the project's generated corpus).")
+    num_texts: int = option(2000, "Generated texts when --corpus is not given.", check=positive)
+    max_length: int = option(64, "Tokens per text at most.", check=positive)
+    batch_size: int = option(32, "Texts per step (the small batch of the noise-scale estimate).", check=positive)
+    big_batch_factor: int = option(4, "The large noise-scale batch is this many times --batch-size.", check=lambda v: None if v >= 2 else f"must be >= 2, got {v}")
+    max_steps: int = option(600, "Optimisation steps (a multiple of --eval-every).", check=positive)
+    eval_every: int = option(50, "Steps between evaluations (losses, noise scale).", check=positive)
+    patience: int = option(0, "Stop after this many evaluations without lower val/loss (0: never).", check=non_negative)
+    lr: float = option(1e-3, "AdamW learning rate.", check=positive)
+    weight_decay: float = option(0.01, "AdamW weight decay.", check=non_negative)
+    register: bool = option(True, f"Register the fine-tuned model as {REGISTERED_NAME!r} in the Model Registry.")
+
+    def check(self) -> str | None:
+        base = super().check()
+        if base:
+            return base
+        if self.max_steps % self.eval_every:
+            return f"--max-steps {self.max_steps} must be a multiple of --eval-every {self.eval_every}"
+        return None
+
+
+def lm_loss(bridge: torch.nn.Module, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean next-token cross-entropy over real (non-padding) target tokens."""
+    logits = bridge(ids)[:, :-1]
+    targets = ids[:, 1:]
+    per_token = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), reduction="none")
+    weights = mask[:, 1:].reshape(-1).float()
+    return (per_token * weights).sum() / weights.sum().clamp_min(1)
+
+
+def squared_grad_norm(bridge: torch.nn.Module, ids: torch.Tensor, mask: torch.Tensor) -> float:
+    bridge.zero_grad(set_to_none=True)
+    lm_loss(bridge, ids, mask).backward()
+    norm = sum(float(p.grad.pow(2).sum()) for p in bridge.parameters() if p.grad is not None)
+    bridge.zero_grad(set_to_none=True)
+    return norm
+
+
+def noise_scale(small: float, big: float, b: int, big_b: int) -> dict[str, float]:
+    """McCandlish et al.'s unbiased |G|², tr(Σ) and B_simple from two batch sizes."""
+    grad_sq = (big_b * big - b * small) / (big_b - b)
+    trace = (small - big) / (1 / b - 1 / big_b)
+    return {"gns/grad_sq": grad_sq, "gns/trace": trace, "gns/b_simple": trace / grad_sq if grad_sq > 0 else float("nan")}
+
+
+class GeneratorExperiment:
+    def __init__(self, config: GeneratorConfig, device: torch.device, models_root: Path) -> None:
+        seed_everything(config.seed)
+        self.config, self.device = config, device
+        texts = read_texts(config.corpus) if config.corpus else generate_texts(config.num_texts, config.seed + 7)
+        self.loaded = load_model(config.model, device, cache_root=models_root)
+        self.model = self.loaded.bridge
+        self.ids, last = encode(self.loaded.tokenizer, texts, device, config.max_length)
+        self.mask = torch.arange(self.ids.shape[1], device=device)[None, :] <= last[:, None]
+        self.splits = split_indices(len(texts), (config.train_fraction, config.val_fraction, config.test_fraction), config.seed)
+        if len(self.splits.train) < config.batch_size * config.big_batch_factor:
+            raise ConfigError(f"{len(self.splits.train)} training texts are fewer than the noise-scale batch "
+                              f"({config.batch_size} x {config.big_batch_factor}); use more texts or a smaller --batch-size")
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        self.generator = torch.Generator().manual_seed(config.seed)
+
+    def sample(self, size: int) -> torch.Tensor:
+        return self.splits.train[torch.randperm(len(self.splits.train), generator=self.generator)[:size]].to(self.device)
+
+    def train_epoch(self, round_index: int) -> dict[str, float]:
+        self.model.train()
+        total = torch.zeros((), device=self.device)
+        for _ in range(self.config.eval_every):
+            rows = self.sample(self.config.batch_size)
+            loss = lm_loss(self.model, self.ids[rows], self.mask[rows])
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            total += loss.detach()
+        return {"train/loss": float(total) / self.config.eval_every}
+
+    def evaluate(self, round_index: int) -> dict[str, float]:
+        self.model.eval()
+        metrics = {}
+        with torch.no_grad():
+            for split in ("val", "test"):
+                rows = getattr(self.splits, split).to(self.device)
+                losses = [float(lm_loss(self.model, self.ids[rows[s : s + 64]], self.mask[rows[s : s + 64]])) for s in range(0, len(rows), 64)]
+                metrics[f"{split}/loss"] = sum(losses) / len(losses)
+        b, big_b = self.config.batch_size, self.config.batch_size * self.config.big_batch_factor
+        rows = self.sample(big_b)
+        small = squared_grad_norm(self.model, self.ids[rows[:b]], self.mask[rows[:b]])
+        big = squared_grad_norm(self.model, self.ids[rows], self.mask[rows])
+        metrics.update(noise_scale(small, big, b, big_b))
+        return metrics
+
+
+def run(config: GeneratorConfig, *, nested: bool = False, progress: bool = True) -> str:
+    device = resolve_device(config.device)
+    experiment = GeneratorExperiment(config, device, tracking.project_root() / "mlruns" / "models")
+    with tracking.start_run(config, variant=config.model, run_name=f"generator-{Path(config.model).name}-s{config.seed}", nested=nested, step_unit="step") as tracker:
+        state, logged_through = EngineState(steps_per_round=config.eval_every), 0
+        if config.resume:
+            state = restore(experiment, tracking.load_checkpoint(config.resume))
+            logged_through = tracking.last_logged_step(config.resume, "val/loss")
+        state = fit(
+            experiment,
+            max_epochs=config.max_steps // config.eval_every,
+            selection=Selection(monitor="val/loss", mode="min", patience=config.patience),
+            callbacks=[MetricsLogger(tracker, logged_through), Checkpointer(tracker, experiment, config, config.checkpoint_interval)],
+            state=state,
+            progress=progress,
+            steps_per_round=config.eval_every,
+        )
+        history = history_frame(state.history).assign(run="generator")
+        tracker.log_figure(metric_curves(history, ["train/loss", "val/loss", "test/loss"], group="run", title="Language-model loss", xlabel="step"), "loss")
+        tracker.log_figure(metric_curves(history, ["gns/b_simple", "gns/grad_sq", "gns/trace"], group="run", title="Gradient noise scale (McCandlish et al. 2018)", xlabel="step"), "gradient_noise_scale")
+        tracker.flush()
+        best = tracking.load_checkpoint(tracker.run_id, "best")
+        experiment.model.load_state_dict(best["model"])  # register the validation-best weights
+        with tempfile.TemporaryDirectory() as tmp:
+            save_checkpoint_dir(experiment.loaded, Path(tmp))
+            tracker.log_directory(tmp, "model")
+        if config.register:
+            tracker.flush()
+            version = tracking.register_model(tracker.run_id, "model", REGISTERED_NAME)
+            tracker.set_tags({"innerlens.registered_version": version})
+        return tracker.run_id
