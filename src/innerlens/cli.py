@@ -65,12 +65,19 @@ def _run_generator(config: Config) -> str:
     return generator.run(config)  # type: ignore[arg-type]
 
 
+def _run_selector(config: Config) -> str:
+    from innerlens.families import selector
+
+    return selector.run(config)  # type: ignore[arg-type]
+
+
 def entry_points() -> list[EntryPoint]:
     from innerlens.families.generator import GeneratorConfig
     from innerlens.families.grokking import GrokkingConfig
     from innerlens.families.introspection import IntrospectionConfig
     from innerlens.families.grokking_sweep import GrokkingSweepConfig
     from innerlens.families.self_modeling import SelfModelingConfig
+    from innerlens.families.selector import SelectorConfig
     from innerlens.families.self_modeling_comparison import SelfModelingComparisonConfig
 
     return [
@@ -104,6 +111,12 @@ def entry_points() -> list[EntryPoint]:
             GeneratorConfig,
             _run_generator,
             "Fine-tune a TransformerLens language model on a corpus, log the gradient noise scale, register it.",
+        ),
+        EntryPoint(
+            "selector",
+            SelectorConfig,
+            _run_selector,
+            "A classifier head on a frozen generator's hidden states, with attention heatmaps and evaluation plots.",
         ),
     ]
 

@@ -137,6 +137,9 @@ class RunTracker:
     def log_text(self, text: str, artifact_file: str) -> None:
         self._write_and_upload(artifact_file, lambda path: path.write_text(text))
 
+    def log_bytes(self, data: bytes, artifact_file: str) -> None:
+        self._write_and_upload(artifact_file, lambda path: path.write_bytes(data))
+
     def log_figure(self, figure: Any, name: str) -> None:
         """Save a matplotlib figure as ``figures/<name>.png``."""
         buffer = io.BytesIO()

@@ -1,0 +1,229 @@
+"""Selector: a classifier head on a frozen generator's hidden states at two layers.
+
+The generator runs once, only up to the deepest layer the head reads, and its hidden states are
+cached: it is frozen, so every epoch would recompute the same numbers. The head (see
+``models/selector_head.py``) trains with validation-based early stopping; the validation-best
+head is calibrated (Platt, on validation logits), evaluated on test, registered in the Model
+Registry, and its attention is drawn for chosen examples under the registered versions.
+"""
+from __future__ import annotations
+
+import io
+import json
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from sklearn.metrics import roc_auc_score
+
+from innerlens import tracking
+from innerlens.analysis.calibration import expected_calibration_error, platt_fit
+from innerlens.callbacks import Checkpointer, MetricsLogger, history_frame
+from innerlens.config import ConfigError, EpochConfig, non_negative, option, positive, probability
+from innerlens.data.labelled import order_corpus, read_labelled
+from innerlens.data.splits import split_indices
+from innerlens.engine import EngineState, Selection, fit, resolve_device, restore, seed_everything
+from innerlens.models.loading import LoadedModel, encode, load_model
+from innerlens.models.selector_head import SelectorHead, valid_heads
+from innerlens.models.transformer import resid_post
+
+FAMILY = "selector"
+REGISTERED_NAME = "innerlens-selector"
+
+
+@dataclass(frozen=True)
+class SelectorConfig(EpochConfig):
+    family = FAMILY
+
+    generator: str = option("tiny", "Frozen generator: tiny, models:/innerlens-generator/VERSION|latest, a checkpoint directory or a model name.")
+    data: Optional[str] = option(None, "CSV with text,label columns (default: the generated name-order corpus).")
+    num_texts: int = option(1000, "Generated labelled texts when --data is not given.", check=positive)
+    max_length: int = option(64, "Tokens per text at most.", check=positive)
+    feature_layers: tuple[int, ...] = option((), "Generator layers the head reads (default: about 1/6 and 1/2 of its depth).")
+    heads: int = option(40, "Attention heads per block (the nearest count dividing d_model is used).", check=positive)
+    mlp_ratio: int = option(3, "Hidden width of the residual MLP, as a multiple of its input.", check=positive)
+    dropout: float = option(0.1, "Dropout in the residual MLP.", check=probability)
+    calibrate: bool = option(True, "Platt-scale the test probabilities on validation logits.")
+    examples: Optional[str] = option(None, "File of texts (one per line) to draw attention heatmaps for (default: the first --num-examples test texts).")
+    num_examples: int = option(3, "Test texts drawn as heatmaps when --examples is not given.", check=non_negative)
+    register: bool = option(True, f"Register the trained head as {REGISTERED_NAME!r} in the Model Registry.")
+
+    max_epochs: int = option(40, "Upper bound on training epochs.", check=positive)
+    patience: int = option(8, "Stop after this many epochs without a better val/auc (0 disables).", check=non_negative)
+    batch_size: int = option(32, "Texts per step.", check=positive)
+    weight_decay: float = option(0.01, "AdamW weight decay.", check=non_negative)
+
+
+def default_layers(n_layers: int) -> tuple[int, int]:
+    """About 1/6 and 1/2 of the depth, distinct."""
+    low, high = round(n_layers / 6), n_layers // 2
+    return (low, high) if low != high else (max(high - 1, 0), high) if high > 0 else (0, min(1, n_layers - 1))
+
+
+class SelectorExperiment:
+    def __init__(self, config: SelectorConfig, device: torch.device, models_root: Path) -> None:
+        seed_everything(config.seed)
+        self.config, self.device = config, device
+        self.frame = read_labelled(config.data) if config.data else order_corpus(config.num_texts, config.seed)
+        self.generator_model: LoadedModel = load_model(config.generator, device, cache_root=models_root)
+        n_layers = self.generator_model.n_layers
+        self.layers = tuple(config.feature_layers) or default_layers(n_layers)
+        for layer in self.layers:
+            if not 0 <= layer < n_layers:
+                raise ConfigError(f"--feature-layers {layer} is out of range: the generator has layers 0..{n_layers - 1}")
+        if len(set(self.layers)) != len(self.layers):
+            raise ConfigError("--feature-layers must be distinct")
+        self.heads = valid_heads(self.generator_model.d_model, config.heads)
+        self.ids, self.last = encode(self.generator_model.tokenizer, self.frame["text"].tolist(), device, config.max_length)
+        self.labels = torch.tensor(self.frame["label"].to_numpy(), device=device)
+        self.features = self.hidden_states(self.ids, self.last)
+        self.splits = split_indices(len(self.frame), (config.train_fraction, config.val_fraction, config.test_fraction), config.seed)
+        self.model = SelectorHead(self.generator_model.d_model, len(self.layers), self.heads, config.mlp_ratio, config.dropout).to(device)
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        self.generator = torch.Generator().manual_seed(config.seed)
+
+    @torch.no_grad()
+    def hidden_states(self, ids: torch.Tensor, last: torch.Tensor) -> list[torch.Tensor]:
+        """Residual stream after each read layer, all positions; the generator stops after the deepest."""
+        names = [resid_post(layer) for layer in self.layers]
+        wanted = set(names)
+        parts: list[list[torch.Tensor]] = [[] for _ in names]
+        for start in range(0, len(ids), 64):
+            _, cache = self.generator_model.bridge.run_with_cache(
+                ids[start : start + 64], names_filter=lambda name: name in wanted, stop_at_layer=max(self.layers) + 1
+            )
+            for part, name in zip(parts, names):
+                part.append(cache[name].float())
+        return [torch.cat(part) for part in parts]
+
+    def logits(self, rows: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        rows = rows.to(self.device)
+        return self.model([f[rows] for f in self.features], self.last[rows])
+
+    def train_epoch(self, epoch: int) -> dict[str, float]:
+        self.model.train()
+        order = self.splits.train[torch.randperm(len(self.splits.train), generator=self.generator)]
+        total = torch.zeros((), device=self.device)
+        for start in range(0, len(order), self.config.batch_size):
+            rows = order[start : start + self.config.batch_size]
+            loss = F.cross_entropy(self.logits(rows)[0], self.labels[rows.to(self.device)])
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            total += loss.detach() * len(rows)
+        return {"train/loss": float(total) / len(order)}
+
+    @torch.no_grad()
+    def scores(self, rows: torch.Tensor) -> torch.Tensor:
+        """logit(class 1) − logit(class 0) per text."""
+        self.model.eval()
+        logits = torch.cat([self.logits(rows[s : s + 128])[0] for s in range(0, len(rows), 128)])
+        return (logits[:, 1] - logits[:, 0]).cpu()
+
+    def evaluate(self, epoch: int) -> dict[str, float]:
+        metrics = {}
+        for split in ("val", "test"):
+            rows = getattr(self.splits, split)
+            score, labels = self.scores(rows), self.labels[rows.to(self.device)].cpu()
+            metrics[f"{split}/loss"] = float(F.binary_cross_entropy_with_logits(score, labels.float()))
+            metrics[f"{split}/acc"] = float(((score > 0).long() == labels).float().mean())
+            metrics[f"{split}/auc"] = float(roc_auc_score(labels.numpy(), score.numpy())) if labels.unique().numel() == 2 else 0.5
+        return metrics
+
+
+def bag_of_words_auc(frame: pd.DataFrame, train: torch.Tensor, test: torch.Tensor) -> float:
+    """Test AUC of a bag-of-words logistic regression: the baseline that context-free features reach."""
+    from sklearn.feature_extraction.text import CountVectorizer
+    from sklearn.linear_model import LogisticRegression
+
+    vectorizer = CountVectorizer()
+    x_train = vectorizer.fit_transform(frame["text"].iloc[train.numpy()])
+    model = LogisticRegression(max_iter=2000).fit(x_train, frame["label"].iloc[train.numpy()])
+    x_test = vectorizer.transform(frame["text"].iloc[test.numpy()])
+    return float(roc_auc_score(frame["label"].iloc[test.numpy()], model.predict_proba(x_test)[:, 1]))
+
+
+def run(config: SelectorConfig, *, nested: bool = False, progress: bool = True) -> str:
+    from innerlens.viz import selector as viz
+
+    device = resolve_device(config.device)
+    experiment = SelectorExperiment(config, device, tracking.project_root() / "mlruns" / "models")
+    examples = _examples(config, experiment)
+    generator_version = experiment.generator_model.version or Path(config.generator).name
+    with tracking.start_run(config, variant=f"L{'-'.join(map(str, experiment.layers))}", run_name=f"selector-{generator_version}-s{config.seed}", nested=nested) as tracker:
+        tracker.set_tags({"innerlens.generator_version": generator_version, "innerlens.heads": str(experiment.heads),
+                          "innerlens.feature_layers": ",".join(map(str, experiment.layers))})
+        state, logged_through = EngineState(), 0
+        if config.resume:
+            state = restore(experiment, tracking.load_checkpoint(config.resume))
+            logged_through = tracking.last_logged_step(config.resume, "val/auc")
+        state = fit(
+            experiment,
+            max_epochs=config.max_epochs,
+            selection=Selection(monitor="val/auc", patience=config.patience),
+            callbacks=[MetricsLogger(tracker, logged_through), Checkpointer(tracker, experiment, config, config.checkpoint_interval)],
+            state=state,
+            progress=progress,
+        )
+        tracker.flush()
+        experiment.model.load_state_dict(tracking.load_checkpoint(tracker.run_id, "best")["model"])
+        val, test = experiment.splits.val, experiment.splits.test
+        test_labels = experiment.labels[test.to(device)].cpu().numpy()
+        test_scores = experiment.scores(test)
+        probabilities = torch.sigmoid(test_scores).numpy()
+        final = {"test/auc_best": float(roc_auc_score(test_labels, test_scores.numpy())),
+                 "test/ece": expected_calibration_error(probabilities, test_labels),
+                 "baseline/bow/test_auc": bag_of_words_auc(experiment.frame, experiment.splits.train, test)}
+        if config.calibrate:
+            a, b = platt_fit(experiment.scores(val), experiment.labels[val.to(device)].cpu())
+            probabilities = torch.sigmoid(a * test_scores.double() + b).numpy()
+            final.update({"calibration/a": a, "calibration/b": b, "test/ece_calibrated": expected_calibration_error(probabilities, test_labels)})
+        tracker.log_metrics(state.step, final)
+        tracker.log_figure(viz.evaluation(test_labels, probabilities), "evaluation")
+        selector_version = _register(tracker, config, experiment) if config.register else "unregistered"
+        for name, text in examples:
+            ids, last = encode(experiment.generator_model.tokenizer, [text], device, config.max_length)
+            experiment.model.eval()
+            with torch.no_grad():
+                _, weights = experiment.model(experiment.hidden_states(ids, last), last)
+            tokens = [experiment.generator_model.tokenizer.decode([int(t)]) for t in ids[0, : int(last[0]) + 1]]
+            stem = f"example_{name}_{generator_version}_selector_{selector_version}"
+            arrays = {f"h_select_h{layer}": w[0, :, : len(tokens)].cpu().numpy() for layer, w in zip(experiment.layers, weights)}
+            tracker.log_figure(viz.attention_heatmap(tokens, arrays), f"heatmaps/{stem}")
+            buffer = io.BytesIO()
+            np.savez(buffer, tokens=np.array(tokens), **arrays)
+            tracker.log_bytes(buffer.getvalue(), f"heatmaps/{stem}.npz")
+        tracker.log_history(history_frame(state.history))
+        return tracker.run_id
+
+
+def _examples(config: SelectorConfig, experiment: SelectorExperiment) -> list[tuple[str, str]]:
+    """(name, text) pairs to draw: the --examples file's lines or the first test texts."""
+    if config.examples:
+        path = Path(config.examples)
+        if not path.is_file():
+            raise ConfigError(f"--examples: no such file {config.examples!r}")
+        texts = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        return [(f"{i:02d}", text) for i, text in enumerate(texts)]
+    rows = experiment.splits.test[: config.num_examples].tolist()
+    return [(f"test{row}", experiment.frame["text"].iloc[row]) for row in rows]
+
+
+def _register(tracker: tracking.RunTracker, config: SelectorConfig, experiment: SelectorExperiment) -> str:
+    """Log the head (weights + architecture) as ``selector/`` and register it; return the version."""
+    with tempfile.TemporaryDirectory() as tmp:
+        torch.save(experiment.model.state_dict(), Path(tmp) / "head.pt")
+        (Path(tmp) / "architecture.json").write_text(json.dumps({
+            "d_model": experiment.generator_model.d_model, "feature_layers": list(experiment.layers),
+            "heads": experiment.heads, "mlp_ratio": config.mlp_ratio, "generator": config.generator,
+        }, indent=2))
+        tracker.log_directory(tmp, "selector")
+    tracker.flush()
+    version = tracking.register_model(tracker.run_id, "selector", REGISTERED_NAME)
+    tracker.set_tags({"innerlens.registered_version": version})
+    return version
