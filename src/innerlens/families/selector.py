@@ -197,7 +197,7 @@ def run(config: SelectorConfig, *, nested: bool = False, progress: bool = True) 
             tracker.log_figure(viz.attention_heatmap(tokens, arrays), f"heatmaps/{stem}")
             buffer = io.BytesIO()
             np.savez(buffer, tokens=np.array(tokens), **arrays)
-            tracker.log_bytes(buffer.getvalue(), f"heatmaps/{stem}.npz")
+            tracker.log_bytes(buffer.getvalue(), f"figures/heatmaps/{stem}.npz")  # redraw without rerunning
         tracker.log_history(history_frame(state.history))
         return tracker.run_id
 

@@ -1,0 +1,110 @@
+"""Selector: head architecture properties, frozen generator, heatmap layout, generator -> selector
+through `mlflow run` with Model Registry versions."""
+from __future__ import annotations
+
+import subprocess
+
+import numpy as np
+import pytest
+import torch
+from mlflow.tracking import MlflowClient
+
+from innerlens.data.labelled import GROUP_A, order_corpus
+from innerlens.engine import Selection, fit
+from innerlens.families.selector import SelectorConfig, SelectorExperiment, default_layers
+from innerlens.models.selector_head import FinalTokenAttention, SelectorHead, valid_heads
+from innerlens.viz.selector import attention_heatmap
+
+from conftest import ROOT, clean_env
+
+MODELS = ROOT / "mlruns" / "models"
+
+
+def test_head_shapes_and_heads_that_divide() -> None:
+    head = SelectorHead(d_model=16, n_layers_read=2, n_heads=4)
+    features = [torch.randn(3, 7, 16), torch.randn(3, 7, 16)]
+    logits, weights = head(features, torch.tensor([6, 3, 0]))
+    assert logits.shape == (3, 2) and [w.shape for w in weights] == [(3, 4, 7), (3, 4, 7)]
+    assert head.mlp_in.out_features == 3 * 32  # aspect ratio 3 on the concatenation
+    assert valid_heads(64, 40) == 32 and valid_heads(120, 40) == 40 and valid_heads(768, 40) == 48
+    assert default_layers(12) == (2, 6) and default_layers(4) == (1, 2)
+
+
+def test_attention_rows_sum_to_one_up_to_the_final_token() -> None:
+    block = FinalTokenAttention(16, 4)
+    last = torch.tensor([6, 2, 0])
+    _, weights = block(torch.randn(3, 7, 16), last)
+    assert torch.allclose(weights.sum(-1), torch.ones(3, 4))
+    for row, final in enumerate(last.tolist()):
+        assert (weights[row, :, final + 1 :] == 0).all()
+
+
+def test_block_has_no_residual_path() -> None:
+    block = FinalTokenAttention(16, 4)
+    with torch.no_grad():
+        block.value.weight.zero_()
+        block.value.bias.zero_()
+    a, _ = block(torch.randn(2, 5, 16), torch.tensor([4, 4]))
+    b, _ = block(10 * torch.randn(2, 5, 16), torch.tensor([4, 2]))
+    assert torch.allclose(a, b) and torch.allclose(a[0], block.out.bias)  # nothing of the input gets through
+
+
+def test_corpus_words_carry_no_label() -> None:
+    frame = order_corpus(300, seed=0)
+    for text in frame["text"]:
+        assert sum(f"{name} " in text or f"{name}," in text or f"{name}." in text for name in GROUP_A) == 1
+    assert 0.35 < frame["label"].mean() < 0.65
+
+
+def test_generator_stays_frozen_while_the_head_trains() -> None:
+    experiment = SelectorExperiment(SelectorConfig(num_texts=120, max_epochs=2), torch.device("cpu"), MODELS)
+    before = {k: v.clone() for k, v in experiment.generator_model.bridge.state_dict().items()}
+    head_before = {k: v.clone() for k, v in experiment.model.state_dict().items()}
+    fit(experiment, max_epochs=2, selection=Selection(monitor="val/auc"), callbacks=[], progress=False)
+    after = experiment.generator_model.bridge.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert any(not torch.equal(head_before[k], v) for k, v in experiment.model.state_dict().items())
+    assert experiment.features[0].shape[:2] == experiment.ids.shape  # cached once, all positions
+
+
+def test_heatmap_has_one_pane_per_block_and_one_row_per_token() -> None:
+    tokens = ["The", " cat", " sat", "."]
+    weights = {"h_select_h1": np.random.rand(32, 4), "h_select_h2": np.random.rand(32, 4)}
+    figure = attention_heatmap(tokens, weights)
+    panes = [ax for ax in figure.axes if ax.get_title().startswith("h_select_h")]
+    assert [ax.get_title() for ax in panes] == ["h_select_h1", "h_select_h2"]
+    for ax in panes:
+        assert [label.get_text() for label in ax.get_yticklabels()] == tokens
+        image = ax.get_images()[0]
+        assert image.get_array().shape == (4, 32) and image.get_clim() == (0.0, 1.0)
+    assert len(figure.axes) == 4  # a colorbar per pane
+
+
+def _mlflow_run(server: str, entry: str, params: dict[str, str]) -> None:
+    args = ["mlflow", "run", str(ROOT), "-e", entry, "--env-manager", "local", "--experiment-name", "selector"]
+    for key, value in params.items():
+        args += ["-P", f"{key}={value}"]
+    result = subprocess.run(args, env=clean_env(MLFLOW_TRACKING_URI=server), capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+
+
+def test_generator_then_selector_through_mlflow_run(mlflow_server: str) -> None:
+    _mlflow_run(mlflow_server, "generator", {"num_texts": "300", "max_steps": "40", "eval_every": "20", "batch_size": "16"})
+    _mlflow_run(mlflow_server, "selector", {"generator": "models:/innerlens-generator/latest", "max_epochs": "25", "num_examples": "2"})
+    client = MlflowClient(mlflow_server)
+    generator_version = max(int(v.version) for v in client.search_model_versions("name = 'innerlens-generator'"))
+    selector_version = max(int(v.version) for v in client.search_model_versions("name = 'innerlens-selector'"))
+    experiment = client.get_experiment_by_name("selector").experiment_id
+    generator_run = client.search_runs([experiment], "tags.`innerlens.family` = 'generator'")[0]
+    assert [m.step for m in client.get_metric_history(generator_run.info.run_id, "gns/b_simple")] == [20, 40]
+    run = client.search_runs([experiment], "tags.`innerlens.family` = 'selector'")[0]
+    assert run.data.tags["innerlens.generator_version"] == str(generator_version)
+    heatmaps = sorted(a.path for a in client.list_artifacts(run.info.run_id, "figures/heatmaps"))
+    assert len(heatmaps) == 4  # two examples: PNG + weights array each
+    assert all(f"_{generator_version}_selector_{selector_version}." in path for path in heatmaps)
+    arrays = np.load(client.download_artifacts(run.info.run_id, [p for p in heatmaps if p.endswith(".npz")][0]))
+    assert {"tokens", "h_select_h1", "h_select_h2"} <= set(arrays.files)
+    assert "figures/evaluation.png" in {a.path for a in client.list_artifacts(run.info.run_id, "figures")}
+    metrics = run.data.metrics
+    assert metrics["test/auc_best"] > metrics["baseline/bow/test_auc"] + 0.15  # context beats bag of words
+    assert metrics["test/ece_calibrated"] <= metrics["test/ece"] + 0.05
