@@ -142,3 +142,13 @@ def test_frozen_regression_head_predicts_held_out_texts(local_store: str) -> Non
     metrics = MlflowClient().get_run(run_id).data.metrics
     assert metrics["test/r2"] >= 0.6  # README: 0.86 at the defaults (30 epochs)
     assert metrics["test/r2"] > metrics["baseline/mean/test_r2"] + 0.5
+
+
+def test_unreachable_model_name_is_one_line(local_store: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # as on a machine without network: fail fast, not after retries
+    with pytest.raises(SystemExit) as exit_info:
+        main(["introspection", "--model", "innerlens-test/no-such-model"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--model innerlens-test/no-such-model: could not load it" in err, err
+    assert mlflow.search_runs(search_all_experiments=True).empty

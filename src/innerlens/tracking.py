@@ -144,6 +144,9 @@ class RunTracker:
         """Save a matplotlib figure as ``figures/<name>.png``."""
         buffer = io.BytesIO()
         figure.savefig(buffer, format="png", dpi=120, bbox_inches="tight")
+        import matplotlib.pyplot as plt
+
+        plt.close(figure)  # logged: free it (long sweeps draw hundreds)
         self._write_and_upload(f"figures/{name}.png", lambda path: path.write_bytes(buffer.getvalue()))
 
     def log_history(self, history: pd.DataFrame) -> None:
