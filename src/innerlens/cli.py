@@ -29,46 +29,15 @@ class EntryPoint:
         return self.name.replace("_", "-")
 
 
-def _run_self_modeling(config: Config) -> str:
-    from innerlens.families import self_modeling
+def _runner(module: str, function: str = "run") -> Callable[[Config], str]:
+    """Import the family only when its command runs, so `--help` and errors stay fast."""
 
-    return self_modeling.run(config)  # type: ignore[arg-type]
+    def run(config: Config) -> str:
+        import importlib
 
+        return getattr(importlib.import_module(f"innerlens.families.{module}"), function)(config)
 
-def _run_self_modeling_comparison(config: Config) -> str:
-    from innerlens.families import self_modeling_comparison
-
-    return self_modeling_comparison.compare(config)  # type: ignore[arg-type]
-
-
-def _run_grokking(config: Config) -> str:
-    from innerlens.families import grokking
-
-    return grokking.run(config)  # type: ignore[arg-type]
-
-
-def _run_grokking_sweep(config: Config) -> str:
-    from innerlens.families import grokking_sweep
-
-    return grokking_sweep.sweep(config)  # type: ignore[arg-type]
-
-
-def _run_introspection(config: Config) -> str:
-    from innerlens.families import introspection
-
-    return introspection.run(config)  # type: ignore[arg-type]
-
-
-def _run_generator(config: Config) -> str:
-    from innerlens.families import generator
-
-    return generator.run(config)  # type: ignore[arg-type]
-
-
-def _run_selector(config: Config) -> str:
-    from innerlens.families import selector
-
-    return selector.run(config)  # type: ignore[arg-type]
+    return run
 
 
 def entry_points() -> list[EntryPoint]:
@@ -81,41 +50,41 @@ def entry_points() -> list[EntryPoint]:
     from innerlens.families.self_modeling_comparison import SelfModelingComparisonConfig
 
     return [
-        EntryPoint("self_modeling", SelfModelingConfig, _run_self_modeling, "Train one self-modeling variant."),
+        EntryPoint("self_modeling", SelfModelingConfig, _runner("self_modeling"), "Train one self-modeling variant."),
         EntryPoint(
             "self_modeling_comparison",
             SelfModelingComparisonConfig,
-            _run_self_modeling_comparison,
+            _runner("self_modeling_comparison", "compare"),
             "Train every self-modeling variant (x seeds) under one parent run and draw the comparison.",
         ),
         EntryPoint(
             "grokking",
             GrokkingConfig,
-            _run_grokking,
+            _runner("grokking"),
             "Delayed generalization on modular arithmetic (Nanda et al. 2023 defaults), with phase detection.",
         ),
         EntryPoint(
             "grokking_sweep",
             GrokkingSweepConfig,
-            _run_grokking_sweep,
+            _runner("grokking_sweep", "sweep"),
             "Sweep one grokking hyperparameter (or only seeds): nested runs, time-to-generalize and seed bands.",
         ),
         EntryPoint(
             "introspection",
             IntrospectionConfig,
-            _run_introspection,
+            _runner("introspection"),
             "A TransformerLens model learns to report one of its own neuron activations.",
         ),
         EntryPoint(
             "generator",
             GeneratorConfig,
-            _run_generator,
+            _runner("generator"),
             "Fine-tune a TransformerLens language model on a corpus, log the gradient noise scale, register it.",
         ),
         EntryPoint(
             "selector",
             SelectorConfig,
-            _run_selector,
+            _runner("selector"),
             "A classifier head on a frozen generator's hidden states, with attention heatmaps and evaluation plots.",
         ),
     ]

@@ -52,6 +52,12 @@ def non_negative(value: float) -> str | None:
     return None if value >= 0 else f"must be >= 0, got {value}"
 
 
+def distinct_seeds(seeds: tuple[int, ...]) -> str | None:
+    if not seeds:
+        return "give at least one seed, e.g. 0,1,2"
+    return None if len(set(seeds)) == len(seeds) else f"seeds must be distinct, got {','.join(map(str, seeds))}"
+
+
 def probability(value: float | None) -> str | None:
     if value is None or 0.0 <= value <= 1.0:
         return None

@@ -11,19 +11,13 @@ from mlflow.tracking import MlflowClient
 
 from innerlens import tracking
 from innerlens.compare import child_runs, fetch_history, latest_parent_with_children
-from innerlens.config import option
+from innerlens.config import distinct_seeds, option
 from innerlens.families.grokking import GrokkingConfig, run
 from innerlens.viz.curves import metric_curves
 from innerlens.viz.grokking import split_curves, time_to_generalize
 
 FAMILY = "grokking_sweep"
 SWEEPABLE = ("none", "lr", "batch_size", "weight_decay", "train_fraction")
-
-
-def _seeds_check(seeds: tuple[int, ...]) -> str | None:
-    if not seeds:
-        return "give at least one seed, e.g. 0,1,2"
-    return None if len(set(seeds)) == len(seeds) else f"seeds must be distinct, got {','.join(map(str, seeds))}"
 
 
 @dataclass(frozen=True)
@@ -33,7 +27,7 @@ class GrokkingSweepConfig(GrokkingConfig):
 
     sweep: str = option("none", "Hyperparameter to sweep (none: seeds only).", choices=SWEEPABLE)
     values: tuple[float, ...] = option((), "Values of --sweep, comma-separated (train_fraction splits the rest evenly into val/test).")
-    seeds: tuple[int, ...] = option((0, 1, 2), "Seeds; every value is trained once per seed (each its own nested run).", check=_seeds_check)
+    seeds: tuple[int, ...] = option((0, 1, 2), "Seeds; every value is trained once per seed (each its own nested run).", check=distinct_seeds)
     skip_training: bool = option(False, "Draw the figures from the latest existing sweep instead of training.")
 
     def check(self) -> str | None:

@@ -11,16 +11,10 @@ import click
 
 from innerlens import tracking
 from innerlens.compare import children_history, latest_parent_with_children
-from innerlens.config import option
+from innerlens.config import distinct_seeds, option
 from innerlens.families.self_modeling import VARIANTS, SelfModelingConfig, figures, run
 
 FAMILY = "self_modeling_comparison"
-
-
-def _seeds_check(seeds: tuple[int, ...]) -> str | None:
-    if not seeds:
-        return "give at least one seed, e.g. 0,1,2"
-    return None if len(set(seeds)) == len(seeds) else f"seeds must be distinct, got {','.join(map(str, seeds))}"
 
 
 @dataclass(frozen=True)
@@ -29,7 +23,7 @@ class SelfModelingComparisonConfig(SelfModelingConfig):
     hidden_fields = ("variant", "seed", "resume")
 
     variants: tuple[str, ...] = option(VARIANTS, "Variants to train, comma-separated.", choices=VARIANTS)
-    seeds: tuple[int, ...] = option((0,), "Seeds; each variant is trained once per seed (e.g. 0,1,2).", check=_seeds_check)
+    seeds: tuple[int, ...] = option((0,), "Seeds; each variant is trained once per seed (e.g. 0,1,2).", check=distinct_seeds)
     skip_training: bool = option(False, "Draw the figures from the latest existing comparison instead of training.")
     show_plots: bool = option(False, "Open the figures once drawn.")
 
