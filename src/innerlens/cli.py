@@ -44,6 +44,7 @@ def entry_points() -> list[EntryPoint]:
     from innerlens.families.generator import GeneratorConfig
     from innerlens.families.grokking import GrokkingConfig
     from innerlens.families.introspection import IntrospectionConfig
+    from innerlens.families.metalign import MetalignConfig
     from innerlens.families.grokking_sweep import GrokkingSweepConfig
     from innerlens.families.self_modeling import SelfModelingConfig
     from innerlens.families.selector import SelectorConfig
@@ -86,6 +87,12 @@ def entry_points() -> list[EntryPoint]:
             SelectorConfig,
             _runner("selector"),
             "A classifier head on a frozen generator's hidden states, with attention heatmaps and evaluation plots.",
+        ),
+        EntryPoint(
+            "metalign",
+            MetalignConfig,
+            _runner("metalign"),
+            "Meta-learn function learning over object embeddings; CKA with a reference embedding and learning curves against humans.",
         ),
     ]
 

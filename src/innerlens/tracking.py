@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -107,11 +108,23 @@ def check_run_exists(run_id: str, family: str) -> None:
         raise ConfigError(f"--resume: run {run_id} has no checkpoints/last.pt to resume from")
 
 
-class RunTracker:
-    """Logs to one MLflow run through a single ordered background worker."""
+MAX_METRICS_PER_BATCH = 1000  # MLflow's limit for one log_batch call
 
-    def __init__(self, run_id: str) -> None:
+
+class RunTracker:
+    """Logs to one MLflow run through a single ordered background worker.
+
+    Metrics are sent in one ``log_batch`` per step, or, when steps come faster than
+    ``metrics_interval_s``, one per interval holding every step since the last send (each value
+    keeps its own step): a small model's epoch is short enough that a database round trip per
+    epoch would be a visible share of it. ``flush`` and ``close`` send what is buffered.
+    """
+
+    def __init__(self, run_id: str, metrics_interval_s: float = 1.0) -> None:
         self.run_id = run_id
+        self.metrics_interval_s = metrics_interval_s
+        self._metric_buffer: list[Metric] = []
+        self._metrics_sent_at = -math.inf
         self.client = MlflowClient()
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"mlflow-{run_id[:8]}")
         self._pending: list[Future] = []
@@ -126,10 +139,19 @@ class RunTracker:
         self._pending.append(self._worker.submit(fn, *args, **kwargs))
 
     def log_metrics(self, step: int, metrics: dict[str, float]) -> None:
-        """All of one step's metrics in a single ``log_batch`` call."""
+        """Queue one step's metrics; they leave in a single ``log_batch`` with any buffered steps."""
         timestamp = int(time.time() * 1000)
-        batch = [Metric(key, float(value), timestamp, step) for key, value in metrics.items()]
-        self._submit(self.client.log_batch, self.run_id, metrics=batch)
+        self._metric_buffer.extend(Metric(key, float(value), timestamp, step) for key, value in metrics.items())
+        due = time.monotonic() - self._metrics_sent_at >= self.metrics_interval_s
+        if due or len(self._metric_buffer) >= MAX_METRICS_PER_BATCH // 2:
+            self._send_metrics()
+
+    def _send_metrics(self) -> None:
+        while self._metric_buffer:
+            batch = self._metric_buffer[:MAX_METRICS_PER_BATCH]
+            self._metric_buffer = self._metric_buffer[MAX_METRICS_PER_BATCH:]
+            self._submit(self.client.log_batch, self.run_id, metrics=batch)
+        self._metrics_sent_at = time.monotonic()
 
     def set_tags(self, tags: dict[str, str]) -> None:
         self._submit(self.client.log_batch, self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
@@ -181,7 +203,8 @@ class RunTracker:
         return self._artifact_repo
 
     def flush(self) -> None:
-        """Wait for every queued call; re-raise the first that failed."""
+        """Send buffered metrics, wait for every queued call; re-raise the first that failed."""
+        self._send_metrics()
         pending, self._pending = self._pending, []
         for future in pending:
             future.result()

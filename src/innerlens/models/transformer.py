@@ -18,6 +18,7 @@ def native_transformer(
     d_mlp: int,
     act_fn: str = "relu",
     normalization: str | None = "LN",
+    positional_embedding: str = "standard",
     seed: int = 0,
     device: torch.device | str = "cpu",
 ) -> TransformerBridge:
@@ -34,6 +35,7 @@ def native_transformer(
         n_ctx=n_ctx,
         act_fn=act_fn,
         normalization_type=normalization,
+        positional_embedding_type=positional_embedding,
         seed=seed,
     )
     return TransformerBridge.boot_native(config, device=device)

@@ -1,0 +1,331 @@
+"""Metalign: a sequence model meta-learned on function-learning episodes over object embeddings.
+
+Training episodes use the training dimensions and training objects; validation episodes (early
+stopping, best checkpoint) the training dimensions on validation objects; test episodes the
+held-out ``--eval-dims`` on test objects, reported only. After training, the best model is
+measured twice:
+
+* representational alignment: layer-wise CKA (linear and debiased, with intervals over
+  object subsamples) between its representation of each object (a one-step episode with a
+  zero label) and the reference embedding, on all and on the held-out dimensions, against
+  the raw backbone features as baseline;
+* behavioural alignment: p(correct) over trials on held-out dimensions, next to a standard
+  learner (online logistic regression) and, with ``--human-data``, next to humans, each
+  scored by per-trial negative log-likelihood of the humans' outcomes.
+"""
+from __future__ import annotations
+
+import math
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+
+from innerlens import tracking
+from innerlens.analysis.cka import cka_interval, debiased_cka, linear_cka
+from innerlens.analysis.cognitive import correct_probability, curve_by_dimension, fit_temperature, human_nll, online_logistic_logits
+from innerlens.callbacks import Checkpointer, MetricsLogger, history_frame
+from innerlens.config import ConfigError, EpochConfig, non_negative, option, positive, probability
+from innerlens.data.embeddings import HUMAN_COLUMNS, ObjectData, load_human_data, load_objects, synthetic_objects, zscore
+from innerlens.data.episodes import LABEL_CHANNELS, EpisodeSampler, Episodes
+from innerlens.data.splits import split_indices
+from innerlens.engine import EngineState, Selection, fit, resolve_device, restore, seed_everything
+from innerlens.models.meta_learner import MetaLearner
+from innerlens.viz.curves import metric_curves
+
+FAMILY = "metalign"
+SYNTHETIC_HUMAN_TEMPERATURE = 0.5
+
+
+@dataclass(frozen=True)
+class MetalignConfig(EpochConfig):
+    family = FAMILY
+
+    backbone: Optional[str] = option(None, "Backbone representations, .npz with one row per object (default: synthetic files written into the run).")
+    backbone_key: Optional[str] = option(None, "Array name inside --backbone (default: its only array).")
+    reference: Optional[str] = option(None, "Reference embedding, text with one row per object and one column per dimension (SPoSE format).")
+    dimension_names: Optional[str] = option(None, "Text file with one readable name per reference dimension.")
+    human_data: Optional[str] = option(None, "CSV with dimension,trial,correct,participant (synthetic data comes with simulated learners).")
+    synthetic_objects: int = option(1854, "Objects in the synthetic files (as in THINGS).", check=positive)
+    synthetic_dimensions: int = option(24, "Reference dimensions in the synthetic files.", check=positive)
+    synthetic_features: int = option(64, "Backbone feature width in the synthetic files.", check=positive)
+    synthetic_noise: float = option(1.0, "Noise on the synthetic backbone features, relative to their std.", check=non_negative)
+    synthetic_participants: int = option(20, "Simulated participants in the synthetic human data.", check=positive)
+    eval_dims: tuple[int, ...] = option((0, 1, 2), "Held-out reference dimensions: never trained on; test episodes and CKA 'heldout' use them.")
+    sequence_length: int = option(100, "Objects per episode.", check=positive)
+    fixed_label: bool = option(False, "Keep 'at or above the median' as label 1 (default: flipped with p=0.5 per episode).")
+    weighted_sampling: bool = option(True, "Sample objects far from the dimension's median more often (clear cases first make in-context learning emerge in minutes; --no-weighted-sampling for uniform draws).")
+    episodes_per_epoch: int = option(2048, "Training episodes per epoch.", check=positive)
+    eval_episodes: int = option(256, "Fixed validation and test episodes each.", check=positive)
+    d_model: int = option(64, "Residual stream width.", check=positive)
+    n_layers: int = option(4, "Transformer blocks.", check=positive)
+    n_heads: int = option(4, "Attention heads (must divide d_model).", check=positive)
+    d_mlp: int = option(256, "MLP hidden width.", check=positive)
+    cka_repeats: int = option(100, "Object subsamples (80 %, no duplicates) for CKA intervals.", check=positive)
+    cognitive_l2: float = option(1.0, "L2 strength of the logistic-regression learner.", check=positive)
+
+    max_epochs: int = option(30, "Upper bound on training epochs.", check=positive)
+    patience: int = option(8, "Stop after this many epochs without a better val/acc (0 disables).", check=non_negative)
+    batch_size: int = option(64, "Episodes per step.", check=positive)
+    weight_decay: float = option(0.01, "AdamW weight decay.", check=non_negative)
+    test_fraction: float = option(0.15, "Fraction of objects for test episodes (reporting only).", check=probability)
+
+    def check(self) -> str | None:
+        base = super().check()
+        if base:
+            return base
+        if self.d_model % self.n_heads:
+            return f"--n-heads {self.n_heads} must divide --d-model {self.d_model}"
+        if not self.eval_dims:
+            return "--eval-dims needs at least one held-out dimension, e.g. 0,1,2"
+        if len(set(self.eval_dims)) != len(self.eval_dims) or min(self.eval_dims) < 0:
+            return f"--eval-dims must be distinct non-negative dimensions, got {','.join(map(str, self.eval_dims))}"
+        if (self.backbone is None) != (self.reference is None):
+            return "--backbone and --reference go together: give both files, or neither for synthetic data"
+        return None
+
+
+@dataclass(frozen=True)
+class PreparedData:
+    objects: ObjectData
+    human: pd.DataFrame | None
+    source_dir: Path | None  # synthetic files to log with the run
+
+
+def write_synthetic(directory: Path, config: MetalignConfig) -> dict[str, Path]:
+    """Synthetic files in the real formats; simulated learners on the held-out dims as 'humans'."""
+    features, reference = synthetic_objects(
+        config.synthetic_objects, config.synthetic_dimensions, config.synthetic_features, config.synthetic_noise, config.seed
+    )
+    directory.mkdir(parents=True, exist_ok=True)
+    paths = {name: directory / file for name, file in
+             (("backbone", "backbone.npz"), ("reference", "reference.txt"), ("names", "dimension_names.txt"), ("human", "human.csv"))}
+    np.savez(paths["backbone"], features=features)
+    np.savetxt(paths["reference"], reference, fmt="%.6f")
+    paths["names"].write_text("".join(f"synthetic_{k}\n" for k in range(config.synthetic_dimensions)))
+    simulated_humans(features, reference, config).to_csv(paths["human"], index=False)
+    return paths
+
+
+def simulated_humans(features: np.ndarray, reference: np.ndarray, config: MetalignConfig) -> pd.DataFrame:
+    """Each participant does one episode per held-out dimension, choosing like the logistic learner at a known temperature."""
+    eval_dims = [d for d in config.eval_dims if d < reference.shape[1]]
+    if not eval_dims:
+        return pd.DataFrame(columns=list(HUMAN_COLUMNS))
+    generator = torch.Generator().manual_seed(config.seed + 7919)
+    trials = min(config.sequence_length, len(features))
+    sampler = EpisodeSampler(torch.from_numpy(zscore(features)), torch.from_numpy(reference), eval_dims,
+                             torch.arange(len(features)), trials, weighted=config.weighted_sampling)
+    episodes = sampler.sample(config.synthetic_participants * len(eval_dims), generator, balanced=True)
+    logits = online_logistic_logits(episodes.inputs[..., LABEL_CHANNELS:], episodes.labels, config.cognitive_l2)
+    correct = torch.bernoulli(correct_probability(logits, episodes.labels, SYNTHETIC_HUMAN_TEMPERATURE), generator=generator)
+    frame = pd.DataFrame(correct.int().numpy()).assign(
+        dimension=episodes.dimensions.numpy(),
+        participant=[f"sim{i // len(eval_dims):03d}" for i in range(len(episodes))],
+    )
+    frame = frame.melt(id_vars=["dimension", "participant"], var_name="trial", value_name="correct")
+    frame["trial"] = frame["trial"].astype(int) + 1
+    return frame[list(HUMAN_COLUMNS)]
+
+
+def prepare_data(config: MetalignConfig, scratch: Path) -> PreparedData:
+    """Load (or write and load) the files and check them against the config, before any run exists."""
+    source_dir = None
+    backbone, reference, names, human = config.backbone, config.reference, config.dimension_names, config.human_data
+    if backbone is None:
+        source_dir = scratch / "data"
+        paths = write_synthetic(source_dir, config)
+        backbone, reference, names = paths["backbone"], paths["reference"], paths["names"]
+        human = human or paths["human"]
+    objects = load_objects(backbone, reference, config.backbone_key, names)
+    bad = [d for d in config.eval_dims if d >= objects.num_dimensions]
+    if bad:
+        raise ConfigError(f"--eval-dims {bad} out of range: the reference has dimensions 0..{objects.num_dimensions - 1}")
+    if objects.num_dimensions - len(config.eval_dims) < 1:
+        raise ConfigError("--eval-dims leaves no dimension to train on")
+    smallest = min(int(objects.num_objects * f) for f in (config.val_fraction, config.test_fraction))
+    if smallest < config.sequence_length:
+        raise ConfigError(
+            f"--sequence-length {config.sequence_length} needs at least that many distinct objects per split; "
+            f"{objects.num_objects} objects leave {smallest} in the smallest split"
+        )
+    frame = None
+    if human:
+        frame = load_human_data(human, objects.num_dimensions)
+        frame = frame[frame["dimension"].isin(config.eval_dims) & (frame["trial"] <= config.sequence_length)]
+        if frame.empty:
+            raise ConfigError(f"--human-data {human} has no trials on --eval-dims {','.join(map(str, config.eval_dims))}")
+    return PreparedData(objects, frame, source_dir)
+
+
+class MetalignExperiment:
+    def __init__(self, config: MetalignConfig, data: ObjectData, device: torch.device) -> None:
+        seed_everything(config.seed)
+        self.config, self.device = config, device
+        self.features = torch.from_numpy(zscore(data.features)).to(device)
+        self.reference = torch.from_numpy(data.reference).to(device)
+        self.eval_dims = list(config.eval_dims)
+        self.train_dims = [d for d in range(data.num_dimensions) if d not in self.eval_dims]
+        splits = split_indices(data.num_objects, (config.train_fraction, config.val_fraction, config.test_fraction), config.seed)
+        self.splits = splits
+
+        def sampler(dims: list[int], objects: torch.Tensor) -> EpisodeSampler:
+            return EpisodeSampler(self.features, self.reference, dims, objects, config.sequence_length,
+                                  fixed_label=config.fixed_label, weighted=config.weighted_sampling)
+
+        self.train_sampler = sampler(self.train_dims, splits.train)
+        fixed = torch.Generator().manual_seed(config.seed + 1)
+        self.episodes = {
+            "val": sampler(self.train_dims, splits.val).sample(config.eval_episodes, fixed),
+            "test": sampler(self.eval_dims, splits.test).sample(config.eval_episodes, fixed, balanced=True),
+        }
+        self.model = MetaLearner(self.features.shape[1] + LABEL_CHANNELS, label_channels=LABEL_CHANNELS, sequence_length=config.sequence_length,
+                                 d_model=config.d_model, n_layers=config.n_layers, n_heads=config.n_heads,
+                                 d_mlp=config.d_mlp, seed=config.seed, device=device)
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        self.generator = torch.Generator().manual_seed(config.seed)
+
+    def train_epoch(self, epoch: int) -> dict[str, float]:
+        self.model.train()
+        steps = math.ceil(self.config.episodes_per_epoch / self.config.batch_size)
+        loss_sum, correct = torch.zeros((), device=self.device), torch.zeros((), device=self.device)
+        for _ in range(steps):
+            batch = self.train_sampler.sample(self.config.batch_size, self.generator)
+            logits = self.model(batch.inputs)
+            loss = F.binary_cross_entropy_with_logits(logits, batch.labels)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            loss_sum += loss.detach()
+            correct += ((logits.detach() > 0).float() == batch.labels).float().mean()
+        return {"train/loss": loss_sum.item() / steps, "train/acc": correct.item() / steps}
+
+    @torch.no_grad()
+    def logits(self, episodes: Episodes) -> torch.Tensor:
+        self.model.eval()
+        return torch.cat([self.model(episodes.inputs[s : s + 128]) for s in range(0, len(episodes), 128)])
+
+    def evaluate(self, epoch: int) -> dict[str, float]:
+        metrics = {}
+        for split, episodes in self.episodes.items():
+            logits = self.logits(episodes)
+            hits = ((logits > 0).float() == episodes.labels).float()
+            quarter = max(1, hits.shape[1] // 4)
+            metrics[f"{split}/loss"] = F.binary_cross_entropy_with_logits(logits, episodes.labels).item()
+            metrics[f"{split}/acc"] = hits.mean().item()
+            metrics[f"{split}/acc_first_quarter"] = hits[:, :quarter].mean().item()
+            metrics[f"{split}/acc_last_quarter"] = hits[:, -quarter:].mean().item()
+        return metrics
+
+    @torch.no_grad()
+    def object_representations(self) -> dict[str, np.ndarray]:
+        """Each object alone in a one-step episode with the zero label: the model's view of it."""
+        self.model.eval()
+        inputs = torch.cat([torch.zeros(len(self.features), 1, LABEL_CHANNELS, device=self.device), self.features[:, None]], dim=-1)
+        parts = [self.model.representations(inputs[s : s + 512]) for s in range(0, len(inputs), 512)]
+        return {name: torch.cat([p[name] for p in parts]).cpu().numpy() for name in parts[0]}
+
+
+def alignment_table(representations: dict[str, np.ndarray], backbone: np.ndarray, reference: np.ndarray,
+                    eval_dims: list[int], repeats: int, seed: int) -> pd.DataFrame:
+    """CKA of every layer (and of the raw backbone) with the reference: all dims and held-out dims, linear and debiased."""
+    rows = []
+    for subset, columns in (("all", slice(None)), ("heldout", eval_dims)):
+        target = reference[:, columns]
+        for layer, values in {"backbone": backbone, **representations}.items():
+            for method, function in (("linear", linear_cka), ("debiased", debiased_cka)):
+                interval = cka_interval(values, target, function, repeats=repeats, seed=seed)
+                rows.append({"layer": layer, "subset": subset, "method": method,
+                             "value": interval.value, "low": interval.low, "high": interval.high})
+    return pd.DataFrame(rows)
+
+
+def behaviour_table(experiment: MetalignExperiment, human: pd.DataFrame | None, l2: float) -> tuple[pd.DataFrame, dict[str, float]]:
+    """Tidy p(correct) per (learner, unit, dimension, trial) on the test episodes, and the NLL scores."""
+    episodes = experiment.episodes["test"]
+    meta_logits = experiment.logits(episodes)
+    cognitive_logits = online_logistic_logits(episodes.inputs[..., LABEL_CHANNELS:], episodes.labels, l2)
+    scores: dict[str, float] = {}
+    temperatures = {"meta_learner": 1.0, "cognitive": 1.0}  # drawn: the meta-learner's own p, the cognitive model as fitted
+    if human is not None:
+        scores["behaviour/nll/chance"] = math.log(2.0)
+        for learner, logits in (("meta_learner", meta_logits), ("cognitive", cognitive_logits)):
+            temperature, nll = fit_temperature(logits.cpu(), episodes.labels.cpu(), episodes.dimensions.cpu(), human)
+            if learner == "cognitive":
+                temperatures[learner] = temperature
+            scores[f"behaviour/nll/{learner}"] = nll
+            scores[f"behaviour/temperature/{learner}"] = temperature
+        untempered = curve_by_dimension(correct_probability(meta_logits, episodes.labels).cpu(), episodes.dimensions.cpu())
+        scores["behaviour/nll/meta_learner_untempered"] = human_nll(untempered, human)
+    frames = []
+    for learner, logits in (("meta_learner", meta_logits), ("cognitive", cognitive_logits)):
+        p = correct_probability(logits, episodes.labels, temperatures[learner]).cpu().numpy()
+        frame = pd.DataFrame(p).assign(unit=np.arange(len(p)).astype(str), dimension=episodes.dimensions.cpu().numpy())
+        frames.append(frame.melt(id_vars=["unit", "dimension"], var_name="trial", value_name="p_correct").assign(learner=learner))
+    if human is not None:
+        frames.append(human.rename(columns={"participant": "unit", "correct": "p_correct"}).assign(learner="human"))
+    table = pd.concat(frames, ignore_index=True)
+    table["trial"] = table["trial"].astype(int) + np.where(table["learner"] == "human", 0, 1)
+    if human is not None:  # humans and models on the same trials
+        table = table[table["trial"] <= min(int(human["trial"].max()), episodes.labels.shape[1])]
+    return table[["learner", "unit", "dimension", "trial", "p_correct"]], scores
+
+
+def run(config: MetalignConfig, *, nested: bool = False, progress: bool = True) -> str:
+    device = resolve_device(config.device)
+    with tempfile.TemporaryDirectory(prefix="innerlens-metalign-") as scratch:
+        data = prepare_data(config, Path(scratch))
+        experiment = MetalignExperiment(config, data.objects, device)
+        with tracking.start_run(config, variant="fixed_label" if config.fixed_label else "flipped_label",
+                                run_name=f"metalign-s{config.seed}", nested=nested) as tracker:
+            tracker.set_tags({"innerlens.data": "synthetic" if data.source_dir else "files",
+                              "innerlens.train_dims": ",".join(map(str, experiment.train_dims))})
+            if data.source_dir and not config.resume:
+                tracker.log_directory(data.source_dir, "data")
+            state, logged_through = EngineState(), 0
+            if config.resume:
+                state = restore(experiment, tracking.load_checkpoint(config.resume))
+                logged_through = tracking.last_logged_step(config.resume, "val/acc")
+            state = fit(
+                experiment,
+                max_epochs=config.max_epochs,
+                selection=Selection(patience=config.patience, target_accuracy=config.target_accuracy, target_split=config.target_split),
+                callbacks=[MetricsLogger(tracker, logged_through), Checkpointer(tracker, experiment, config, config.checkpoint_interval)],
+                state=state,
+                progress=progress,
+            )
+            tracker.flush()
+            experiment.model.load_state_dict(tracking.load_checkpoint(tracker.run_id, "best")["model"])
+            report(tracker, experiment, data, config, state)
+            return tracker.run_id
+
+
+def report(tracker: tracking.RunTracker, experiment: MetalignExperiment, data: PreparedData,
+           config: MetalignConfig, state: EngineState) -> None:
+    """Alignment metrics, tables and figures of the best model."""
+    from innerlens.viz import metalign as viz
+
+    names = data.objects.dimension_names
+    cka = alignment_table(experiment.object_representations(), experiment.features.cpu().numpy(),
+                          data.objects.reference, experiment.eval_dims, config.cka_repeats, config.seed)
+    behaviour, scores = behaviour_table(experiment, data.human, config.cognitive_l2)
+    scores.update({f"cka_{row.method}/{row.layer}/{row.subset}": row.value for row in cka.itertuples()})
+    tracker.log_metrics(state.step, scores)
+    tracker.log_text(cka.to_csv(index=False), "tables/cka.csv")
+    by_dimension = behaviour.groupby(["learner", "dimension"], as_index=False)["p_correct"].mean()
+    by_dimension["name"] = by_dimension["dimension"].map(lambda d: names[d])
+    tracker.log_text(by_dimension.to_csv(index=False), "tables/accuracy_by_dimension.csv")
+    tracker.log_text(behaviour.groupby(["learner", "trial"], as_index=False)["p_correct"].mean().to_csv(index=False),
+                     "tables/accuracy_by_position.csv")
+    history = history_frame(state.history).assign(run_id=tracker.run_id, variant="metalign")
+    tracker.log_figure(metric_curves(history, ["train/loss", "val/loss", "test/loss", "train/acc", "val/acc", "test/acc"],
+                                     group="variant", title="Meta-training"), "training")
+    tracker.log_figure(viz.cka_layers(cka), "cka_layers")
+    tracker.log_figure(viz.learning_curves(behaviour), "learning_curves")
+    tracker.log_figure(viz.learning_curves_by_dimension(behaviour, names), "learning_curves_by_dimension")
+    tracker.log_figure(viz.accuracy_by_dimension(behaviour, names), "accuracy_by_dimension")

@@ -1,0 +1,110 @@
+"""Metalign figures from tidy frames.
+
+* CKA: rows (layer, subset, method, value, low, high); layer "backbone" is the baseline.
+* Behaviour: rows (learner, unit, dimension, trial, p_correct); a unit is an episode for the
+  models and a participant for humans, so bands are over units.
+"""
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+
+from innerlens.viz.curves import mean_and_band
+
+BASELINE = "backbone"
+LEARNER_ORDER = ("meta_learner", "cognitive", "human")
+
+
+def cka_layers(cka: pd.DataFrame) -> Figure:
+    """CKA per layer against the reference, one panel per dimension subset, the raw backbone dashed."""
+    subsets = list(dict.fromkeys(cka["subset"]))
+    figure, axes = plt.subplots(1, len(subsets), figsize=(5.0 * len(subsets), 3.6), squeeze=False, sharey=True)
+    for ax, subset in zip(axes.flat, subsets):
+        panel = cka[cka["subset"] == subset]
+        for method, rows in panel.groupby("method", sort=True):
+            layers = rows[rows["layer"] != BASELINE]
+            x = np.arange(len(layers))
+            errors = [layers["value"] - layers["low"], layers["high"] - layers["value"]]
+            line = ax.errorbar(x, layers["value"], yerr=np.clip(errors, 0, None), marker="o", capsize=3, label=f"model ({method})")
+            base = rows[rows["layer"] == BASELINE].iloc[0]
+            color = line[0].get_color()
+            ax.axhline(base["value"], color=color, linestyle="--", label=f"raw backbone ({method})")
+            ax.axhspan(base["low"], base["high"], color=color, alpha=0.1, linewidth=0)
+            ax.set_xticks(x, layers["layer"], rotation=30)
+        ax.set_title(f"{subset} dimensions")
+        ax.set_xlabel("layer")
+        ax.set_ylabel("CKA with reference")
+    axes.flat[0].legend(fontsize="small")
+    figure.suptitle("Representational alignment")
+    figure.tight_layout()
+    return figure
+
+
+def _per_unit(behaviour: pd.DataFrame) -> pd.DataFrame:
+    """The tidy layout of :func:`mean_and_band`: one value per (learner, unit, trial)."""
+    per_unit = behaviour.groupby(["learner", "unit", "trial"], as_index=False)["p_correct"].mean()
+    return per_unit.rename(columns={"unit": "run_id", "trial": "step", "p_correct": "value"}).assign(key="p_correct")
+
+
+def _draw_bands(ax: Axes, behaviour: pd.DataFrame) -> None:
+    summary = mean_and_band(_per_unit(behaviour), "learner")
+    for learner in [name for name in LEARNER_ORDER if name in set(summary["learner"])]:
+        curve = summary[summary["learner"] == learner]
+        line = ax.plot(curve["step"], curve["mean"], label=learner)[0]
+        ax.fill_between(curve["step"], curve["mean"] - curve["half_width"], curve["mean"] + curve["half_width"],
+                        color=line.get_color(), alpha=0.2, linewidth=0)
+    ax.axhline(0.5, color="grey", linewidth=0.8, linestyle=":")
+    ax.set_xlabel("trial")
+    ax.set_ylabel("p(correct)")
+
+
+def learning_curves(behaviour: pd.DataFrame) -> Figure:
+    """p(correct) over trials on held-out dimensions, mean and 95 % band over episodes / participants."""
+    figure, ax = plt.subplots(figsize=(5.5, 3.8))
+    _draw_bands(ax, behaviour)
+    ax.legend(fontsize="small")
+    ax.set_title("Learning curves on held-out dimensions")
+    figure.tight_layout()
+    return figure
+
+
+def learning_curves_by_dimension(behaviour: pd.DataFrame, names: Sequence[str]) -> Figure:
+    dimensions = sorted(behaviour["dimension"].unique())
+    columns = min(len(dimensions), 3)
+    rows = math.ceil(len(dimensions) / columns)
+    figure, axes = plt.subplots(rows, columns, figsize=(4.4 * columns, 3.3 * rows), squeeze=False, sharey=True)
+    for ax, dimension in zip(axes.flat, dimensions):
+        _draw_bands(ax, behaviour[behaviour["dimension"] == dimension])
+        ax.set_title(names[dimension])
+    for ax in list(axes.flat)[len(dimensions):]:
+        ax.axis("off")
+    axes.flat[0].legend(fontsize="small")
+    figure.suptitle("Learning curves per held-out dimension")
+    figure.tight_layout()
+    return figure
+
+
+def accuracy_by_dimension(behaviour: pd.DataFrame, names: Sequence[str]) -> Figure:
+    """Mean p(correct) per dimension and learner, with 95 % intervals over units."""
+    per_unit = behaviour.groupby(["learner", "dimension", "unit"], as_index=False)["p_correct"].mean()
+    summary = per_unit.groupby(["learner", "dimension"])["p_correct"].agg(["mean", "sem"]).reset_index()
+    learners = [name for name in LEARNER_ORDER if name in set(summary["learner"])]
+    dimensions = sorted(summary["dimension"].unique())
+    width = 0.8 / len(learners)
+    figure, ax = plt.subplots(figsize=(max(5.0, 1.2 * len(dimensions) * len(learners)), 3.8))
+    for i, learner in enumerate(learners):
+        rows = summary[summary["learner"] == learner].set_index("dimension").reindex(dimensions)
+        ax.bar(np.arange(len(dimensions)) + i * width, rows["mean"], width, yerr=1.96 * rows["sem"].fillna(0), capsize=3, label=learner)
+    ax.set_xticks(np.arange(len(dimensions)) + width * (len(learners) - 1) / 2, [names[d] for d in dimensions], rotation=20)
+    ax.axhline(0.5, color="grey", linewidth=0.8, linestyle=":")
+    ax.set_ylabel("p(correct)")
+    ax.set_title("Accuracy by held-out dimension")
+    ax.legend(fontsize="small")
+    figure.tight_layout()
+    return figure

@@ -1,0 +1,177 @@
+"""metalign: file loaders, episodes, the cognitive learner, and the family end to end."""
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from mlflow.tracking import MlflowClient
+
+from conftest import ROOT, clean_env
+from innerlens.analysis.cognitive import correct_probability, curve_by_dimension, fit_temperature, online_logistic_logits
+from innerlens.config import ConfigError
+from innerlens.data.embeddings import load_human_data, load_objects, synthetic_objects
+from innerlens.data.episodes import EpisodeSampler, median_labels
+from innerlens.families.metalign import MetalignConfig, MetalignExperiment, prepare_data
+
+
+@pytest.fixture
+def objects() -> tuple[torch.Tensor, torch.Tensor]:
+    features, reference = synthetic_objects(300, 6, 16, 0.3, seed=0)
+    return torch.from_numpy(features), torch.from_numpy(reference)
+
+
+def test_episode_inputs_carry_the_previous_label_and_the_object(objects: tuple[torch.Tensor, torch.Tensor]) -> None:
+    features, reference = objects
+    sampler = EpisodeSampler(features, reference, [1, 2], torch.arange(300), 20)
+    episodes = sampler.sample(32, torch.Generator().manual_seed(0))
+    assert episodes.inputs.shape == (32, 20, 2 + 16)
+    assert torch.all(episodes.inputs[:, 0, :2] == 0)
+    previous = episodes.inputs[:, 1:, :2]
+    assert torch.equal(previous.argmax(-1).float(), episodes.labels[:, :-1])
+    assert torch.all(previous.sum(-1) == 1)
+    assert torch.equal(episodes.inputs[..., 2:], features[episodes.objects])
+    assert all(len(set(row.tolist())) == 20 for row in episodes.objects)  # distinct objects per episode
+
+
+def test_labels_are_median_splits_flipped_per_episode(objects: tuple[torch.Tensor, torch.Tensor]) -> None:
+    features, reference = objects
+    truth = median_labels(reference)
+    assert truth.mean(0).sub(0.5).abs().max() < 0.02
+    generator = torch.Generator().manual_seed(1)
+    fixed = EpisodeSampler(features, reference, [0, 3], torch.arange(300), 30, fixed_label=True).sample(64, generator)
+    assert torch.equal(fixed.labels, truth[fixed.objects, fixed.dimensions[:, None]])
+    flipped = EpisodeSampler(features, reference, [0, 3], torch.arange(300), 30).sample(400, generator)
+    agrees = (flipped.labels == truth[flipped.objects, flipped.dimensions[:, None]]).all(dim=1)
+    inverted = (flipped.labels == 1 - truth[flipped.objects, flipped.dimensions[:, None]]).all(dim=1)
+    assert torch.all(agrees | inverted)
+    assert 0.4 < agrees.float().mean() < 0.6
+
+
+def test_weighted_sampling_favours_objects_far_from_the_median(objects: tuple[torch.Tensor, torch.Tensor]) -> None:
+    features, reference = objects
+    distance = (reference[:, 0] - reference[:, 0].median()).abs()
+    generator = torch.Generator().manual_seed(2)
+    draws = {weighted: EpisodeSampler(features, reference, [0], torch.arange(300), 20, weighted=weighted).sample(200, generator)
+             for weighted in (False, True)}
+    assert distance[draws[True].objects].mean() > 1.3 * distance[draws[False].objects].mean()
+
+
+def test_held_out_dimensions_never_reach_training(tmp_path: Path) -> None:
+    config = MetalignConfig(synthetic_objects=400, synthetic_dimensions=6, eval_dims=(1, 4), sequence_length=20,
+                            eval_episodes=16, d_model=16, n_layers=1, n_heads=2, d_mlp=32)
+    data = prepare_data(config, tmp_path)
+    experiment = MetalignExperiment(config, data.objects, torch.device("cpu"))
+    assert set(experiment.train_dims) == {0, 2, 3, 5}
+    drawn = torch.cat([experiment.train_sampler.sample(64, experiment.generator).dimensions for _ in range(5)])
+    assert set(drawn.tolist()) == {0, 2, 3, 5}
+    assert set(experiment.episodes["val"].dimensions.tolist()) <= {0, 2, 3, 5}
+    assert set(experiment.episodes["test"].dimensions.tolist()) == {1, 4}
+    splits = experiment.splits
+    assert not set(experiment.episodes["test"].objects.flatten().tolist()) - set(splits.test.tolist())
+    assert not set(experiment.episodes["val"].objects.flatten().tolist()) - set(splits.val.tolist())
+
+
+def _write(path: Path, text: str) -> str:
+    path.write_text(text)
+    return str(path)
+
+
+def test_loaders_reject_malformed_files_with_one_line(tmp_path: Path) -> None:
+    good_reference = _write(tmp_path / "ref.txt", "0.1 0.2\n0.3 0.4\n0.5 0.6\n")
+    np.savez(tmp_path / "three.npz", features=np.ones((3, 4)))
+    np.savez(tmp_path / "two.npz", features=np.ones((2, 4)))
+    np.savez(tmp_path / "many.npz", a=np.ones((3, 4)), b=np.ones((3, 4)))
+    cases = {
+        "no such file": (str(tmp_path / "missing.npz"), good_reference, None),
+        "row 2 has 1 values": (str(tmp_path / "three.npz"), _write(tmp_path / "ragged.txt", "1 2\n3\n4 5\n"), None),
+        "non-numeric": (str(tmp_path / "three.npz"), _write(tmp_path / "words.txt", "1 2\n3 x\n4 5\n"), None),
+        "name one with --backbone-key": (str(tmp_path / "many.npz"), good_reference, None),
+        "'c' is not in": (str(tmp_path / "many.npz"), good_reference, "c"),
+        "--backbone has 2 objects but --reference has 3": (str(tmp_path / "two.npz"), good_reference, None),
+        "not a readable .npz": (_write(tmp_path / "text.npz", "hello"), good_reference, None),
+    }
+    for expected, (backbone, reference, key) in cases.items():
+        with pytest.raises(ConfigError) as error:
+            load_objects(backbone, reference, key)
+        assert expected in str(error.value) and "\n" not in str(error.value)
+    human_cases = {
+        "missing column(s) ['participant']": "dimension,trial,correct\n0,1,1\n",
+        "'correct' must be 0 or 1": "dimension,trial,correct,participant\n0,1,2,a\n",
+        "dimension(s) [7] not in": "dimension,trial,correct,participant\n7,1,1,a\n",
+    }
+    for expected, text in human_cases.items():
+        with pytest.raises(ConfigError, match=expected.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[").replace("]", r"\]")):
+            load_human_data(_write(tmp_path / "human.csv", text), num_dimensions=2)
+
+
+def test_bad_input_fails_before_any_run(tmp_path: Path, local_store: str) -> None:
+    result = subprocess.run(
+        ["innerlens", "metalign", "--eval-dims", "0,40", "--synthetic-objects", "300", "--sequence-length", "20"],
+        capture_output=True, text=True, cwd=tmp_path, timeout=300,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == ["innerlens: error: --eval-dims [40] out of range: the reference has dimensions 0..23"]
+    assert MlflowClient(local_store).search_runs([MlflowClient(local_store).get_experiment_by_name("tests").experiment_id]) == []
+
+
+def test_logistic_learner_starts_at_chance_and_learns_a_linear_rule() -> None:
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(64, 60, 5, generator=generator)
+    labels = (x[..., 0] + 0.5 * x[..., 1] > 0).float()
+    logits = online_logistic_logits(x, labels)
+    p = correct_probability(logits, labels)
+    assert torch.all(logits[:, 0] == 0)
+    hits = ((logits > 0).float() == labels).float()
+    assert p[:, :3].mean() < 0.65 and p[:, -20:].mean() > 0.75
+    assert hits[:, -20:].mean() > 0.9
+
+
+def test_temperature_fit_recovers_the_temperature_that_made_the_choices() -> None:
+    generator = torch.Generator().manual_seed(1)
+    x = torch.randn(300, 40, 4, generator=generator)
+    labels = (x[..., 0] > 0).float()
+    dimensions = torch.arange(300) % 3
+    logits = online_logistic_logits(x, labels)
+    choices = torch.bernoulli(correct_probability(logits, labels, 3.0), generator=generator)
+    human = pd.DataFrame(choices.int().numpy()).assign(dimension=dimensions.numpy(), participant=np.arange(300).astype(str))
+    human = human.melt(id_vars=["dimension", "participant"], var_name="trial", value_name="correct")
+    human["trial"] = human["trial"].astype(int) + 1
+    temperature, nll = fit_temperature(logits, labels, dimensions, human)
+    assert temperature == pytest.approx(3.0, rel=0.25)
+    assert nll < np.log(2)
+    assert curve_by_dimension(correct_probability(logits, labels), dimensions)["trial"].min() == 1
+
+
+def test_metalign_through_mlflow_run(mlflow_server: str) -> None:
+    params = {"synthetic_objects": "600", "sequence_length": "40", "eval_episodes": "96", "episodes_per_epoch": "1024",
+              "max_epochs": "12", "d_model": "64", "n_layers": "3", "n_heads": "4", "d_mlp": "128", "cka_repeats": "10",
+              "synthetic_participants": "8"}
+    args = ["mlflow", "run", str(ROOT), "-e", "metalign", "--env-manager", "local", "--experiment-name", "metalign"]
+    for key, value in params.items():
+        args += ["-P", f"{key}={value}"]
+    result = subprocess.run(args, env=clean_env(MLFLOW_TRACKING_URI=mlflow_server), capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    client = MlflowClient(mlflow_server)
+    run = client.search_runs([client.get_experiment_by_name("metalign").experiment_id])[0]
+    figures = {a.path for a in client.list_artifacts(run.info.run_id, "figures")}
+    assert {f"figures/{name}.png" for name in ("cka_layers", "learning_curves", "learning_curves_by_dimension",
+                                               "accuracy_by_dimension", "training")} <= figures
+    assert {a.path for a in client.list_artifacts(run.info.run_id, "data")} >= {"data/backbone.npz", "data/reference.txt", "data/human.csv"}
+    metrics = run.data.metrics
+    # In-context learning on dimensions it never trained on: later trials beat early ones.
+    assert metrics["test/acc_last_quarter"] > metrics["test/acc_first_quarter"] + 0.02
+    positions = pd.read_csv(client.download_artifacts(run.info.run_id, "tables/accuracy_by_position.csv"))
+    first_trial = positions[positions["trial"] == 1].set_index("learner")["p_correct"]
+    assert first_trial["meta_learner"] == pytest.approx(0.5, abs=0.05)  # nothing to go on yet
+    assert first_trial["cognitive"] == pytest.approx(0.5, abs=1e-6)
+    assert positions["trial"].max() == 40  # humans and models clipped to the same trials
+    cka = pd.read_csv(client.download_artifacts(run.info.run_id, "tables/cka.csv"))
+    assert len(cka) == 5 * 2 * 2  # backbone, input, 3 blocks x all/heldout x linear/debiased
+    assert (cka["low"] <= cka["high"]).all() and cka["value"].between(-0.2, 1.0).all()
+    assert metrics["cka_linear/backbone/all"] == pytest.approx(
+        cka.query("layer == 'backbone' and subset == 'all' and method == 'linear'")["value"].item())
+    assert metrics["behaviour/nll/cognitive"] < metrics["behaviour/nll/chance"]
