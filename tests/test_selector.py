@@ -5,7 +5,6 @@ from __future__ import annotations
 import subprocess
 
 import numpy as np
-import pytest
 import torch
 from mlflow.tracking import MlflowClient
 

@@ -29,13 +29,13 @@ class EntryPoint:
         return self.name.replace("_", "-")
 
 
-def _runner(module: str, function: str = "run") -> Callable[[Config], str]:
+def _runner(module: str, function: str = "run", package: str = "innerlens.families") -> Callable[[Config], str]:
     """Import the family only when its command runs, so `--help` and errors stay fast."""
 
     def run(config: Config) -> str:
         import importlib
 
-        return getattr(importlib.import_module(f"innerlens.families.{module}"), function)(config)
+        return getattr(importlib.import_module(f"{package}.{module}"), function)(config)
 
     return run
 
@@ -45,6 +45,7 @@ def entry_points() -> list[EntryPoint]:
     from innerlens.families.grokking import GrokkingConfig
     from innerlens.families.introspection import IntrospectionConfig
     from innerlens.families.metalign import MetalignConfig
+    from innerlens.tune import TuneConfig
     from innerlens.families.grokking_sweep import GrokkingSweepConfig
     from innerlens.families.self_modeling import SelfModelingConfig
     from innerlens.families.selector import SelectorConfig
@@ -93,6 +94,12 @@ def entry_points() -> list[EntryPoint]:
             MetalignConfig,
             _runner("metalign"),
             "Meta-learn function learning over object embeddings; CKA with a reference embedding and learning curves against humans.",
+        ),
+        EntryPoint(
+            "tune",
+            TuneConfig,
+            _runner("tune", package="innerlens"),
+            "Optuna search over a family's hyperparameters on its validation metric; trials nested under the study's run.",
         ),
     ]
 

@@ -138,7 +138,7 @@ def _unwrap(annotation: Any) -> tuple[type, bool, bool]:
 class Config:
     """Base of every family's config: validation on construction, derived params and specs."""
 
-    family: ClassVar[str] = ""
+    family_name: ClassVar[str] = ""  # the innerlens.family tag of its runs
     # Fields that exist for the program but are not user options of this entry point.
     hidden_fields: ClassVar[tuple[str, ...]] = ()
 

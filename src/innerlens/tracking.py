@@ -7,6 +7,7 @@ server sees every call in the order it was made.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import io
 import json
 import math
@@ -16,8 +17,9 @@ import subprocess
 import tempfile
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import mlflow
 import pandas as pd
@@ -324,6 +326,31 @@ def open_finished_run(run_id: str) -> Iterator[RunTracker]:
         tracker.close()
 
 
+@dataclass(frozen=True)
+class RunContext:
+    """Where runs started inside :func:`run_context` belong: a parent run, extra tags and params."""
+
+    parent_run_id: str
+    tags: dict[str, str]
+    params: dict[str, str]
+    on_start: Callable[[str], None] | None = None  # told the run id once the run exists
+
+
+_run_context: contextvars.ContextVar[RunContext | None] = contextvars.ContextVar("innerlens_run_context", default=None)
+
+
+@contextlib.contextmanager
+def run_context(
+    parent_run_id: str, tags: dict[str, str], params: dict[str, str], on_start: Callable[[str], None] | None = None
+) -> Iterator[None]:
+    """Runs a family starts in here are nested under ``parent_run_id`` (in any process) and carry these tags/params."""
+    token = _run_context.set(RunContext(parent_run_id, tags, params, on_start))
+    try:
+        yield
+    finally:
+        _run_context.reset(token)
+
+
 @contextlib.contextmanager
 def start_run(
     config: Config,
@@ -343,9 +370,18 @@ def start_run(
     resume = getattr(config, "resume", None)
     client = MlflowClient()
     outer_run = None
+    context = _run_context.get()
     if resume:
-        check_run_exists(resume, config.family)
+        check_run_exists(resume, config.family_name)
         active = mlflow.start_run(run_id=resume)
+    elif context is not None:
+        active = mlflow.start_run(
+            experiment_id=client.get_run(context.parent_run_id).info.experiment_id,
+            run_name=run_name,
+            nested=mlflow.active_run() is not None,
+            parent_run_id=context.parent_run_id,
+            tags=context.tags,
+        )
     else:
         outer_run = os.environ.get("MLFLOW_RUN_ID") if not nested and mlflow.active_run() is None else None
         active = mlflow.start_run(
@@ -358,6 +394,8 @@ def start_run(
         # Consumed: nested runs started later must not reopen the launcher's run.
         os.environ.pop("MLFLOW_RUN_ID", None)
     run_id = active.info.run_id
+    if context is not None and context.on_start is not None and not resume:
+        context.on_start(run_id)
     tracker = RunTracker(run_id)
     status = RunStatus.to_string(RunStatus.FAILED)
     try:
@@ -367,11 +405,11 @@ def start_run(
             tracker._submit(
                 client.log_batch,
                 run_id,
-                params=[Param(k, v) for k, v in config.to_params().items() if k not in logged],
+                params=[Param(k, v) for k, v in {**config.to_params(), **(context.params if context else {})}.items() if k not in logged],
                 tags=[
                     RunTag(k, str(v))
                     for k, v in {
-                        TAG_FAMILY: config.family,
+                        TAG_FAMILY: config.family_name,
                         TAG_VARIANT: variant,
                         TAG_SEED: str(getattr(config, "seed", "")),
                         TAG_GIT_COMMIT: git_commit(),
@@ -384,6 +422,10 @@ def start_run(
         status = RunStatus.to_string(RunStatus.FINISHED)
     except KeyboardInterrupt:
         status = RunStatus.to_string(RunStatus.KILLED)
+        raise
+    except Exception as error:
+        # An exception may say how its run ends (a pruned Optuna trial: KILLED); anything else is FAILED.
+        status = getattr(error, "run_status", status)
         raise
     finally:
         try:

@@ -30,6 +30,7 @@ from innerlens.data.tasks import MODULAR_OPERATIONS, SequenceTask, modular_table
 from innerlens.engine import EngineState, Selection, fit, resolve_device, restore, seed_everything
 from innerlens.models.transformer import native_transformer
 from innerlens.tracking import RunTracker, snapshot
+from innerlens.search_space import SearchSpec
 
 FAMILY = "grokking"
 TASKS = (*MODULAR_OPERATIONS, "shortcut")
@@ -47,7 +48,7 @@ def _odd_prime(p: int) -> str | None:
 
 @dataclass(frozen=True)
 class GrokkingConfig(TrainConfig):
-    family = FAMILY
+    family_name = FAMILY
 
     train_fraction: float = option(0.3, "Fraction of all a∘b pairs used for training (0.3 in Nanda et al.).", check=open_fraction)
     val_fraction: float = option(0.35, "Fraction used for validation (selection, transition detection).", check=open_fraction)
@@ -112,6 +113,15 @@ class GrokkingConfig(TrainConfig):
         """Progress measures are defined for addition (Fourier features of a + b)."""
         return self.task in ("add", "shortcut")
 
+
+SEARCH = SearchSpec(
+    metric="val/acc",
+    direction="maximize",
+    space=lambda trial: {
+        "lr": trial.suggest_float("lr", 1e-4, 3e-3, log=True),
+        "weight_decay": trial.suggest_float("weight_decay", 0.1, 3.0, log=True),
+    },
+)
 
 def snapshot_steps(max_steps: int, eval_every: int, count: int) -> list[int]:
     """Log-spaced evaluation steps (multiples of ``eval_every``) from the first evaluation to the end, plus step 0."""

@@ -22,7 +22,7 @@ SWEEPABLE = ("none", "lr", "batch_size", "weight_decay", "train_fraction")
 
 @dataclass(frozen=True)
 class GrokkingSweepConfig(GrokkingConfig):
-    family = FAMILY
+    family_name = FAMILY
     hidden_fields = ("seed", "resume")
 
     sweep: str = option("none", "Hyperparameter to sweep (none: seeds only).", choices=SWEEPABLE)

@@ -31,6 +31,7 @@ from innerlens.engine import EngineState, Selection, fit, resolve_device, restor
 from innerlens.models.loading import LoadedModel, encode, load_model
 from innerlens.models.transformer import resid_post
 from innerlens.tracking import RunTracker
+from innerlens.search_space import SearchSpec
 
 FAMILY = "introspection"
 UNFREEZE = ("none", "all", "after_target", "from_layer", "selective")
@@ -43,7 +44,7 @@ def _position_check(value: str) -> str | None:
 
 @dataclass(frozen=True)
 class IntrospectionConfig(EpochConfig):
-    family = FAMILY
+    family_name = FAMILY
 
     model: str = option("tiny", "tiny (built-in GPT-2-style, offline), a local Hugging Face checkpoint directory, or a model name.")
     texts: Optional[str] = option(None, "File with one text per line (default: generated texts).")
@@ -97,6 +98,16 @@ class IntrospectionConfig(EpochConfig):
     def monitor(self) -> str:
         return "val/r2" if self.task == "regression" else "val/acc"
 
+
+def _introspection_space(trial: Any) -> dict[str, Any]:
+    return {
+        "lr": trial.suggest_float("lr", 1e-5, 1e-3, log=True),
+        "head_lr": trial.suggest_float("head_lr", 1e-3, 3e-2, log=True),
+    }
+
+
+# Regression runs select on val/r2, classification on val/acc: both "higher is better".
+SEARCH = SearchSpec(metric=lambda config: config.monitor, direction="maximize", space=_introspection_space)
 
 def check_against_model(config: IntrospectionConfig, model: LoadedModel, shortest_text: int) -> None:
     """Range checks that need the model: one line naming the valid range."""

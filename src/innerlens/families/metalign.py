@@ -37,6 +37,7 @@ from innerlens.data.splits import split_indices
 from innerlens.engine import EngineState, Selection, fit, resolve_device, restore, seed_everything
 from innerlens.models.meta_learner import MetaLearner
 from innerlens.viz.curves import metric_curves
+from innerlens.search_space import SearchSpec
 
 FAMILY = "metalign"
 SYNTHETIC_HUMAN_TEMPERATURE = 0.5
@@ -44,7 +45,7 @@ SYNTHETIC_HUMAN_TEMPERATURE = 0.5
 
 @dataclass(frozen=True)
 class MetalignConfig(EpochConfig):
-    family = FAMILY
+    family_name = FAMILY
 
     backbone: Optional[str] = option(None, "Backbone representations, .npz with one row per object (default: synthetic files written into the run).")
     backbone_key: Optional[str] = option(None, "Array name inside --backbone (default: its only array).")
@@ -89,6 +90,16 @@ class MetalignConfig(EpochConfig):
             return "--backbone and --reference go together: give both files, or neither for synthetic data"
         return None
 
+
+SEARCH = SearchSpec(
+    metric="val/acc",
+    direction="maximize",
+    space=lambda trial: {
+        "lr": trial.suggest_float("lr", 1e-4, 3e-3, log=True),
+        "weight_decay": trial.suggest_float("weight_decay", 1e-3, 0.3, log=True),
+        "n_layers": trial.suggest_int("n_layers", 1, 4),
+    },
+)
 
 @dataclass(frozen=True)
 class PreparedData:

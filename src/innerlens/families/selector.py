@@ -31,6 +31,7 @@ from innerlens.engine import EngineState, Selection, fit, resolve_device, restor
 from innerlens.models.loading import LoadedModel, encode, load_model
 from innerlens.models.selector_head import SelectorHead, valid_heads
 from innerlens.models.transformer import resid_post
+from innerlens.search_space import SearchSpec
 
 FAMILY = "selector"
 REGISTERED_NAME = "innerlens-selector"
@@ -38,7 +39,7 @@ REGISTERED_NAME = "innerlens-selector"
 
 @dataclass(frozen=True)
 class SelectorConfig(EpochConfig):
-    family = FAMILY
+    family_name = FAMILY
 
     generator: str = option("tiny", "Frozen generator: tiny, models:/innerlens-generator/VERSION|latest, a checkpoint directory or a model name.")
     data: Optional[str] = option(None, "CSV with text,label columns (default: the generated name-order corpus).")
@@ -58,6 +59,16 @@ class SelectorConfig(EpochConfig):
     batch_size: int = option(32, "Texts per step.", check=positive)
     weight_decay: float = option(0.01, "AdamW weight decay.", check=non_negative)
 
+
+SEARCH = SearchSpec(
+    metric="val/auc",
+    direction="maximize",
+    space=lambda trial: {
+        "lr": trial.suggest_float("lr", 1e-4, 3e-3, log=True),
+        "dropout": trial.suggest_float("dropout", 0.0, 0.5),
+        "mlp_ratio": trial.suggest_int("mlp_ratio", 1, 4),
+    },
+)
 
 def default_layers(n_layers: int) -> tuple[int, int]:
     """About 1/6 and 1/2 of the depth, distinct."""

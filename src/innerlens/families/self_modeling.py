@@ -26,6 +26,7 @@ from innerlens.data.tasks import SequenceTask, modular_sum, modular_sum_seq
 from innerlens.engine import EngineState, Selection, fit, resolve_device, restore, seed_everything
 from innerlens.models.transformer import native_transformer, resid_post
 from innerlens.viz.curves import learning_dynamics, metric_curves
+from innerlens.search_space import SearchSpec
 
 FAMILY = "self_modeling"
 VARIANTS = ("baseline", "first_layer", "middle_layer", "last_layer", "all_layers")
@@ -36,7 +37,7 @@ FINAL_RESIDUAL = "unembed.hook_in"
 
 @dataclass(frozen=True)
 class SelfModelingConfig(EpochConfig):
-    family = FAMILY
+    family_name = FAMILY
 
     variant: str = option("middle_layer", "Which layer(s) the self-model predicts.", choices=VARIANTS)
     task: str = option("modular_sum", "modular_sum: 'a b =' -> (a+b) mod p; modular_sum_seq: 'x1..xk =' -> sum mod p.", choices=TASKS)
@@ -87,6 +88,18 @@ class SelfModelingConfig(EpochConfig):
             num_draws=self.llc_draws,
             batch_size=max(self.batch_size, 256),
         )
+
+
+SEARCH = SearchSpec(
+    metric="val/acc",
+    direction="maximize",
+    space=lambda trial: {
+        "lr": trial.suggest_float("lr", 1e-4, 1e-2, log=True),
+        "weight_decay": trial.suggest_float("weight_decay", 1e-3, 3.0, log=True),
+        "self_model_weight": trial.suggest_float("self_model_weight", 0.0, 2.0),
+        "batch_size": trial.suggest_categorical("batch_size", [64, 128, 256]),
+    },
+)
 
 
 def self_model_layers(variant: str, n_layers: int) -> list[int]:

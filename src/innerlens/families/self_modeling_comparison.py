@@ -19,7 +19,7 @@ FAMILY = "self_modeling_comparison"
 
 @dataclass(frozen=True)
 class SelfModelingComparisonConfig(SelfModelingConfig):
-    family = FAMILY
+    family_name = FAMILY
     hidden_fields = ("variant", "seed", "resume")
 
     variants: tuple[str, ...] = option(VARIANTS, "Variants to train, comma-separated.", choices=VARIANTS)

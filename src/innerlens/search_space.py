@@ -1,0 +1,76 @@
+"""Search spaces: what ``tune`` may vary in a family, and which validation metric it optimises.
+
+A family declares a :class:`SearchSpec` next to its Config. Its ``space`` is a plain function
+of an Optuna trial (only ``suggest_*`` is called, so this module needs no optuna import);
+``--space FILE`` replaces it with a YAML mapping of the same parameters, e.g.::
+
+    lr: {type: float, low: 1.0e-4, high: 1.0e-2, log: true}
+    batch_size: {type: categorical, choices: [64, 128, 256]}
+    n_layers: {type: int, low: 1, high: 4}
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from innerlens.config import Config, ConfigError
+
+Space = Callable[[Any], dict[str, Any]]
+KINDS = ("float", "int", "categorical")
+
+
+@dataclass(frozen=True)
+class SearchSpec:
+    metric: str | Callable[[Config], str]  # a validation metric (or one per config): never another split
+    direction: str  # "maximize" or "minimize"
+    space: Space
+
+    def __post_init__(self) -> None:
+        assert self.direction in ("maximize", "minimize"), self.direction
+
+    def monitor(self, config: Config) -> str:
+        metric = self.metric(config) if callable(self.metric) else self.metric
+        assert metric.startswith("val/"), "objectives read validation metrics only"
+        return metric
+
+
+def _suggest(trial: Any, name: str, spec: dict[str, Any]) -> Any:
+    kind = spec["type"]
+    if kind == "float":
+        return trial.suggest_float(name, float(spec["low"]), float(spec["high"]), log=bool(spec.get("log", False)))
+    if kind == "int":
+        return trial.suggest_int(name, int(spec["low"]), int(spec["high"]), log=bool(spec.get("log", False)))
+    return trial.suggest_categorical(name, list(spec["choices"]))
+
+
+def space_from_yaml(path: str | Path, config_class: type[Config]) -> Space:
+    """A space function from a YAML file, every entry checked against the family's Config now."""
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"--space: no such file {str(path)!r}")
+    try:
+        entries = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        raise ConfigError(f"--space {path}: not valid YAML ({str(error).splitlines()[0]})") from None
+    if not isinstance(entries, dict) or not entries:
+        raise ConfigError(f"--space {path}: expected a mapping of parameter -> {{type, low, high | choices}}")
+    fields = {spec.name for spec in config_class.specs()}
+    for name, spec in entries.items():
+        if name not in fields:
+            raise ConfigError(f"--space {path}: {name!r} is not an option of {config_class.family_name}")
+        if not isinstance(spec, dict) or spec.get("type") not in KINDS:
+            raise ConfigError(f"--space {path}: {name}: 'type' must be one of {', '.join(KINDS)}")
+        needed = ("choices",) if spec["type"] == "categorical" else ("low", "high")
+        missing = [key for key in needed if key not in spec]
+        if missing:
+            raise ConfigError(f"--space {path}: {name}: missing {', '.join(missing)}")
+        if spec["type"] != "categorical" and not float(spec["low"]) < float(spec["high"]):
+            raise ConfigError(f"--space {path}: {name}: low must be below high")
+
+    def space(trial: Any) -> dict[str, Any]:
+        return {name: _suggest(trial, name, spec) for name, spec in entries.items()}
+
+    return space

@@ -1,0 +1,352 @@
+"""Optuna studies over a family's hyperparameters, each trial a full family run nested in MLflow.
+
+The study is one parent MLflow run; each trial runs the family inside
+:func:`tracking.run_context` (nested under the parent, tagged with the study and trial number,
+the trial number also a param) and :func:`engine.observing` (a callback that reports the
+family's validation metric every evaluation and prunes). The objective is the best value of
+that validation metric over the run, read from the tracking server: the same number the
+family's own checkpoint selection used; test metrics are never read.
+
+Storage: Optuna's journal file under ``mlruns/optuna/`` by default (several processes on one
+machine share it); an RDB URL (``sqlite:///...``, ``postgresql://...``) adds heartbeats, so
+trials of killed workers are failed and retried, and ``pool_pre_ping`` so idle connections do
+not drop workers. Every worker caps the study's total trials with ``MaxTrialsCallback``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import json
+import os
+import subprocess
+import sys
+import warnings
+from dataclasses import dataclass
+from typing import Any, Callable, Optional
+
+import mlflow
+import optuna
+import pandas as pd
+from mlflow.entities import RunStatus
+from mlflow.tracking import MlflowClient
+from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+from optuna.study import MaxTrialsCallback
+from optuna.trial import TrialState
+
+from innerlens import tracking
+from innerlens.config import Config, ConfigError, non_negative, option, positive
+from innerlens.engine import EngineState, observing
+from innerlens.search_space import SearchSpec, space_from_yaml
+
+FAMILY = "tune"
+TUNABLE = ("self_modeling", "grokking", "introspection", "selector", "metalign")
+SAMPLERS = ("tpe", "random", "cmaes")
+PRUNERS = ("median", "hyperband", "none")
+PARENT_ATTR = "mlflow_parent_run_id"
+RUN_ATTR = "mlflow_run_id"
+ENDED_STATES = (TrialState.COMPLETE, TrialState.PRUNED)
+
+
+@dataclass(frozen=True)
+class TuneConfig(Config):
+    family_name = FAMILY
+
+    family: str = option("self_modeling", "Family whose hyperparameters are searched.", choices=TUNABLE)
+    n_trials: int = option(20, "Trials in the whole study, across every worker (finished or pruned).", check=positive)
+    study_name: Optional[str] = option(None, "Optuna study name; the same name resumes or joins it (default: tune-<family>).")
+    storage: Optional[str] = option(None, "Optuna storage URL: sqlite:///... or postgresql://... (default: journal file mlruns/optuna/journal.log).")
+    sampler: str = option("tpe", "Optuna sampler.", choices=SAMPLERS)
+    pruner: str = option("median", "Stop unpromising trials early from their per-evaluation validation metric.", choices=PRUNERS)
+    timeout: Optional[float] = option(None, "Stop starting trials after this many seconds (per worker).", check=positive)
+    space: Optional[str] = option(None, "YAML search space replacing the family's own (see innerlens.search_space).")
+    fixed: str = option("", "Family options fixed for every trial, space-separated name=value, e.g. 'max_epochs=5 d_model=32'.")
+    n_workers: int = option(1, "Local worker processes sharing the study.", check=positive)
+    seed: int = option(0, "Sampler seed (each worker offsets it).")
+    max_retries: int = option(2, "Times a trial whose worker died is retried (RDB storages, by heartbeat).", check=non_negative)
+    heartbeat_interval: int = option(10, "Seconds between trial heartbeats (RDB storages).", check=positive)
+    register: bool = option(True, "Register the best trial's checkpoints in the Model Registry.")
+    worker_of: Optional[str] = option(None, "Internal: parent run id a spawned worker reports to.")
+
+    @property
+    def resolved_study_name(self) -> str:
+        return self.study_name or f"tune-{self.family}"
+
+
+@dataclass(frozen=True)
+class Tunable:
+    """What the driver needs of a family: its Config, how to run it, and its search spec."""
+
+    config_class: type[Config]
+    run: Callable[..., str]
+    search: SearchSpec
+
+
+def tunable(family: str) -> Tunable:
+    module = importlib.import_module(f"innerlens.families.{family}")
+    config_class = next(
+        value for value in vars(module).values()
+        if isinstance(value, type) and issubclass(value, Config) and getattr(value, "family_name", None) == family
+    )
+    return Tunable(config_class, module.run, module.SEARCH)
+
+
+def parse_fixed(fixed: str, config_class: type[Config]) -> dict[str, str]:
+    """``'a=1 b=x'`` -> {'a': '1', 'b': 'x'}, names checked against the family's options."""
+    values: dict[str, str] = {}
+    names = {spec.name for spec in config_class.specs()}
+    for item in fixed.split():
+        name, sep, value = item.partition("=")
+        name = name.lstrip("-").replace("-", "_")
+        if not sep or name not in names:
+            raise ConfigError(f"--fixed: {item!r} is not name=value for an option of {config_class.family_name}")
+        values[name] = value
+    return values
+
+
+class PruneRun(optuna.TrialPruned):
+    """Optuna counts the trial PRUNED; its MLflow run ends KILLED (never FINISHED)."""
+
+    run_status = RunStatus.to_string(RunStatus.KILLED)
+
+
+class PruningReporter:
+    """Engine callback: report the validation metric at every evaluation; prune when Optuna says so."""
+
+    def __init__(self, trial: optuna.Trial, metric: str) -> None:
+        self.trial, self.metric = trial, metric
+
+    def on_epoch_end(self, state: EngineState, metrics: dict[str, float], improved: bool) -> None:
+        self.trial.report(metrics[self.metric], state.step)
+        if self.trial.should_prune():
+            raise PruneRun(f"pruned at step {state.step}")
+
+    def on_fit_end(self, state: EngineState) -> None:
+        pass
+
+
+def best_validation_value(run_id: str, metric: str, direction: str) -> float:
+    """The best value of the run's validation metric over its history (what its best.pt holds)."""
+    assert metric.startswith("val/"), "objectives read validation metrics only"
+    values = [m.value for m in MlflowClient().get_metric_history(run_id, metric)]
+    if not values:
+        raise RuntimeError(f"run {run_id} logged no {metric}")
+    return max(values) if direction == "maximize" else min(values)
+
+
+def make_objective(target: Tunable, base: dict[str, str], space: Callable[[Any], dict[str, Any]],
+                   parent_run_id: str, study_name: str) -> Callable[[optuna.Trial], float]:
+    fields = {f.name for f in dataclasses.fields(target.config_class)}
+
+    def objective(trial: optuna.Trial) -> float:
+        suggested = {name: value for name, value in space(trial).items() if name not in base}
+        config = target.config_class.from_strings({**base, **{k: str(v) for k, v in suggested.items()}})
+        assert set(suggested) <= fields
+        metric = target.search.monitor(config)
+        tags = {"innerlens.study": study_name, "innerlens.trial": str(trial.number)}
+        def remember(run_id: str) -> None:
+            trial.set_user_attr(RUN_ATTR, run_id)  # so a dead worker's run can be marked FAILED
+
+        with tracking.run_context(parent_run_id, tags, {"trial_number": str(trial.number)}, remember), \
+                observing(PruningReporter(trial, metric)):
+            run_id = target.run(config, progress=False)
+        return best_validation_value(run_id, metric, target.search.direction)
+
+    return objective
+
+
+class FailedTrialCallback(RetryHeartbeatStaleTrialCallback):  # Optuna 5's name for RetryFailedTrialCallback
+    """A trial whose worker stopped beating: end its MLflow run FAILED, then queue a retry."""
+
+    def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        run_id = trial.user_attrs.get(RUN_ATTR)
+        if run_id:
+            MlflowClient().set_terminated(run_id, RunStatus.to_string(RunStatus.FAILED))
+        super().__call__(study, trial)
+
+
+def open_storage(config: TuneConfig) -> optuna.storages.BaseStorage:
+    if not config.storage:
+        from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+        path = tracking.project_root() / "mlruns" / "optuna" / "journal.log"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return JournalStorage(JournalFileBackend(str(path)))
+    if not config.storage.startswith(("sqlite:///", "postgresql", "mysql")):
+        raise ConfigError(f"--storage {config.storage!r}: expected sqlite:///PATH, postgresql://... or mysql://...")
+    try:
+        return RDBStorage(
+            config.storage,
+            engine_kwargs={"pool_pre_ping": True},
+            heartbeat_interval=config.heartbeat_interval,
+            grace_period=2 * config.heartbeat_interval + 1,
+            heartbeat_stale_trial_callback=FailedTrialCallback(max_retry=config.max_retries),
+        )
+    except Exception as error:  # a wrong URL or an unreachable server: one line, before any run
+        raise ConfigError(f"--storage: cannot open {config.storage.split('@')[-1]!r} ({type(error).__name__})") from None
+
+
+def make_sampler(config: TuneConfig, seed: int) -> optuna.samplers.BaseSampler:
+    if config.sampler == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    if config.sampler == "cmaes":
+        return optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False)
+    return optuna.samplers.TPESampler(seed=seed)
+
+
+def make_pruner(config: TuneConfig) -> optuna.pruners.BasePruner:
+    if config.pruner == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=0)
+    if config.pruner == "hyperband":
+        return optuna.pruners.HyperbandPruner()
+    return optuna.pruners.NopPruner()
+
+
+class SurplusTrial(Exception):
+    """Another worker already started the study's last trial."""
+
+
+def capped(objective: Callable[[optuna.Trial], float], n_trials: int) -> Callable[[optuna.Trial], float]:
+    """Run a trial only if fewer than ``n_trials`` lower-numbered trials are running or done.
+
+    ``MaxTrialsCallback`` stops a worker after a trial ends; two workers may still both start
+    "the last" trial. The lower-numbered one goes ahead, the other fails as surplus at once.
+    """
+
+    def guarded(trial: optuna.Trial) -> float:
+        live = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
+        earlier = [t for t in trial.study.get_trials(deepcopy=False, states=live) if t.number < trial.number]
+        if len(earlier) >= n_trials:
+            trial.set_user_attr("surplus", True)
+            trial.study.stop()
+            raise SurplusTrial(f"trial {trial.number}: the study already has {n_trials} trials")
+        return objective(trial)
+
+    return guarded
+
+
+def optimize(config: TuneConfig, target: Tunable, study: optuna.Study, parent_run_id: str, seed: int) -> None:
+    base = parse_fixed(config.fixed, target.config_class)
+    space = space_from_yaml(config.space, target.config_class) if config.space else target.search.space
+    objective = make_objective(target, base, space, parent_run_id, study.study_name)
+    study.sampler = make_sampler(config, seed)
+    done = len(study.get_trials(deepcopy=False, states=ENDED_STATES))
+    if done >= config.n_trials:
+        return
+    study.optimize(
+        capped(objective, config.n_trials),
+        timeout=config.timeout,
+        callbacks=[MaxTrialsCallback(config.n_trials, states=ENDED_STATES + (TrialState.RUNNING,))],
+        catch=(Exception,),
+        gc_after_trial=True,
+    )
+
+
+def _spawn_workers(config: TuneConfig, parent_run_id: str) -> None:
+    """``n_workers`` processes of this same command joining the study, reporting to the parent run."""
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_RUN_ID"}
+    env["MLFLOW_TRACKING_URI"] = mlflow.get_tracking_uri()
+    processes = []
+    for index in range(config.n_workers):
+        worker = config.replace(n_workers=1, worker_of=parent_run_id, seed=config.seed + index)
+        args = [f"--{name.replace('_', '-')}={value}" for name, value in worker.to_params().items()]
+        command = [sys.executable, "-c", "from innerlens.cli import main; main()", "tune", *args]
+        processes.append(subprocess.Popen(command, env=env))
+    failed = [p.args for p in processes if p.wait() != 0]
+    if failed:
+        raise RuntimeError(f"{len(failed)} of {config.n_workers} tune workers exited with an error")
+
+
+def run(config: TuneConfig, *, nested: bool = False, progress: bool = True) -> str:
+    """Run (or join) the study; return the parent run id."""
+    target = tunable(config.family)
+    base = parse_fixed(config.fixed, target.config_class)
+    target.config_class.from_strings(base)  # a bad fixed value fails here, before any run
+    if config.space:
+        space_from_yaml(config.space, target.config_class)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    tracking.configure_tracking()
+    study = optuna.create_study(
+        study_name=config.resolved_study_name,
+        storage=open_storage(config),
+        direction=target.search.direction,
+        pruner=make_pruner(config),
+        load_if_exists=True,
+    )
+    if config.worker_of:
+        optimize(config, target, study, config.worker_of, config.seed)
+        return config.worker_of
+    parent = study.user_attrs.get(PARENT_ATTR)
+    if parent is None:
+        with tracking.start_run(config, variant=config.family, run_name=config.resolved_study_name, nested=nested) as tracker:
+            study.set_user_attr(PARENT_ATTR, tracker.run_id)
+            tracker.set_tags({"innerlens.study": config.resolved_study_name, "innerlens.tuned_family": config.family})
+            _work(config, target, study, tracker.run_id)
+            summarize(tracker, study, target, config)
+            return tracker.run_id
+    _work(config, target, study, parent)  # joining a study another command started
+    with tracking.open_finished_run(parent) as tracker:
+        summarize(tracker, study, target, config)
+    return parent
+
+
+def _work(config: TuneConfig, target: Tunable, study: optuna.Study, parent_run_id: str) -> None:
+    if config.n_workers > 1:
+        _spawn_workers(config, parent_run_id)
+    else:
+        optimize(config, target, study, parent_run_id, config.seed)
+
+
+def trial_table(study: optuna.Study) -> pd.DataFrame:
+    table = study.trials_dataframe(attrs=("number", "value", "state", "params", "duration", "user_attrs"))
+    return table.rename(columns=lambda c: c.replace("user_attrs_", ""))
+
+
+def summarize(tracker: tracking.RunTracker, study: optuna.Study, target: Tunable, config: TuneConfig) -> None:
+    """Best trial, trial table, Optuna's figures (PNG + one HTML) and the registered best checkpoint."""
+    table = trial_table(study)
+    tracker.log_text(table.to_csv(index=False), "trials.csv")
+    counts = table["state"].value_counts().to_dict()
+    tracker.log_metrics(0, {f"trials/{state.lower()}": float(n) for state, n in counts.items()})
+    ended = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    if not ended:
+        tracker.set_tags({"innerlens.best": "no trial completed"})
+        return
+    best = study.best_trial
+    tracker.log_metrics(0, {"best/value": float(best.value), "best/trial": float(best.number)})
+    tracker.set_tags({f"innerlens.best.{k}": str(v) for k, v in best.params.items()}
+                     | {"innerlens.best_run_id": best.user_attrs.get(RUN_ATTR, "")})
+    tracker.log_text(json.dumps({"trial": best.number, "value": best.value, "params": best.params,
+                                 "run_id": best.user_attrs.get(RUN_ATTR)}, indent=2), "best.json")
+    _log_figures(tracker, study)
+    if config.register and best.user_attrs.get(RUN_ATTR):
+        tracker.flush()
+        name = f"innerlens-{config.family}-tuned"
+        version = tracking.register_model(best.user_attrs[RUN_ATTR], "checkpoints", name)
+        client = MlflowClient()
+        for key, value in {**best.params, "study": study.study_name, "trial": best.number, "value": best.value}.items():
+            client.set_model_version_tag(name, version, key, str(value))
+        tracker.set_tags({"innerlens.registered_version": f"{name}/{version}"})
+
+
+def _log_figures(tracker: tracking.RunTracker, study: optuna.Study) -> None:
+    """Each figure whose preconditions hold (importances need two completed trials and a varied param)."""
+    import matplotlib.pyplot as plt
+    import optuna.visualization as interactive
+    import optuna.visualization.matplotlib as static
+
+    names = ("optimization_history", "param_importances", "slice", "parallel_coordinate")
+    html_parts = []
+    for name in names:
+        try:
+            axes = getattr(static, f"plot_{name}")(study)
+            figure = (axes.flat[0] if hasattr(axes, "flat") else axes).figure
+            tracker.log_figure(figure, name)
+            html_parts.append(getattr(interactive, f"plot_{name}")(study).to_html(
+                full_html=False, include_plotlyjs=not html_parts))
+        except (ValueError, RuntimeError) as error:
+            plt.close("all")
+            tracker.set_tags({f"innerlens.figure.{name}": f"skipped: {error}"[:250]})
+    if html_parts:
+        page = "<html><head><meta charset='utf-8'><title>study</title></head><body>" + "".join(html_parts) + "</body></html>"
+        tracker.log_text(page, "figures/study.html")

@@ -1,0 +1,197 @@
+"""tune: validation-only objectives, trials nested under the study, workers sharing one storage."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import optuna
+import pandas as pd
+import pytest
+import torch
+from mlflow.tracking import MlflowClient
+
+from conftest import ROOT, clean_env
+from innerlens import tracking
+from innerlens.callbacks import MetricsLogger
+from innerlens.config import Config, ConfigError, option
+from innerlens.engine import EngineState, Selection, fit
+from innerlens.search_space import SearchSpec, space_from_yaml
+from innerlens.tune import ENDED_STATES, RUN_ATTR, TuneConfig, Tunable, optimize
+
+TINY_SELF_MODELING = "samples=400 p=23 n_layers=3 d_model=32 n_heads=4 d_mlp=64 llc_every=0"
+
+
+@dataclass(frozen=True)
+class OppositeConfig(Config):
+    """A family whose validation metric prefers x=1 and whose test metric prefers x=0."""
+
+    family_name = "opposite"
+    x: int = option(0, "The only hyperparameter.")
+    epochs: int = option(3, "Evaluations per run.")
+
+
+class OppositeExperiment:
+    def __init__(self, config: OppositeConfig) -> None:
+        self.config = config
+        self.model = torch.nn.Linear(1, 1)
+        self.optimizer = torch.optim.SGD(self.model.parameters(), lr=0.1)
+        self.generator = torch.Generator()
+
+    def train_epoch(self, epoch: int) -> dict[str, float]:
+        return {"train/loss": 1.0 / epoch}
+
+    def evaluate(self, epoch: int) -> dict[str, float]:
+        return {"val/acc": 0.5 + 0.4 * self.config.x - 0.01 * epoch, "test/acc": 0.9 - 0.4 * self.config.x}
+
+
+def run_opposite(config: OppositeConfig, *, progress: bool = True) -> str:
+    with tracking.start_run(config, variant=f"x{config.x}") as tracker:
+        fit(OppositeExperiment(config), max_epochs=config.epochs, selection=Selection(patience=0),
+            callbacks=[MetricsLogger(tracker)], state=EngineState(), progress=False)
+        tracker.flush()
+        return tracker.run_id
+
+
+OPPOSITE = Tunable(OppositeConfig, run_opposite, SearchSpec("val/acc", "maximize", lambda trial: {"x": trial.suggest_categorical("x", [0, 1])}))
+
+
+def test_study_chooses_by_validation_and_never_reads_test(local_store: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    read: list[str] = []
+    original = MlflowClient.get_metric_history
+
+    def recording(self: MlflowClient, run_id: str, key: str):  # type: ignore[no-untyped-def]
+        read.append(key)
+        return original(self, run_id, key)
+
+    monkeypatch.setattr(MlflowClient, "get_metric_history", recording)
+    config = TuneConfig(n_trials=6, sampler="random", pruner="none")
+    study = optuna.create_study(direction="maximize")
+    with tracking.start_run(config, variant="opposite") as parent:
+        optimize(config, OPPOSITE, study, parent.run_id, seed=0)
+    assert {t.params["x"] for t in study.trials} == {0, 1}  # both were tried
+    assert study.best_params == {"x": 1}
+    assert study.best_value == pytest.approx(0.89)  # the best *validation* value (epoch 1), not test's 0.9
+    assert read and all(key.startswith("val/") for key in read)
+    client = MlflowClient()
+    for trial in study.trials:
+        child = client.get_run(trial.user_attrs[RUN_ATTR])
+        assert child.data.tags["mlflow.parentRunId"] == parent.run_id
+        assert child.data.tags["innerlens.trial"] == child.data.params["trial_number"] == str(trial.number)
+
+
+def test_bad_space_and_fixed_values_fail_with_one_line(tmp_path: Path) -> None:
+    from innerlens.families.self_modeling import SelfModelingConfig
+    from innerlens.tune import parse_fixed
+
+    bad_yaml = tmp_path / "space.yaml"
+    bad_yaml.write_text("not_an_option: {type: float, low: 0, high: 1}\n")
+    with pytest.raises(ConfigError, match="'not_an_option' is not an option of self_modeling"):
+        space_from_yaml(bad_yaml, SelfModelingConfig)
+    bad_yaml.write_text("lr: {type: float, low: 1, high: 0.1}\n")
+    with pytest.raises(ConfigError, match="low must be below high"):
+        space_from_yaml(bad_yaml, SelfModelingConfig)
+    with pytest.raises(ConfigError, match="'depth=3' is not name=value for an option"):
+        parse_fixed("max_epochs=3 depth=3", SelfModelingConfig)
+
+
+def test_yaml_space_replaces_the_family_space(tmp_path: Path) -> None:
+    from innerlens.families.self_modeling import SelfModelingConfig
+
+    path = tmp_path / "space.yaml"
+    path.write_text("lr: {type: float, low: 1.0e-4, high: 1.0e-2, log: true}\nbatch_size: {type: categorical, choices: [32, 64]}\n")
+    space = space_from_yaml(path, SelfModelingConfig)
+    study = optuna.create_study()
+    values = space(study.ask())
+    assert set(values) == {"lr", "batch_size"}
+    assert 1e-4 <= values["lr"] <= 1e-2 and values["batch_size"] in (32, 64)
+
+
+def _tune(tmp_path: Path, *args: str, wait: bool = True) -> subprocess.Popen | subprocess.CompletedProcess:
+    env = clean_env(MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path / 'mlflow.db'}", MLFLOW_EXPERIMENT_NAME="tune")
+    command = ["innerlens", "tune", "--family", "self_modeling", "--storage", f"sqlite:///{tmp_path / 'optuna.db'}", *args]
+    if not wait:
+        return subprocess.Popen(command, env=env, cwd=tmp_path, start_new_session=True,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    result = subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+def _study(tmp_path: Path) -> optuna.Study:
+    return optuna.load_study(study_name="tune-self_modeling", storage=f"sqlite:///{tmp_path / 'optuna.db'}")
+
+
+def test_two_workers_complete_exactly_n_trials(tmp_path: Path) -> None:
+    _tune(tmp_path, "--n-trials", "5", "--n-workers", "2", "--pruner", "none", "--fixed", f"{TINY_SELF_MODELING} max_epochs=3")
+    study = _study(tmp_path)
+    ended = study.get_trials(states=ENDED_STATES)
+    assert len(ended) == 5
+    assert sorted(t.number for t in ended) == sorted({t.number for t in ended})
+    surplus = [t for t in study.trials if t not in ended]
+    assert all(t.state == optuna.trial.TrialState.FAIL and t.user_attrs.get("surplus") for t in surplus)
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    parent_id = study.user_attrs["mlflow_parent_run_id"]
+    children = client.search_runs([client.get_run(parent_id).info.experiment_id], f"tags.mlflow.parentRunId = '{parent_id}'")
+    assert sorted(int(r.data.params["trial_number"]) for r in children) == sorted(t.number for t in ended)
+    assert {r.info.status for r in children} == {"FINISHED"}
+
+
+def test_killed_trial_is_marked_failed_and_retried(tmp_path: Path) -> None:
+    worker = _tune(tmp_path, "--n-trials", "2", "--heartbeat-interval", "1", "--pruner", "none",
+                   "--fixed", f"{TINY_SELF_MODELING} max_epochs=100000 patience=0", wait=False)
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline:
+        time.sleep(1)
+        try:
+            running = _study(tmp_path).get_trials(states=(optuna.trial.TrialState.RUNNING,))
+        except KeyError:  # study not created yet
+            continue
+        if running and RUN_ATTR in running[0].user_attrs:
+            break
+    else:
+        pytest.fail("the first worker never started a trial")
+    os.killpg(worker.pid, signal.SIGKILL)
+    worker.wait()
+    killed = running[0]
+    time.sleep(4)  # past the grace period: the trial's heartbeat is stale
+    _tune(tmp_path, "--n-trials", "2", "--heartbeat-interval", "1", "--pruner", "none", "--fixed", f"{TINY_SELF_MODELING} max_epochs=3")
+    study = _study(tmp_path)
+    assert study.trials[killed.number].state == optuna.trial.TrialState.FAIL
+    retries = [t for t in study.trials if t.system_attrs.get("failed_trial") == killed.number]
+    assert len(retries) == 1 and retries[0].state == optuna.trial.TrialState.COMPLETE
+    assert retries[0].params == killed.params
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    assert client.get_run(killed.user_attrs[RUN_ATTR]).info.status == "FAILED"
+    assert len(study.get_trials(states=ENDED_STATES)) == 2
+
+
+def test_tune_through_mlflow_run(mlflow_server: str, tmp_path: Path) -> None:
+    params = {"family": "self_modeling", "n_trials": "6", "sampler": "random", "pruner": "median",
+              "study_name": "e2e", "fixed": f"{TINY_SELF_MODELING} max_epochs=8"}
+    args = ["mlflow", "run", str(ROOT), "-e", "tune", "--env-manager", "local", "--experiment-name", "tune"]
+    for key, value in params.items():
+        args += ["-P", f"{key}={value}"]
+    env = clean_env(MLFLOW_TRACKING_URI=mlflow_server, INNERLENS_HOME=str(tmp_path))
+    result = subprocess.run(args, env=env, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (tmp_path / "mlruns" / "optuna" / "journal.log").stat().st_size > 0  # the default journal storage
+    client = MlflowClient(mlflow_server)
+    experiment = client.get_experiment_by_name("tune").experiment_id
+    parent = client.search_runs([experiment], "tags.`innerlens.family` = 'tune'")[0]
+    children = client.search_runs([experiment], f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
+    assert len(children) == 6
+    assert all(r.data.tags["innerlens.study"] == "e2e" for r in children)
+    states = pd.Series([r.info.status for r in children]).value_counts().to_dict()
+    assert states.get("KILLED", 0) >= 1 and states.get("FINISHED", 0) >= 1  # pruned trials end KILLED
+    assert parent.data.metrics["trials/pruned"] == states["KILLED"]
+    assert set(states) <= {"FINISHED", "KILLED"}
+    figures = {a.path for a in client.list_artifacts(parent.info.run_id, "figures")}
+    assert {"figures/optimization_history.png", "figures/slice.png", "figures/parallel_coordinate.png", "figures/study.html"} <= figures
+    best_run = parent.data.tags["innerlens.best_run_id"]
+    assert client.get_run(best_run).data.params["trial_number"] == str(int(parent.data.metrics["best/trial"]))
+    name, version = parent.data.tags["innerlens.registered_version"].split("/")
+    assert client.get_model_version(name, version).run_id == best_run
