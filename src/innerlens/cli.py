@@ -45,6 +45,7 @@ def entry_points() -> list[EntryPoint]:
     from innerlens.families.grokking import GrokkingConfig
     from innerlens.families.introspection import IntrospectionConfig
     from innerlens.families.metalign import MetalignConfig
+    from innerlens.compare import CompareConfig
     from innerlens.tune import TuneConfig
     from innerlens.families.grokking_sweep import GrokkingSweepConfig
     from innerlens.families.self_modeling import SelfModelingConfig
@@ -100,6 +101,12 @@ def entry_points() -> list[EntryPoint]:
             TuneConfig,
             _runner("tune", package="innerlens"),
             "Optuna search over a family's hyperparameters on its validation metric; trials nested under the study's run.",
+        ),
+        EntryPoint(
+            "compare",
+            CompareConfig,
+            _runner("compare", package="innerlens"),
+            "Query the tracking server and compare runs by group: curves with bands, statistics, one HTML report.",
         ),
     ]
 

@@ -1,15 +1,25 @@
 """Tracking-server queries that turn runs into tidy metric frames for the figure builders."""
 from __future__ import annotations
 
+import html
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
 
+import mlflow
+import numpy as np
 import pandas as pd
+from matplotlib.figure import Figure
 from mlflow.entities import Run
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
+from scipy import stats
 
-from innerlens.config import ConfigError
-from innerlens.tracking import TAG_FAMILY, TAG_SEED, TAG_VARIANT
-from innerlens.viz.curves import TIDY_COLUMNS
+from innerlens.config import Config, ConfigError, option, positive
+from innerlens.tracking import DEFAULT_EXPERIMENT, TAG_FAMILY, TAG_SEED, TAG_VARIANT
+from innerlens.viz.compare import group_order
+from innerlens.viz.curves import TIDY_COLUMNS, metric_curves
 
 
 def child_runs(client: MlflowClient, parent: Run) -> list[Run]:
@@ -23,31 +33,15 @@ def child_runs(client: MlflowClient, parent: Run) -> list[Run]:
 
 
 def fetch_history(client: MlflowClient, runs: list[Run], workers: int = 8) -> pd.DataFrame:
-    """Every metric's full history of ``runs`` as tidy rows, with variant and seed columns.
-
-    Histories are fetched concurrently, one call per (run, metric).
-    """
-    jobs = [(run, key) for run in runs for key in run.data.metrics]
-
-    def one(job: tuple[Run, str]) -> pd.DataFrame:
-        run, key = job
-        history = client.get_metric_history(run.info.run_id, key)
-        return pd.DataFrame(
-            {
-                "run_id": run.info.run_id,
-                "variant": run.data.tags.get(TAG_VARIANT, ""),
-                "seed": run.data.tags.get(TAG_SEED, ""),
-                "step": [m.step for m in history],
-                "key": key,
-                "value": [m.value for m in history],
-            }
-        )
-
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        frames = list(pool.map(one, jobs))
-    if not frames:
-        return pd.DataFrame(columns=[*TIDY_COLUMNS, "variant", "seed"])
-    return pd.concat(frames, ignore_index=True)
+    """Every metric's full history of ``runs`` as tidy rows, with variant and seed columns."""
+    keys = sorted({key for run in runs for key in run.data.metrics})
+    tidy = fetch_histories(client, [run.info.run_id for run in runs], keys, workers=workers)
+    labels = pd.DataFrame({
+        "run_id": [run.info.run_id for run in runs],
+        "variant": [run.data.tags.get(TAG_VARIANT, "") for run in runs],
+        "seed": [run.data.tags.get(TAG_SEED, "") for run in runs],
+    })
+    return tidy.merge(labels, on="run_id")[[*TIDY_COLUMNS, "variant", "seed"]]
 
 
 def children_history(parent_run_id: str) -> pd.DataFrame:
@@ -70,3 +64,308 @@ def latest_parent_with_children(family: str, *, exclude: str) -> str:
         if candidate.info.run_id != exclude and child_runs(client, candidate):
             return candidate.info.run_id
     raise ConfigError(f"--skip-training: no finished {family} run with nested runs in this experiment")
+
+
+# ---------------------------------------------------------------------------------------------
+# The compare entry point: select runs, fetch their histories in bulk, group, test, draw, report.
+# ---------------------------------------------------------------------------------------------
+
+FAMILY = "compare"
+RUN_STATES = ("FINISHED", "FAILED", "KILLED", "RUNNING", "SCHEDULED")
+HEADLINE_METRICS = {
+    "self_modeling": ("train/acc", "val/acc", "test/acc", "val/loss", "weights/std"),
+    "grokking": ("train/acc", "val/acc", "test/acc", "train/loss", "val/loss"),
+    "introspection": ("train/loss", "val/loss", "test/loss"),
+    "selector": ("train/loss", "val/auc", "test/auc", "val/loss"),
+    "metalign": ("train/loss", "val/acc", "test/acc", "test/acc_last_quarter"),
+    "generator": ("train/loss", "val/loss"),
+}
+BULK_ENDPOINT = "/ajax-api/2.0/mlflow/metrics/get-history-bulk"
+BULK_MAX_POINTS = 25_000  # the server truncates a bulk answer here
+BULK_MAX_RUNS = 100
+
+
+@dataclass(frozen=True)
+class CompareConfig(Config):
+    family_name = FAMILY
+
+    experiments: tuple[str, ...] = option((), "Experiment names to search (default: MLFLOW_EXPERIMENT_NAME or innerlens).")
+    filter: Optional[str] = option(None, "MLflow search filter, e.g. \"params.lr = '0.001'\".")
+    family: Optional[str] = option(None, "Only runs of this family (tag innerlens.family).")
+    variant: Optional[str] = option(None, "Only runs of this variant (tag innerlens.variant).")
+    study: Optional[str] = option(None, "Only trials of this tune study (tag innerlens.study).")
+    states: tuple[str, ...] = option(("FINISHED",), "Run states to include.", choices=RUN_STATES)
+    group_by: tuple[str, ...] = option(("variant",), "Params or tags to group by: a name (innerlens tag, else param), params.X or tags.X.")
+    metrics: tuple[str, ...] = option((), "Metric keys to compare (default: the family's headline metrics, else every metric).")
+    reference: Optional[str] = option(None, "Group the others are tested against (default: the first group).")
+    individual_runs: bool = option(False, "Draw each run as a thin line under its group's mean and band.")
+    scatter: tuple[str, ...] = option((), "Two summary values to scatter, e.g. final:val/acc,best:train/loss.")
+    output_dir: Optional[str] = option(None, "Also write the report and figures here.")
+    max_runs: int = option(5000, "Most runs to compare.", check=positive)
+    workers: int = option(16, "Parallel requests when fetching histories.", check=positive)
+
+    def check(self) -> str | None:
+        if self.scatter and (len(self.scatter) != 2 or any(not s.startswith(("final:", "best:")) for s in self.scatter)):
+            return "--scatter takes two summary values, each final:KEY or best:KEY"
+        return None
+
+
+def _search_filter(config: CompareConfig) -> str:
+    clauses = [config.filter] if config.filter else []  # MLflow filters are AND-only, no parentheses
+    for tag, value in ((TAG_FAMILY, config.family), (TAG_VARIANT, config.variant), ("innerlens.study", config.study)):
+        if value:
+            clauses.append(f"tags.`{tag}` = '{value}'")
+    return " and ".join(clauses)
+
+
+def select_runs(client: MlflowClient, config: CompareConfig) -> list[Run]:
+    """Runs of the named experiments matching the filter and tags, in the wanted states (compare runs excluded)."""
+    import os
+
+    names = config.experiments or (os.environ.get("MLFLOW_EXPERIMENT_NAME", DEFAULT_EXPERIMENT),)
+    ids = []
+    for name in names:
+        experiment = client.get_experiment_by_name(name)
+        if experiment is None:
+            raise ConfigError(f"--experiments: no experiment named {name!r} on {mlflow.get_tracking_uri()}")
+        ids.append(experiment.experiment_id)
+    try:
+        runs = client.search_runs(ids, filter_string=_search_filter(config), max_results=config.max_runs,
+                                  order_by=["attributes.start_time ASC"])
+    except MlflowException as error:
+        raise ConfigError(f"--filter: {error.message.splitlines()[0]}") from None
+    return [r for r in runs if r.info.status in config.states and r.data.tags.get(TAG_FAMILY) != FAMILY]
+
+
+def group_value(run: Run, name: str) -> str:
+    """A run's value of a group-by name: params.X, tags.X, or an innerlens tag, else a param."""
+    if name.startswith("params."):
+        return run.data.params.get(name[7:], "")
+    if name.startswith("tags."):
+        return run.data.tags.get(name[5:], "")
+    tag = run.data.tags.get(f"innerlens.{name}")
+    return tag if tag is not None else run.data.params.get(name, run.data.tags.get(name, ""))
+
+
+def run_table(runs: list[Run], group_by: tuple[str, ...]) -> pd.DataFrame:
+    """One row per run: id, group label, seed, experiment, family."""
+    return pd.DataFrame({
+        "run_id": [r.info.run_id for r in runs],
+        "group": ["/".join(group_value(r, name) for name in group_by) or "all" for r in runs],
+        "seed": [r.data.tags.get(TAG_SEED, "") for r in runs],
+        "experiment_id": [r.info.experiment_id for r in runs],
+        "family": [r.data.tags.get(TAG_FAMILY, "") for r in runs],
+        "run_name": [r.info.run_name for r in runs],
+    })
+
+
+def _bulk(host_creds: Any, run_ids: list[str], key: str) -> list[dict[str, Any]]:
+    """One metric of up to 100 runs in one request; halves the batch when the answer may be truncated."""
+    from mlflow.utils.rest_utils import http_request
+
+    response = http_request(host_creds, BULK_ENDPOINT, "GET",
+                            params={"run_id": run_ids, "metric_key": key, "max_results": BULK_MAX_POINTS})
+    response.raise_for_status()
+    points = response.json().get("metrics", [])
+    if len(points) >= BULK_MAX_POINTS and len(run_ids) > 1:
+        half = len(run_ids) // 2
+        return _bulk(host_creds, run_ids[:half], key) + _bulk(host_creds, run_ids[half:], key)
+    return points
+
+
+def fetch_histories(client: MlflowClient, run_ids: list[str], keys: list[str], *, workers: int = 16,
+                    progress: bool = False) -> pd.DataFrame:
+    """Tidy (run_id, key, step, value) of every run's history of every key.
+
+    Against a tracking server, one bulk request per (key, batch of runs) — 1,000 runs x 5
+    metrics is ~200 requests, sent in parallel; against a local store, one call per (run, key).
+    """
+    from tqdm.auto import tqdm
+
+    uri = mlflow.get_tracking_uri()
+    if uri.startswith(("http://", "https://")):
+        from mlflow.utils.credentials import get_default_host_creds  # honours MLFLOW_TRACKING_USERNAME/PASSWORD
+
+        creds = get_default_host_creds(uri)
+        batch = 25
+        jobs = [(run_ids[i : i + batch], key) for key in keys for i in range(0, len(run_ids), batch)]
+
+        def one(job: tuple[list[str], str]) -> pd.DataFrame:
+            points = _bulk(creds, *job)
+            return pd.DataFrame(points, columns=["run_id", "key", "step", "value", "timestamp"])
+    else:
+        jobs = [([run_id], key) for key in keys for run_id in run_ids]
+
+        def one(job: tuple[list[str], str]) -> pd.DataFrame:
+            (run_id,), key = job
+            history = client.get_metric_history(run_id, key)
+            return pd.DataFrame({"run_id": run_id, "key": key, "step": [m.step for m in history],
+                                 "value": [m.value for m in history]})
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        frames = list(tqdm(pool.map(one, jobs), total=len(jobs), desc="fetching histories", disable=not progress, leave=False))
+    frames = [f for f in frames if not f.empty]
+    if not frames:
+        return pd.DataFrame(columns=["run_id", "key", "step", "value"])
+    tidy = pd.concat(frames, ignore_index=True)[["run_id", "key", "step", "value"]]
+    tidy["step"] = tidy["step"].astype(int)
+    tidy["value"] = tidy["value"].astype(float)
+    return tidy.sort_values(["run_id", "key", "step"], ignore_index=True)
+
+
+def lower_is_better(key: str) -> bool:
+    return "loss" in key.split("/")[-1] or key.endswith(("/nll", "_step", "_steps"))
+
+
+def summaries(history: pd.DataFrame) -> pd.DataFrame:
+    """Per (run, key): the final value (at the last step) and the best (min for losses, else max)."""
+    ordered = history.sort_values("step")
+    grouped = ordered.groupby(["run_id", "key"])["value"]
+    table = pd.DataFrame({"final": grouped.last(), "max": grouped.max(), "min": grouped.min()}).reset_index()
+    table["best"] = np.where(table["key"].map(lower_is_better), table["min"], table["max"])
+    return table.drop(columns=["max", "min"])
+
+
+def holm(p_values: np.ndarray) -> np.ndarray:
+    """Holm-Bonferroni adjusted p-values (family-wise error), in the input order."""
+    p = np.asarray(p_values, dtype=float)
+    order = np.argsort(p)
+    adjusted = np.empty_like(p)
+    running = 0.0
+    for rank, index in enumerate(order):
+        running = max(running, (len(p) - rank) * p[index])
+        adjusted[index] = min(1.0, running)
+    return adjusted
+
+
+def group_statistics(summary: pd.DataFrame, reference: str) -> pd.DataFrame:
+    """Every group against ``reference`` per (key, final|best): Welch t, Mann-Whitney U, effect sizes, Holm-corrected."""
+    rows = []
+    for (key, which), table in summary.melt(id_vars=["run_id", "group", "key"], value_vars=["final", "best"],
+                                             var_name="which").groupby(["key", "which"]):
+        ref = table.loc[table["group"] == reference, "value"].to_numpy()
+        for group, values in table[table["group"] != reference].groupby("group")["value"]:
+            other = values.to_numpy()
+            row = {"key": key, "which": which, "group": group, "reference": reference, "n": len(other), "n_reference": len(ref),
+                   "mean": other.mean(), "mean_reference": ref.mean() if len(ref) else np.nan}
+            if len(other) >= 2 and len(ref) >= 2:
+                welch = stats.ttest_ind(other, ref, equal_var=False)
+                mwu = stats.mannwhitneyu(other, ref, alternative="two-sided")
+                pooled = np.sqrt((other.var(ddof=1) + ref.var(ddof=1)) / 2)
+                row.update({"welch_t": welch.statistic, "welch_p": welch.pvalue, "mwu_u": mwu.statistic, "mwu_p": mwu.pvalue,
+                            "cohens_d": (other.mean() - ref.mean()) / pooled if pooled > 0 else np.nan,
+                            "rank_biserial": 2 * mwu.statistic / (len(other) * len(ref)) - 1})
+            rows.append(row)
+    result = pd.DataFrame(rows)
+    for test in ("welch", "mwu"):
+        column = f"{test}_p"
+        if column in result:
+            tested = result[column].notna()
+            result.loc[tested, f"{column}_holm"] = holm(result.loc[tested, column].to_numpy())
+    return result
+
+
+def _run_links(runs: pd.DataFrame) -> list[str]:
+    uri = mlflow.get_tracking_uri()
+    base = uri.rstrip("/") if uri.startswith(("http://", "https://")) else None
+    links = []
+    for row in runs.itertuples():
+        label = html.escape(f"{row.group} · {row.run_name} · {row.run_id}")
+        links.append(f"<a href='{base}/#/experiments/{row.experiment_id}/runs/{row.run_id}'>{label}</a>" if base else label)
+    return links
+
+
+def _family_figures(history: pd.DataFrame, runs: pd.DataFrame, summary: pd.DataFrame, client: MlflowClient) -> dict[str, Figure]:
+    """The families' own builders, when every compared run belongs to one family."""
+    families = set(runs["family"])
+    if len(families) != 1:
+        return {}
+    family = families.pop()
+    if family == "self_modeling":
+        from innerlens.families.self_modeling import figures
+
+        return {f"self_modeling_{name}": fig for name, fig in figures(history, group="group").items()}
+    if family == "grokking":
+        from innerlens.viz.grokking import time_to_generalize
+
+        steps = summary[summary["key"] == "grok/generalization_step"].rename(columns={"final": "generalization_step"})
+        if steps.empty:
+            return {}
+        return {"grokking_time_to_generalize": time_to_generalize(steps, "group", float(history["step"].max()))}
+    if family == "metalign":
+        from innerlens.viz.metalign import cka_layers
+
+        def table(run_id: str) -> pd.DataFrame:
+            return pd.read_csv(client.download_artifacts(run_id, "tables/cka.csv")).assign(run_id=run_id)
+
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            cka = pd.concat(list(pool.map(table, runs["run_id"])), ignore_index=True).merge(runs[["run_id", "group"]])
+        drawn = {}
+        for group, rows in cka.groupby("group"):
+            mean = rows.groupby(["layer", "subset", "method"], sort=False)[["value", "low", "high"]].mean().reset_index()
+            drawn[f"metalign_cka_{group}"] = cka_layers(mean)
+        return drawn
+    return {}
+
+
+def compare_runs(config: CompareConfig, *, progress: bool = True) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """(runs, tidy history with group, per-run summaries, group statistics) for the selected runs."""
+    client = MlflowClient()
+    selected = select_runs(client, config)
+    if not selected:
+        raise ConfigError(f"no runs match: experiments {config.experiments or 'default'}, filter {_search_filter(config) or 'none'}, states {','.join(config.states)}")
+    runs = run_table(selected, config.group_by)
+    keys = list(config.metrics)
+    if not keys:
+        families = set(runs["family"])
+        present = sorted({k for r in selected for k in r.data.metrics})
+        keys = [k for k in HEADLINE_METRICS.get(families.pop(), ()) if k in present] if len(families) == 1 else []
+        keys = keys or present
+    history = fetch_histories(client, list(runs["run_id"]), keys, workers=config.workers, progress=progress)
+    history = history.merge(runs[["run_id", "group", "seed"]], on="run_id")
+    summary = summaries(history).merge(runs[["run_id", "group"]], on="run_id")
+    groups = group_order(runs["group"])
+    reference = config.reference if config.reference is not None else groups[0]
+    if reference not in groups:
+        raise ConfigError(f"--reference {reference!r} is not a group; groups: {', '.join(groups)}")
+    return runs, history, summary, group_statistics(summary, reference)
+
+
+def run(config: CompareConfig, *, nested: bool = False, progress: bool = True) -> str:
+    """Compare, then log the report, figures and tables as artifacts of a ``compare`` run."""
+    from innerlens import tracking
+    from innerlens.viz import compare as viz
+
+    tracking.configure_tracking()
+    runs, history, summary, statistics = compare_runs(config, progress=progress)
+    keys = list(dict.fromkeys(history["key"]))
+    figures: dict[str, Figure] = {"curves": metric_curves(history, keys, group="group", title="Metrics by group",
+                                                          xlabel="step", individual=config.individual_runs)}
+    for which in ("final", "best"):
+        figures[f"{which}_values"] = viz.summary_strips(summary, statistics, which)
+    if config.scatter:
+        figures["scatter"] = viz.summary_scatter(summary, *config.scatter)
+    figures.update(_family_figures(history, runs, summary, MlflowClient()))
+    pngs = {name: viz.png(figure) for name, figure in figures.items()}
+    query = {"tracking_uri": mlflow.get_tracking_uri(), "experiments": list(config.experiments) or "default",
+             "filter": _search_filter(config) or None, "states": list(config.states), "group_by": list(config.group_by),
+             "metrics": keys, "runs": len(runs)}
+    tables = {"runs per group": runs.groupby("group").size().rename("runs").reset_index(),
+              "final and best values": summary.groupby(["key", "group"])[["final", "best"]].agg(["mean", "std", "count"]).reset_index(),
+              "statistics against the reference": statistics}
+    report = viz.html_report("innerlens comparison", query, pngs, tables, _run_links(runs))
+    with tracking.start_run(config, variant="/".join(config.group_by), run_name="compare", nested=nested) as tracker:
+        tracker.log_text(report, "report.html")
+        for name, data in pngs.items():
+            tracker.log_bytes(data, f"figures/{name}.png")
+        tracker.log_text(statistics.to_csv(index=False), "tables/statistics.csv")
+        tracker.log_text(summary.to_csv(index=False), "tables/summary.csv")
+        tracker.log_history(history)
+        tracker.set_tags({"innerlens.compared_runs": str(len(runs))})
+        if config.output_dir:
+            out = Path(config.output_dir)
+            (out / "figures").mkdir(parents=True, exist_ok=True)
+            (out / "report.html").write_text(report)
+            for name, data in pngs.items():
+                (out / "figures" / f"{name}.png").write_bytes(data)
+        return tracker.run_id

@@ -43,11 +43,13 @@ def metric_curves(
     ylabel: str | None = None,
     xlabel: str = "epoch",
     decorate: Callable[[Axes], None] | None = None,
+    individual: bool = False,
 ) -> Figure:
     """One panel per metric key; a line per group with its mean and 95 % band over runs.
 
     ``log_y`` is True for every panel or the keys drawn on a log scale; ``decorate`` draws
-    on every panel afterwards (e.g. shaded training phases).
+    on every panel afterwards (e.g. shaded training phases); ``individual`` adds each run as a
+    thin line in its group's colour.
     """
     summary = mean_and_band(df[df["key"].isin(keys)], group)
     columns = min(len(keys), 3)
@@ -57,6 +59,10 @@ def metric_curves(
         panel = summary[summary["key"] == key]
         for name, curve in panel.groupby(group, sort=True):
             line = ax.plot(curve["step"], curve["mean"], label=str(name))[0]
+            if individual:
+                members = df[(df["key"] == key) & (df[group] == name)]
+                for _, single in members.groupby("run_id"):
+                    ax.plot(single["step"], single["value"], color=line.get_color(), linewidth=0.5, alpha=0.35)
             ax.fill_between(
                 curve["step"],
                 curve["mean"] - curve["half_width"],
