@@ -1,6 +1,7 @@
 """compare on a real tracking server seeded with known synthetic runs."""
 from __future__ import annotations
 
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -12,7 +13,7 @@ from mlflow.entities import Metric, RunTag
 from mlflow.tracking import MlflowClient
 from scipy import stats
 
-from innerlens.compare import CompareConfig, compare_runs, holm, run
+from innerlens.compare import CompareConfig, _history_artifact, compare_runs, fetch_histories, holm, run
 from innerlens.viz.curves import mean_and_band
 
 STEPS = 20
@@ -25,7 +26,8 @@ def _curve(group: str, seed: int) -> np.ndarray:
     return level * (1 - np.exp(-np.arange(1, STEPS + 1) / 5)) + rng.normal(0, 0.02, STEPS)
 
 
-def _log_run(client: MlflowClient, experiment_id: str, group: str, seed: int, status: str = "FINISHED") -> str:
+def _log_run(client: MlflowClient, experiment_id: str, group: str, seed: int, status: str = "FINISHED",
+             history_artifact: bool = False) -> str:
     run = client.create_run(experiment_id, tags={"innerlens.family": "synthetic", "innerlens.variant": group,
                                                  "innerlens.seed": str(seed)}, run_name=f"{group}-{seed}")
     now = int(time.time() * 1000)
@@ -33,6 +35,12 @@ def _log_run(client: MlflowClient, experiment_id: str, group: str, seed: int, st
     metrics = [Metric("val/acc", float(v), now, step) for step, v in enumerate(values, start=1)]
     metrics += [Metric("val/loss", float(1 - v), now, step) for step, v in enumerate(values, start=1)]
     client.log_batch(run.info.run_id, metrics=metrics, tags=[RunTag("note", "synthetic")])
+    if history_artifact:  # as family runs leave it; val/loss only, so the rest must come from the metric API
+        frame = pd.DataFrame({"step": [m.step for m in metrics if m.key == "val/loss"], "key": "val/loss",
+                              "value": [m.value for m in metrics if m.key == "val/loss"]})
+        with tempfile.TemporaryDirectory() as tmp:
+            frame.to_parquet(Path(tmp) / "history.parquet", index=False)
+            client.log_artifact(run.info.run_id, str(Path(tmp) / "history.parquet"))
     client.set_terminated(run.info.run_id, status)
     return run.info.run_id
 
@@ -43,7 +51,7 @@ def seeded(mlflow_server: str) -> tuple[str, dict[str, str]]:
     name = f"compare-{uuid.uuid4().hex[:8]}"
     experiment = client.create_experiment(name)
     other = client.create_experiment(f"{name}-other")
-    ids = {f"{g}{s}": _log_run(client, experiment, g, s) for g in ("A", "B") for s in range(4)}
+    ids = {f"{g}{s}": _log_run(client, experiment, g, s, history_artifact=s % 2 == 0) for g in ("A", "B") for s in range(4)}
     ids["failed"] = _log_run(client, experiment, "A", 9, status="FAILED")
     ids["elsewhere"] = _log_run(client, other, "B", 7)
     return name, ids
@@ -79,6 +87,18 @@ def test_groups_bands_and_statistics_equal_direct_computation(seeded: tuple[str,
     best_loss = summary[(summary["key"] == "val/loss") & (summary["run_id"] == ids["A0"])]["best"].item()
     assert best_loss == pytest.approx((1 - _curve("A", 0)).min())  # losses: best is the minimum
     assert np.allclose(statistics["welch_p_holm"], holm(statistics["welch_p"].to_numpy()))
+
+
+def test_history_artifacts_and_metric_api_agree(seeded: tuple[str, dict[str, str]], server_env: None) -> None:
+    name, _ = seeded
+    client = MlflowClient()
+    runs = client.search_runs([client.get_experiment_by_name(name).experiment_id], "attributes.status = 'FINISHED'")
+    keys = ["val/acc", "val/loss"]
+    assert sum(_history_artifact(run, set(keys)) is not None for run in runs) == 4
+    mixed = fetch_histories(client, runs, keys)  # half the runs answer val/loss from history.parquet
+    api_only = fetch_histories(client, runs, keys, history_artifacts=False)
+    assert len(mixed) == 8 * 2 * STEPS
+    pd.testing.assert_frame_equal(mixed, api_only)
 
 
 def test_failed_runs_and_filters_are_honoured(seeded: tuple[str, dict[str, str]], server_env: None) -> None:

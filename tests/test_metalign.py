@@ -146,7 +146,7 @@ def test_temperature_fit_recovers_the_temperature_that_made_the_choices() -> Non
     assert curve_by_dimension(correct_probability(logits, labels), dimensions)["trial"].min() == 1
 
 
-def test_metalign_through_mlflow_run(mlflow_server: str) -> None:
+def test_metalign_through_mlflow_run(mlflow_server: str, monkeypatch: pytest.MonkeyPatch) -> None:
     params = {"synthetic_objects": "600", "sequence_length": "40", "eval_episodes": "96", "episodes_per_epoch": "1024",
               "max_epochs": "12", "d_model": "64", "n_layers": "3", "n_heads": "4", "d_mlp": "128", "cka_repeats": "10",
               "synthetic_participants": "8"}
@@ -175,3 +175,14 @@ def test_metalign_through_mlflow_run(mlflow_server: str) -> None:
     assert metrics["cka_linear/backbone/all"] == pytest.approx(
         cka.query("layer == 'backbone' and subset == 'all' and method == 'linear'")["value"].item())
     assert metrics["behaviour/nll/cognitive"] < metrics["behaviour/nll/chance"]
+
+    # compare draws metalign's own figures from these runs' tables
+    import mlflow
+
+    from innerlens.compare import CompareConfig, run as compare
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server)
+    mlflow.set_tracking_uri(mlflow_server)
+    compare_id = compare(CompareConfig(experiments=("metalign",), family="metalign"), progress=False)
+    drawn = {a.path for a in client.list_artifacts(compare_id, "figures")}
+    assert {"figures/metalign_learning_curves.png", "figures/metalign_cka_flipped_label.png"} <= drawn

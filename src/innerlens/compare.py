@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 import html
+import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import mlflow
 import numpy as np
@@ -35,7 +36,7 @@ def child_runs(client: MlflowClient, parent: Run) -> list[Run]:
 def fetch_history(client: MlflowClient, runs: list[Run], workers: int = 8) -> pd.DataFrame:
     """Every metric's full history of ``runs`` as tidy rows, with variant and seed columns."""
     keys = sorted({key for run in runs for key in run.data.metrics})
-    tidy = fetch_histories(client, [run.info.run_id for run in runs], keys, workers=workers)
+    tidy = fetch_histories(client, runs, keys, workers=workers)
     labels = pd.DataFrame({
         "run_id": [run.info.run_id for run in runs],
         "variant": [run.data.tags.get(TAG_VARIANT, "") for run in runs],
@@ -173,41 +174,76 @@ def _bulk(host_creds: Any, run_ids: list[str], key: str) -> list[dict[str, Any]]
     return points
 
 
-def fetch_histories(client: MlflowClient, run_ids: list[str], keys: list[str], *, workers: int = 16,
-                    progress: bool = False) -> pd.DataFrame:
-    """Tidy (run_id, key, step, value) of every run's history of every key.
+HISTORY_ARTIFACT = "history.parquet"
 
-    Against a tracking server, one bulk request per (key, batch of runs) — 1,000 runs x 5
-    metrics is ~200 requests, sent in parallel; against a local store, one call per (run, key).
-    """
-    from tqdm.auto import tqdm
 
+def _history_artifact(run: Run, keys: set[str]) -> pd.DataFrame | None:
+    """The run's ``history.parquet`` (every metric the engine logged, one download), or None without one."""
+    import requests
+
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            path = mlflow.artifacts.download_artifacts(artifact_uri=f"{run.info.artifact_uri}/{HISTORY_ARTIFACT}", dst_path=tmp)
+        except (MlflowException, OSError, requests.RequestException):
+            return None  # a running or foreign run: the metric API covers it
+        frame = pd.read_parquet(path)
+    return frame[frame["key"].isin(keys)].assign(run_id=run.info.run_id)
+
+
+def _metric_api_jobs(client: MlflowClient, wanted: dict[str, list[str]]) -> tuple[list[Any], Callable[[Any], pd.DataFrame]]:
+    """(jobs, fetch one job) for the metric API: bulk per key and 24 runs on a server, per (run, key) locally."""
     uri = mlflow.get_tracking_uri()
     if uri.startswith(("http://", "https://")):
         from mlflow.utils.credentials import get_default_host_creds  # honours MLFLOW_TRACKING_USERNAME/PASSWORD
 
         creds = get_default_host_creds(uri)
-        batch = 25
-        jobs = [(run_ids[i : i + batch], key) for key in keys for i in range(0, len(run_ids), batch)]
+        batch = BULK_MAX_POINTS // 1000 - 1  # 24 runs of 1,000 steps fit one answer; longer ones are split
+        jobs = [(ids[i : i + batch], key) for key, ids in wanted.items() for i in range(0, len(ids), batch)]
 
         def one(job: tuple[list[str], str]) -> pd.DataFrame:
-            points = _bulk(creds, *job)
-            return pd.DataFrame(points, columns=["run_id", "key", "step", "value", "timestamp"])
-    else:
-        jobs = [([run_id], key) for key in keys for run_id in run_ids]
+            return pd.DataFrame(_bulk(creds, *job), columns=["run_id", "key", "step", "value", "timestamp"])
 
-        def one(job: tuple[list[str], str]) -> pd.DataFrame:
-            (run_id,), key = job
-            history = client.get_metric_history(run_id, key)
-            return pd.DataFrame({"run_id": run_id, "key": key, "step": [m.step for m in history],
-                                 "value": [m.value for m in history]})
+        return jobs, one
+    jobs = [(run_id, key) for key, ids in wanted.items() for run_id in ids]
 
+    def one_local(job: tuple[str, str]) -> pd.DataFrame:
+        run_id, key = job
+        history = client.get_metric_history(run_id, key)
+        return pd.DataFrame({"run_id": run_id, "key": key, "step": [m.step for m in history], "value": [m.value for m in history]})
+
+    return jobs, one_local
+
+
+def fetch_histories(client: MlflowClient, runs: list[Run], keys: list[str], *, workers: int = 16,
+                    progress: bool = False, history_artifacts: bool = True) -> pd.DataFrame:
+    """Tidy (run_id, key, step, value) of every run's history of every key.
+
+    First each run's ``history.parquet`` (one download per run holds every metric of the fit);
+    what that leaves out (running runs, metrics logged after the fit) comes from the metric API:
+    against a tracking server one bulk request per key and 24 runs, locally one call per
+    (run, key). Everything is requested in parallel.
+    """
+    import os
+
+    from tqdm.auto import tqdm
+
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # one bar for all, not one per file
+    frames: list[pd.DataFrame] = []
+    covered: dict[str, set[str]] = {}
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        frames = list(tqdm(pool.map(one, jobs), total=len(jobs), desc="fetching histories", disable=not progress, leave=False))
+        if history_artifacts:
+            stored = pool.map(lambda run: _history_artifact(run, set(keys)), runs)
+            for run, frame in zip(runs, tqdm(stored, total=len(runs), desc="history.parquet", disable=not progress, leave=False)):
+                if frame is not None:
+                    frames.append(frame)
+                    covered[run.info.run_id] = set(frame["key"])
+        wanted = {key: [r.info.run_id for r in runs if key not in covered.get(r.info.run_id, ())] for key in keys}
+        jobs, one = _metric_api_jobs(client, {key: ids for key, ids in wanted.items() if ids})
+        frames += tqdm(pool.map(one, jobs), total=len(jobs), desc="metric histories", disable=not progress, leave=False)
     frames = [f for f in frames if not f.empty]
     if not frames:
         return pd.DataFrame(columns=["run_id", "key", "step", "value"])
-    tidy = pd.concat(frames, ignore_index=True)[["run_id", "key", "step", "value"]]
+    tidy = pd.concat([f[["run_id", "key", "step", "value"]] for f in frames], ignore_index=True)
     tidy["step"] = tidy["step"].astype(int)
     tidy["value"] = tidy["value"].astype(float)
     return tidy.sort_values(["run_id", "key", "step"], ignore_index=True)
@@ -298,12 +334,19 @@ def _family_figures(history: pd.DataFrame, runs: pd.DataFrame, summary: pd.DataF
         def table(run_id: str) -> pd.DataFrame:
             return pd.read_csv(client.download_artifacts(run_id, "tables/cka.csv")).assign(run_id=run_id)
 
+        def positions(run_id: str) -> pd.DataFrame:
+            return pd.read_csv(client.download_artifacts(run_id, "tables/accuracy_by_position.csv")).assign(run_id=run_id)
+
         with ThreadPoolExecutor(max_workers=8) as pool:
             cka = pd.concat(list(pool.map(table, runs["run_id"])), ignore_index=True).merge(runs[["run_id", "group"]])
+            curves = pd.concat(list(pool.map(positions, runs["run_id"])), ignore_index=True).merge(runs[["run_id", "group"]])
         drawn = {}
         for group, rows in cka.groupby("group"):
             mean = rows.groupby(["layer", "subset", "method"], sort=False)[["value", "low", "high"]].mean().reset_index()
             drawn[f"metalign_cka_{group}"] = cka_layers(mean)
+        tidy = curves.rename(columns={"trial": "step", "p_correct": "value"}).assign(key=lambda f: "p(correct) " + f["learner"])
+        drawn["metalign_learning_curves"] = metric_curves(tidy, sorted(tidy["key"].unique()), group="group",
+                                                          title="Held-out learning curves by group", xlabel="trial")
         return drawn
     return {}
 
@@ -321,7 +364,7 @@ def compare_runs(config: CompareConfig, *, progress: bool = True) -> tuple[pd.Da
         present = sorted({k for r in selected for k in r.data.metrics})
         keys = [k for k in HEADLINE_METRICS.get(families.pop(), ()) if k in present] if len(families) == 1 else []
         keys = keys or present
-    history = fetch_histories(client, list(runs["run_id"]), keys, workers=config.workers, progress=progress)
+    history = fetch_histories(client, selected, keys, workers=config.workers, progress=progress)
     history = history.merge(runs[["run_id", "group", "seed"]], on="run_id")
     summary = summaries(history).merge(runs[["run_id", "group"]], on="run_id")
     groups = group_order(runs["group"])
