@@ -274,6 +274,10 @@ def holm(p_values: np.ndarray) -> np.ndarray:
     return adjusted
 
 
+STATISTICS_COLUMNS = ["key", "which", "group", "reference", "n", "n_reference", "mean", "mean_reference",
+                      "welch_t", "welch_p", "mwu_u", "mwu_p", "cohens_d", "rank_biserial"]
+
+
 def group_statistics(summary: pd.DataFrame, reference: str) -> pd.DataFrame:
     """Every group against ``reference`` per (key, final|best): Welch t, Mann-Whitney U, effect sizes, Holm-corrected."""
     rows = []
@@ -292,12 +296,10 @@ def group_statistics(summary: pd.DataFrame, reference: str) -> pd.DataFrame:
                             "cohens_d": (other.mean() - ref.mean()) / pooled if pooled > 0 else np.nan,
                             "rank_biserial": 2 * mwu.statistic / (len(other) * len(ref)) - 1})
             rows.append(row)
-    result = pd.DataFrame(rows)
-    for test in ("welch", "mwu"):
-        column = f"{test}_p"
-        if column in result:
-            tested = result[column].notna()
-            result.loc[tested, f"{column}_holm"] = holm(result.loc[tested, column].to_numpy())
+    result = pd.DataFrame(rows, columns=STATISTICS_COLUMNS)
+    for column in ("welch_p", "mwu_p"):
+        tested = result[column].notna()
+        result.loc[tested, f"{column}_holm"] = holm(result.loc[tested, column].to_numpy())
     return result
 
 
