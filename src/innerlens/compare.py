@@ -180,10 +180,13 @@ HISTORY_ARTIFACT = "history.parquet"
 def _history_artifact(run: Run, keys: set[str]) -> pd.DataFrame | None:
     """The run's ``history.parquet`` (every metric the engine logged, one download), or None without one."""
     import requests
+    from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 
     with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / HISTORY_ARTIFACT
         try:
-            path = mlflow.artifacts.download_artifacts(artifact_uri=f"{run.info.artifact_uri}/{HISTORY_ARTIFACT}", dst_path=tmp)
+            # One GET: the public download first lists the path to tell files from folders.
+            get_artifact_repository(run.info.artifact_uri)._download_file(HISTORY_ARTIFACT, str(path))
         except (MlflowException, OSError, requests.RequestException):
             return None  # a running or foreign run: the metric API covers it
         frame = pd.read_parquet(path)
@@ -405,7 +408,6 @@ def run(config: CompareConfig, *, nested: bool = False, progress: bool = True) -
             tracker.log_bytes(data, f"figures/{name}.png")
         tracker.log_text(statistics.to_csv(index=False), "tables/statistics.csv")
         tracker.log_text(summary.to_csv(index=False), "tables/summary.csv")
-        tracker.log_history(history)
         tracker.set_tags({"innerlens.compared_runs": str(len(runs))})
         if config.output_dir:
             out = Path(config.output_dir)
