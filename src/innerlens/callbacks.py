@@ -6,8 +6,9 @@ from typing import Any
 
 import pandas as pd
 
-from innerlens.config import Config
-from innerlens.engine import EngineState, Experiment, training_state
+from innerlens.config import Config, TrainConfig
+from innerlens import tracking
+from innerlens.engine import EngineState, Experiment, Selection, fit, restore, training_state
 from innerlens.tracking import RunTracker, snapshot
 
 
@@ -79,3 +80,28 @@ class Checkpointer:
 
     def on_fit_end(self, state: EngineState) -> None:
         pass
+
+
+def tracked_fit(
+    experiment: Experiment,
+    tracker: RunTracker,
+    config: TrainConfig,
+    *,
+    selection: Selection,
+    max_epochs: int,
+    progress: bool,
+) -> EngineState:
+    """:func:`fit` with the callbacks every run uses; with ``config.resume``, continue from the
+    run's ``last.pt`` and log only the epochs it had not logged yet."""
+    state, logged_through = EngineState(), 0
+    if config.resume:
+        state = restore(experiment, tracking.load_checkpoint(config.resume))
+        logged_through = tracking.last_logged_step(config.resume, selection.monitor)
+    return fit(
+        experiment,
+        max_epochs=max_epochs,
+        selection=selection,
+        callbacks=[MetricsLogger(tracker, logged_through), Checkpointer(tracker, experiment, config, config.checkpoint_interval)],
+        state=state,
+        progress=progress,
+    )

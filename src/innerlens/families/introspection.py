@@ -23,11 +23,11 @@ from scipy import stats
 
 from innerlens import tracking
 from innerlens.analysis.neurons import LAYER_TYPES, ScanResult, at_position, hook_name, scan, unit_activations
-from innerlens.callbacks import Checkpointer, MetricsLogger, history_frame
+from innerlens.callbacks import history_frame, tracked_fit
 from innerlens.config import ConfigError, EpochConfig, non_negative, option, positive
 from innerlens.data.splits import split_indices
 from innerlens.data.texts import generate_texts, read_texts
-from innerlens.engine import EngineState, Selection, fit, resolve_device, restore, seed_everything
+from innerlens.engine import Selection, resolve_device, seed_everything
 from innerlens.models.loading import LoadedModel, encode, load_model
 from innerlens.models.transformer import resid_post
 from innerlens.tracking import RunTracker
@@ -403,20 +403,12 @@ def run(config: IntrospectionConfig, *, nested: bool = False, progress: bool = T
     cross = load_model(config.cross_model, device, cache_root=models_root, seed=1) if config.cross_model else None
     output_dir = prepare_output_dir(config)
     with tracking.start_run(config, variant=f"{config.task}-{config.unfreeze}", run_name=f"{config.model}-L{experiment.layer}N{experiment.neuron}-s{config.seed}", nested=nested) as tracker:
-        state, logged_through = EngineState(), 0
-        if config.resume:
-            state = restore(experiment, tracking.load_checkpoint(config.resume))
-            logged_through = tracking.last_logged_step(config.resume, config.monitor)
-        else:
+        if not config.resume:
             log_dataset(tracker, config, experiment)
             tracker.log_metrics(0, experiment.baselines(cross))
-        state = fit(
-            experiment,
-            max_epochs=config.max_epochs,
+        state = tracked_fit(
+            experiment, tracker, config, max_epochs=config.max_epochs, progress=progress,
             selection=Selection(monitor=config.monitor, patience=config.patience, target_accuracy=config.target_accuracy, target_split=config.target_split),
-            callbacks=[MetricsLogger(tracker, logged_through), Checkpointer(tracker, experiment, config, config.checkpoint_interval)],
-            state=state,
-            progress=progress,
         )
         if experiment.gradient_log:
             tracker.log_text(json.dumps(experiment.gradient_log), "monitors/gradients.json")

@@ -29,12 +29,12 @@ import torch.nn.functional as F
 from innerlens import tracking
 from innerlens.analysis.cka import cka_interval, debiased_cka, linear_cka
 from innerlens.analysis.cognitive import correct_probability, curve_by_dimension, fit_temperature, human_nll, online_logistic_logits
-from innerlens.callbacks import Checkpointer, MetricsLogger, history_frame
+from innerlens.callbacks import history_frame, tracked_fit
 from innerlens.config import ConfigError, EpochConfig, non_negative, option, positive, probability
 from innerlens.data.embeddings import HUMAN_COLUMNS, ObjectData, load_human_data, load_objects, synthetic_objects, zscore
 from innerlens.data.episodes import LABEL_CHANNELS, EpisodeSampler, Episodes
 from innerlens.data.splits import split_indices
-from innerlens.engine import EngineState, Selection, fit, resolve_device, restore, seed_everything
+from innerlens.engine import EngineState, Selection, resolve_device, seed_everything
 from innerlens.models.meta_learner import MetaLearner
 from innerlens.viz.curves import metric_curves
 from innerlens.search_space import SearchSpec
@@ -298,17 +298,9 @@ def run(config: MetalignConfig, *, nested: bool = False, progress: bool = True) 
                               "innerlens.train_dims": ",".join(map(str, experiment.train_dims))})
             if data.source_dir and not config.resume:
                 tracker.log_directory(data.source_dir, "data")
-            state, logged_through = EngineState(), 0
-            if config.resume:
-                state = restore(experiment, tracking.load_checkpoint(config.resume))
-                logged_through = tracking.last_logged_step(config.resume, "val/acc")
-            state = fit(
-                experiment,
-                max_epochs=config.max_epochs,
+            state = tracked_fit(
+                experiment, tracker, config, max_epochs=config.max_epochs, progress=progress,
                 selection=Selection(patience=config.patience, target_accuracy=config.target_accuracy, target_split=config.target_split),
-                callbacks=[MetricsLogger(tracker, logged_through), Checkpointer(tracker, experiment, config, config.checkpoint_interval)],
-                state=state,
-                progress=progress,
             )
             tracker.flush()
             experiment.model.load_state_dict(tracking.load_checkpoint(tracker.run_id, "best")["model"])

@@ -23,11 +23,11 @@ from sklearn.metrics import roc_auc_score
 
 from innerlens import tracking
 from innerlens.analysis.calibration import expected_calibration_error, platt_fit
-from innerlens.callbacks import Checkpointer, MetricsLogger, history_frame
+from innerlens.callbacks import history_frame, tracked_fit
 from innerlens.config import ConfigError, EpochConfig, non_negative, option, positive, probability
 from innerlens.data.labelled import order_corpus, read_labelled
 from innerlens.data.splits import split_indices
-from innerlens.engine import EngineState, Selection, fit, resolve_device, restore, seed_everything
+from innerlens.engine import Selection, resolve_device, seed_everything
 from innerlens.models.loading import LoadedModel, encode, load_model
 from innerlens.models.selector_head import SelectorHead, valid_heads
 from innerlens.models.transformer import resid_post
@@ -169,18 +169,8 @@ def run(config: SelectorConfig, *, nested: bool = False, progress: bool = True) 
     with tracking.start_run(config, variant=f"L{'-'.join(map(str, experiment.layers))}", run_name=f"selector-{generator_version}-s{config.seed}", nested=nested) as tracker:
         tracker.set_tags({"innerlens.generator_version": generator_version, "innerlens.heads": str(experiment.heads),
                           "innerlens.feature_layers": ",".join(map(str, experiment.layers))})
-        state, logged_through = EngineState(), 0
-        if config.resume:
-            state = restore(experiment, tracking.load_checkpoint(config.resume))
-            logged_through = tracking.last_logged_step(config.resume, "val/auc")
-        state = fit(
-            experiment,
-            max_epochs=config.max_epochs,
-            selection=Selection(monitor="val/auc", patience=config.patience),
-            callbacks=[MetricsLogger(tracker, logged_through), Checkpointer(tracker, experiment, config, config.checkpoint_interval)],
-            state=state,
-            progress=progress,
-        )
+        state = tracked_fit(experiment, tracker, config, max_epochs=config.max_epochs, progress=progress,
+                            selection=Selection(monitor="val/auc", patience=config.patience))
         tracker.flush()
         experiment.model.load_state_dict(tracking.load_checkpoint(tracker.run_id, "best")["model"])
         val, test = experiment.splits.val, experiment.splits.test

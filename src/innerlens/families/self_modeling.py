@@ -19,11 +19,11 @@ from matplotlib.figure import Figure
 from innerlens import tracking
 from innerlens.analysis.llc import LLCSettings, estimate_llc
 from innerlens.analysis.weights import weight_std
-from innerlens.callbacks import Checkpointer, MetricsLogger, history_frame
+from innerlens.callbacks import history_frame, tracked_fit
 from innerlens.config import EpochConfig, non_negative, option, positive
 from innerlens.data.splits import split_indices
 from innerlens.data.tasks import SequenceTask, modular_sum, modular_sum_seq
-from innerlens.engine import EngineState, Selection, fit, resolve_device, restore, seed_everything
+from innerlens.engine import Selection, resolve_device, seed_everything
 from innerlens.models.transformer import native_transformer, resid_post
 from innerlens.viz.curves import learning_dynamics, metric_curves
 from innerlens.search_space import SearchSpec
@@ -280,26 +280,15 @@ def run(config: SelfModelingConfig, *, nested: bool = False, progress: bool = Tr
     with tracking.start_run(
         config, variant=config.variant, run_name=f"{config.variant}-s{config.seed}", nested=nested
     ) as tracker:
-        state, logged_through = EngineState(), 0
-        if config.resume:
-            state = restore(experiment, tracking.load_checkpoint(config.resume))
-            logged_through = tracking.last_logged_step(config.resume, "val/acc")
         settings = config.llc_settings
         tracker.set_tags({"innerlens.target_split": config.target_split, "innerlens.device": str(device)})
         if not config.resume and config.llc_every:
             tracker.set_tags({"innerlens.llc_nbeta": str(settings.resolved_nbeta(len(experiment.data["train"][1])))})
-        state = fit(
-            experiment,
-            max_epochs=config.max_epochs,
+        state = tracked_fit(
+            experiment, tracker, config, max_epochs=config.max_epochs, progress=progress,
             selection=Selection(
                 patience=config.patience, target_accuracy=config.target_accuracy, target_split=config.target_split
             ),
-            callbacks=[
-                MetricsLogger(tracker, logged_through),
-                Checkpointer(tracker, experiment, config, config.checkpoint_interval),
-            ],
-            state=state,
-            progress=progress,
         )
         history = history_frame(state.history).assign(run_id=tracker.run_id, variant=config.variant)
         for name, figure in figures(history).items():
