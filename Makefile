@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 
-.PHONY: install demo test bench mlproject server-start server-stop clean
+.PHONY: install demo test bench mlproject server-start server-stop stack-up stack-down stack-status clean
 
 $(BIN)/innerlens: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,10 @@ server-start: install
 
 server-stop:
 	deploy/local-server stop mlruns/server
+
+## The team stack (PostgreSQL + S3 + authenticated mlflow server); settings in deploy/stack's header.
+stack-up stack-down stack-status: install
+	PATH=$(CURDIR)/$(BIN):$$PATH deploy/stack $(@:stack-%=%)
 
 clean:
 	rm -rf $(VENV) mlruns/mlflow.db mlruns/artifacts src/*.egg-info
