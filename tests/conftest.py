@@ -2,9 +2,12 @@
 from __future__ import annotations
 
 import os
+import shlex
+import shutil
 import socket
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
@@ -74,3 +77,46 @@ def clean_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
     env.update(extra)
     return env
+
+
+@dataclass(frozen=True)
+class TeamStack:
+    """A running ``deploy/stack``: its state directory and the client settings it wrote."""
+
+    directory: Path
+    env: dict[str, str]
+
+    @property
+    def tracking_uri(self) -> str:
+        return self.env["MLFLOW_TRACKING_URI"]
+
+    def database_url(self, name: str) -> str:
+        """A libpq URL of one of the stack's databases (the password comes from PGPASSWORD)."""
+        return self.env["INNERLENS_OPTUNA_STORAGE"].rsplit("/", 1)[0] + f"/{name}"
+
+
+def _client_env(path: Path) -> dict[str, str]:
+    pairs = [word for line in path.read_text().splitlines() for word in shlex.split(line)[1:]]
+    return dict(pair.split("=", 1) for pair in pairs)
+
+
+@pytest.fixture(scope="session")
+def team_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TeamStack]:
+    """PostgreSQL + moto S3 + an authenticated mlflow server, brought up by ``deploy/stack`` on free ports."""
+    directory = tmp_path_factory.mktemp("stack")
+    env = clean_env(
+        INNERLENS_STACK_DIR=str(directory),
+        INNERLENS_MLFLOW_PORT=str(_free_port()),
+        INNERLENS_PG_PORT=str(_free_port()),
+        INNERLENS_S3_PORT=str(_free_port()),
+    )
+    script = ROOT / "deploy" / "stack"
+    up = subprocess.run([str(script), "up"], env=env, capture_output=True, text=True, timeout=240)
+    try:
+        assert up.returncode == 0, up.stderr[-2000:]
+        yield TeamStack(directory, _client_env(directory / "client.env"))
+    finally:
+        subprocess.run([str(script), "down"], env=clean_env(INNERLENS_STACK_DIR=str(directory)), check=False, timeout=120)
+        datadir = directory / "postgres.datadir"
+        if datadir.exists():
+            shutil.rmtree(datadir.read_text().strip(), ignore_errors=True)

@@ -110,9 +110,23 @@ def test_yaml_space_replaces_the_family_space(tmp_path: Path) -> None:
     assert 1e-4 <= values["lr"] <= 1e-2 and values["batch_size"] in (32, 64)
 
 
-def _tune(tmp_path: Path, *args: str, wait: bool = True) -> subprocess.Popen | subprocess.CompletedProcess:
-    env = clean_env(MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path / 'mlflow.db'}", MLFLOW_EXPERIMENT_NAME="tune")
-    command = ["innerlens", "tune", "--family", "self_modeling", "--storage", f"sqlite:///{tmp_path / 'optuna.db'}", *args]
+@dataclass(frozen=True)
+class Stores:
+    """Where a tune command keeps its study and its runs."""
+
+    optuna: str
+    tracking: str
+    env: dict[str, str]
+
+
+def _sqlite_stores(tmp_path: Path) -> Stores:
+    return Stores(f"sqlite:///{tmp_path / 'optuna.db'}", f"sqlite:///{tmp_path / 'mlflow.db'}", {})
+
+
+def _tune(tmp_path: Path, *args: str, stores: Stores | None = None, wait: bool = True) -> subprocess.Popen | subprocess.CompletedProcess:
+    stores = stores or _sqlite_stores(tmp_path)
+    env = clean_env(**{**stores.env, "MLFLOW_TRACKING_URI": stores.tracking, "MLFLOW_EXPERIMENT_NAME": "tune"})
+    command = ["innerlens", "tune", "--family", "self_modeling", "--storage", stores.optuna, *args]
     if not wait:
         return subprocess.Popen(command, env=env, cwd=tmp_path, start_new_session=True,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -121,23 +135,42 @@ def _tune(tmp_path: Path, *args: str, wait: bool = True) -> subprocess.Popen | s
     return result
 
 
-def _study(tmp_path: Path) -> optuna.Study:
-    return optuna.load_study(study_name="tune-self_modeling", storage=f"sqlite:///{tmp_path / 'optuna.db'}")
+def _study(tmp_path: Path, name: str = "tune-self_modeling") -> optuna.Study:
+    return optuna.load_study(study_name=name, storage=_sqlite_stores(tmp_path).optuna)
 
 
-def test_two_workers_complete_exactly_n_trials(tmp_path: Path) -> None:
-    _tune(tmp_path, "--n-trials", "5", "--n-workers", "2", "--pruner", "none", "--fixed", f"{TINY_SELF_MODELING} max_epochs=3")
-    study = _study(tmp_path)
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_two_workers_complete_exactly_n_trials(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if backend == "sqlite":
+        stores = _sqlite_stores(tmp_path)
+    else:  # the team stack: study in its PostgreSQL, runs on its authenticated server
+        stack = request.getfixturevalue("team_stack")
+        password = stack.env["PGPASSWORD"]
+        with_password = stack.database_url("optuna").replace("://innerlens@", f"://innerlens:{password}@")
+        stores = Stores(with_password, stack.tracking_uri, stack.env)
+    study_name = f"workers-{backend}-{tmp_path.name}"
+    _tune(tmp_path, "--n-trials", "5", "--n-workers", "2", "--pruner", "none", "--study-name", study_name,
+          "--fixed", f"{TINY_SELF_MODELING} max_epochs=3", stores=stores)
+    study = optuna.load_study(study_name=study_name, storage=stores.optuna)
     ended = study.get_trials(states=ENDED_STATES)
     assert len(ended) == 5
     assert sorted(t.number for t in ended) == sorted({t.number for t in ended})
     surplus = [t for t in study.trials if t not in ended]
     assert all(t.state == optuna.trial.TrialState.FAIL and t.user_attrs.get("surplus") for t in surplus)
-    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    for key, value in stores.env.items():
+        monkeypatch.setenv(key, value)  # the server's credentials, for this process's client
+    client = MlflowClient(stores.tracking)
     parent_id = study.user_attrs["mlflow_parent_run_id"]
-    children = client.search_runs([client.get_run(parent_id).info.experiment_id], f"tags.mlflow.parentRunId = '{parent_id}'")
+    parent = client.get_run(parent_id)
+    children = client.search_runs([parent.info.experiment_id], f"tags.mlflow.parentRunId = '{parent_id}'")
     assert sorted(int(r.data.params["trial_number"]) for r in children) == sorted(t.number for t in ended)
     assert {r.info.status for r in children} == {"FINISHED"}
+    if backend == "postgresql":  # the storage URL's password is masked wherever the run records it
+        assert parent.data.params["storage"] == stores.optuna.replace(password, "***")
+        config_json = Path(client.download_artifacts(parent_id, "config.json", str(tmp_path))).read_text()
+        assert "***@" in config_json and password not in config_json
 
 
 def test_killed_trial_is_marked_failed_and_retried(tmp_path: Path) -> None:
@@ -164,7 +197,7 @@ def test_killed_trial_is_marked_failed_and_retried(tmp_path: Path) -> None:
     retries = [t for t in study.trials if t.system_attrs.get("failed_trial") == killed.number]
     assert len(retries) == 1 and retries[0].state == optuna.trial.TrialState.COMPLETE
     assert retries[0].params == killed.params
-    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    client = MlflowClient(_sqlite_stores(tmp_path).tracking)
     assert client.get_run(killed.user_attrs[RUN_ATTR]).info.status == "FAILED"
     assert len(study.get_trials(states=ENDED_STATES)) == 2
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -194,22 +195,35 @@ class Config:
         assert not unknown, f"unknown config keys {unknown}"
         return cls(**{name: specs[name].parse(raw) for name, raw in values.items()})
 
-    def to_params(self) -> dict[str, str]:
-        """MLflow params: every user-visible field except run controls, rendered as the CLI accepts it."""
+    def cli_values(self) -> dict[str, str]:
+        """Every user-visible field except run controls, rendered as the CLI accepts it."""
         return {
             s.name: s.render(getattr(self, s.name))
             for s in self.specs(include_hidden=False)
             if s.name not in RUN_CONTROL_FIELDS
         }
 
+    def to_params(self) -> dict[str, str]:
+        """MLflow params: :meth:`cli_values` with passwords masked."""
+        return {name: redact_secrets(value) for name, value in self.cli_values().items()}
+
     def to_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
 
     def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+        """The config as logged in ``config.json`` (passwords in URLs masked)."""
+        return redact_secrets(json.dumps(self.to_dict(), indent=2, sort_keys=True))
 
     def replace(self, **changes: Any) -> "Config":
         return dataclasses.replace(self, **changes)
+
+
+_URL_PASSWORD = re.compile(r"(\b[a-z][a-z0-9+.-]*://[^:/@\s\"]+:)[^@\s\"]+@", re.IGNORECASE)
+
+
+def redact_secrets(text: str) -> str:
+    """Mask the password of every ``scheme://user:password@host`` URL: params and config.json are readable by all."""
+    return _URL_PASSWORD.sub(r"\1***@", text)
 
 
 def open_fraction(value: float) -> str | None:

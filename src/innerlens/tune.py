@@ -248,7 +248,7 @@ def _spawn_workers(config: TuneConfig, parent_run_id: str) -> None:
     processes = []
     for index in range(config.n_workers):
         worker = config.replace(n_workers=1, worker_of=parent_run_id, seed=config.seed + index)
-        args = [f"--{name.replace('_', '-')}={value}" for name, value in worker.to_params().items()]
+        args = [f"--{name.replace('_', '-')}={value}" for name, value in worker.cli_values().items()]
         command = [sys.executable, "-c", "from innerlens.cli import main; main()", "tune", *args]
         processes.append(subprocess.Popen(command, env=env))
     failed = [p.args for p in processes if p.wait() != 0]
