@@ -90,18 +90,27 @@ def tracked_fit(
     selection: Selection,
     max_epochs: int,
     progress: bool,
+    steps_per_round: int = 1,
+    callbacks: tuple[Any, ...] = (),
 ) -> EngineState:
-    """:func:`fit` with the callbacks every run uses; with ``config.resume``, continue from the
-    run's ``last.pt`` and log only the epochs it had not logged yet."""
-    state, logged_through = EngineState(), 0
+    """:func:`fit` with the callbacks every run uses (then ``callbacks``); with ``config.resume``,
+    continue from the run's ``last.pt`` (from the start if it was killed before writing one) and
+    log only the evaluations it had not logged yet."""
+    state, logged_through = EngineState(steps_per_round=steps_per_round), 0
     if config.resume:
-        state = restore(experiment, tracking.load_checkpoint(config.resume))
+        if tracking.has_checkpoint(config.resume):
+            state = restore(experiment, tracking.load_checkpoint(config.resume))
         logged_through = tracking.last_logged_step(config.resume, selection.monitor)
     return fit(
         experiment,
         max_epochs=max_epochs,
         selection=selection,
-        callbacks=[MetricsLogger(tracker, logged_through), Checkpointer(tracker, experiment, config, config.checkpoint_interval)],
+        callbacks=[
+            MetricsLogger(tracker, logged_through),
+            Checkpointer(tracker, experiment, config, config.checkpoint_interval),
+            *callbacks,
+        ],
         state=state,
         progress=progress,
+        steps_per_round=steps_per_round,
     )

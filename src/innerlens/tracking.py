@@ -96,18 +96,20 @@ def git_commit() -> str:
 
 
 def check_run_exists(run_id: str, family: str) -> None:
-    """Fail with a one-line error unless ``run_id`` is a run of ``family`` with a last checkpoint."""
+    """Fail with a one-line error unless ``run_id`` is a run of ``family`` in the tracking store."""
     client = MlflowClient()
     try:
         run = client.get_run(run_id)
     except MlflowException:
         raise ConfigError(f"--resume: no run {run_id!r} in tracking store {mlflow.get_tracking_uri()}") from None
     run_family = run.data.tags.get(TAG_FAMILY)
-    if run_family != family:
+    if run_family is not None and run_family != family:
         raise ConfigError(f"--resume: run {run_id} is a {run_family!r} run, not {family!r}")
-    names = {a.path for a in client.list_artifacts(run_id, "checkpoints")}
-    if "checkpoints/last.pt" not in names:
-        raise ConfigError(f"--resume: run {run_id} has no checkpoints/last.pt to resume from")
+
+
+def has_checkpoint(run_id: str, name: str = "last") -> bool:
+    """Whether the run has ``checkpoints/<name>.pt`` (a run killed before its first one has none)."""
+    return f"checkpoints/{name}.pt" in {a.path for a in MlflowClient().list_artifacts(run_id, "checkpoints")}
 
 
 MAX_METRICS_PER_BATCH = 1000  # MLflow's limit for one log_batch call
@@ -362,9 +364,9 @@ def start_run(
 ) -> Iterator[RunTracker]:
     """Open (or, with ``config.resume``, reopen) an MLflow run for ``config``.
 
-    A new run gets params, tags and ``config.json``; a resumed run keeps its params. A crash
-    ends the run FAILED (KILLED on Ctrl-C) after flushing what was queued, so the last
-    checkpoint and every logged metric survive for ``--resume``.
+    A new run gets params, tags and ``config.json``; a resumed run keeps the params it has (and
+    gets any it was killed before logging). A crash ends the run FAILED (KILLED on Ctrl-C) after
+    flushing what was queued, so the last checkpoint and every logged metric survive for ``--resume``.
     """
     configure_tracking()
     resume = getattr(config, "resume", None)
@@ -399,25 +401,24 @@ def start_run(
     tracker = RunTracker(run_id)
     status = RunStatus.to_string(RunStatus.FAILED)
     try:
-        if not resume:
-            # Under `mlflow run` the launcher has logged the params it was given already.
-            logged = client.get_run(run_id).data.params if outer_run else {}
-            tracker._submit(
-                client.log_batch,
-                run_id,
-                params=[Param(k, v) for k, v in {**config.to_params(), **(context.params if context else {})}.items() if k not in logged],
-                tags=[
-                    RunTag(k, str(v))
-                    for k, v in {
-                        TAG_FAMILY: config.family_name,
-                        TAG_VARIANT: variant,
-                        TAG_SEED: str(getattr(config, "seed", "")),
-                        TAG_GIT_COMMIT: git_commit(),
-                        TAG_STEP_UNIT: step_unit,
-                    }.items()
-                ],
-            )
-            tracker.log_text(config.to_json(), "config.json")
+        # Under `mlflow run` the launcher has logged the params it was given already; a resumed run its own.
+        logged = client.get_run(run_id).data.params if outer_run or resume else {}
+        tracker._submit(
+            client.log_batch,
+            run_id,
+            params=[Param(k, v) for k, v in {**config.to_params(), **(context.params if context else {})}.items() if k not in logged],
+            tags=[
+                RunTag(k, str(v))
+                for k, v in {
+                    TAG_FAMILY: config.family_name,
+                    TAG_VARIANT: variant,
+                    TAG_SEED: str(getattr(config, "seed", "")),
+                    TAG_GIT_COMMIT: git_commit(),
+                    TAG_STEP_UNIT: step_unit,
+                }.items()
+            ],
+        )
+        tracker.log_text(config.to_json(), "config.json")
         yield tracker
         status = RunStatus.to_string(RunStatus.FINISHED)
     except KeyboardInterrupt:

@@ -16,11 +16,11 @@ import torch
 import torch.nn.functional as F
 
 from innerlens import tracking
-from innerlens.callbacks import Checkpointer, MetricsLogger, history_frame
+from innerlens.callbacks import history_frame, tracked_fit
 from innerlens.config import ConfigError, TrainConfig, non_negative, option, positive
 from innerlens.data.splits import split_indices
 from innerlens.data.texts import generate_texts, read_texts
-from innerlens.engine import EngineState, Selection, fit, resolve_device, restore, seed_everything
+from innerlens.engine import Selection, resolve_device, seed_everything
 from innerlens.models.loading import encode, load_model, save_checkpoint_dir
 from innerlens.viz.curves import metric_curves
 
@@ -129,16 +129,12 @@ def run(config: GeneratorConfig, *, nested: bool = False, progress: bool = True)
     device = resolve_device(config.device)
     experiment = GeneratorExperiment(config, device, tracking.project_root() / "mlruns" / "models")
     with tracking.start_run(config, variant=config.model, run_name=f"generator-{Path(config.model).name}-s{config.seed}", nested=nested, step_unit="step") as tracker:
-        state, logged_through = EngineState(steps_per_round=config.eval_every), 0
-        if config.resume:
-            state = restore(experiment, tracking.load_checkpoint(config.resume))
-            logged_through = tracking.last_logged_step(config.resume, "val/loss")
-        state = fit(
+        state = tracked_fit(
             experiment,
-            max_epochs=config.max_steps // config.eval_every,
+            tracker,
+            config,
             selection=Selection(monitor="val/loss", mode="min", patience=config.patience),
-            callbacks=[MetricsLogger(tracker, logged_through), Checkpointer(tracker, experiment, config, config.checkpoint_interval)],
-            state=state,
+            max_epochs=config.max_steps // config.eval_every,
             progress=progress,
             steps_per_round=config.eval_every,
         )

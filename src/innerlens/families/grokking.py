@@ -23,11 +23,11 @@ from innerlens.analysis.attention import head_statistics
 from innerlens.analysis.features import effective_dimension
 from innerlens.analysis.fourier import frequency_norms, gini, progress_measures
 from innerlens.analysis.transitions import Transitions, detect_transitions
-from innerlens.callbacks import Checkpointer, MetricsLogger, history_frame
+from innerlens.callbacks import history_frame, tracked_fit
 from innerlens.config import ConfigError, TrainConfig, non_negative, open_fraction, option, positive, probability
 from innerlens.data.splits import SplitIndices, split_indices
 from innerlens.data.tasks import MODULAR_OPERATIONS, SequenceTask, modular_table, with_shortcut
-from innerlens.engine import EngineState, Selection, fit, resolve_device, restore, seed_everything
+from innerlens.engine import EngineState, Selection, resolve_device, seed_everything
 from innerlens.models.transformer import native_transformer
 from innerlens.tracking import RunTracker, snapshot
 from innerlens.search_space import SearchSpec
@@ -351,28 +351,22 @@ def run(config: GrokkingConfig, *, nested: bool = False, progress: bool = True, 
     with tracking.start_run(
         config, variant=config.task, run_name=run_name or f"{config.task}-p{config.p}-s{config.seed}", nested=nested, step_unit="step"
     ) as tracker:
-        state, logged_through = EngineState(steps_per_round=config.eval_every), 0
         snapshots = Snapshots(tracker, experiment, steps)
         if config.resume:
-            state = restore(experiment, tracking.load_checkpoint(config.resume))
-            logged_through = tracking.last_logged_step(config.resume, "val/acc")
             snapshots.taken.update(load_snapshots(config.resume))
         else:
             tracker.set_tags({"innerlens.device": str(device), "innerlens.target_split": config.target_split})
-            if 0 in steps:
-                snapshots.take(0)
-        state = fit(
+        if 0 in steps and 0 not in snapshots.taken:
+            snapshots.take(0)
+        state = tracked_fit(
             experiment,
-            max_epochs=config.max_steps // config.eval_every,
+            tracker,
+            config,
             selection=Selection(patience=config.patience, target_accuracy=config.target_accuracy, target_split=config.target_split),
-            callbacks=[
-                MetricsLogger(tracker, logged_through),
-                Checkpointer(tracker, experiment, config, config.checkpoint_interval),
-                snapshots,
-            ],
-            state=state,
+            max_epochs=config.max_steps // config.eval_every,
             progress=progress,
             steps_per_round=config.eval_every,
+            callbacks=(snapshots,),
         )
         if state.step not in snapshots.taken:
             snapshots.take(state.step)

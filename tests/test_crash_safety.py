@@ -1,0 +1,102 @@
+"""Runs survive SIGKILL: checkpoints are never half-written and --resume ends where an uninterrupted run ends."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+from mlflow.tracking import MlflowClient
+
+from innerlens import tracking
+from innerlens.families.self_modeling import SelfModelingConfig
+
+from conftest import TINY, clean_env, tiny_args
+
+ARGS = ["self-modeling", *tiny_args(max_epochs="40", patience="0", llc_every="0", checkpoint_interval="0.5")]
+
+
+def _start(tmp_path: Path, *extra: str) -> subprocess.Popen:
+    env = clean_env(MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path / 'mlflow.db'}", MLFLOW_EXPERIMENT_NAME="crash")
+    return subprocess.Popen(["innerlens", *ARGS, *extra], env=env, cwd=tmp_path, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+def _new_run(client: MlflowClient, known: set[str]) -> str | None:
+    experiment = client.get_experiment_by_name("crash")
+    runs = client.search_runs([experiment.experiment_id]) if experiment else []
+    return next((r.info.run_id for r in runs if r.info.run_id not in known), None)
+
+
+def _kill_after(process: subprocess.Popen, client: MlflowClient, step: int, *, run_id: str | None = None, known: frozenset[str] = frozenset()) -> str:
+    """SIGKILL the process group once its run (``run_id``, else a run not in ``known``) has logged val/acc at ``step``."""
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        assert process.poll() is None, f"finished before the kill at step {step}: {process.stderr.read()[-2000:]}"
+        run_id = run_id or _new_run(client, known)
+        if run_id and max((m.step for m in client.get_metric_history(run_id, "val/acc")), default=0) >= step:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+            return run_id
+        time.sleep(0.1)
+    pytest.fail(f"the run never reached step {step}")
+
+
+def test_sigkill_twice_then_resume_matches_an_uninterrupted_run(tmp_path: Path) -> None:
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    straight = _start(tmp_path)
+    assert straight.wait(timeout=600) == 0, straight.stderr.read()[-2000:]
+    straight_id = _new_run(client, set())
+
+    run_id = _kill_after(_start(tmp_path), client, 5, known=frozenset({straight_id}))
+    assert client.get_run(run_id).info.status == "RUNNING"  # SIGKILL leaves no chance to say otherwise
+    _kill_after(_start(tmp_path, "--resume", run_id), client, 20, run_id=run_id)
+    finish = _start(tmp_path, "--resume", run_id)
+    assert finish.wait(timeout=600) == 0, finish.stderr.read()[-2000:]
+
+    run, reference = client.get_run(run_id), client.get_run(straight_id)
+    assert run.info.status == "FINISHED"
+    assert run.data.metrics.keys() == reference.data.metrics.keys()
+    for key, value in reference.data.metrics.items():
+        assert run.data.metrics[key] == pytest.approx(value, abs=1e-6), key
+    for key in ("val/acc", "train/loss"):
+        steps = [m.step for m in client.get_metric_history(run_id, key)]
+        assert sorted(steps) == list(range(1, 41)), key  # every epoch logged exactly once across three processes
+    histories = []
+    for name, run in (("resumed", run_id), ("straight", straight_id)):
+        (tmp_path / name).mkdir()
+        histories.append(pd.read_parquet(client.download_artifacts(run, "history.parquet", str(tmp_path / name))))
+    pd.testing.assert_frame_equal(*histories, atol=1e-6)
+
+
+def test_checkpoint_readers_never_see_a_partial_file(local_store: str) -> None:
+    config = SelfModelingConfig.from_strings(TINY)
+    with tracking.start_run(config, variant="atomic") as tracker:
+        tracker.flush()
+        artifact_dir = Path(MlflowClient().get_run(tracker.run_id).info.artifact_uri.removeprefix("file://"))
+        target = artifact_dir / "checkpoints" / "last.pt"
+        writes, reads, failures = 25, [], []
+        stop = threading.Event()
+
+        def read_forever() -> None:
+            while not stop.is_set():
+                if target.exists():
+                    try:
+                        reads.append(int(torch.load(target, weights_only=True)["epoch"]))
+                    except Exception as error:  # a torn file: the property under test fails
+                        failures.append(repr(error))
+
+        reader = threading.Thread(target=read_forever)
+        reader.start()
+        for epoch in range(writes):
+            tracker.save_checkpoint("last", {"epoch": epoch, "weights": torch.full((2_000_000,), float(epoch))})
+            tracker.flush()
+        stop.set()
+        reader.join()
+    assert not failures, failures[:3]
+    assert len(reads) > writes and reads == sorted(reads)  # read many times, never an older file after a newer one
