@@ -23,8 +23,9 @@ ARGS = ["self-modeling", *tiny_args(max_epochs="40", patience="0", llc_every="0"
 
 def _start(tmp_path: Path, *extra: str) -> subprocess.Popen:
     env = clean_env(MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path / 'mlflow.db'}", MLFLOW_EXPERIMENT_NAME="crash")
-    return subprocess.Popen(["innerlens", *ARGS, *extra], env=env, cwd=tmp_path, start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    with open(tmp_path / "train.log", "a") as log:  # a file, not a pipe: progress bars would fill a pipe and block
+        return subprocess.Popen(["innerlens", *ARGS, *extra], env=env, cwd=tmp_path, start_new_session=True,
+                                stdout=subprocess.DEVNULL, stderr=log)
 
 
 def _new_run(client: MlflowClient, known: set[str]) -> str | None:
@@ -37,7 +38,7 @@ def _kill_after(process: subprocess.Popen, client: MlflowClient, step: int, *, r
     """SIGKILL the process group once its run (``run_id``, else a run not in ``known``) has logged val/acc at ``step``."""
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
-        assert process.poll() is None, f"finished before the kill at step {step}: {process.stderr.read()[-2000:]}"
+        assert process.poll() is None, f"the run ended before the kill at step {step} (see train.log)"
         run_id = run_id or _new_run(client, known)
         if run_id and max((m.step for m in client.get_metric_history(run_id, "val/acc")), default=0) >= step:
             os.killpg(process.pid, signal.SIGKILL)
@@ -50,14 +51,14 @@ def _kill_after(process: subprocess.Popen, client: MlflowClient, step: int, *, r
 def test_sigkill_twice_then_resume_matches_an_uninterrupted_run(tmp_path: Path) -> None:
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
     straight = _start(tmp_path)
-    assert straight.wait(timeout=600) == 0, straight.stderr.read()[-2000:]
+    assert straight.wait(timeout=600) == 0, (tmp_path / "train.log").read_text()[-2000:]
     straight_id = _new_run(client, set())
 
     run_id = _kill_after(_start(tmp_path), client, 5, known=frozenset({straight_id}))
     assert client.get_run(run_id).info.status == "RUNNING"  # SIGKILL leaves no chance to say otherwise
     _kill_after(_start(tmp_path, "--resume", run_id), client, 20, run_id=run_id)
     finish = _start(tmp_path, "--resume", run_id)
-    assert finish.wait(timeout=600) == 0, finish.stderr.read()[-2000:]
+    assert finish.wait(timeout=600) == 0, (tmp_path / "train.log").read_text()[-2000:]
 
     run, reference = client.get_run(run_id), client.get_run(straight_id)
     assert run.info.status == "FINISHED"

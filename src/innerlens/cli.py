@@ -7,6 +7,7 @@ true/false), so those spellings are accepted too.
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -213,6 +214,22 @@ def analyze_command(run_id: str) -> None:
     transitions = grokking.analyze(run_id)
     click.echo(f"run {run_id}: memorized at step {transitions.memorization_step:g}, generalized at {transitions.generalization_step:g}")
     click.echo(ui_hint())
+
+
+@cli.command("sync")
+@click.option("--spool-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Where runs spooled what the tracking server missed (default: mlruns/spool of the checkout).")
+def sync_command(spool_dir: Path | None) -> None:
+    """Deliver, in order, the calls runs spooled while the tracking server was unreachable."""
+    from innerlens.tracking import spool_root, sync
+
+    results = sync(spool_dir)
+    if not results:
+        click.echo(f"nothing to sync in {spool_dir or spool_root()}")
+    for run_id, sent, waiting in results:
+        click.echo(f"run {run_id}: delivered {sent} calls" + (f", {waiting} still waiting (server unreachable)" if waiting else ""))
+    if any(waiting for _, _, waiting in results):
+        sys.exit(1)
 
 
 for _entry in entry_points():

@@ -14,6 +14,7 @@ import math
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -23,13 +24,18 @@ from typing import Any, Callable, Iterator
 
 import mlflow
 import pandas as pd
+import requests
 import torch
+from botocore.exceptions import BotoCoreError
 from mlflow.entities import Metric, Param, RunStatus, RunTag
-from mlflow.exceptions import MlflowException
+from mlflow.exceptions import MlflowException, RestException
 from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 from mlflow.tracking import MlflowClient
 
+from tqdm.auto import tqdm
+
 from innerlens.config import Config, ConfigError
+from innerlens.spool import Spool, spools_under
 
 DEFAULT_EXPERIMENT = "innerlens"
 TAG_FAMILY = "innerlens.family"
@@ -66,7 +72,16 @@ def configure_tracking() -> str:
     if not uri:
         uri, _ = embedded_store()
     mlflow.set_tracking_uri(uri)
+    detect_outages_quickly()
     return uri
+
+
+def detect_outages_quickly() -> None:
+    """MLflow retries a failed request for minutes by default; a few seconds tell an outage, and the
+    tracker's spool (not a blocked call) rides it out. Settings the user made win."""
+    for name, value in {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+                        "MLFLOW_HTTP_REQUEST_TIMEOUT": "30"}.items():
+        os.environ.setdefault(name, value)
 
 
 def _experiment_id(client: MlflowClient) -> str:
@@ -95,6 +110,21 @@ def git_commit() -> str:
     return out.stdout.strip() if out.returncode == 0 else "unknown"
 
 
+def check_tracking_store(client: MlflowClient) -> None:
+    """A one-line error, before anything is logged, when the tracking store cannot be used."""
+    uri = mlflow.get_tracking_uri()
+    try:
+        client.search_experiments(max_results=1)
+    except Exception as error:
+        if isinstance(error, RestException) and error.get_http_status_code() in (401, 403):
+            raise ConfigError(f"tracking server {uri} refused the credentials: set MLFLOW_TRACKING_USERNAME and "
+                              f"MLFLOW_TRACKING_PASSWORD (`deploy/stack env` prints them)") from None
+        if is_outage(error):
+            raise ConfigError(f"tracking server {uri} is unreachable ({_first_line(error)}); start it, or unset "
+                              f"MLFLOW_TRACKING_URI to use the local store") from None
+        raise
+
+
 def check_run_exists(run_id: str, family: str) -> None:
     """Fail with a one-line error unless ``run_id`` is a run of ``family`` in the tracking store."""
     client = MlflowClient()
@@ -115,32 +145,137 @@ def has_checkpoint(run_id: str, name: str = "last") -> bool:
 MAX_METRICS_PER_BATCH = 1000  # MLflow's limit for one log_batch call
 
 
+def spool_root() -> Path:
+    """Where runs keep the calls an unreachable tracking server could not take (``innerlens sync`` replays them)."""
+    return project_root() / "mlruns" / "spool"
+
+
+def is_outage(error: BaseException) -> bool:
+    """Whether a failed tracking call may succeed later (server, network, storage down) rather than being refused.
+
+    The server's own refusals (HTTP 4xx: bad value, no permission, no such run) are not outages:
+    spooling them would only defer the error.
+    """
+    if isinstance(error, RestException):
+        return error.get_http_status_code() >= 500
+    return isinstance(error, (MlflowException, requests.RequestException, OSError, BotoCoreError))
+
+
+def send_entry(client: MlflowClient, artifacts: Any, run_id: str, entry: dict[str, Any], file: Path | None) -> None:
+    """Deliver one tracking call, as :class:`RunTracker` queues it and :class:`~innerlens.spool.Spool` keeps it."""
+    kind = entry["op"]
+    if kind == "batch":
+        client.log_batch(
+            run_id,
+            metrics=[Metric(key, value, timestamp, step) for key, value, timestamp, step in entry.get("metrics", [])],
+            params=[Param(k, v) for k, v in entry.get("params", [])],
+            tags=[RunTag(k, v) for k, v in entry.get("tags", [])],
+        )
+    elif kind == "artifact":
+        artifacts.log_artifact(str(file), entry["path"])
+    elif kind == "artifacts":
+        artifacts.log_artifacts(str(file), entry["path"])
+    elif kind == "terminate":
+        client.set_terminated(run_id, entry["status"], entry["end_time"])
+    else:
+        raise AssertionError(f"unknown tracking call {kind!r}")
+
+
 class RunTracker:
-    """Logs to one MLflow run through a single ordered background worker.
+    """Logs to one MLflow run through a single ordered background worker that survives outages.
 
     Metrics are sent in one ``log_batch`` per step, or, when steps come faster than
     ``metrics_interval_s``, one per interval holding every step since the last send (each value
     keeps its own step): a small model's epoch is short enough that a database round trip per
     epoch would be a visible share of it. ``flush`` and ``close`` send what is buffered.
+
+    When the tracking server stops answering, training goes on: calls are appended to a
+    :class:`~innerlens.spool.Spool`, retried every ``retry_interval_s`` and delivered in order
+    once it answers. ``close`` waits up to ``outage_wait_s`` for that; what is still undelivered
+    stays in the spool for ``innerlens sync``.
     """
 
-    def __init__(self, run_id: str, metrics_interval_s: float = 1.0) -> None:
+    def __init__(
+        self,
+        run_id: str,
+        metrics_interval_s: float = 1.0,
+        retry_interval_s: float = 5.0,
+        outage_wait_s: float | None = None,
+    ) -> None:
         self.run_id = run_id
         self.metrics_interval_s = metrics_interval_s
+        self.retry_interval_s = retry_interval_s
+        self.outage_wait_s = float(os.environ.get("INNERLENS_OUTAGE_WAIT_S", 120)) if outage_wait_s is None else outage_wait_s
         self._metric_buffer: list[Metric] = []
         self._metrics_sent_at = -math.inf
         self.client = MlflowClient()
+        # Resolved now, while the server answers: uploads during an outage must not need a lookup.
+        self.artifact_uri = self.client.get_run(run_id).info.artifact_uri
+        self._artifacts = get_artifact_repository(self.artifact_uri)
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"mlflow-{run_id[:8]}")
         self._pending: list[Future] = []
         self._staging = Path(tempfile.mkdtemp(prefix=f"innerlens-{run_id[:8]}-"))
-        self._artifact_repo: Any = None
+        self._spool: Spool | None = None
+        self._retried_at = -math.inf
 
-    def _submit(self, fn: Any, *args: Any, **kwargs: Any) -> None:
+    @property
+    def spooled(self) -> int:
+        """Calls waiting in the spool for the tracking server."""
+        return len(self._spool) if self._spool is not None else 0
+
+    def _submit(self, fn: Any, *args: Any) -> None:
         finished = [f for f in self._pending if f.done()]
         self._pending = [f for f in self._pending if not f.done()]
         for future in finished:
             future.result()  # surface a failed earlier call now rather than at the end
-        self._pending.append(self._worker.submit(fn, *args, **kwargs))
+        self._pending.append(self._worker.submit(fn, *args))
+
+    def _queue(self, entry: dict[str, Any], file: Path | None = None) -> None:
+        self._submit(self._deliver, entry, file)
+
+    def _deliver(self, entry: dict[str, Any], file: Path | None) -> None:
+        """On the worker thread: send, or spool behind anything already spooled so order holds."""
+        if not self.spooled:
+            try:
+                send_entry(self.client, self._artifacts, self.run_id, entry, file)
+                return
+            except Exception as error:
+                if not is_outage(error):
+                    raise
+                self._start_spooling(error)
+        assert self._spool is not None
+        self._spool.append(entry, file)
+        if time.monotonic() - self._retried_at >= self.retry_interval_s:
+            self._retry()
+
+    def _start_spooling(self, error: BaseException) -> None:
+        directory = spool_root() / self.run_id
+        self._spool = Spool.create(directory, {"run_id": self.run_id, "tracking_uri": mlflow.get_tracking_uri(), "artifact_uri": self.artifact_uri})
+        self._retried_at = time.monotonic()
+        _say(f"tracking server unreachable ({_first_line(error)}); training goes on, calls are spooled in {directory}")
+
+    def _retry(self) -> bool:
+        """Deliver the spool in order; True when it is empty (the server is back)."""
+        assert self._spool is not None
+        self._retried_at = time.monotonic()
+        try:
+            sent = self._spool.deliver(lambda entry, file: send_entry(self.client, self._artifacts, self.run_id, entry, file))
+        except Exception as error:
+            if not is_outage(error):
+                raise
+            return False
+        _say(f"tracking server is back: delivered {sent} spooled calls")
+        self._spool = None
+        return True
+
+    def _wait_for_server(self) -> None:
+        """On the worker thread, at close: retry the spool until it empties or ``outage_wait_s`` passes."""
+        deadline = time.monotonic() + self.outage_wait_s
+        while self.spooled and not self._retry() and time.monotonic() < deadline:
+            time.sleep(min(self.retry_interval_s, max(0.0, deadline - time.monotonic())))
+        if self.spooled:
+            _say(f"tracking server still unreachable: {self.spooled} calls of run {self.run_id} wait in "
+                 f"{self._spool.directory}; deliver them with `innerlens sync` once it is back")
 
     def log_metrics(self, step: int, metrics: dict[str, float]) -> None:
         """Queue one step's metrics; they leave in a single ``log_batch`` with any buffered steps."""
@@ -154,11 +289,15 @@ class RunTracker:
         while self._metric_buffer:
             batch = self._metric_buffer[:MAX_METRICS_PER_BATCH]
             self._metric_buffer = self._metric_buffer[MAX_METRICS_PER_BATCH:]
-            self._submit(self.client.log_batch, self.run_id, metrics=batch)
+            self._queue({"op": "batch", "metrics": [[m.key, m.value, m.timestamp, m.step] for m in batch]})
         self._metrics_sent_at = time.monotonic()
 
+    def log_batch(self, params: dict[str, str] | None = None, tags: dict[str, str] | None = None) -> None:
+        self._queue({"op": "batch", "params": [[k, str(v)] for k, v in (params or {}).items()],
+                     "tags": [[k, str(v)] for k, v in (tags or {}).items()]})
+
     def set_tags(self, tags: dict[str, str]) -> None:
-        self._submit(self.client.log_batch, self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+        self.log_batch(tags=tags)
 
     def log_text(self, text: str, artifact_file: str) -> None:
         self._write_and_upload(artifact_file, lambda path: path.write_text(text))
@@ -184,41 +323,74 @@ class RunTracker:
 
     def log_directory(self, source: str | Path, artifact_path: str) -> None:
         """Upload a directory's files under ``artifact_path``; copied first, so ``source`` may go away."""
-        staged = self._staging / artifact_path
-        shutil.copytree(source, staged, dirs_exist_ok=True)
-        self._submit(lambda: self._artifacts().log_artifacts(str(staged), artifact_path))
+        staged = Path(tempfile.mkdtemp(dir=self._staging)) / Path(artifact_path).name
+        shutil.copytree(source, staged)
+        self._queue({"op": "artifacts", "path": artifact_path}, staged)
 
     def _write_and_upload(self, artifact_file: str, write: Any) -> None:
-        self._submit(self._write_then_log, artifact_file, write)
+        self._submit(self._write_then_deliver, artifact_file, write)
 
-    def _write_then_log(self, artifact_file: str, write: Any) -> None:
-        target = self._staging / artifact_file
-        target.parent.mkdir(parents=True, exist_ok=True)
+    def _write_then_deliver(self, artifact_file: str, write: Any) -> None:
+        # A fresh folder per call: a spooled file is moved away and must not be overwritten by the next write.
+        target = Path(tempfile.mkdtemp(dir=self._staging)) / Path(artifact_file).name
         partial = target.with_name(target.name + ".partial")
         write(partial)
         os.replace(partial, target)  # the staged file is never half-written
         artifact_dir = str(Path(artifact_file).parent) if "/" in artifact_file else None
-        self._artifacts().log_artifact(str(target), artifact_dir)
-
-    def _artifacts(self) -> Any:
-        """The run's artifact repository, resolved once (not one run lookup per upload)."""
-        if self._artifact_repo is None:
-            self._artifact_repo = get_artifact_repository(self.client.get_run(self.run_id).info.artifact_uri)
-        return self._artifact_repo
+        self._deliver({"op": "artifact", "path": artifact_dir}, target)
+        if target.exists():
+            shutil.rmtree(target.parent)
 
     def flush(self) -> None:
-        """Send buffered metrics, wait for every queued call; re-raise the first that failed."""
+        """Send buffered metrics, wait for every queued call; re-raise the first that failed (outages excepted)."""
         self._send_metrics()
         pending, self._pending = self._pending, []
         for future in pending:
             future.result()
 
-    def close(self) -> None:
+    def close(self, status: str | None = None) -> None:
+        """Flush; with ``status``, end the run with it (after everything else, spooled or not)."""
         try:
+            if status is not None:
+                self._send_metrics()
+                self._queue({"op": "terminate", "status": status, "end_time": int(time.time() * 1000)})
             self.flush()
+            if self.spooled:
+                self._worker.submit(self._wait_for_server).result()
         finally:
             self._worker.shutdown(wait=True)
             shutil.rmtree(self._staging, ignore_errors=True)
+
+
+def sync(root: Path | None = None) -> list[tuple[str, int, int]]:
+    """Deliver every spooled run under ``root`` in order: (run id, delivered, still waiting) per run."""
+    detect_outages_quickly()
+    results = []
+    for spool in spools_under(root or spool_root()):
+        meta = spool.meta
+        client = MlflowClient(meta["tracking_uri"])
+        previous = mlflow.get_tracking_uri()
+        mlflow.set_tracking_uri(meta["tracking_uri"])  # mlflow-artifacts:/ URIs resolve against it
+        try:
+            artifacts = get_artifact_repository(meta["artifact_uri"])
+            sent = spool.deliver(lambda entry, file: send_entry(client, artifacts, meta["run_id"], entry, file))
+        except Exception as error:
+            if not is_outage(error):
+                raise
+            sent = 0
+        finally:
+            mlflow.set_tracking_uri(previous)
+        results.append((meta["run_id"], sent, len(spool)))
+    return results
+
+
+def _first_line(error: BaseException) -> str:
+    return (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
+
+
+def _say(message: str) -> None:
+    """A note for the person watching, above any progress bar."""
+    tqdm.write(f"innerlens: {message}", file=sys.stderr)
 
 
 def snapshot(value: Any) -> Any:
@@ -371,6 +543,7 @@ def start_run(
     configure_tracking()
     resume = getattr(config, "resume", None)
     client = MlflowClient()
+    check_tracking_store(client)
     outer_run = None
     context = _run_context.get()
     if resume:
@@ -403,20 +576,16 @@ def start_run(
     try:
         # Under `mlflow run` the launcher has logged the params it was given already; a resumed run its own.
         logged = client.get_run(run_id).data.params if outer_run or resume else {}
-        tracker._submit(
-            client.log_batch,
-            run_id,
-            params=[Param(k, v) for k, v in {**config.to_params(), **(context.params if context else {})}.items() if k not in logged],
-            tags=[
-                RunTag(k, str(v))
-                for k, v in {
-                    TAG_FAMILY: config.family_name,
-                    TAG_VARIANT: variant,
-                    TAG_SEED: str(getattr(config, "seed", "")),
-                    TAG_GIT_COMMIT: git_commit(),
-                    TAG_STEP_UNIT: step_unit,
-                }.items()
-            ],
+        params = {**config.to_params(), **(context.params if context else {})}
+        tracker.log_batch(
+            params={k: v for k, v in params.items() if k not in logged},
+            tags={
+                TAG_FAMILY: config.family_name,
+                TAG_VARIANT: variant,
+                TAG_SEED: str(getattr(config, "seed", "")),
+                TAG_GIT_COMMIT: git_commit(),
+                TAG_STEP_UNIT: step_unit,
+            },
         )
         tracker.log_text(config.to_json(), "config.json")
         yield tracker
@@ -430,9 +599,20 @@ def start_run(
         raise
     finally:
         try:
-            tracker.close()
+            tracker.close(status)  # the end status goes last, after every metric and artifact
         finally:
-            mlflow.end_run(status=status)
+            _leave_active_run()
+
+
+def _leave_active_run() -> None:
+    """Pop MLflow's fluent active run without the server call ``mlflow.end_run`` makes.
+
+    The tracker has delivered (or, during an outage, spooled) the run's end already; another
+    ``set_terminated`` here would fail in an outage and race the spool when the server returns.
+    """
+    stack = mlflow.tracking.fluent._active_run_stack.get()
+    if stack:
+        stack.pop()
 
 
 def ui_hint() -> str:

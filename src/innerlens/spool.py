@@ -1,0 +1,96 @@
+"""A durable, ordered journal of tracking calls that could not be delivered.
+
+When the tracking server is unreachable, a run's logging calls (metric batches, artifact
+uploads, its end status) are appended here instead, with copies of the files they upload, and
+delivered in the same order once the server answers again, by the run itself or later by
+``innerlens sync``. The journal is append-only; a separate counter says how many entries were
+delivered, so a delivery interrupted at any point resumes at the first undelivered entry (and
+re-sends at most that one, which the tracking store accepts twice without duplicating it).
+No mlflow here: the caller says how an entry is sent.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+Entry = dict[str, Any]
+JOURNAL, DELIVERED, META = "journal.jsonl", "delivered", "run.json"
+
+
+class Spool:
+    """One run's undelivered calls under ``directory``."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self._appended = sum(1 for _ in self._lines())
+        self._delivered = int((directory / DELIVERED).read_text()) if (directory / DELIVERED).exists() else 0
+
+    @classmethod
+    def create(cls, directory: Path, meta: dict[str, str]) -> "Spool":
+        """Open the spool in ``directory`` (continuing one that exists), recording where its entries go."""
+        (directory / "files").mkdir(parents=True, exist_ok=True)
+        if not (directory / META).exists():
+            _write_atomically(directory / META, json.dumps(meta, indent=2))
+        return cls(directory)
+
+    @property
+    def meta(self) -> dict[str, str]:
+        return json.loads((self.directory / META).read_text())
+
+    def __len__(self) -> int:
+        """Entries not yet delivered."""
+        return self._appended - self._delivered
+
+    def append(self, entry: Entry, file: Path | None = None) -> None:
+        """Add ``entry``; a file (or directory) it uploads is moved into the spool and named in ``entry['file']``."""
+        if file is not None:  # one folder per entry: the upload keeps the file's own name
+            kept = self.directory / "files" / f"{self._appended:06d}" / file.name
+            kept.parent.mkdir(parents=True)
+            shutil.move(str(file), kept)
+            entry = {**entry, "file": str(kept.relative_to(self.directory))}
+        with open(self.directory / JOURNAL, "a") as journal:
+            journal.write(json.dumps(entry) + "\n")
+            journal.flush()
+            os.fsync(journal.fileno())
+        self._appended += 1
+
+    def pending(self) -> Iterator[tuple[Entry, Path | None]]:
+        """Undelivered entries in order, each with the path of its file (if any)."""
+        for index, line in enumerate(self._lines()):
+            if index >= self._delivered:
+                entry = json.loads(line)
+                yield entry, self.directory / entry["file"] if "file" in entry else None
+
+    def deliver(self, send: Callable[[Entry, Path | None], None]) -> int:
+        """Send pending entries in order until one raises (the error propagates); return how many went."""
+        sent = 0
+        for entry, file in self.pending():
+            send(entry, file)
+            self._delivered += 1
+            sent += 1
+            _write_atomically(self.directory / DELIVERED, str(self._delivered))
+            if file is not None:
+                shutil.rmtree(file.parent)
+        if not len(self):
+            shutil.rmtree(self.directory, ignore_errors=True)
+        return sent
+
+    def _lines(self) -> Iterator[str]:
+        path = self.directory / JOURNAL
+        if path.exists():
+            with open(path) as journal:
+                yield from (line for line in journal if line.strip())
+
+
+def spools_under(root: Path) -> list[Spool]:
+    """Every run spool under ``root`` (one directory per run)."""
+    return [Spool(path) for path in sorted(root.glob("*")) if (path / META).exists()] if root.exists() else []
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(text)
+    os.replace(partial, path)
