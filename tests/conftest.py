@@ -68,6 +68,17 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         subprocess.run([str(script), "stop", str(directory)], check=False, timeout=60)
 
 
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Say how large the bad-input suite was and how much of it passed."""
+    def cases(outcome: str) -> int:
+        return sum(1 for report in terminalreporter.stats.get(outcome, [])
+                   if getattr(report, "when", "call") == "call" and report.nodeid.startswith("tests/test_bad_input.py"))
+
+    ran = cases("passed") + cases("failed")
+    if ran:
+        terminalreporter.write_line(f"bad-input suite: {ran} cases across the entry points, {cases('passed')} passed")
+
+
 def tiny_args(**overrides: str) -> list[str]:
     values = {**TINY, **overrides}
     return [arg for key, value in values.items() for arg in (f"--{key.replace('_', '-')}", value)]

@@ -36,6 +36,16 @@ def test_requests_without_valid_credentials_are_refused(team_stack: TeamStack) -
     assert _search_experiments(team_stack, _basic("admin", team_stack.env["MLFLOW_TRACKING_PASSWORD"])) == 200
 
 
+def test_a_run_without_credentials_fails_in_one_line(team_stack: TeamStack) -> None:
+    env = clean_env(MLFLOW_TRACKING_URI=team_stack.tracking_uri)  # no MLFLOW_TRACKING_USERNAME/PASSWORD
+    result = subprocess.run(["innerlens", "self-modeling", "--max-epochs", "1"], env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"innerlens: error: tracking server {team_stack.tracking_uri} refused the credentials: set MLFLOW_TRACKING_USERNAME "
+        "and MLFLOW_TRACKING_PASSWORD (`deploy/stack env` prints them)"
+    ]
+
+
 def test_status_reports_every_service(team_stack: TeamStack) -> None:
     # Only the state directory: the ports come from what `up` recorded there.
     result = subprocess.run([str(ROOT / "deploy" / "stack"), "status"], capture_output=True, text=True, timeout=60,

@@ -12,6 +12,7 @@ import re
 import types
 import typing
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable, ClassVar, Iterator, Optional
 
 
@@ -224,6 +225,14 @@ _URL_PASSWORD = re.compile(r"(\b[a-z][a-z0-9+.-]*://[^:/@\s\"]+:)[^@\s\"]+@", re
 def redact_secrets(text: str) -> str:
     """Mask the password of every ``scheme://user:password@host`` URL: params and config.json are readable by all."""
     return _URL_PASSWORD.sub(r"\1***@", text)
+
+
+def existing_file(path: str | Path, option: str) -> Path:
+    """``path`` as a Path, or the one-line error every file option gives when it is not a file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{option}: no such file {str(path)!r}")
+    return path
 
 
 def open_fraction(value: float) -> str | None:

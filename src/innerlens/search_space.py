@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from innerlens.config import Config, ConfigError
+from innerlens.config import Config, ConfigError, existing_file
 
 Space = Callable[[Any], dict[str, Any]]
 KINDS = ("float", "int", "categorical")
@@ -48,9 +48,7 @@ def space_from_yaml(path: str | Path, config_class: type[Config]) -> Space:
     """A space function from a YAML file, every entry checked against the family's Config now."""
     import yaml
 
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"--space: no such file {str(path)!r}")
+    path = existing_file(path, "--space")
     try:
         entries = yaml.safe_load(path.read_text())
     except yaml.YAMLError as error:

@@ -28,7 +28,7 @@ import requests
 import torch
 from botocore.exceptions import BotoCoreError
 from mlflow.entities import Metric, Param, RunStatus, RunTag
-from mlflow.exceptions import MlflowException, RestException
+from mlflow.exceptions import MlflowException
 from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 from mlflow.tracking import MlflowClient
 
@@ -116,7 +116,7 @@ def check_tracking_store(client: MlflowClient) -> None:
     try:
         client.search_experiments(max_results=1)
     except Exception as error:
-        if isinstance(error, RestException) and error.get_http_status_code() in (401, 403):
+        if isinstance(error, MlflowException) and error.get_http_status_code() in (401, 403):
             raise ConfigError(f"tracking server {uri} refused the credentials: set MLFLOW_TRACKING_USERNAME and "
                               f"MLFLOW_TRACKING_PASSWORD (`deploy/stack env` prints them)") from None
         if is_outage(error):
@@ -156,9 +156,9 @@ def is_outage(error: BaseException) -> bool:
     The server's own refusals (HTTP 4xx: bad value, no permission, no such run) are not outages:
     spooling them would only defer the error.
     """
-    if isinstance(error, RestException):
+    if isinstance(error, MlflowException):  # connection failures arrive as INTERNAL_ERROR (500)
         return error.get_http_status_code() >= 500
-    return isinstance(error, (MlflowException, requests.RequestException, OSError, BotoCoreError))
+    return isinstance(error, (requests.RequestException, OSError, BotoCoreError))
 
 
 def send_entry(client: MlflowClient, artifacts: Any, run_id: str, entry: dict[str, Any], file: Path | None) -> None:

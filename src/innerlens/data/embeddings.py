@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from innerlens.config import ConfigError
+from innerlens.config import ConfigError, existing_file
 
 HUMAN_COLUMNS = ("dimension", "trial", "correct", "participant")
 
@@ -41,16 +41,9 @@ class ObjectData:
         return self.reference.shape[1]
 
 
-def _existing(path: str | Path, what: str) -> Path:
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{what}: no such file {str(path)!r}")
-    return path
-
-
 def load_backbone(path: str | Path, key: str | None = None) -> np.ndarray:
     """The (objects, features) array of an ``.npz`` file."""
-    path = _existing(path, "--backbone")
+    path = existing_file(path, "--backbone")
     try:
         archive = np.load(path, allow_pickle=False)
     except (ValueError, OSError) as error:
@@ -71,7 +64,7 @@ def load_backbone(path: str | Path, key: str | None = None) -> np.ndarray:
 
 def load_reference(path: str | Path) -> np.ndarray:
     """The (objects, dimensions) reference embedding of a whitespace-separated text file."""
-    path = _existing(path, "--reference")
+    path = existing_file(path, "--reference")
     rows = [line.split() for line in path.read_text().splitlines() if line.strip()]
     if not rows:
         raise ConfigError(f"--reference {path}: the file is empty")
@@ -92,7 +85,7 @@ def load_dimension_names(path: str | Path | None, num_dimensions: int) -> tuple[
     """Readable names, one per line; ``dim_<k>`` when no file is given."""
     if not path:
         return tuple(f"dim_{k}" for k in range(num_dimensions))
-    names = [line.strip() for line in _existing(path, "--dimension-names").read_text().splitlines() if line.strip()]
+    names = [line.strip() for line in existing_file(path, "--dimension-names").read_text().splitlines() if line.strip()]
     if len(names) != num_dimensions:
         raise ConfigError(f"--dimension-names {path}: {len(names)} names for {num_dimensions} reference dimensions")
     return tuple(names)
@@ -109,7 +102,7 @@ def load_objects(backbone: str | Path, reference: str | Path, backbone_key: str 
 
 def load_human_data(path: str | Path, num_dimensions: int) -> pd.DataFrame:
     """Human trials as a frame with integer ``dimension``, ``trial`` (from 1), ``correct`` in {0, 1}, ``participant``."""
-    path = _existing(path, "--human-data")
+    path = existing_file(path, "--human-data")
     try:
         frame = pd.read_csv(path)
     except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as error:

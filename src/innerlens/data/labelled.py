@@ -12,7 +12,7 @@ import random
 
 import pandas as pd
 
-from innerlens.config import ConfigError
+from innerlens.config import ConfigError, existing_file
 from innerlens.data.texts import ADJECTIVES, NAMES, OBJECTS, PLACES, TOPICS
 
 GROUP_A, GROUP_B = NAMES[: len(NAMES) // 2], NAMES[len(NAMES) // 2 :]
@@ -51,10 +51,7 @@ def order_corpus(count: int, seed: int) -> pd.DataFrame:
 
 def read_labelled(path: str) -> pd.DataFrame:
     """A CSV with ``text`` and ``label`` (0/1) columns; one-line errors otherwise."""
-    try:
-        frame = pd.read_csv(path)
-    except FileNotFoundError:
-        raise ConfigError(f"--data: no such file {path!r}") from None
+    frame = pd.read_csv(existing_file(path, "--data"))
     if not {"text", "label"} <= set(frame.columns):
         raise ConfigError(f"--data: {path} needs columns text,label; found {','.join(map(str, frame.columns))}")
     if not frame["label"].isin([0, 1]).all():

@@ -82,7 +82,7 @@ class GeneratorExperiment:
     def __init__(self, config: GeneratorConfig, device: torch.device, models_root: Path) -> None:
         seed_everything(config.seed)
         self.config, self.device = config, device
-        texts = read_texts(config.corpus) if config.corpus else generate_texts(config.num_texts, config.seed + 7)
+        texts = read_texts(config.corpus, "--corpus") if config.corpus else generate_texts(config.num_texts, config.seed + 7)
         self.loaded = load_model(config.model, device, cache_root=models_root)
         self.model = self.loaded.bridge
         self.ids, last = encode(self.loaded.tokenizer, texts, device, config.max_length)

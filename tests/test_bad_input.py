@@ -1,0 +1,96 @@
+"""The bad-input suite: every entry point answers bad input with one line and a non-zero exit,
+before it creates a run. `make test` prints how many cases ran (see conftest)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import mlflow
+import pytest
+
+from innerlens.cli import main
+
+from conftest import _free_port
+
+# (command and options, a fragment of the one-line error). Paths under FILES are written by the fixture.
+BAD_INPUTS = [
+    (["self-modeling", "--variant", "penultimate"], "--variant: unknown value 'penultimate'"),
+    (["self-modeling", "--train-fraction", "0.8"], "must sum to 1"),
+    (["self-modeling", "--samples", "many"], "--samples: expected an integer"),
+    (["self-modeling", "--samples", "20000"], "exceeds the 9409 distinct examples"),
+    (["self-modeling", "--n-heads", "5"], "--n-heads 5 must divide --d-model 64"),
+    (["self-modeling", "--n-layers", "2", "--variant", "middle_layer"], "needs --n-layers >= 3"),
+    (["self-modeling", "--target-accuracy", "1.5"], "--target-accuracy: must be between 0 and 1"),
+    (["self-modeling", "--device", "tpu"], "--device: unknown value 'tpu'"),
+    (["self-modeling", "--resume", "0123456789abcdef"], "--resume: no run '0123456789abcdef'"),
+    (["self-modeling", "--lr", "-1"], "--lr: must be > 0"),
+    (["self-modeling", "--detach-target", "maybe"], "--detach-target: expected true or false"),
+    (["self-modeling", "--p", "1"], "--p: must be >= 2"),
+    (["self-modeling", "--no-such-option", "1"], "No such option"),
+    (["self-modeling-comparison", "--seeds", "0,x"], "--seeds: expected an integer"),
+    (["self-modeling-comparison", "--variants", "baseline,nope"], "unknown value 'nope'"),
+    (["grokking", "--p", "100"], "--p: must be an odd prime"),
+    (["grokking", "--task", "pow"], "--task: unknown value 'pow'"),
+    (["grokking", "--max-steps", "250"], "--max-steps 250 must be a multiple of --eval-every 100"),
+    (["grokking", "--n-heads", "8"], "--n-heads 8 x --d-head 32 must equal --d-model 128"),
+    (["grokking", "--analysis-every", "150"], "--analysis-every 150 must be a multiple of --eval-every 100"),
+    (["grokking", "--p", "3", "--train-fraction", "0.1", "--val-fraction", "0.45", "--test-fraction", "0.45"], "too few for the split fractions"),
+    (["grokking", "--batch-size", "5000"], "exceeds the 3830 training pairs"),
+    (["grokking", "--loss-dtype", "float16"], "--loss-dtype: unknown value"),
+    (["grokking", "--resume", "feedfacefeedface"], "--resume: no run 'feedfacefeedface'"),
+    (["grokking-sweep", "--sweep", "momentum"], "--sweep: unknown value 'momentum'"),
+    (["grokking-sweep", "--sweep", "lr", "--values", "0.001,fast"], "--values: expected a number"),
+    (["introspection", "--layer-type", "hook_mlp_out"], "--layer-type: unknown value 'hook_mlp_out'"),
+    (["introspection", "--texts", "FILES/missing.txt"], "--texts: no such file"),
+    (["introspection", "--token-position", "first"], "--token-position: must be 'last' or a token index"),
+    (["generator", "--corpus", "FILES/missing.txt"], "--corpus: no such file"),
+    (["generator", "--max-steps", "0"], "--max-steps: must be > 0"),
+    (["selector", "--data", "FILES/missing.csv"], "--data: no such file"),
+    (["selector", "--data", "FILES/no_label.csv"], "--data"),
+    (["selector", "--dropout", "1.5"], "--dropout"),
+    (["selector", "--generator", "models:/innerlens-no-such-model/1"], "no such registered model version"),
+    (["metalign", "--backbone", "FILES/missing.npz", "--reference", "FILES/reference.txt"], "no such file"),
+    (["metalign", "--backbone", "FILES/backbone.npz", "--reference", "FILES/ragged.txt"], "row 2 has 1 values"),
+    (["metalign", "--eval-dims", "0,40", "--synthetic-objects", "300"], "--eval-dims [40] out of range"),
+    (["metalign", "--human-data", "FILES/missing.csv"], "--human-data: no such file"),
+    (["metalign", "--sequence-length", "-5"], "--sequence-length: must be > 0"),
+    (["tune", "--family", "nope"], "--family: unknown value 'nope'"),
+    (["tune", "--fixed", "max_epochs=3 depth=3"], "'depth=3' is not name=value for an option"),
+    (["tune", "--space", "FILES/missing.yaml"], "--space: no such file"),
+    (["tune", "--storage", "ftp://example.org/study"], "--storage 'ftp://example.org/study': expected"),
+    (["tune", "--n-trials", "0"], "--n-trials: must be > 0"),
+    (["compare", "--experiments", "no-such-experiment"], "no-such-experiment"),
+    (["analyze", "0123456789abcdef"], "no run '0123456789abcdef'"),
+    (["sync", "--spool-dir", "FILES/reference.txt"], "is a file"),
+    (["self-modeling", "UNREACHABLE"], "is unreachable"),
+]
+
+
+@pytest.fixture
+def files(tmp_path: Path) -> Path:
+    """Malformed and valid input files the cases point at."""
+    import numpy as np
+
+    (tmp_path / "reference.txt").write_text("0.1 0.2\n0.3 0.4\n0.5 0.6\n")
+    (tmp_path / "ragged.txt").write_text("1 2\n3\n4 5\n")
+    np.savez(tmp_path / "backbone.npz", features=np.ones((3, 4)))
+    (tmp_path / "no_label.csv").write_text("text\nhello\n")
+    return tmp_path
+
+
+@pytest.mark.parametrize("argv,message", BAD_INPUTS, ids=[" ".join(argv)[:60] for argv, _ in BAD_INPUTS])
+def test_bad_input_is_one_line_before_any_run(
+    argv: list[str], message: str, files: Path, local_store: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("INNERLENS_HOME", str(files))
+    argv = [arg.replace("FILES", str(files)) for arg in argv]
+    if "UNREACHABLE" in argv:  # a server URI nothing listens on
+        argv.remove("UNREACHABLE")
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{_free_port()}")
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code != 0
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+    assert err.startswith("innerlens: error: ") and message in err, err
+    mlflow.set_tracking_uri(local_store)
+    assert mlflow.search_runs(search_all_experiments=True).empty
