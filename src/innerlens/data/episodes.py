@@ -33,11 +33,22 @@ def median_labels(reference: torch.Tensor) -> torch.Tensor:
     return (reference >= median).float()
 
 
-def far_from_median_weights(reference: torch.Tensor) -> torch.Tensor:
-    """(objects, dimensions) sampling weights ∝ distance to the median, so clear cases come up more."""
-    median = reference.quantile(0.5, dim=0, keepdim=True)
-    distance = (reference - median).abs()
-    return distance + 1e-6 * distance.mean(dim=0, keepdim=True).clamp_min(1e-12)
+def far_from_median_weights(values: torch.Tensor, median: torch.Tensor) -> torch.Tensor:
+    """(objects, dimensions) sampling weights ∝ distance to the median, so clear cases come up more,
+    rescaled so that each side of the median carries half of every dimension's weight.
+
+    Unbalanced, the long upper tail of a sparse non-negative dimension would make most sampled
+    labels 1, and "predict the label seen most so far" would score far above chance without
+    looking at a single feature.
+    """
+    distance = (values - median).abs()
+    distance = distance + 1e-6 * distance.mean(dim=0, keepdim=True).clamp_min(1e-12)
+    above = values >= median
+    weights = torch.zeros_like(distance)
+    for side in (above, ~above):
+        side_weight = torch.where(side, distance, torch.zeros_like(distance))
+        weights += side_weight / side_weight.sum(dim=0, keepdim=True).clamp_min(1e-12)
+    return weights
 
 
 def episode_inputs(features: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -69,8 +80,10 @@ class EpisodeSampler:
         self.fixed_label = fixed_label
         # Labels and weights use the medians over *all* objects: the task is a property of the dimension.
         self.labels = median_labels(reference)[:, self.dimensions]
-        weights = far_from_median_weights(reference) if weighted else torch.ones_like(reference)
-        self.weights = weights[self.objects][:, self.dimensions].T.contiguous().cpu()  # (dims, candidate objects)
+        candidates = reference[self.objects][:, self.dimensions]
+        median = reference[:, self.dimensions].quantile(0.5, dim=0, keepdim=True)
+        weights = far_from_median_weights(candidates, median) if weighted else torch.ones_like(candidates)
+        self.weights = weights.T.contiguous().cpu()  # (dims, candidate objects)
 
     def sample(self, episodes: int, generator: torch.Generator, *, balanced: bool = False) -> Episodes:
         """Random dimensions per episode, or with ``balanced`` the dimensions in turn (equal counts)."""
