@@ -31,7 +31,6 @@ from mlflow.entities import Metric, Param, RunStatus, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 from mlflow.tracking import MlflowClient
-
 from tqdm.auto import tqdm
 
 from innerlens.config import Config, ConfigError

@@ -70,8 +70,10 @@ class MetalignConfig(EpochConfig):
     cka_repeats: int = option(100, "Object subsamples (80 %, no duplicates) for CKA intervals.", check=positive)
     cognitive_l2: float = option(1.0, "L2 strength of the logistic-regression learner.", check=positive)
 
-    max_epochs: int = option(30, "Upper bound on training epochs.", check=positive)
-    patience: int = option(8, "Stop after this many epochs without a better val/acc (0 disables).", check=non_negative)
+    max_epochs: int = option(150, "Upper bound on training epochs.", check=positive)
+    patience: int = option(0, "Stop after this many epochs without a better val/acc (0 disables: in-context learning "
+                              "appears only after a plateau at chance of ~40 epochs, which patience would mistake for the end).",
+                           check=non_negative)
     batch_size: int = option(64, "Episodes per step.", check=positive)
     weight_decay: float = option(0.01, "AdamW weight decay.", check=non_negative)
     test_fraction: float = option(0.15, "Fraction of objects for test episodes (reporting only).", check=probability)
