@@ -226,9 +226,12 @@ def sync_command(spool_dir: Path | None) -> None:
     results = sync(spool_dir)
     if not results:
         click.echo(f"nothing to sync in {spool_dir or spool_root()}")
-    for run_id, sent, waiting in results:
-        click.echo(f"run {run_id}: delivered {sent} calls" + (f", {waiting} still waiting (server unreachable)" if waiting else ""))
-    if any(waiting for _, _, waiting in results):
+    for run_id, sent, waiting, alive in results:
+        if alive:
+            click.echo(f"run {run_id}: still running, it delivers its own {waiting} spooled calls; skipped")
+        else:
+            click.echo(f"run {run_id}: delivered {sent} calls" + (f", {waiting} still waiting (server unreachable)" if waiting else ""))
+    if any(waiting and not alive for _, _, waiting, alive in results):
         sys.exit(1)
 
 

@@ -10,6 +10,7 @@ No mlflow here: the caller says how an entry is sent.
 """
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
@@ -17,7 +18,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 Entry = dict[str, Any]
-JOURNAL, DELIVERED, META = "journal.jsonl", "delivered", "run.json"
+JOURNAL, DELIVERED, META, LOCK = "journal.jsonl", "delivered", "run.json", "lock"
 
 
 class Spool:
@@ -27,6 +28,19 @@ class Spool:
         self.directory = directory
         self._appended = sum(1 for _ in self._lines())
         self._delivered = int((directory / DELIVERED).read_text()) if (directory / DELIVERED).exists() else 0
+        self._lock: int | None = None
+
+    def claim(self) -> bool:
+        """Take the spool for this process (False when another holds it: its run is alive and delivers it itself)."""
+        if self._lock is None:
+            descriptor = os.open(self.directory / LOCK, os.O_CREAT | os.O_RDWR)
+            try:
+                fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(descriptor)
+                return False
+            self._lock = descriptor
+        return True
 
     @classmethod
     def create(cls, directory: Path, meta: dict[str, str]) -> "Spool":
@@ -76,6 +90,9 @@ class Spool:
                 shutil.rmtree(file.parent)
         if not len(self):
             shutil.rmtree(self.directory, ignore_errors=True)
+            if self._lock is not None:
+                os.close(self._lock)
+                self._lock = None
         return sent
 
     def _lines(self) -> Iterator[str]:

@@ -250,6 +250,7 @@ class RunTracker:
     def _start_spooling(self, error: BaseException) -> None:
         directory = spool_root() / self.run_id
         self._spool = Spool.create(directory, {"run_id": self.run_id, "tracking_uri": mlflow.get_tracking_uri(), "artifact_uri": self.artifact_uri})
+        self._spool.claim()  # `innerlens sync` leaves a live run's spool to the run
         self._retried_at = time.monotonic()
         _say(f"tracking server unreachable ({_first_line(error)}); training goes on, calls are spooled in {directory}")
 
@@ -361,12 +362,15 @@ class RunTracker:
             shutil.rmtree(self._staging, ignore_errors=True)
 
 
-def sync(root: Path | None = None) -> list[tuple[str, int, int]]:
-    """Deliver every spooled run under ``root`` in order: (run id, delivered, still waiting) per run."""
+def sync(root: Path | None = None) -> list[tuple[str, int, int, bool]]:
+    """Deliver every spooled run under ``root`` in order: (run id, delivered, still waiting, run still alive) per run."""
     detect_outages_quickly()
     results = []
     for spool in spools_under(root or spool_root()):
         meta = spool.meta
+        if not spool.claim():
+            results.append((meta["run_id"], 0, len(spool), True))
+            continue
         client = MlflowClient(meta["tracking_uri"])
         previous = mlflow.get_tracking_uri()
         mlflow.set_tracking_uri(meta["tracking_uri"])  # mlflow-artifacts:/ URIs resolve against it
@@ -379,7 +383,7 @@ def sync(root: Path | None = None) -> list[tuple[str, int, int]]:
             sent = 0
         finally:
             mlflow.set_tracking_uri(previous)
-        results.append((meta["run_id"], sent, len(spool)))
+        results.append((meta["run_id"], sent, len(spool), False))
     return results
 
 

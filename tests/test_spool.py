@@ -1,0 +1,50 @@
+"""The spool: an ordered, durable journal whose delivery survives being interrupted."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from innerlens.spool import Spool, spools_under
+from innerlens.tracking import sync
+
+
+def _spool(tmp_path: Path) -> Spool:
+    return Spool.create(tmp_path / "spool" / "run1", {"run_id": "run1", "tracking_uri": "http://127.0.0.1:9", "artifact_uri": "x"})
+
+
+def test_interrupted_delivery_resumes_at_the_first_undelivered_entry(tmp_path: Path) -> None:
+    spool = _spool(tmp_path)
+    upload = tmp_path / "last.pt"
+    upload.write_bytes(b"weights")
+    for index in range(5):
+        spool.append({"op": "batch", "index": index}, upload if index == 2 else None)
+    assert not upload.exists() and len(spool) == 5  # the file moved into the spool
+
+    sent: list[tuple[int, str | None]] = []
+
+    def fail_at_3(entry: dict, file: Path | None) -> None:
+        if entry["index"] == 3:
+            raise ConnectionError("server down")
+        sent.append((entry["index"], file.name if file else None))
+        if file is not None:
+            assert file.read_bytes() == b"weights"
+
+    with pytest.raises(ConnectionError):
+        spool.deliver(fail_at_3)
+    assert sent == [(0, None), (1, None), (2, "last.pt")]  # the upload keeps its own name
+
+    reopened = Spool(spool.directory)  # as `innerlens sync` in another process finds it
+    assert len(reopened) == 2
+    assert reopened.deliver(lambda entry, file: sent.append((entry["index"], None))) == 2
+    assert [index for index, _ in sent] == [0, 1, 2, 3, 4]  # each once, in order
+    assert not spool.directory.exists()
+
+
+def test_sync_leaves_a_live_runs_spool_alone(tmp_path: Path) -> None:
+    live = _spool(tmp_path)
+    live.append({"op": "batch", "index": 0})
+    assert live.claim()  # the run holds it
+    assert not Spool(live.directory).claim()
+    assert sync(tmp_path / "spool") == [("run1", 0, 1, True)]
+    assert [s.meta["run_id"] for s in spools_under(tmp_path / "spool")] == ["run1"]
