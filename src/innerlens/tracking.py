@@ -180,6 +180,16 @@ def send_entry(client: MlflowClient, artifacts: Any, run_id: str, entry: dict[st
         raise AssertionError(f"unknown tracking call {kind!r}")
 
 
+def deliver_spool(spool: Spool, client: MlflowClient, artifacts: Any, run_id: str) -> int | None:
+    """Send a spool in order: how many entries went, or None when the server is still out (they wait)."""
+    try:
+        return spool.deliver(lambda entry, file: send_entry(client, artifacts, run_id, entry, file))
+    except Exception as error:
+        if not is_outage(error):
+            raise
+        return None
+
+
 class RunTracker:
     """Logs to one MLflow run through a single ordered background worker that survives outages.
 
@@ -258,11 +268,8 @@ class RunTracker:
         """Deliver the spool in order; True when it is empty (the server is back)."""
         assert self._spool is not None
         self._retried_at = time.monotonic()
-        try:
-            sent = self._spool.deliver(lambda entry, file: send_entry(self.client, self._artifacts, self.run_id, entry, file))
-        except Exception as error:
-            if not is_outage(error):
-                raise
+        sent = deliver_spool(self._spool, self.client, self._artifacts, self.run_id)
+        if sent is None:
             return False
         _say(f"tracking server is back: delivered {sent} spooled calls")
         self._spool = None
@@ -375,15 +382,10 @@ def sync(root: Path | None = None) -> list[tuple[str, int, int, bool]]:
         previous = mlflow.get_tracking_uri()
         mlflow.set_tracking_uri(meta["tracking_uri"])  # mlflow-artifacts:/ URIs resolve against it
         try:
-            artifacts = get_artifact_repository(meta["artifact_uri"])
-            sent = spool.deliver(lambda entry, file: send_entry(client, artifacts, meta["run_id"], entry, file))
-        except Exception as error:
-            if not is_outage(error):
-                raise
-            sent = 0
+            sent = deliver_spool(spool, client, get_artifact_repository(meta["artifact_uri"]), meta["run_id"])
         finally:
             mlflow.set_tracking_uri(previous)
-        results.append((meta["run_id"], sent, len(spool), False))
+        results.append((meta["run_id"], sent or 0, len(spool), False))
     return results
 
 
