@@ -28,7 +28,7 @@ from innerlens.config import ConfigError, TrainConfig, non_negative, open_fracti
 from innerlens.data.splits import SplitIndices, split_indices
 from innerlens.data.tasks import MODULAR_OPERATIONS, SequenceTask, modular_table, with_shortcut
 from innerlens.engine import EngineState, Selection, resolve_device, seed_everything
-from innerlens.models.transformer import native_transformer
+from innerlens.models.transformer import final_position_logits, native_transformer
 from innerlens.tracking import RunTracker, snapshot
 from innerlens.search_space import SearchSpec
 
@@ -194,7 +194,7 @@ class GrokkingExperiment:
                 inputs, labels = x[rows], y[rows]
             else:
                 inputs, labels = x, y
-            loss = self.loss(self.model(inputs)[:, -1], labels)
+            loss = self.loss(final_position_logits(self.model, inputs), labels)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
@@ -206,7 +206,7 @@ class GrokkingExperiment:
         step = round_index * self.config.eval_every
         metrics: dict[str, float] = {}
         for split, (x, y) in self.data.items():
-            logits = self.model(x)[:, -1]
+            logits = final_position_logits(self.model, x)
             metrics[f"{split}/loss"] = float(self.loss(logits, y))
             metrics[f"{split}/acc"] = float((logits.argmax(-1) == y).float().mean())
         metrics["gap/acc"] = metrics["train/acc"] - metrics["val/acc"]
@@ -250,7 +250,7 @@ class GrokkingExperiment:
         if self.config.task == "shortcut":
             grid = torch.cat([grid[:, :2], torch.zeros_like(grid[:, :1]), grid[:, 2:]], 1)
         p = self.config.p
-        return self.model(grid)[:, -1].view(p, p, p)
+        return final_position_logits(self.model, grid).view(p, p, p)
 
     def head_stats(self) -> dict[str, torch.Tensor]:
         _, cache = self.model.run_with_cache(self.data["train"][0], names_filter=lambda name: name == PATTERN_HOOK)
