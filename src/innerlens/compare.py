@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import html
+import io
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -11,6 +12,9 @@ from typing import Any, Callable, Optional
 import mlflow
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 from matplotlib.figure import Figure
 from mlflow.entities import Run
 from mlflow.exceptions import MlflowException
@@ -175,22 +179,44 @@ def _bulk(host_creds: Any, run_ids: list[str], key: str) -> list[dict[str, Any]]
 
 
 HISTORY_ARTIFACT = "history.parquet"
+HISTORY_COLUMNS = ["key", "step", "value"]
 
 
-def _history_artifact(run: Run, keys: set[str]) -> pd.DataFrame | None:
-    """The run's ``history.parquet`` (every metric the engine logged, one download), or None without one."""
+def _history_artifact(run: Run, tracking_uri: str) -> pa.Table | None:
+    """The run's ``history.parquet`` (every metric the engine logged) read in memory, or None without one.
+
+    Behind a tracking server that proxies artifacts this is one GET per run, with no listing
+    and no temporary file; other artifact stores go through MLflow's download.
+    """
     import requests
-    from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+    from mlflow.store.artifact.mlflow_artifacts_repo import MlflowArtifactsRepository
+    from mlflow.utils.credentials import get_default_host_creds  # honours MLFLOW_TRACKING_USERNAME/PASSWORD
+    from mlflow.utils.rest_utils import http_request
 
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / HISTORY_ARTIFACT
-        try:
-            # One GET: the public download first lists the path to tell files from folders.
-            get_artifact_repository(run.info.artifact_uri)._download_file(HISTORY_ARTIFACT, str(path))
-        except (MlflowException, OSError, requests.RequestException):
-            return None  # a running or foreign run: the metric API covers it
-        frame = pd.read_parquet(path)
-    return frame[frame["key"].isin(keys)].assign(run_id=run.info.run_id)
+    uri = run.info.artifact_uri
+    try:
+        if uri.startswith("mlflow-artifacts:") and tracking_uri.startswith(("http://", "https://")):
+            base = MlflowArtifactsRepository.resolve_uri(uri, tracking_uri)
+            response = http_request(get_default_host_creds(base), f"/{HISTORY_ARTIFACT}", "GET")
+            if response.status_code != 200:
+                return None  # a running or foreign run: the metric API covers it
+            return pq.read_table(io.BytesIO(response.content), columns=HISTORY_COLUMNS)
+        with tempfile.TemporaryDirectory() as tmp:
+            path = mlflow.artifacts.download_artifacts(artifact_uri=f"{uri}/{HISTORY_ARTIFACT}", dst_path=tmp)
+            return pq.read_table(path, columns=HISTORY_COLUMNS)
+    except (MlflowException, OSError, requests.RequestException):
+        return None
+
+
+def _tidy_histories(runs: list[Run], tables: list[pa.Table | None], keys: list[str]) -> pd.DataFrame:
+    """One frame from every run's history table: concatenated in Arrow, converted to pandas once."""
+    present = [(run, table) for run, table in zip(runs, tables) if table is not None]
+    if not present:
+        return pd.DataFrame(columns=["run_id", *HISTORY_COLUMNS])
+    joined = pa.concat_tables([table for _, table in present])
+    run_ids = pa.array(np.repeat([run.info.run_id for run, _ in present], [table.num_rows for _, table in present]))
+    joined = joined.append_column("run_id", run_ids)
+    return joined.filter(pc.is_in(joined["key"], pa.array(keys))).to_pandas()
 
 
 def _metric_api_jobs(client: MlflowClient, wanted: dict[str, list[str]]) -> tuple[list[Any], Callable[[Any], pd.DataFrame]]:
@@ -235,11 +261,12 @@ def fetch_histories(client: MlflowClient, runs: list[Run], keys: list[str], *, w
     covered: dict[str, set[str]] = {}
     with ThreadPoolExecutor(max_workers=workers) as pool:
         if history_artifacts:
-            stored = pool.map(lambda run: _history_artifact(run, set(keys)), runs)
-            for run, frame in zip(runs, tqdm(stored, total=len(runs), desc="history.parquet", disable=not progress, leave=False)):
-                if frame is not None:
-                    frames.append(frame)
-                    covered[run.info.run_id] = set(frame["key"])
+            uri = mlflow.get_tracking_uri()
+            tables = list(tqdm(pool.map(lambda run: _history_artifact(run, uri), runs), total=len(runs),
+                               desc="history.parquet", disable=not progress, leave=False))
+            frames.append(_tidy_histories(runs, tables, keys))
+            covered = {run.info.run_id: set(pc.unique(table["key"]).to_pylist())
+                       for run, table in zip(runs, tables) if table is not None}
         wanted = {key: [r.info.run_id for r in runs if key not in covered.get(r.info.run_id, ())] for key in keys}
         jobs, one = _metric_api_jobs(client, {key: ids for key, ids in wanted.items() if ids})
         frames += tqdm(pool.map(one, jobs), total=len(jobs), desc="metric histories", disable=not progress, leave=False)
