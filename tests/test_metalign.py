@@ -63,6 +63,24 @@ def test_weighted_sampling_favours_objects_far_from_the_median(objects: tuple[to
     assert 0.45 < unflipped.float().mean() < 0.55
 
 
+def _held_out_r2(reference: np.ndarray, held_out: list[int]) -> np.ndarray:
+    """R² of each held-out dimension regressed on the others."""
+    others = np.c_[np.delete(reference, held_out, axis=1), np.ones(len(reference))]
+    target = reference[:, held_out]
+    residual = target - others @ np.linalg.lstsq(others, target, rcond=None)[0]
+    return 1 - (residual**2).sum(0) / ((target - target.mean(0)) ** 2).sum(0)
+
+
+def test_synthetic_dimensions_share_a_latent_space_only_when_asked() -> None:
+    for latent in (0, 6):
+        features, reference = synthetic_objects(1500, 16, 32, 0.5, seed=3, latent=latent)
+        assert (reference > 0).all() and features.shape == (1500, 32)
+        assert ((reference < 0.05).mean(0) >= 0.35).all()  # sparse: 40 % of objects sit at the SPoSE-like floor
+        assert np.all(np.diff(reference.mean(0)) <= 0)  # sorted by magnitude, as the SPoSE files
+        r2 = _held_out_r2(reference, [0, 1, 2])
+        assert (r2 > 0.6).all() if latent else (r2 < 0.05).all()
+
+
 def test_held_out_dimensions_never_reach_training(tmp_path: Path) -> None:
     config = MetalignConfig(synthetic_objects=400, synthetic_dimensions=6, eval_dims=(1, 4), sequence_length=20,
                             eval_episodes=16, d_model=16, n_layers=1, n_heads=2, d_mlp=32)

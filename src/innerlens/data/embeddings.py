@@ -141,17 +141,27 @@ class SyntheticFiles:
     human_data: Path
 
 
-def synthetic_objects(num_objects: int, num_dimensions: int, feature_dim: int, noise: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def synthetic_objects(num_objects: int, num_dimensions: int, feature_dim: int, noise: float, seed: int,
+                      latent: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """(features, reference): a sparse non-negative embedding and a noisy nonlinear map of it.
 
-    Each dimension is active for ~60 % of the objects (exponential magnitudes, a small positive
-    floor as in SPoSE, so the median is not a tie), sorted by mean magnitude like the SPoSE
-    files; features are ``tanh`` of a random mixing of the dimensions, embedded in a wider feature
-    space and perturbed by isotropic noise (as a backbone carries much that no dimension needs).
+    Each dimension is a rectified score, active for 60 % of the objects (a small positive floor
+    as in SPoSE, so the median is not a tie), scaled per dimension and sorted by mean magnitude
+    like the SPoSE files. With ``latent`` > 0 the scores are random projections of a shared
+    ``latent``-dimensional object space, so dimensions are correlated as SPoSE's are and a held-out
+    dimension is a new threshold in the space the training dimensions span; with 0 they are
+    independent, and nothing learned on some dimensions says anything about the others.
+    Features are ``tanh`` of a random mixing of the dimensions, embedded in a wider feature space
+    and perturbed by isotropic noise (as a backbone carries much that no dimension needs).
     """
     rng = np.random.default_rng(seed)
-    active = rng.random((num_objects, num_dimensions)) < 0.6
-    reference = active * rng.exponential(1.0, (num_objects, num_dimensions)) + np.abs(rng.normal(0, 0.01, (num_objects, num_dimensions)))
+    if latent > 0:
+        scores = rng.normal(size=(num_objects, latent)) @ rng.normal(size=(latent, num_dimensions))
+    else:
+        scores = rng.normal(size=(num_objects, num_dimensions))
+    scores = scores / scores.std(axis=0)
+    active = np.maximum(scores - np.quantile(scores, 0.4, axis=0), 0.0)
+    reference = active * rng.exponential(1.0, num_dimensions) + np.abs(rng.normal(0, 0.01, (num_objects, num_dimensions)))
     reference = reference[:, np.argsort(-reference.mean(axis=0))]
     centred = (reference - reference.mean(axis=0)) / reference.std(axis=0)
     hidden = np.tanh(centred @ rng.normal(0, 1.0 / np.sqrt(num_dimensions), (num_dimensions, num_dimensions)))

@@ -56,6 +56,9 @@ class MetalignConfig(EpochConfig):
     synthetic_dimensions: int = option(24, "Reference dimensions in the synthetic files.", check=positive)
     synthetic_features: int = option(64, "Backbone feature width in the synthetic files.", check=positive)
     synthetic_noise: float = option(1.0, "Noise on the synthetic backbone features, relative to their std.", check=non_negative)
+    synthetic_latent: int = option(10, "Rank of the object space the synthetic dimensions project from (correlated dimensions, as "
+                                       "SPoSE's are; 0: independent dimensions, so held-out ones share nothing with training).",
+                                   check=non_negative)
     synthetic_participants: int = option(20, "Simulated participants in the synthetic human data.", check=positive)
     eval_dims: tuple[int, ...] = option((0, 1, 2), "Held-out reference dimensions: never trained on; test episodes and CKA 'heldout' use them.")
     sequence_length: int = option(100, "Objects per episode.", check=positive)
@@ -70,9 +73,9 @@ class MetalignConfig(EpochConfig):
     cka_repeats: int = option(100, "Object subsamples (80 %, no duplicates) for CKA intervals.", check=positive)
     cognitive_l2: float = option(1.0, "L2 strength of the logistic-regression learner.", check=positive)
 
-    max_epochs: int = option(150, "Upper bound on training epochs.", check=positive)
+    max_epochs: int = option(80, "Upper bound on training epochs (on the synthetic files validation accuracy peaks near epoch 50).", check=positive)
     patience: int = option(0, "Stop after this many epochs without a better val/acc (0 disables: in-context learning "
-                              "appears only after a plateau at chance of ~40 epochs, which patience would mistake for the end).",
+                              "appears only after a plateau at chance of ~20 epochs, which patience would mistake for the end).",
                            check=non_negative)
     batch_size: int = option(64, "Episodes per step.", check=positive)
     weight_decay: float = option(0.01, "AdamW weight decay.", check=non_negative)
@@ -113,7 +116,8 @@ class PreparedData:
 def write_synthetic(directory: Path, config: MetalignConfig) -> dict[str, Path]:
     """Synthetic files in the real formats; simulated learners on the held-out dims as 'humans'."""
     features, reference = synthetic_objects(
-        config.synthetic_objects, config.synthetic_dimensions, config.synthetic_features, config.synthetic_noise, config.seed
+        config.synthetic_objects, config.synthetic_dimensions, config.synthetic_features, config.synthetic_noise, config.seed,
+        latent=config.synthetic_latent,
     )
     directory.mkdir(parents=True, exist_ok=True)
     paths = {name: directory / file for name, file in
