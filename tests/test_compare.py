@@ -6,9 +6,9 @@ import time
 import uuid
 from pathlib import Path
 
+import mlflow
 import numpy as np
 import pandas as pd
-import mlflow
 import pytest
 from mlflow.entities import Metric, RunTag
 from mlflow.tracking import MlflowClient
