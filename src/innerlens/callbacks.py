@@ -5,6 +5,7 @@ import time
 from typing import Any
 
 import pandas as pd
+import torch
 
 from innerlens.config import Config, TrainConfig
 from innerlens import tracking
@@ -80,6 +81,26 @@ class Checkpointer:
 
     def on_fit_end(self, state: EngineState) -> None:
         pass
+
+
+class BestWeights:
+    """The model's weights at the best validation evaluation, kept in memory for end-of-fit measurements."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        self.model = model
+        self.state: dict[str, Any] | None = None
+
+    def on_epoch_end(self, state: EngineState, metrics: dict[str, float], improved: bool) -> None:
+        if improved:
+            self.state = snapshot(self.model.state_dict())
+
+    def on_fit_end(self, state: EngineState) -> None:
+        pass
+
+
+def metrics_at(state: EngineState, step: int) -> dict[str, float]:
+    """The evaluation logged at ``step`` (e.g. the best validation step) from the engine's history."""
+    return next(entry for entry in state.history if int(entry["step"]) == step)
 
 
 def tracked_fit(

@@ -21,6 +21,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from scipy import stats
 
+from innerlens.analysis.stats import holm
 from innerlens.config import Config, ConfigError, option, positive
 from innerlens.tracking import DEFAULT_EXPERIMENT, TAG_FAMILY, TAG_SEED, TAG_VARIANT
 from innerlens.viz.compare import group_order
@@ -290,18 +291,6 @@ def summaries(history: pd.DataFrame) -> pd.DataFrame:
     table = pd.DataFrame({"final": grouped.last(), "max": grouped.max(), "min": grouped.min()}).reset_index()
     table["best"] = np.where(table["key"].map(lower_is_better), table["min"], table["max"])
     return table.drop(columns=["max", "min"])
-
-
-def holm(p_values: np.ndarray) -> np.ndarray:
-    """Holm-Bonferroni adjusted p-values (family-wise error), in the input order."""
-    p = np.asarray(p_values, dtype=float)
-    order = np.argsort(p)
-    adjusted = np.empty_like(p)
-    running = 0.0
-    for rank, index in enumerate(order):
-        running = max(running, (len(p) - rank) * p[index])
-        adjusted[index] = min(1.0, running)
-    return adjusted
 
 
 STATISTICS_COLUMNS = ["key", "which", "group", "reference", "n", "n_reference", "mean", "mean_reference",

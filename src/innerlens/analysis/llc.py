@@ -25,17 +25,15 @@ LossFn = Callable[[torch.nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
 class LLCSettings:
     epsilon: float = 1e-4
     gamma: float = 100.0
-    nbeta: float | None = None  # None: batch_size / log(batch_size), devinterp's default
-    num_chains: int = 2
-    num_draws: int = 100
-    num_burnin: int = 20
+    nbeta: float | None = None  # None: n / log(n) for n training examples (Watanabe's β = 1/log n)
+    num_chains: int = 4
+    num_draws: int = 500
+    num_burnin: int = 200
     batch_size: int = 256
 
     def resolved_nbeta(self, n: int) -> float:
-        if self.nbeta is not None:
-            return self.nbeta
-        effective = min(self.batch_size, n)
-        return effective / math.log(effective)
+        """nβ for a dataset of n examples; β = 1/log n is where the free energy's λ log n term is calibrated."""
+        return self.nbeta if self.nbeta is not None else n / math.log(n)
 
 
 @dataclass(frozen=True)
@@ -43,6 +41,7 @@ class LLCEstimate:
     mean: float
     std: float
     chain_means: list[float]
+    loss_traces: list[list[float]]  # per chain, per draw: the sampled loss (inspect for stationarity)
 
     @property
     def healthy(self) -> bool:
@@ -58,7 +57,9 @@ class _EvalModeOnly(torch.nn.Module):
         self.model = model
 
     def train(self, mode: bool = True) -> "_EvalModeOnly":
-        super().train(False)
+        # devinterp calls this every step; the wrapped model was put in eval mode once, and
+        # recursing through a TransformerLens bridge's many hook modules cost a third of a step.
+        self.training = False
         return self
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -116,4 +117,5 @@ def estimate_llc(
         )
     release_transient_captures(model)
     chains = [float(result[f"llc-chain/{i}"]) for i in range(settings.num_chains)]
-    return LLCEstimate(mean=float(result["llc/mean"]), std=float(result["llc/std"]), chain_means=chains)
+    traces = [[float(v) for v in chain] for chain in result["loss/trace"]]
+    return LLCEstimate(mean=float(result["llc/mean"]), std=float(result["llc/std"]), chain_means=chains, loss_traces=traces)

@@ -8,7 +8,7 @@ Targets are detached by default, as in the paper's code.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, Optional
 
 import pandas as pd
@@ -17,22 +17,25 @@ import torch.nn.functional as F
 from matplotlib.figure import Figure
 
 from innerlens import tracking
-from innerlens.analysis.llc import LLCSettings, estimate_llc
+from innerlens.analysis.llc import LLCEstimate, LLCSettings, estimate_llc
 from innerlens.analysis.weights import weight_std
-from innerlens.callbacks import history_frame, tracked_fit
+from innerlens.callbacks import BestWeights, history_frame, metrics_at, tracked_fit
 from innerlens.config import EpochConfig, non_negative, option, positive
 from innerlens.data.splits import split_indices
-from innerlens.data.tasks import SequenceTask, modular_sum, modular_sum_seq
+from innerlens.data.tasks import DIGITS_EXAMPLES, SequenceTask, digit_patches, modular_sum, modular_sum_seq
 from innerlens.engine import Selection, resolve_device, seed_everything
-from innerlens.models.transformer import native_transformer, resid_post
-from innerlens.viz.curves import learning_dynamics, metric_curves
+from innerlens.models.transformer import last_position_residuals, native_transformer, resid_post, supports_plain_forward
+from innerlens.tracking import snapshot
+from innerlens.viz.curves import learning_dynamics, llc_traces, metric_curves
 from innerlens.search_space import SearchSpec
 
 FAMILY = "self_modeling"
 VARIANTS = ("baseline", "first_layer", "middle_layer", "last_layer", "all_layers")
-TASKS = ("modular_sum", "modular_sum_seq")
+TASKS = ("digits", "modular_sum", "modular_sum_seq")
 SELF_MODEL_LOSSES = ("normalized", "mse")
 FINAL_RESIDUAL = "unembed.hook_in"
+# Calibrated against a known answer (bench/llc_calibration.py, tests/unit/test_llc.py).
+DEFAULT_LLC = LLCSettings(epsilon=3e-5, gamma=300.0, num_chains=4, num_draws=500, num_burnin=200, batch_size=256)
 
 
 @dataclass(frozen=True)
@@ -40,27 +43,37 @@ class SelfModelingConfig(EpochConfig):
     family_name = FAMILY
 
     variant: str = option("middle_layer", "Which layer(s) the self-model predicts.", choices=VARIANTS)
-    task: str = option("modular_sum", "modular_sum: 'a b =' -> (a+b) mod p; modular_sum_seq: 'x1..xk =' -> sum mod p.", choices=TASKS)
-    p: int = option(97, "Modulus (and number of classes).", check=lambda v: None if v >= 2 else f"must be >= 2, got {v}")
-    samples: int = option(5000, "Number of distinct examples generated.", check=positive)
+    task: str = option(
+        "modular_sum",
+        "modular_sum: 'a b =' -> (a+b) mod p; modular_sum_seq: 'x1..xk =' -> sum mod p; "
+        "digits: scikit-learn's 8x8 handwritten digits as binary 2x2 patch tokens (the paper's MNIST, offline).",
+        choices=TASKS,
+    )
+    p: int = option(97, "Modulus (and number of classes) of the modular tasks.", check=lambda v: None if v >= 2 else f"must be >= 2, got {v}")
+    samples: Optional[int] = option(None, "Examples drawn (empty: every one of modular_sum's p^2 pairs or of the 1,797 digits; 5,000 for modular_sum_seq).", check=positive)
     seq_len: int = option(4, "Operands per example for modular_sum_seq.", check=positive)
     n_layers: int = option(4, "Transformer blocks.", check=positive)
     d_model: int = option(64, "Residual stream width.", check=positive)
     n_heads: int = option(4, "Attention heads per block (must divide d_model).", check=positive)
     d_mlp: int = option(256, "MLP hidden width.", check=positive)
-    self_model_weight: float = option(1.0, "Weight of the self-model MSE added to the task loss.", check=non_negative)
+    weight_decay: float = option(0.01, "AdamW weight decay (kept weak: strong decay sets the weight scale itself).", check=non_negative)
+    max_epochs: int = option(50, "Training epochs (a fixed budget with --patience 0).", check=positive)
+    patience: int = option(0, "Stop after this many epochs without a better val/acc (0: fixed budget, every run measured at the same point).", check=non_negative)
+    self_model_weight: float = option(1.0, "Weight of the self-model loss added to the task loss.", check=non_negative)
     detach_target: bool = option(True, "Detach the activations the self-model predicts (the paper's choice).")
     self_model_loss: str = option(
-        "normalized",
-        "mse: plain MSE as in the paper; normalized: MSE / mean(target^2), which shrinking activations cannot game.",
+        "mse",
+        "mse: plain MSE as in the paper; normalized: MSE / mean(target^2), an ablation that shrinking activations cannot game.",
         choices=SELF_MODEL_LOSSES,
     )
-    llc_every: int = option(25, "Estimate the LLC every N epochs (0: never).", check=non_negative)
-    llc_epsilon: float = option(1e-4, "SGLD step size ε for the LLC.", check=positive)
-    llc_gamma: float = option(100.0, "SGLD localisation γ for the LLC.", check=non_negative)
-    llc_nbeta: Optional[float] = option(None, "Inverse temperature nβ (empty: batch/log(batch)).", check=positive)
-    llc_chains: int = option(2, "SGLD chains per LLC estimate.", check=positive)
-    llc_draws: int = option(100, "SGLD draws per chain.", check=positive)
+    llc_every: int = option(0, "Also estimate the LLC every N epochs during training (0: only at the end and at the best checkpoint).", check=non_negative)
+    llc_epsilon: float = option(DEFAULT_LLC.epsilon, "SGLD step size ε for the LLC (calibrated: bench/llc_calibration.py).", check=positive)
+    llc_gamma: float = option(DEFAULT_LLC.gamma, "SGLD localisation γ for the LLC.", check=non_negative)
+    llc_nbeta: Optional[float] = option(None, "Inverse temperature nβ (empty: n/log(n) for n training examples).", check=positive)
+    llc_chains: int = option(DEFAULT_LLC.num_chains, "SGLD chains per LLC estimate.", check=positive)
+    llc_draws: int = option(DEFAULT_LLC.num_draws, "SGLD draws per chain.", check=positive)
+    llc_burnin: int = option(DEFAULT_LLC.num_burnin, "SGLD steps discarded before the draws (>= the localisation time 2/(εγ)).", check=non_negative)
+    llc_gamma_sensitivity: bool = option(False, "Also estimate the final LLC at γ/10 and 10γ (logged as llc/final_mean_gamma_<γ>).")
 
     def check(self) -> str | None:
         base = super().check()
@@ -70,13 +83,26 @@ class SelfModelingConfig(EpochConfig):
             return f"--n-heads {self.n_heads} must divide --d-model {self.d_model}"
         if self.variant in ("middle_layer", "all_layers") and self.n_layers < 3:
             return f"--variant {self.variant} needs --n-layers >= 3 so that middle and last differ, got {self.n_layers}"
-        available = self.p**2 if self.task == "modular_sum" else self.p**self.seq_len
-        if self.samples > available:
-            return f"--samples {self.samples} exceeds the {available} distinct examples of {self.task} with p={self.p}"
-        n_val, n_test = int(self.samples * self.val_fraction), int(self.samples * self.test_fraction)
+        available = {"digits": DIGITS_EXAMPLES, "modular_sum": self.p**2, "modular_sum_seq": self.p**self.seq_len}[self.task]
+        if self.n_samples > available:
+            where = "" if self.task == "digits" else f" with p={self.p}"
+            return f"--samples {self.n_samples} exceeds the {available} distinct examples of {self.task}{where}"
+        n_val, n_test = int(self.n_samples * self.val_fraction), int(self.n_samples * self.test_fraction)
         if min(n_val, n_test) < 1:
             return f"--samples {self.samples} leaves an empty val or test split; use more samples"
         return None
+
+    @property
+    def n_samples(self) -> int:
+        if self.samples is not None:
+            return self.samples
+        return {"digits": DIGITS_EXAMPLES, "modular_sum": self.p**2}.get(self.task, 5000)
+
+    @property
+    def train_size(self) -> int:
+        """Training examples (what nβ = n/log n counts), as :func:`split_indices` cuts them."""
+        n = self.n_samples
+        return n - int(n * self.val_fraction) - int(n * self.test_fraction)
 
     @property
     def llc_settings(self) -> LLCSettings:
@@ -86,7 +112,8 @@ class SelfModelingConfig(EpochConfig):
             nbeta=self.llc_nbeta,
             num_chains=self.llc_chains,
             num_draws=self.llc_draws,
-            batch_size=max(self.batch_size, 256),
+            num_burnin=self.llc_burnin,
+            batch_size=DEFAULT_LLC.batch_size,
         )
 
 
@@ -114,9 +141,11 @@ def self_model_layers(variant: str, n_layers: int) -> list[int]:
 
 
 def make_task(config: SelfModelingConfig) -> SequenceTask:
+    if config.task == "digits":
+        return digit_patches(config.samples, config.seed)
     if config.task == "modular_sum":
-        return modular_sum(config.p, config.samples, config.seed)
-    return modular_sum_seq(config.p, config.samples, config.seq_len, config.seed)
+        return modular_sum(config.p, config.n_samples, config.seed)
+    return modular_sum_seq(config.p, config.n_samples, config.seq_len, config.seed)
 
 
 class SelfModelingNet(torch.nn.Module):
@@ -140,17 +169,38 @@ class SelfModelingNet(torch.nn.Module):
         self.heads = torch.nn.ModuleDict(
             {str(layer): torch.nn.Linear(config.d_model, config.d_model) for layer in self.layers}
         ).to(device)
+        self.plain = supports_plain_forward(self.transformer)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Class logits at the last token (task output only)."""
+        if self.plain:
+            return last_position_residuals(self.transformer, x)[0]
         return self.transformer(x)[:, -1]
 
     def forward_with_self_model(
         self, x: torch.Tensor
     ) -> tuple[torch.Tensor, dict[int, tuple[torch.Tensor, torch.Tensor]]]:
-        """Logits and, per self-modeled layer, (prediction, target activation) at the last token."""
+        """Logits and, per self-modeled layer, (prediction, target activation) at the last token.
+
+        The prediction reads ``unembed.hook_in`` and the target is ``blocks.{l}.hook_resid_post``;
+        both come from the plain-module forward (the same numbers as the hooks, tested), which
+        keeps the training step close to plain PyTorch.
+        """
         if not self.layers:
             return self(x), {}
+        if self.plain:
+            logits, final, residuals = last_position_residuals(self.transformer, x)
+            targets = {layer: residuals[layer] for layer in self.layers}
+        else:
+            logits, final, targets = self._hooked(x)
+        pairs = {}
+        for layer in self.layers:
+            target = targets[layer]
+            pairs[layer] = (self.heads[str(layer)](final), target.detach() if self.detach_target else target)
+        return logits, pairs
+
+    def _hooked(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, dict[int, torch.Tensor]]:
+        """The same as the plain path, read through TransformerLens hooks (models it does not cover)."""
         captured: dict[str, torch.Tensor] = {}
 
         def keeper(name: str) -> Callable[[torch.Tensor, object], torch.Tensor]:
@@ -163,12 +213,7 @@ class SelfModelingNet(torch.nn.Module):
 
         names = [resid_post(layer) for layer in self.layers] + [FINAL_RESIDUAL]
         logits = self.transformer.run_with_hooks(x, fwd_hooks=[(name, keeper(name)) for name in names])[:, -1]
-        final = captured[FINAL_RESIDUAL]
-        pairs = {}
-        for layer in self.layers:
-            target = captured[resid_post(layer)]
-            pairs[layer] = (self.heads[str(layer)](final), target.detach() if self.detach_target else target)
-        return logits, pairs
+        return logits, captured[FINAL_RESIDUAL], {layer: captured[resid_post(layer)] for layer in self.layers}
 
 
 class SelfModelingExperiment:
@@ -236,23 +281,46 @@ class SelfModelingExperiment:
             metrics.update(self.llc_metrics(epoch))
         return metrics
 
-    def llc_metrics(self, epoch: int) -> dict[str, float]:
-        """LLC of the task loss on the training set (self-model heads excluded)."""
+    def llc(self, seed: int, settings: LLCSettings | None = None) -> LLCEstimate:
+        """LLC of the task loss on the training set at the current weights (self-model heads excluded)."""
         x, y = self.data["train"]
         with torch.enable_grad():
-            estimate = estimate_llc(
+            return estimate_llc(
                 self.model,
                 x,
                 y,
                 lambda model, inputs, labels: F.cross_entropy(model(inputs), labels),
-                self.config.llc_settings,
-                seed=self.config.seed * 100_003 + epoch,
+                settings or self.config.llc_settings,
+                seed=seed,
             )
-        return {
-            "llc/mean": estimate.mean,
-            "llc/std": estimate.std,
-            "llc/healthy": float(estimate.healthy),
-        }
+
+    def llc_metrics(self, epoch: int) -> dict[str, float]:
+        estimate = self.llc(self.config.seed * 100_003 + epoch)
+        return {"llc/mean": estimate.mean, "llc/std": estimate.std, "llc/healthy": float(estimate.healthy)}
+
+    def measure(self, which: str, weights: dict[str, torch.Tensor]) -> tuple[dict[str, float], pd.DataFrame]:
+        """Weight std and LLC at ``weights`` (``which`` is final or best), and the LLC chains' loss traces.
+
+        Every run is measured the same way at the same two points, so variants compare at equal
+        footing whatever their training curves did.
+        """
+        current = snapshot(self.model.state_dict())
+        self.model.load_state_dict(weights)
+        settings = self.config.llc_settings
+        gammas = [settings.gamma]
+        if which == "final" and self.config.llc_gamma_sensitivity:
+            gammas += [settings.gamma / 10, settings.gamma * 10]
+        metrics = {f"weights/std_{which}": weight_std(self.model.transformer)["all"]}
+        traces = []
+        for gamma in gammas:
+            estimate = self.llc(self.config.seed * 100_003 + (which == "best"), replace(settings, gamma=gamma))
+            suffix = "" if gamma == settings.gamma else f"_gamma_{gamma:g}"
+            metrics.update({f"llc/{which}_mean{suffix}": estimate.mean, f"llc/{which}_std{suffix}": estimate.std,
+                            f"llc/{which}_healthy{suffix}": float(estimate.healthy)})
+            traces += [{"which": which, "gamma": gamma, "chain": chain, "draw": draw, "loss": loss}
+                       for chain, trace in enumerate(estimate.loss_traces) for draw, loss in enumerate(trace)]
+        self.model.load_state_dict(current)
+        return metrics, pd.DataFrame(traces)
 
 
 SINGLE_RUN_GROUP = "variant"
@@ -274,7 +342,8 @@ def figures(history: pd.DataFrame, group: str = SINGLE_RUN_GROUP) -> dict[str, F
 
 
 def run(config: SelfModelingConfig, *, nested: bool = False, progress: bool = True) -> str:
-    """Train one variant with one seed into its own MLflow run; return the run id."""
+    """Train one variant with one seed into its own MLflow run, measure it at the end and at the
+    best validation checkpoint; return the run id."""
     device = resolve_device(config.device)
     experiment = SelfModelingExperiment(config, device)
     with tracking.start_run(
@@ -282,15 +351,26 @@ def run(config: SelfModelingConfig, *, nested: bool = False, progress: bool = Tr
     ) as tracker:
         settings = config.llc_settings
         tracker.set_tags({"innerlens.target_split": config.target_split, "innerlens.device": str(device)})
-        if not config.resume and config.llc_every:
-            tracker.set_tags({"innerlens.llc_nbeta": str(settings.resolved_nbeta(len(experiment.data["train"][1])))})
+        if not config.resume:
+            tracker.set_tags({"innerlens.llc_nbeta": str(settings.resolved_nbeta(config.train_size))})
+        best = BestWeights(experiment.model)
         state = tracked_fit(
             experiment, tracker, config, max_epochs=config.max_epochs, progress=progress,
             selection=Selection(
                 patience=config.patience, target_accuracy=config.target_accuracy, target_split=config.target_split
             ),
+            callbacks=(best,),
         )
+        at_best = metrics_at(state, state.best_step)
+        summary = {"test/acc_at_best": at_best["test/acc"], "test/loss_at_best": at_best["test/loss"],
+                   "val/acc_at_best": at_best["val/acc"], "train/acc_final": state.history[-1]["train/acc"]}
+        best_weights = best.state or tracking.load_checkpoint(tracker.run_id, "best")["model"]
+        final, final_traces = experiment.measure("final", snapshot(experiment.model.state_dict()))
+        at_best_weights, best_traces = experiment.measure("best", best_weights)
+        tracker.log_metrics(state.step, {**summary, **final, **at_best_weights})
+        traces = pd.concat([final_traces, best_traces], ignore_index=True)
+        tracker.log_text(traces.to_csv(index=False), "tables/llc_traces.csv")
         history = history_frame(state.history).assign(run_id=tracker.run_id, variant=config.variant)
-        for name, figure in figures(history).items():
+        for name, figure in {**figures(history), "llc_traces": llc_traces(traces)}.items():
             tracker.log_figure(figure, name)
         return tracker.run_id

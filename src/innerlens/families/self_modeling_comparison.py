@@ -1,35 +1,56 @@
-"""The self-modeling comparison: every variant (x every seed) nested under one parent run,
-then figures per variant drawn from what the tracking server holds."""
+"""The self-modeling study: baseline and variants x self-model weights x seeds, each a nested run,
+then paired statistics against the baseline on the same seed, a dose-response figure and a verdict.
+
+Runs that share a seed share data, split, initialisation and batch order, so every contrast is
+paired on the seed. The pre-declared primary metrics are the final LLC, the final weight std and
+test accuracy at the best validation checkpoint; Holm corrects over each metric's contrasts.
+"""
 from __future__ import annotations
 
 import dataclasses
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
 import click
+import pandas as pd
 
 from innerlens import tracking
-from innerlens.compare import children_history, latest_parent_with_children
-from innerlens.config import distinct_seeds, option
+from innerlens.analysis.stats import paired_statistics
+from innerlens.compare import child_runs, children_history, latest_parent_with_children
+from innerlens.config import distinct_seeds, non_negative, option
+from innerlens.drivers.executor import LocalExecutor, default_workers
 from innerlens.families.self_modeling import VARIANTS, SelfModelingConfig, figures, run
+from innerlens.viz.compare import dose_response
 
 FAMILY = "self_modeling_comparison"
+BASELINE = "baseline"
+TAG_WEIGHT = "innerlens.self_model_weight"
+# Pre-declared primary metrics (one number per run) and the direction a simpler network moves them.
+PRIMARY_METRICS = {"llc/final_mean": "lower", "weights/std_final": "lower", "test/acc_at_best": "higher"}
+SECONDARY_METRICS = {"llc/best_mean": "lower", "weights/std_best": "lower", "val/acc_at_best": "higher"}
 
 
 @dataclass(frozen=True)
 class SelfModelingComparisonConfig(SelfModelingConfig):
     family_name = FAMILY
-    hidden_fields = ("variant", "seed", "resume")
+    hidden_fields = ("variant", "seed", "resume", "self_model_weight")
 
-    variants: tuple[str, ...] = option(VARIANTS, "Variants to train, comma-separated.", choices=VARIANTS)
-    seeds: tuple[int, ...] = option((0,), "Seeds; each variant is trained once per seed (e.g. 0,1,2).", check=distinct_seeds)
-    skip_training: bool = option(False, "Draw the figures from the latest existing comparison instead of training.")
+    variants: tuple[str, ...] = option(VARIANTS, "Variants to train, comma-separated (baseline runs once per seed).", choices=VARIANTS)
+    seeds: tuple[int, ...] = option((0, 1, 2, 3, 4), "Seeds; every cell is trained once per seed and paired with the baseline on it.", check=distinct_seeds)
+    self_model_weights: tuple[float, ...] = option((1.0,), "Self-model loss weights (dose-response), e.g. 0.1,0.3,1,3,10.")
+    dose_variant: Optional[str] = option(None, "Only this variant gets every weight; the others get the first weight (empty: all get all).", choices=VARIANTS)
+    workers: Optional[int] = option(None, "Worker processes (empty: one per core; 0: in this process).", check=non_negative)
+    skip_training: bool = option(False, "Redraw the figures and statistics from the latest existing comparison instead of training.")
     show_plots: bool = option(False, "Open the figures once drawn.")
+    gamma_sensitivity: bool = option(True, "Estimate the final LLC at γ/10, γ and 10γ on the first seed's runs (tables/gamma_sensitivity.csv).")
 
     def check(self) -> str | None:
         if not self.variants:
             return "--variants: give at least one variant"
+        if not self.self_model_weights or any(w <= 0 for w in self.self_model_weights):
+            return "--self-model-weights: give weights > 0, e.g. 0.1,1 (the baseline is the weight-0 control)"
         for config in self.single_runs():
             message = config.check()
             if message:
@@ -37,19 +58,91 @@ class SelfModelingComparisonConfig(SelfModelingConfig):
         return None
 
     def single_runs(self) -> list[SelfModelingConfig]:
+        """Baseline once per seed, then every (variant, weight) per seed."""
         own = {f.name for f in dataclasses.fields(SelfModelingComparisonConfig)} - {
             f.name for f in dataclasses.fields(SelfModelingConfig)
         }
         shared = {k: v for k, v in self.to_dict().items() if k not in own}
+        cells = []
+        for variant in self.variants:
+            if variant == BASELINE:
+                cells.append((variant, 0.0))
+                continue
+            weights = self.self_model_weights if self.dose_variant in (None, variant) else self.self_model_weights[:1]
+            cells += [(variant, weight) for weight in weights]
         return [
-            SelfModelingConfig(**{**shared, "variant": variant, "seed": seed})
+            SelfModelingConfig(**{**shared, "variant": variant, "seed": seed, "self_model_weight": weight,
+                                  "llc_gamma_sensitivity": self.gamma_sensitivity and seed == self.seeds[0]})
             for seed in self.seeds
-            for variant in self.variants
+            for variant, weight in cells
         ]
 
 
+def group_label(variant: str, weight: float) -> str:
+    return BASELINE if variant == BASELINE else f"{variant} w={weight:g}"
+
+
+def _train_child(job: tuple[SelfModelingConfig, str]) -> str:
+    """One nested run (in a worker process): the run id."""
+    single, parent_id = job
+    tags = {TAG_WEIGHT: f"{single.self_model_weight:g}"}
+    with tracking.run_context(parent_id, tags, {}):
+        return run(single, nested=True, progress=False)
+
+
+def run_summaries(parent_id: str) -> pd.DataFrame:
+    """(run_id, group, variant, weight, seed, key, value) of every child's end-of-training metrics."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient()
+    rows = []
+    for child in child_runs(client, client.get_run(parent_id)):
+        if child.info.status != "FINISHED":
+            continue
+        tags, params = child.data.tags, child.data.params
+        variant = tags.get(tracking.TAG_VARIANT, "")
+        weight = float(tags.get(TAG_WEIGHT, params.get("self_model_weight", "0")))
+        weight = 0.0 if variant == BASELINE else weight
+        for key, value in child.data.metrics.items():
+            rows.append({"run_id": child.info.run_id, "group": group_label(variant, weight), "variant": variant,
+                         "weight": weight, "seed": int(tags.get(tracking.TAG_SEED, "0")), "key": key, "value": value})
+    return pd.DataFrame(rows, columns=["run_id", "group", "variant", "weight", "seed", "key", "value"])
+
+
+def study_statistics(summaries: pd.DataFrame) -> pd.DataFrame:
+    """Paired statistics of every cell against the baseline on the same seed, primary metrics first."""
+    keys = [*PRIMARY_METRICS, *SECONDARY_METRICS]
+    table = summaries[summaries["key"].isin(keys)]
+    statistics = paired_statistics(table, BASELINE, unit="seed")
+    statistics["primary"] = statistics["key"].isin(list(PRIMARY_METRICS))
+    statistics["simpler_direction"] = statistics["key"].map({**PRIMARY_METRICS, **SECONDARY_METRICS})
+    order = {key: i for i, key in enumerate(keys)}
+    return statistics.sort_values(["key", "group"], key=lambda c: c.map(order) if c.name == "key" else c, ignore_index=True)
+
+
+def gamma_table(summaries: pd.DataFrame) -> pd.DataFrame:
+    """Final LLC per run at each γ (first seed only) with the rank of each group at that γ."""
+    llc = summaries[summaries["key"].str.fullmatch(r"llc/final_mean(_gamma_.+)?")].copy()
+    if llc.empty or not llc["key"].str.contains("_gamma_").any():
+        return pd.DataFrame(columns=["group", "gamma", "llc", "rank"])
+    llc = llc[llc["seed"] == llc.loc[llc["key"].str.contains("_gamma_"), "seed"].min()]
+    llc["gamma"] = llc["key"].str.extract(r"_gamma_(.+)$")[0].fillna("default")
+    llc = llc.rename(columns={"value": "llc"})[["group", "gamma", "llc"]]
+    llc["rank"] = llc.groupby("gamma")["llc"].rank().astype(int)
+    return llc.sort_values(["gamma", "rank"], ignore_index=True)
+
+
+def verdict_table(statistics: pd.DataFrame) -> str:
+    """The primary contrasts as a terminal table: difference [CI], Holm-corrected p."""
+    lines = [f"{'metric':20s} {'cell':24s} {'n':>3s} {'diff vs baseline [95% CI]':>34s} {'Wilcoxon p (Holm)':>18s} {'t p (Holm)':>11s}"]
+    for row in statistics[statistics["primary"]].itertuples():
+        interval = f"{row.mean_difference:+.4g} [{row.ci_low:+.3g}, {row.ci_high:+.3g}]"
+        lines.append(f"{row.key:20s} {row.group:24s} {row.n_pairs:3d} {interval:>34s} {row.wilcoxon_p_holm:18.3g} {row.paired_t_p_holm:11.3g}")
+    return "\n".join(lines)
+
+
 def compare(config: SelfModelingComparisonConfig, progress: bool = True) -> str:
-    """Train (unless skipped) and draw the comparison; return the parent run id."""
+    """Train (unless skipped) and analyse the study; return the parent run id."""
     singles = config.single_runs()
     with tracking.start_run(config, variant="comparison", run_name="self-modeling-comparison") as tracker:
         parent_id = tracker.run_id
@@ -57,17 +150,32 @@ def compare(config: SelfModelingComparisonConfig, progress: bool = True) -> str:
             parent_id = latest_parent_with_children(FAMILY, exclude=tracker.run_id)
             tracker.set_tags({"innerlens.drawn_from": parent_id})
         else:
-            for single in singles:
-                click.echo(f"training {single.variant} (seed {single.seed})", err=True)
-                run(single, nested=True, progress=progress)
+            workers, threads = default_workers(config.workers)
+            workers = 0 if config.workers == 0 else workers
+            tracker.set_tags({"innerlens.workers": str(workers), "innerlens.threads_per_worker": str(threads)})
+            click.echo(f"training {len(singles)} runs on {max(workers, 1)} worker(s) x {threads} thread(s)", err=True)
+            jobs = [(f"{s.variant} w={s.self_model_weight:g} seed {s.seed}", (s, parent_id)) for s in singles]
+            results = LocalExecutor(workers, threads, progress=progress).run(_train_child, jobs)
+            failed = [r for r in results if r.error]
+            tracker.set_tags({"innerlens.failed_runs": str(len(failed))})
+        summaries = run_summaries(parent_id)
+        statistics = study_statistics(summaries)
+        gammas = gamma_table(summaries)
         history = children_history(parent_id)
         drawn = figures(history, group="variant")
+        drawn["dose_response"] = dose_response(summaries, list(PRIMARY_METRICS), baseline=BASELINE)
+        tracker.log_text(statistics.to_csv(index=False), "tables/paired_statistics.csv")
+        tracker.log_text(summaries.to_csv(index=False), "tables/run_summaries.csv")
+        tracker.log_text(gammas.to_csv(index=False), "tables/gamma_sensitivity.csv")
         out_dir = Path(tempfile.mkdtemp(prefix="innerlens-comparison-"))
         for name, figure in drawn.items():
-            tracker.log_figure(figure, name)
             if config.show_plots:
                 path = out_dir / f"{name}.png"
                 figure.savefig(path, dpi=120, bbox_inches="tight")
                 click.launch(str(path))
+            tracker.log_figure(figure, name)
         tracker.log_history(history)
+        click.echo(verdict_table(statistics))
+        if not gammas.empty:
+            click.echo("final LLC rank of each cell at each γ (first seed):\n" + gammas.to_string(index=False))
         return tracker.run_id

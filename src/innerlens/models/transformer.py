@@ -93,3 +93,62 @@ def final_position_logits(model: TransformerBridge, tokens: torch.Tensor) -> tor
     if not cfg.attn_only:
         last = last + block.mlp(block.ln2(last))
     return apply_softcap(native.head(native.ln_out(last)), native.output_logits_soft_cap)
+
+
+def _raw(module: torch.nn.Module) -> torch.nn.Module:
+    """The plain torch module inside a bridge component (hook points skipped)."""
+    return getattr(module, "original_component", None) or module
+
+
+def _attend(attention: torch.nn.Module, attn_in: torch.Tensor, queries: slice) -> torch.Tensor:
+    """NativeAttention's output for the query positions ``queries`` (keys and values from every position)."""
+    batch, seq, _ = attn_in.shape
+    heads, d_head = attention.n_heads, attention.d_head
+    query = _raw(attention.q)(attn_in[:, queries])
+    n_queries = query.shape[1]
+    query = query.view(batch, n_queries, heads, d_head).transpose(1, 2)
+    key = _raw(attention.k)(attn_in).view(batch, seq, attention.n_kv_heads, d_head).transpose(1, 2)
+    value = _raw(attention.v)(attn_in).view(batch, seq, attention.n_kv_heads, d_head).transpose(1, 2)
+    if attention.kv_repeats > 1:
+        key, value = key.repeat_interleave(attention.kv_repeats, 1), value.repeat_interleave(attention.kv_repeats, 1)
+    scores = apply_softcap(query @ key.transpose(-2, -1) / attention.scale, attention.attn_scores_soft_cap)
+    if n_queries > 1:
+        scores = scores.masked_fill(attention.causal_mask[:seq, :seq][-n_queries:], float("-inf"))
+    return _raw(attention.o)((scores.softmax(-1) @ value).transpose(1, 2).reshape(batch, n_queries, -1))
+
+
+def _block(block: torch.nn.Module, hidden: torch.Tensor, last_only: bool) -> torch.Tensor:
+    """One NativeBlock on plain modules; ``last_only`` computes the final position's output only."""
+    native = _raw(block)
+    attention = _raw(native.attn)
+    queries = slice(-1, None) if last_only else slice(None)
+    out = hidden[:, queries] + _attend(attention, _raw(native.ln1)(hidden), queries)
+    if not native.cfg.attn_only:
+        mlp = _raw(native.mlp)
+        out = out + _raw(mlp.fc_out)(mlp.act(_raw(mlp.fc_in)(_raw(native.ln2)(out))))
+    return out
+
+
+def supports_plain_forward(model: TransformerBridge) -> bool:
+    """Native models with learned absolute positions and causal attention (what the shortcuts cover)."""
+    native = model.original_model
+    cfg = model.cfg
+    return (hasattr(native, "tok_embed") and native.pos is not None and cfg.attention_dir == "causal"
+            and all(_raw(_raw(b).mlp).ln is None for b in native.layers if not cfg.attn_only))
+
+
+def last_position_residuals(model: TransformerBridge, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
+    """(logits, ``unembed.hook_in``, [``blocks.{l}.hook_resid_post``]) at the last token, on plain modules.
+
+    The training hot path: the same numbers the hooked forward gives (tested), without a hook
+    call per component, and with the last block computed at the final position only.
+    """
+    native = model.original_model
+    seq = tokens.shape[1]
+    hidden = _raw(native.tok_embed)(tokens) + _raw(native.pos)(torch.arange(seq, device=tokens.device))
+    residuals = []
+    for index, block in enumerate(native.layers):
+        hidden = _block(block, hidden, last_only=index == len(native.layers) - 1)
+        residuals.append(hidden[:, -1])
+    final = _raw(native.ln_out)(hidden[:, -1])
+    return apply_softcap(_raw(native.head)(final), native.output_logits_soft_cap), final, residuals

@@ -93,3 +93,33 @@ def html_report(title: str, query: dict[str, Any], pngs: dict[str, bytes], table
     parts.append("<h2>Runs</h2><ul>" + "".join(f"<li>{link}</li>" for link in links) + "</ul>")
     style = "body{font-family:sans-serif;max-width:1200px;margin:auto}img{max-width:100%}table{border-collapse:collapse;font-size:small}td,th{border:1px solid #ccc;padding:2px 6px}"
     return f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title><style>{style}</style></head><body>{''.join(parts)}</body></html>"
+
+
+def dose_response(summaries: pd.DataFrame, keys: list[str], *, baseline: str) -> Figure:
+    """Per metric: each variant's mean and 95 % t-interval over seeds against the self-model weight
+    (log x), with the baseline's mean and interval as a horizontal band."""
+    from scipy import stats
+
+    def interval(values: pd.Series) -> tuple[float, float]:
+        n = len(values)
+        half = stats.t.ppf(0.975, n - 1) * values.std(ddof=1) / math.sqrt(n) if n > 1 else 0.0
+        return float(values.mean()), float(half)
+
+    figure, axes = plt.subplots(1, len(keys), figsize=(4.4 * len(keys), 3.4), squeeze=False)
+    for ax, key in zip(axes.flat, keys):
+        rows = summaries[summaries["key"] == key]
+        base = rows[rows["group"] == baseline]["value"]
+        if len(base):
+            mean, half = interval(base)
+            ax.axhspan(mean - half, mean + half, color="grey", alpha=0.25, label=f"{baseline} (95 % CI)")
+            ax.axhline(mean, color="grey", linewidth=1)
+        for variant, by_variant in rows[rows["group"] != baseline].groupby("variant"):
+            points = [(weight, *interval(values["value"])) for weight, values in by_variant.groupby("weight")]
+            weights, means, halves = zip(*points)
+            ax.errorbar(weights, means, yerr=halves, marker="o", capsize=3, label=variant)
+        ax.set_xscale("log")
+        ax.set_xlabel("self-model weight")
+        ax.set_title(key)
+    axes.flat[0].legend(fontsize=7)
+    figure.tight_layout()
+    return figure

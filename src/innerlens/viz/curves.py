@@ -108,3 +108,18 @@ def learning_dynamics(df: pd.DataFrame, splits: list[str], *, group: str, title:
     figure.suptitle(title)
     figure.tight_layout()
     return figure
+
+
+def llc_traces(traces: pd.DataFrame) -> Figure:
+    """SGLD loss per draw, one line per chain, one panel per (measuring point, γ): is each chain stationary?"""
+    panels = list(traces.groupby(["which", "gamma"], sort=False))
+    figure, axes = plt.subplots(1, max(len(panels), 1), figsize=(4.2 * max(len(panels), 1), 3.2), squeeze=False)
+    for ax, ((which, gamma), rows) in zip(axes.flat, panels):
+        for chain, trace in rows.groupby("chain"):
+            ax.plot(trace["draw"], trace["loss"], linewidth=0.8, label=f"chain {chain}")
+        ax.set_title(f"{which} weights, γ = {gamma:g}")
+        ax.set_xlabel("draw")
+        ax.set_ylabel("sampled training loss")
+    axes.flat[0].legend(fontsize=7)
+    figure.tight_layout()
+    return figure

@@ -1,0 +1,1 @@
+"""Drivers: functions over many runs (sweeps, comparisons, tune) and the executors that run them."""

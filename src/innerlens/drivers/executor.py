@@ -1,0 +1,88 @@
+"""Run many independent runs at once: a pool of worker processes on this machine.
+
+Small models leave cores idle when one process trains them with every thread (two
+single-threaded processes gave 1.6x the throughput of one two-threaded process here), so a study
+runs as ``workers`` processes with ``threads`` torch threads each. Each task is a picklable
+``(function, argument)``; a task that raises is reported as failed and the study goes on.
+A cluster executor implements the same :class:`Executor` shape.
+"""
+from __future__ import annotations
+
+import multiprocessing
+import os
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Protocol
+
+from tqdm.auto import tqdm
+
+
+@dataclass(frozen=True)
+class TaskResult:
+    label: str
+    value: Any = None
+    error: str = ""  # first line of the exception; empty when the task succeeded
+
+
+class Executor(Protocol):
+    def run(self, function: Callable[[Any], Any], tasks: Iterable[tuple[str, Any]]) -> list[TaskResult]: ...
+
+
+def default_workers(requested: int | None = None) -> tuple[int, int]:
+    """(workers, torch threads per worker): one single-threaded worker per core unless told otherwise."""
+    cores = os.cpu_count() or 1
+    workers = requested or cores
+    return workers, max(1, cores // workers)
+
+
+def _set_threads(threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+def _call(function: Callable[[Any], Any], argument: Any) -> Any:
+    return function(argument)
+
+
+class LocalExecutor:
+    """``workers`` spawned processes (0: run in this process, one after another)."""
+
+    def __init__(self, workers: int, threads: int, progress: bool = True) -> None:
+        self.workers, self.threads, self.progress = workers, threads, progress
+
+    def run(self, function: Callable[[Any], Any], tasks: Iterable[tuple[str, Any]]) -> list[TaskResult]:
+        """Every task's result in submission order, with one progress bar over the study."""
+        tasks = list(tasks)
+        bar = tqdm(total=len(tasks), desc="runs", disable=not self.progress)
+        results: dict[int, TaskResult] = {}
+        if self.workers == 0:
+            for index, (label, argument) in enumerate(tasks):
+                results[index] = _settle(label, lambda: function(argument))
+                bar.update()
+            bar.close()
+            return [results[i] for i in range(len(tasks))]
+        context = multiprocessing.get_context("spawn")  # no forked torch or MLflow state
+        with ProcessPoolExecutor(self.workers, mp_context=context, initializer=_set_threads, initargs=(self.threads,)) as pool:
+            pending: dict[Future, int] = {pool.submit(_call, function, argument): i for i, (_, argument) in enumerate(tasks)}
+            failed = 0
+            while pending:
+                done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for future in done:
+                    index = pending.pop(future)
+                    results[index] = _settle(tasks[index][0], future.result)
+                    failed += bool(results[index].error)
+                    if results[index].error:
+                        tqdm.write(f"{results[index].label} failed: {results[index].error}")
+                    bar.set_postfix(failed=failed, running=min(len(pending), self.workers))
+                    bar.update()
+        bar.close()
+        return [results[i] for i in range(len(tasks))]
+
+
+def _settle(label: str, produce: Callable[[], Any]) -> TaskResult:
+    try:
+        return TaskResult(label, produce())
+    except Exception as error:  # a failed run is reported; the study continues
+        lines = str(error).strip().splitlines()
+        return TaskResult(label, error=f"{type(error).__name__}: {lines[0] if lines else ''}")
