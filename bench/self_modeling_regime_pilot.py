@@ -16,11 +16,10 @@ import torch
 from innerlens.families.self_modeling import SelfModelingConfig, SelfModelingExperiment
 
 CANDIDATES = {
-    "digits, defaults": {},
-    "digits, weight decay 0": {"weight_decay": 0.0},
-    "digits, lr 3e-3": {"lr": 3e-3},
-    "modular_sum (the old default), weight decay 1.0, normalized loss": {
-        "task": "modular_sum", "weight_decay": 1.0, "self_model_loss": "normalized", "max_epochs": 60},
+    "modular_sum, all p^2 pairs, weight decay 0.01 (the defaults)": {},
+    "digits (binary 2x2 patches), weight decay 0.01": {"task": "digits"},
+    "modular_sum, 5,000 pairs, weight decay 1.0, 60 epochs (the old defaults)": {
+        "samples": 5000, "weight_decay": 1.0, "max_epochs": 60},
 }
 SEEDS = (0, 1, 2, 3, 4)
 
@@ -51,7 +50,8 @@ def main() -> None:
         runs = [pilot(overrides, seed) for seed in SEEDS]
         stable = all(r["best_val_acc"] >= 0.95 and not r["collapsed"] for r in runs)
         results[name] = {"overrides": overrides, "stable_on_every_seed": stable, "runs": runs}
-        print(f"{name:65s} best val acc {', '.join(f'{r['best_val_acc']:.3f}' for r in runs)}; "
+        best = ', '.join(f"{r['best_val_acc']:.3f}" for r in runs)
+        print(f"{name:65s} best val acc {best}; "
               f"collapsed {sum(r['collapsed'] for r in runs)}/5; {runs[0]['seconds_per_epoch']:.2f} s/epoch; stable: {stable}")
     (Path(__file__).parent / "results" / "self_modeling_regime_pilot.json").write_text(json.dumps(results, indent=1))
 

@@ -19,7 +19,7 @@ RESULTS = Path(__file__).parent / "results"
 
 
 def main() -> None:
-    command = ["innerlens", "self-modeling-comparison", *sys.argv[1:]]
+    command = [str(Path(sys.executable).parent / "innerlens"), "self-modeling-comparison", *sys.argv[1:]]
     start = time.perf_counter()
     output = subprocess.run(command, check=True, capture_output=True, text=True)
     minutes = (time.perf_counter() - start) / 60
@@ -34,7 +34,7 @@ def main() -> None:
         path = client.download_artifacts(parent, f"tables/{name}.csv")
         (RESULTS / f"self_modeling_study_{name}.csv").write_text(Path(path).read_text())
     (RESULTS / "self_modeling_study_command.txt").write_text(
-        f"{shlex.join(command)}\n# parent run {parent}; {minutes:.1f} min wall on this machine\n\n{output.stdout}")
+        f"{shlex.join(['innerlens', *command[1:]])}\n# parent run {parent}; {minutes:.1f} min wall on this machine\n\n{output.stdout}")
     print(output.stdout)
 
 

@@ -21,7 +21,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from scipy import stats
 
-from innerlens.analysis.stats import holm
+from innerlens.analysis.stats import holm, paired_statistics
 from innerlens.config import Config, ConfigError, option, positive
 from innerlens.tracking import DEFAULT_EXPERIMENT, TAG_FAMILY, TAG_SEED, TAG_VARIANT
 from innerlens.viz.compare import group_order
@@ -104,6 +104,7 @@ class CompareConfig(Config):
     group_by: tuple[str, ...] = option(("variant",), "Params or tags to group by: a name (innerlens tag, else param), params.X or tags.X.")
     metrics: tuple[str, ...] = option((), "Metric keys to compare (default: the family's headline metrics, else every metric).")
     reference: Optional[str] = option(None, "Group the others are tested against (default: the first group).")
+    paired_by: Optional[str] = option(None, "Pair runs that share this param or tag (e.g. seed): paired tests on final values instead of unpaired ones.")
     individual_runs: bool = option(False, "Draw each run as a thin line under its group's mean and band.")
     scatter: tuple[str, ...] = option((), "Two summary values to scatter, e.g. final:val/acc,best:train/loss.")
     output_dir: Optional[str] = option(None, "Also write the report and figures here.")
@@ -163,6 +164,13 @@ def run_table(runs: list[Run], group_by: tuple[str, ...]) -> pd.DataFrame:
         "family": [r.data.tags.get(TAG_FAMILY, "") for r in runs],
         "run_name": [r.info.run_name for r in runs],
     })
+
+
+def paired_final_statistics(summary: pd.DataFrame, runs: pd.DataFrame, selected: list[Run], paired_by: str, reference: str) -> pd.DataFrame:
+    """Paired statistics of final values, pairing runs on the value of ``paired_by``."""
+    units = pd.DataFrame({"run_id": [r.info.run_id for r in selected], "unit": [group_value(r, paired_by) for r in selected]})
+    table = summary.merge(units, on="run_id")[["group", "unit", "key", "final"]].rename(columns={"final": "value"})
+    return paired_statistics(table, reference, unit="unit")
 
 
 def _bulk(host_creds: Any, run_ids: list[str], key: str) -> list[dict[str, Any]]:
@@ -280,16 +288,29 @@ def fetch_histories(client: MlflowClient, runs: list[Run], keys: list[str], *, w
     return tidy.sort_values(["run_id", "key", "step"], ignore_index=True)
 
 
-def lower_is_better(key: str) -> bool:
-    return "loss" in key.split("/")[-1] or key.endswith(("/nll", "_step", "_steps"))
+HIGHER_IS_BETTER = ("acc", "auc", "r2", "accuracy", "p_correct", "delta_vs_probe")
+
+
+def direction(key: str) -> str | None:
+    """"min" or "max" for metrics with a declared direction; None for the rest and for every ``test/``
+    metric, whose best over training would be selection on the test set."""
+    if key.startswith("test/"):
+        return None
+    name = key.split("/")[-1]
+    if "loss" in name or name == "nll" or key.endswith(("_step", "_steps")) or key.startswith(("weights/std", "llc/")):
+        return "min"  # complexity measures: smaller is simpler
+    if name.startswith(HIGHER_IS_BETTER):
+        return "max"
+    return None
 
 
 def summaries(history: pd.DataFrame) -> pd.DataFrame:
-    """Per (run, key): the final value (at the last step) and the best (min for losses, else max)."""
+    """Per (run, key): the final value (at the last step) and the best (NaN without a declared direction)."""
     ordered = history.sort_values("step")
     grouped = ordered.groupby(["run_id", "key"])["value"]
     table = pd.DataFrame({"final": grouped.last(), "max": grouped.max(), "min": grouped.min()}).reset_index()
-    table["best"] = np.where(table["key"].map(lower_is_better), table["min"], table["max"])
+    directions = table["key"].map(direction)
+    table["best"] = np.where(directions == "min", table["min"], np.where(directions == "max", table["max"], np.nan))
     return table.drop(columns=["max", "min"])
 
 
@@ -392,6 +413,8 @@ def compare_runs(config: CompareConfig, *, progress: bool = True) -> tuple[pd.Da
     reference = config.reference if config.reference is not None else groups[0]
     if reference not in groups:
         raise ConfigError(f"--reference {reference!r} is not a group; groups: {', '.join(groups)}")
+    if config.paired_by:
+        return runs, history, summary, paired_final_statistics(summary, runs, selected, config.paired_by, reference)
     return runs, history, summary, group_statistics(summary, reference)
 
 

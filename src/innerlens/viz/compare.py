@@ -47,8 +47,12 @@ def summary_strips(summary: pd.DataFrame, statistics: pd.DataFrame, which: str) 
             ax.scatter(i + rng.uniform(-0.12, 0.12, len(points)), points, s=12, alpha=0.7, zorder=3)
         labels = []
         for group in groups:
-            row = statistics[(statistics["key"] == key) & (statistics["which"] == which) & (statistics["group"] == group)]
-            p = row["welch_p_holm"].iloc[0] if not row.empty and "welch_p_holm" in row and pd.notna(row["welch_p_holm"].iloc[0]) else None
+            # Unpaired tables test final and best values; paired ones (--paired-by) final values only.
+            paired = "which" not in statistics
+            column = "wilcoxon_p_holm" if paired else "welch_p_holm"
+            same_value = which == "final" if paired else statistics["which"] == which
+            row = statistics[(statistics["key"] == key) & same_value & (statistics["group"] == group)]
+            p = row[column].iloc[0] if not row.empty and pd.notna(row[column].iloc[0]) else None
             labels.append(f"{group}\np={p:.2g}" if p is not None else str(group))
         ax.set_xticks(range(1, len(groups) + 1), labels, fontsize="small")
         ax.set_title(f"{which} {key}")
