@@ -13,6 +13,7 @@ from pathlib import Path
 
 import torch
 
+from innerlens.analysis.transitions import collapsed
 from innerlens.families.self_modeling import SelfModelingConfig, SelfModelingExperiment
 
 CANDIDATES = {
@@ -22,12 +23,6 @@ CANDIDATES = {
         "samples": 5000, "weight_decay": 1.0, "max_epochs": 60},
 }
 SEEDS = (0, 1, 2, 3, 4)
-
-
-def collapsed(train_acc: list[float]) -> bool:
-    """True when train accuracy, once at 0.99, later falls below 0.9."""
-    reached = next((i for i, a in enumerate(train_acc) if a >= 0.99), None)
-    return reached is not None and min(train_acc[reached:]) < 0.9
 
 
 def pilot(overrides: dict, seed: int) -> dict:

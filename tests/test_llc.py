@@ -61,3 +61,17 @@ def test_degenerate_model_ranks_below_regular_one_of_the_same_size() -> None:
     degenerate = estimate_llc(Factored(), x, y, gaussian_nll, SETTINGS, seed=1)
     assert sum(p.numel() for p in Factored().parameters()) == D
     assert degenerate.mean < 0.75 * regular.mean, (degenerate, regular)
+
+
+def test_family_default_settings_recover_d_over_2_at_the_family_training_size() -> None:
+    from innerlens.analysis.known_llc import gaussian_nll_regression
+    from innerlens.families.self_modeling import SelfModelingConfig
+
+    config = SelfModelingConfig()
+    settings = config.llc_settings  # exactly the settings every self-modeling run uses
+    assert settings.num_chains >= 4 and settings.num_draws >= 500
+    assert settings.num_burnin + settings.num_draws >= 3 * 2 / (settings.epsilon * settings.gamma)  # chains outlast the localisation time
+    model, x, y, loss, answer = gaussian_nll_regression(config.train_size)
+    estimate = estimate_llc(model, x, y, loss, settings, seed=0)
+    assert abs(estimate.mean - answer) <= 0.10 * answer, estimate.mean
+    assert len(estimate.loss_traces) == settings.num_chains and len(estimate.loss_traces[0]) == settings.num_draws

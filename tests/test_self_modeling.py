@@ -64,3 +64,46 @@ def test_splits_are_disjoint_examples() -> None:
     rows = {name: {tuple(r.tolist()) for r in x} for name, (x, _) in experiment.data.items()}
     assert not (rows["train"] & rows["val"]) and not (rows["train"] & rows["test"]) and not (rows["val"] & rows["test"])
     assert sum(len(r) for r in rows.values()) == 300
+
+
+def test_plain_forward_equals_the_hooked_forward_values_and_gradients() -> None:
+    config = SelfModelingConfig(variant="all_layers", **SMALL)
+    experiment = SelfModelingExperiment(config, torch.device("cpu"))
+    net, x = experiment.model, experiment.data["train"][0][:16]
+    assert net.plain
+    plain_logits, plain_pairs = net.forward_with_self_model(x)
+    hooked_logits, final, targets = net._hooked(x)
+    assert torch.allclose(plain_logits, hooked_logits, atol=1e-5)
+    for layer, (prediction, target) in plain_pairs.items():
+        assert torch.allclose(target, targets[layer], atol=1e-5)
+        assert torch.allclose(prediction, net.heads[str(layer)](final), atol=1e-5)
+    grads = []
+    for logits in (net.forward_with_self_model(x)[0], net._hooked(x)[0]):
+        net.zero_grad()
+        logits.logsumexp(-1).sum().backward()
+        grads.append(torch.cat([p.grad.flatten() for p in net.transformer.parameters() if p.grad is not None]))
+    assert torch.allclose(grads[0], grads[1], atol=1e-4)
+
+
+def test_digits_are_patch_tokens_read_at_the_last_position() -> None:
+    from innerlens.data.tasks import DIGITS_EXAMPLES, digit_patches
+
+    task = digit_patches(None, seed=0)
+    assert task.x.shape == (DIGITS_EXAMPLES, 17) and task.num_classes == 10 and task.vocab_size == 17
+    assert int(task.x[:, :-1].max()) < 16 and bool((task.x[:, -1] == 16).all())
+    assert sorted(task.y.unique().tolist()) == list(range(10))
+    assert len(digit_patches(100, seed=1).y) == 100
+
+
+def test_default_regime_generalizes_without_collapse_on_an_unpicked_seed() -> None:
+    """The comparison's regime (every p^2 pair, weight decay 0.01, its 50-epoch budget) on seed 7."""
+    from innerlens.analysis.transitions import collapsed
+
+    config = SelfModelingConfig(variant="baseline", seed=7)
+    experiment = SelfModelingExperiment(config, torch.device("cpu"))
+    train_acc, val_acc = [], []
+    for epoch in range(1, config.max_epochs + 1):
+        train_acc.append(experiment.train_epoch(epoch)["train/acc"])
+        val_acc.append(experiment.evaluate(epoch)["val/acc"])
+    assert max(val_acc) >= 0.95, val_acc
+    assert not collapsed(train_acc), train_acc

@@ -127,3 +127,10 @@ def detect_transitions(
         jump=jump(steps, np.asarray(heldout_acc)),
         change_points=change_points(steps, np.log(np.maximum(np.asarray(heldout_loss, float), 1e-12))),
     )
+
+
+def collapsed(train_acc: list[float], reached: float = 0.99, floor: float = 0.9) -> bool:
+    """True when training accuracy, once at ``reached``, later falls below ``floor`` (a loss spike
+    that undoes memorisation, as the old self-modeling regime did three times)."""
+    first = next((i for i, value in enumerate(train_acc) if value >= reached), None)
+    return first is not None and min(train_acc[first:]) < floor

@@ -72,7 +72,7 @@ class SelfModelingConfig(EpochConfig):
     llc_nbeta: Optional[float] = option(None, "Inverse temperature nβ (empty: n/log(n) for n training examples).", check=positive)
     llc_chains: int = option(DEFAULT_LLC.num_chains, "SGLD chains per LLC estimate.", check=positive)
     llc_draws: int = option(DEFAULT_LLC.num_draws, "SGLD draws per chain.", check=positive)
-    llc_burnin: int = option(DEFAULT_LLC.num_burnin, "SGLD steps discarded before the draws (>= the localisation time 2/(εγ)).", check=non_negative)
+    llc_burnin: int = option(DEFAULT_LLC.num_burnin, "SGLD steps discarded before the draws (with the draws, past the localisation time 2/(εγ)).", check=non_negative)
     llc_gamma_sensitivity: bool = option(False, "Also estimate the final LLC at γ/10 and 10γ (logged as llc/final_mean_gamma_<γ>).")
 
     def check(self) -> str | None:

@@ -1,0 +1,79 @@
+"""Paired statistics: scipy's numbers on a store seeded with known values, Holm by definition, and
+no statistic that selects on a test metric."""
+from __future__ import annotations
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+from mlflow.tracking import MlflowClient
+from scipy import stats
+
+from innerlens import tracking
+from innerlens.analysis.stats import holm, paired_statistics
+from innerlens.compare import summaries
+from innerlens.families.self_modeling_comparison import BASELINE, TAG_WEIGHT, run_summaries, study_statistics
+
+SEEDS = range(8)
+CELLS = {(BASELINE, 0.0): 0.0, ("middle_layer", 0.1): -0.3, ("last_layer", 0.1): 0.05}
+
+
+def _value(cell: tuple[str, float], seed: int, key: str) -> float:
+    noise = np.random.default_rng(hash((cell, seed, key)) % 2**32).normal(0, 0.2)
+    return {"llc/final_mean": 20.0, "weights/std_final": 0.1, "test/acc_at_best": 0.97}[key] + CELLS[cell] + noise + 0.01 * seed
+
+
+def test_study_statistics_equal_scipy_on_a_seeded_store(local_store: str) -> None:
+    client = MlflowClient()
+    experiment = mlflow.get_experiment_by_name("tests").experiment_id
+    parent = client.create_run(experiment).info.run_id
+    for seed in SEEDS:
+        for (variant, weight) in CELLS:
+            child = client.create_run(experiment, tags={"mlflow.parentRunId": parent, tracking.TAG_VARIANT: variant,
+                                                        tracking.TAG_SEED: str(seed), TAG_WEIGHT: f"{weight:g}"}).info.run_id
+            for key in ("llc/final_mean", "weights/std_final", "test/acc_at_best"):
+                client.log_metric(child, key, _value((variant, weight), seed, key), step=50)
+            client.set_terminated(child)
+    table = study_statistics(run_summaries(parent))
+    assert set(table["group"]) == {"middle_layer w=0.1", "last_layer w=0.1"}
+    for key in ("llc/final_mean", "weights/std_final", "test/acc_at_best"):
+        rows = table[table["key"] == key].set_index("group")
+        raw_p = {}
+        for group, cell in (("middle_layer w=0.1", ("middle_layer", 0.1)), ("last_layer w=0.1", ("last_layer", 0.1))):
+            values = np.array([_value(cell, s, key) for s in SEEDS])
+            reference = np.array([_value((BASELINE, 0.0), s, key) for s in SEEDS])
+            row = rows.loc[group]
+            assert row["n_pairs"] == len(SEEDS)
+            assert row["mean_difference"] == pytest.approx((values - reference).mean())
+            assert row["wilcoxon_p"] == pytest.approx(stats.wilcoxon(values, reference).pvalue)
+            assert row["paired_t_p"] == pytest.approx(stats.ttest_rel(values, reference).pvalue)
+            assert row["ci_low"] < row["mean_difference"] < row["ci_high"]
+            raw_p[group] = row["paired_t_p"]
+        low, high = sorted(raw_p, key=raw_p.get)
+        assert rows.loc[low, "paired_t_p_holm"] == pytest.approx(min(1.0, 2 * raw_p[low]))
+        assert rows.loc[high, "paired_t_p_holm"] == pytest.approx(min(1.0, max(2 * raw_p[low], raw_p[high])))
+    assert table.loc[(table["key"] == "llc/final_mean") & (table["group"] == "middle_layer w=0.1"), "wilcoxon_p"].item() < 0.05
+
+
+def test_holm_by_definition() -> None:
+    adjusted = holm(np.array([0.01, 0.04, 0.03, np.nan]))
+    assert adjusted[:3] == pytest.approx([0.03, 0.06, 0.06])
+    assert np.isnan(adjusted[3])
+
+
+def test_pairs_missing_a_partner_are_left_out() -> None:
+    table = pd.DataFrame([{"seed": s, "group": g, "key": "x", "value": v}
+                          for s, g, v in [(0, "a", 1.0), (0, "b", 2.0), (1, "a", 1.5), (1, "b", 2.1), (2, "b", 9.0)]])
+    row = paired_statistics(table, "a").iloc[0]
+    assert row["n_pairs"] == 2 and row["mean_difference"] == pytest.approx(0.8)
+
+
+def test_no_best_value_is_taken_of_a_test_metric_and_complexity_is_lower_is_better() -> None:
+    history = pd.DataFrame({
+        "run_id": "r", "step": [1, 2, 3] * 4,
+        "key": ["test/acc"] * 3 + ["val/acc"] * 3 + ["weights/std"] * 3 + ["llc/mean"] * 3,
+        "value": [0.5, 0.9, 0.7, 0.5, 0.9, 0.7, 0.08, 0.05, 0.06, 30.0, 20.0, 25.0],
+    })
+    best = summaries(history).set_index("key")["best"]
+    assert np.isnan(best["test/acc"])
+    assert best["val/acc"] == 0.9 and best["weights/std"] == 0.05 and best["llc/mean"] == 20.0
