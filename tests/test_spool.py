@@ -46,5 +46,28 @@ def test_sync_leaves_a_live_runs_spool_alone(tmp_path: Path) -> None:
     live.append({"op": "batch", "index": 0})
     assert live.claim()  # the run holds it
     assert not Spool(live.directory).claim()
-    assert sync(tmp_path / "spool") == [("run1", 0, 1, True)]
+    assert sync(tmp_path / "spool") == [("run1", 0, 1, True, "")]
     assert [s.meta["run_id"] for s in spools_under(tmp_path / "spool")] == ["run1"]
+
+
+def test_a_torn_last_line_is_moved_aside_and_the_next_append_parses(tmp_path: Path) -> None:
+    spool = _spool(tmp_path)
+    spool.append({"op": "batch", "index": 0})
+    with open(spool.directory / "journal.jsonl", "a") as journal:
+        journal.write('{"op": "batch", "ind')  # a kill in the middle of a write
+    reopened = Spool(spool.directory)
+    assert len(reopened) == 1
+    reopened.append({"op": "batch", "index": 1})
+    assert [entry["index"] for entry, _ in Spool(spool.directory).pending()] == [0, 1]
+    assert "ind" in (spool.directory / "journal.torn").read_text()
+
+
+def test_sync_reports_a_corrupt_spool_in_one_line_and_delivers_the_others(tmp_path: Path) -> None:
+    bad = _spool(tmp_path)
+    bad.append({"op": "batch", "index": 0})
+    with open(bad.directory / "journal.jsonl", "a") as journal:
+        journal.write("not json at all\n")  # a complete line that does not parse
+    results = sync(tmp_path / "spool")
+    assert len(results) == 1
+    run_id, sent, waiting, alive, problem = results[0]
+    assert run_id == "run1" and not alive and problem.startswith("JSONDecodeError")

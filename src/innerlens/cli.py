@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 import click
+from click.core import ParameterSource
 
 from innerlens.config import Config, ConfigError, FieldSpec
 
@@ -173,6 +174,13 @@ def _option(spec: FieldSpec) -> click.Option:
 def make_command(entry: EntryPoint) -> click.Command:
     def callback(**values: Any) -> None:
         config = entry.config.from_strings(values)
+        if getattr(config, "resume", None):
+            from innerlens.tracking import configure_tracking, load_config
+
+            configure_tracking()
+            context = click.get_current_context()
+            given = {name for name in values if context.get_parameter_source(name) == ParameterSource.COMMANDLINE}
+            config = config.resumed_from(load_config(config.resume, config.family_name), given)
         run_id = entry.runner(config)
         from innerlens.tracking import ui_hint
 
@@ -226,12 +234,14 @@ def sync_command(spool_dir: Path | None) -> None:
     results = sync(spool_dir)
     if not results:
         click.echo(f"nothing to sync in {spool_dir or spool_root()}")
-    for run_id, sent, waiting, alive in results:
-        if alive:
+    for run_id, sent, waiting, alive, problem in results:
+        if problem:
+            click.echo(f"run {run_id}: cannot deliver its spool: {problem}")
+        elif alive:
             click.echo(f"run {run_id}: still running, it delivers its own {waiting} spooled calls; skipped")
         else:
             click.echo(f"run {run_id}: delivered {sent} calls" + (f", {waiting} still waiting (server unreachable)" if waiting else ""))
-    if any(waiting and not alive for _, _, waiting, alive in results):
+    if any((waiting and not alive) or problem for _, _, waiting, alive, problem in results):
         sys.exit(1)
 
 

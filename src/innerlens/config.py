@@ -21,6 +21,9 @@ from typing import Any, Callable, ClassVar, Iterator, Optional
 RUN_CONTROL_FIELDS = ("resume",)
 
 
+# Fields a resumed run may change: how long and where it trains, not what it computes.
+RESUMABLE_FIELDS = ("resume", "max_epochs", "max_steps", "device", "checkpoint_interval")
+
 # How an unset optional value is written on the command line and in params ("" works too).
 NONE_SPELLINGS = ("", "none")
 
@@ -217,6 +220,21 @@ class Config:
 
     def replace(self, **changes: Any) -> "Config":
         return dataclasses.replace(self, **changes)
+
+    def resumed_from(self, stored: dict[str, Any], given: set[str]) -> "Config":
+        """This config with the stored run's values, apart from :data:`RESUMABLE_FIELDS`.
+
+        ``given`` names the options the user typed; one that contradicts the stored run (the seed
+        picks the split, so a new seed would train on former test examples) is refused in one line.
+        """
+        specs = {spec.name: spec for spec in self.specs()}
+        adopted = {name: specs[name].parse(value) for name, value in stored.items()
+                   if name in specs and name not in RESUMABLE_FIELDS}
+        differing = sorted(name for name, value in adopted.items() if name in given and getattr(self, name) != value)
+        if differing:
+            flags = ", ".join(f"{specs[n].cli_flag} (run has {specs[n].render(adopted[n])})" for n in differing)
+            raise ConfigError(f"--resume {self.resume}: a resumed run keeps its configuration; these options differ: {flags}")
+        return self.replace(**adopted)
 
 
 _URL_PASSWORD = re.compile(r"(\b[a-z][a-z0-9+.-]*://[^:/@\s\"]+:)[^@\s\"]+@", re.IGNORECASE)

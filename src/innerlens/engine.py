@@ -166,8 +166,12 @@ def fit(
     callbacks = [*callbacks, *_observers.get()]
     state = state or EngineState(steps_per_round=steps_per_round)
     assert state.steps_per_round == steps_per_round, "a resumed fit keeps its evaluation interval"
+    if state.stop_reason == "max_epochs" and max_epochs > state.epoch:
+        state.stop_reason = ""  # resumed with a larger budget: train on
+    # A fit restored from its final checkpoint has nothing left to train: straight to on_fit_end.
+    rounds = range(state.epoch + 1, max_epochs + 1) if not state.stop_reason else range(0)
     bar = tqdm(
-        range(state.epoch + 1, max_epochs + 1),
+        rounds,
         initial=state.epoch,
         total=max_epochs,
         desc="epochs" if steps_per_round == 1 else f"rounds of {steps_per_round} steps",

@@ -26,6 +26,7 @@ class Spool:
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
+        self._repair()
         self._appended = sum(1 for _ in self._lines())
         self._delivered = int((directory / DELIVERED).read_text()) if (directory / DELIVERED).exists() else 0
         self._lock: int | None = None
@@ -65,11 +66,30 @@ class Spool:
             kept.parent.mkdir(parents=True)
             shutil.move(str(file), kept)
             entry = {**entry, "file": str(kept.relative_to(self.directory))}
-        with open(self.directory / JOURNAL, "a") as journal:
-            journal.write(json.dumps(entry) + "\n")
-            journal.flush()
-            os.fsync(journal.fileno())
+        # One write per entry: a kill can tear at most this line, which the next open cuts away.
+        descriptor = os.open(self.directory / JOURNAL, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            os.write(descriptor, (json.dumps(entry) + "\n").encode())
+            os.fsync(descriptor)
+        finally:
+            os.close(descriptor)
         self._appended += 1
+
+    def _repair(self) -> None:
+        """Move a torn last line (a write cut short by a kill) aside to ``journal.torn``, so the next
+        append starts on a line of its own and the journal parses."""
+        path = self.directory / JOURNAL
+        if not path.exists():
+            return
+        data = path.read_bytes()
+        end = data.rfind(b"\n") + 1
+        if end == len(data):
+            return
+        with open(self.directory / "journal.torn", "ab") as torn:
+            torn.write(data[end:] + b"\n")
+        with open(path, "r+b") as journal:
+            journal.truncate(end)
+            os.fsync(journal.fileno())
 
     def pending(self) -> Iterator[tuple[Entry, Path | None]]:
         """Undelivered entries in order, each with the path of its file (if any)."""

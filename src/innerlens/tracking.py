@@ -67,6 +67,8 @@ def configure_tracking() -> str:
     Returns the tracking URI in use. With the embedded store, the experiment's artifacts are
     pinned under ``mlruns/artifacts`` so they do not depend on the working directory.
     """
+    # Small artifacts (config.json, history) are read often; a bar per read would break one-line errors.
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     uri = os.environ.get("MLFLOW_TRACKING_URI")
     if not uri:
         uri, _ = embedded_store()
@@ -134,6 +136,17 @@ def check_run_exists(run_id: str, family: str) -> None:
     run_family = run.data.tags.get(TAG_FAMILY)
     if run_family is not None and run_family != family:
         raise ConfigError(f"--resume: run {run_id} is a {run_family!r} run, not {family!r}")
+
+
+def check_no_spool(run_id: str) -> None:
+    """A run must not resume while calls it spooled are undelivered: ``sync`` would later replay
+    them over what the resumed run logs (duplicate points, a stale ``last.pt``)."""
+    directory = spool_root() / run_id
+    if directory.exists() and (directory / "journal.jsonl").exists():
+        waiting = len(Spool(directory))
+        if waiting:
+            raise ConfigError(f"--resume {run_id}: {waiting} tracking calls of this run wait in {directory}; "
+                              "run `innerlens sync` first, then resume")
 
 
 def has_checkpoint(run_id: str, name: str = "last") -> bool:
@@ -325,7 +338,13 @@ class RunTracker:
         self._write_and_upload("history.parquet", lambda path: history.to_parquet(path, index=False))
 
     def save_checkpoint(self, name: str, payload: dict[str, Any]) -> None:
-        """Serialise and upload ``checkpoints/<name>.pt`` in the background; pass a :func:`snapshot`."""
+        """Serialise and upload ``checkpoints/<name>.pt`` in the background; pass a :func:`snapshot`.
+
+        Buffered metrics are queued first: the single ordered worker then delivers every metric a
+        checkpoint covers before the checkpoint, so a kill in between cannot leave ``--resume``
+        a checkpoint ahead of the logged metrics (a permanent gap).
+        """
+        self._send_metrics()
         self._write_and_upload(f"checkpoints/{name}.pt", lambda path: torch.save(payload, path))
 
     def log_directory(self, source: str | Path, artifact_path: str) -> None:
@@ -369,24 +388,31 @@ class RunTracker:
             shutil.rmtree(self._staging, ignore_errors=True)
 
 
-def sync(root: Path | None = None) -> list[tuple[str, int, int, bool]]:
-    """Deliver every spooled run under ``root`` in order: (run id, delivered, still waiting, run still alive) per run."""
+def sync(root: Path | None = None) -> list[tuple[str, int, int, bool, str]]:
+    """Deliver every spooled run under ``root`` in order: (run id, delivered, still waiting, run still
+    alive, what is wrong with its spool or "") per run; one bad spool does not stop the others."""
     detect_outages_quickly()
     results = []
     for spool in spools_under(root or spool_root()):
-        meta = spool.meta
-        if not spool.claim():
-            results.append((meta["run_id"], 0, len(spool), True))
-            continue
-        client = MlflowClient(meta["tracking_uri"])
-        previous = mlflow.get_tracking_uri()
-        mlflow.set_tracking_uri(meta["tracking_uri"])  # mlflow-artifacts:/ URIs resolve against it
         try:
-            sent = deliver_spool(spool, client, get_artifact_repository(meta["artifact_uri"]), meta["run_id"])
-        finally:
-            mlflow.set_tracking_uri(previous)
-        results.append((meta["run_id"], sent or 0, len(spool), False))
+            results.append(_sync_one(spool))
+        except (ValueError, KeyError, OSError) as error:  # a corrupt journal line or a missing file
+            results.append((spool.directory.name, 0, len(spool), False, f"{type(error).__name__}: {_first_line(error)}"))
     return results
+
+
+def _sync_one(spool: Spool) -> tuple[str, int, int, bool, str]:
+    meta = spool.meta
+    if not spool.claim():
+        return meta["run_id"], 0, len(spool), True, ""
+    client = MlflowClient(meta["tracking_uri"])
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(meta["tracking_uri"])  # mlflow-artifacts:/ URIs resolve against it
+    try:
+        sent = deliver_spool(spool, client, get_artifact_repository(meta["artifact_uri"]), meta["run_id"])
+    finally:
+        mlflow.set_tracking_uri(previous)
+    return meta["run_id"], sent or 0, len(spool), False, ""
 
 
 def _first_line(error: BaseException) -> str:
@@ -553,6 +579,7 @@ def start_run(
     context = _run_context.get()
     if resume:
         check_run_exists(resume, config.family_name)
+        check_no_spool(resume)
         active = mlflow.start_run(run_id=resume)
     elif context is not None:
         active = mlflow.start_run(
@@ -582,17 +609,17 @@ def start_run(
         # Under `mlflow run` the launcher has logged the params it was given already; a resumed run its own.
         logged = client.get_run(run_id).data.params if outer_run or resume else {}
         params = {**config.to_params(), **(context.params if context else {})}
-        tracker.log_batch(
-            params={k: v for k, v in params.items() if k not in logged},
-            tags={
-                TAG_FAMILY: config.family_name,
-                TAG_VARIANT: variant,
-                TAG_SEED: str(getattr(config, "seed", "")),
-                TAG_GIT_COMMIT: git_commit(),
-                TAG_STEP_UNIT: step_unit,
-            },
-        )
-        tracker.log_text(config.to_json(), "config.json")
+        tags = {
+            TAG_FAMILY: config.family_name,
+            TAG_VARIANT: variant,
+            TAG_SEED: str(getattr(config, "seed", "")),
+            TAG_GIT_COMMIT: git_commit(),
+            TAG_STEP_UNIT: step_unit,
+        }
+        # A resumed run keeps its record: only what it was killed before logging is added.
+        tracker.log_batch(params={k: v for k, v in params.items() if k not in logged}, tags={} if resume else tags)
+        if not resume:
+            tracker.log_text(config.to_json(), "config.json")
         yield tracker
         status = RunStatus.to_string(RunStatus.FINISHED)
     except KeyboardInterrupt:
