@@ -16,7 +16,7 @@ install: $(BIN)/innerlens
 
 ## The main job: the self-modeling comparison into the embedded store under mlruns/.
 demo: install
-	$(BIN)/innerlens self-modeling-comparison --seeds 0 --max-epochs 200 --patience 50
+	$(BIN)/innerlens self-modeling-comparison --variants baseline,middle_layer --self-model-weights 0.01 --seeds 0,1,2,3,4 --no-gamma-sensitivity
 	@echo "see it with:  $(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlruns/mlflow.db"
 
 test: install

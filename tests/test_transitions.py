@@ -56,3 +56,11 @@ def test_first_crossing_and_flat_jump() -> None:
     assert first_step_at_or_above(STEPS, STEPS / STEPS.max(), 0.5) == pytest.approx(10_000, abs=100)
     assert math.isnan(first_step_at_or_above(STEPS, np.zeros(STEPS.size), 0.5))
     assert math.isnan(jump(STEPS, np.ones(STEPS.size)).start)
+
+
+def test_collapses_count_each_fall_after_memorisation_once() -> None:
+    from innerlens.analysis.transitions import collapses
+
+    assert collapses([0.1, 0.5, 0.995, 1.0, 1.0]) == 0
+    assert collapses([0.1, 0.995, 0.6, 0.5, 0.999, 0.7, 1.0]) == 2
+    assert collapses([0.1, 0.5, 0.3]) == 0  # never memorised: nothing to collapse from

@@ -129,8 +129,18 @@ def detect_transitions(
     )
 
 
+def collapses(train_acc: list[float], reached: float = 0.99, floor: float = 0.9) -> int:
+    """How many times training accuracy, having been at ``reached``, fell below ``floor`` (loss
+    spikes that undo memorisation, as the old self-modeling regime did three times)."""
+    count, memorised = 0, False
+    for value in train_acc:
+        if value >= reached:
+            memorised = True
+        elif memorised and value < floor:
+            count, memorised = count + 1, False
+    return count
+
+
 def collapsed(train_acc: list[float], reached: float = 0.99, floor: float = 0.9) -> bool:
-    """True when training accuracy, once at ``reached``, later falls below ``floor`` (a loss spike
-    that undoes memorisation, as the old self-modeling regime did three times)."""
-    first = next((i for i, value in enumerate(train_acc) if value >= reached), None)
-    return first is not None and min(train_acc[first:]) < floor
+    """True when training accuracy, once at ``reached``, later falls below ``floor``."""
+    return collapses(train_acc, reached, floor) > 0

@@ -57,9 +57,16 @@ class LocalExecutor:
         bar = tqdm(total=len(tasks), desc="runs", disable=not self.progress)
         results: dict[int, TaskResult] = {}
         if self.workers == 0:
-            for index, (label, argument) in enumerate(tasks):
-                results[index] = _settle(label, lambda: function(argument))
-                bar.update()
+            import torch
+
+            before = torch.get_num_threads()
+            _set_threads(self.threads)  # the same arithmetic as a worker's, so results match bit for bit
+            try:
+                for index, (label, argument) in enumerate(tasks):
+                    results[index] = _settle(label, lambda: function(argument))
+                    bar.update()
+            finally:
+                torch.set_num_threads(before)
             bar.close()
             return [results[i] for i in range(len(tasks))]
         context = multiprocessing.get_context("spawn")  # no forked torch or MLflow state

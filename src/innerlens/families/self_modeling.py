@@ -18,6 +18,7 @@ from matplotlib.figure import Figure
 
 from innerlens import tracking
 from innerlens.analysis.llc import LLCEstimate, LLCSettings, estimate_llc
+from innerlens.analysis.transitions import collapses
 from innerlens.analysis.weights import weight_std
 from innerlens.callbacks import BestWeights, history_frame, metrics_at, tracked_fit
 from innerlens.config import EpochConfig, non_negative, option, positive
@@ -73,6 +74,7 @@ class SelfModelingConfig(EpochConfig):
     llc_chains: int = option(DEFAULT_LLC.num_chains, "SGLD chains per LLC estimate.", check=positive)
     llc_draws: int = option(DEFAULT_LLC.num_draws, "SGLD draws per chain.", check=positive)
     llc_burnin: int = option(DEFAULT_LLC.num_burnin, "SGLD steps discarded before the draws (with the draws, past the localisation time 2/(εγ)).", check=non_negative)
+    measure_llc: bool = option(True, "Estimate the LLC at the end of training and at the best checkpoint (weight std is always measured).")
     llc_gamma_sensitivity: bool = option(False, "Also estimate the final LLC at γ/10 and 10γ (logged as llc/final_mean_gamma_<γ>).")
 
     def check(self) -> str | None:
@@ -310,6 +312,8 @@ class SelfModelingExperiment:
         gammas = [settings.gamma]
         if which == "final" and self.config.llc_gamma_sensitivity:
             gammas += [settings.gamma / 10, settings.gamma * 10]
+        if not self.config.measure_llc:
+            gammas = []
         metrics = {f"weights/std_{which}": weight_std(self.model.transformer)["all"]}
         traces = []
         for gamma in gammas:
@@ -321,6 +325,19 @@ class SelfModelingExperiment:
                        for chain, trace in enumerate(estimate.loss_traces) for draw, loss in enumerate(trace)]
         self.model.load_state_dict(current)
         return metrics, pd.DataFrame(traces)
+
+
+def dynamics_summary(history: list[dict[str, float]], max_epochs: int, threshold: float = 0.95) -> dict[str, float]:
+    """When validation accuracy first reached ``threshold`` (``max_epochs + 1``: censored, it never
+    did within the budget) and how many times training collapsed after memorising."""
+    val_acc = [entry["val/acc"] for entry in history]
+    reached = next((int(entry["step"]) for entry in history if entry["val/acc"] >= threshold), None)
+    return {
+        "val/epoch_to_acc_0.95": float(reached if reached is not None else max_epochs + 1),
+        "val/censored": float(reached is None),
+        "train/collapses": float(collapses([entry["train/acc"] for entry in history])),
+        "val/acc_final": val_acc[-1],
+    }
 
 
 SINGLE_RUN_GROUP = "variant"
@@ -363,14 +380,17 @@ def run(config: SelfModelingConfig, *, nested: bool = False, progress: bool = Tr
         )
         at_best = metrics_at(state, state.best_step)
         summary = {"test/acc_at_best": at_best["test/acc"], "test/loss_at_best": at_best["test/loss"],
-                   "val/acc_at_best": at_best["val/acc"], "train/acc_final": state.history[-1]["train/acc"]}
+                   "val/acc_at_best": at_best["val/acc"], "train/acc_final": state.history[-1]["train/acc"],
+                   **dynamics_summary(state.history, config.max_epochs)}
         best_weights = best.state or tracking.load_checkpoint(tracker.run_id, "best")["model"]
         final, final_traces = experiment.measure("final", snapshot(experiment.model.state_dict()))
         at_best_weights, best_traces = experiment.measure("best", best_weights)
         tracker.log_metrics(state.step, {**summary, **final, **at_best_weights})
         traces = pd.concat([final_traces, best_traces], ignore_index=True)
-        tracker.log_text(traces.to_csv(index=False), "tables/llc_traces.csv")
-        history = history_frame(state.history).assign(run_id=tracker.run_id, variant=config.variant)
-        for name, figure in {**figures(history), "llc_traces": llc_traces(traces)}.items():
+        drawn = figures(history_frame(state.history).assign(run_id=tracker.run_id, variant=config.variant))
+        if not traces.empty:
+            tracker.log_text(traces.to_csv(index=False), "tables/llc_traces.csv")
+            drawn["llc_traces"] = llc_traces(traces)
+        for name, figure in drawn.items():
             tracker.log_figure(figure, name)
         return tracker.run_id

@@ -29,7 +29,10 @@ BASELINE = "baseline"
 TAG_WEIGHT = "innerlens.self_model_weight"
 # Pre-declared primary metrics (one number per run) and the direction a simpler network moves them.
 PRIMARY_METRICS = {"llc/final_mean": "lower", "weights/std_final": "lower", "test/acc_at_best": "higher"}
-SECONDARY_METRICS = {"llc/best_mean": "lower", "weights/std_best": "lower", "val/acc_at_best": "higher"}
+SECONDARY_METRICS = {"llc/best_mean": "lower", "weights/std_best": "lower", "val/acc_at_best": "higher",
+                     # The grokking regime's questions: a run that never reaches 0.95 counts as max_epochs + 1
+                     # (censored at the top, which the rank-based Wilcoxon test treats conservatively).
+                     "val/epoch_to_acc_0.95": "lower", "train/collapses": "lower"}
 
 
 @dataclass(frozen=True)

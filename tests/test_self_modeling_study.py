@@ -1,0 +1,36 @@
+"""The self-modeling study: parallel workers give the sequential results, every cell is paired with
+the baseline on its seed, and the dynamics summary handles runs that never generalise."""
+from __future__ import annotations
+
+import mlflow
+import pytest
+
+from innerlens.families.self_modeling import dynamics_summary
+from innerlens.families.self_modeling_comparison import SelfModelingComparisonConfig, compare, run_summaries
+
+TINY = dict(p=23, samples=400, n_layers=3, d_model=32, n_heads=4, d_mlp=64, batch_size=64, max_epochs=2,
+            llc_chains=2, llc_draws=5, llc_burnin=2, checkpoint_interval=0.0, device="cpu")
+
+
+def test_parallel_workers_equal_sequential_runs_and_cells_pair_with_the_baseline(local_store: str) -> None:
+    summaries = {}
+    for workers in (0, 2):
+        config = SelfModelingComparisonConfig(variants=("baseline", "middle_layer"), seeds=(0, 1),
+                                              self_model_weights=(0.1, 1.0), workers=workers, **TINY)
+        parent = compare(config, progress=False)
+        table = run_summaries(parent)
+        summaries[workers] = table.set_index(["group", "seed", "key"])["value"].sort_index()
+        statistics = mlflow.artifacts.load_text(f"{mlflow.get_run(parent).info.artifact_uri}/tables/paired_statistics.csv")
+        assert "middle_layer w=0.1" in statistics and "middle_layer w=1" in statistics
+    sequential, parallel = summaries[0], summaries[2]
+    assert sorted(set(sequential.index.get_level_values("group"))) == ["baseline", "middle_layer w=0.1", "middle_layer w=1"]
+    assert list(sequential.index) == list(parallel.index)  # same runs, same metrics
+    assert parallel.to_numpy() == pytest.approx(sequential.to_numpy(), rel=1e-4, abs=1e-5)
+
+
+def test_runs_that_never_reach_the_threshold_are_censored_not_dropped() -> None:
+    history = [{"step": float(e), "val/acc": 0.5, "train/acc": 1.0} for e in range(1, 6)]
+    summary = dynamics_summary(history, max_epochs=5)
+    assert summary["val/epoch_to_acc_0.95"] == 6 and summary["val/censored"] == 1.0
+    history[2]["val/acc"] = 0.96
+    assert dynamics_summary(history, max_epochs=5)["val/epoch_to_acc_0.95"] == 3
