@@ -1,25 +1,30 @@
 """The self-modeling replication study, with its tables copied to bench/results/.
 
-Run (the README's numbers):
-  python bench/self_modeling_study.py --variants baseline,middle_layer --self-model-weights 0.01,0.1,1 --seeds 0,1,2,3,4,5,6,7,8,9
-Any ``innerlens self-modeling-comparison`` option is accepted. The runs go to the tracking
-store in use (``MLFLOW_TRACKING_URI``, else the embedded one); the paired statistics, per-run
-summaries and γ table are written to ``bench/results/self_modeling_study_*.csv`` with the
-command in ``bench/results/self_modeling_study_command.txt``.
+Train (any ``innerlens self-modeling-comparison`` option is accepted):
+  python bench/self_modeling_study.py --results-prefix NAME --variants baseline,middle_layer --seeds 0,1,2,3,4 ...
+Combine the nested runs of several finished comparisons (for example seeds 0-4 and 5-9 run as two
+studies) into one paired analysis, without training:
+  python bench/self_modeling_study.py --results-prefix NAME --combine PARENT_ID,PARENT_ID
+The runs go to the tracking store in use (``MLFLOW_TRACKING_URI``, else the embedded one). Written:
+``bench/results/NAME_{paired_statistics,run_summaries,gamma_sensitivity}.csv`` and
+``NAME_command.txt`` (the command, the parent run, the wall time and the verdict table).
 """
 from __future__ import annotations
 
+import argparse
 import shlex
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import pandas as pd
+
 RESULTS = Path(__file__).parent / "results"
 
 
-def main() -> None:
-    command = [str(Path(sys.executable).parent / "innerlens"), "self-modeling-comparison", *sys.argv[1:]]
+def train(prefix: str, options: list[str]) -> None:
+    command = [str(Path(sys.executable).parent / "innerlens"), "self-modeling-comparison", *options]
     start = time.perf_counter()
     output = subprocess.run(command, check=True, capture_output=True, text=True)
     minutes = (time.perf_counter() - start) / 60
@@ -31,11 +36,38 @@ def main() -> None:
     tracking.configure_tracking()
     client = MlflowClient()
     for name in ("paired_statistics", "run_summaries", "gamma_sensitivity"):
-        path = client.download_artifacts(parent, f"tables/{name}.csv")
-        (RESULTS / f"self_modeling_study_{name}.csv").write_text(Path(path).read_text())
-    (RESULTS / "self_modeling_study_command.txt").write_text(
-        f"{shlex.join(['innerlens', *command[1:]])}\n# parent run {parent}; {minutes:.1f} min wall on this machine\n\n{output.stdout}")
+        (RESULTS / f"{prefix}_{name}.csv").write_text(Path(client.download_artifacts(parent, f"tables/{name}.csv")).read_text())
+    shown = shlex.join(["python", "bench/self_modeling_study.py", "--results-prefix", prefix, *options])
+    (RESULTS / f"{prefix}_command.txt").write_text(f"{shown}\n# parent run {parent}; {minutes:.1f} min wall on this machine\n\n{output.stdout}")
     print(output.stdout)
+
+
+def combine(prefix: str, parents: list[str]) -> None:
+    from innerlens import tracking
+    from innerlens.families.self_modeling_comparison import run_summaries, study_statistics, verdict_table
+
+    tracking.configure_tracking()
+    summaries = pd.concat([run_summaries(parent) for parent in parents], ignore_index=True)
+    duplicated = summaries.duplicated(["group", "seed", "key"])
+    assert not duplicated.any(), "a (cell, seed) appears in two of the combined studies"
+    statistics = study_statistics(summaries)
+    statistics.to_csv(RESULTS / f"{prefix}_paired_statistics.csv", index=False)
+    summaries.to_csv(RESULTS / f"{prefix}_run_summaries.csv", index=False)
+    table = verdict_table(statistics)
+    shown = shlex.join(["python", "bench/self_modeling_study.py", "--results-prefix", prefix, "--combine", ",".join(parents)])
+    (RESULTS / f"{prefix}_command.txt").write_text(f"{shown}\n\n{table}\n")
+    print(table)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--results-prefix", default="self_modeling_study")
+    parser.add_argument("--combine", help="comma-separated parent run ids of finished comparisons")
+    known, options = parser.parse_known_args()
+    if known.combine:
+        combine(known.results_prefix, known.combine.split(","))
+    else:
+        train(known.results_prefix, options)
 
 
 if __name__ == "__main__":
