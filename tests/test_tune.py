@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -228,3 +229,34 @@ def test_tune_through_mlflow_run(mlflow_server: str, tmp_path: Path) -> None:
     assert client.get_run(best_run).data.params["trial_number"] == str(int(parent.data.metrics["best/trial"]))
     name, version = parent.data.tags["innerlens.registered_version"].split("/")
     assert client.get_model_version(name, version).run_id == best_run
+
+
+def test_a_study_whose_trials_always_fail_stops() -> None:
+    import optuna
+
+    from innerlens.tune import FailureLimit, remembering_errors
+
+    def broken(trial: optuna.Trial) -> float:
+        trial.suggest_float("x", 0, 1)
+        raise RuntimeError("diverged\nsecond line")
+
+    study = optuna.create_study()
+    limit = FailureLimit(consecutive=3, total=2 * 100)
+    study.optimize(remembering_errors(broken), n_trials=100, callbacks=[limit], catch=(Exception,))
+    assert len(study.trials) == 3 and limit.tripped
+    assert limit.last_error == "RuntimeError: diverged"
+
+
+def test_a_configuration_error_in_a_trial_ends_the_study_in_one_line(local_store: str, tmp_path: Path) -> None:
+    import mlflow
+
+    space = tmp_path / "space.yaml"
+    space.write_text("n_heads: {type: categorical, choices: [3, 5]}\n")  # never divides d_model 32
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    done = subprocess.run([str(Path(sys.executable).parent / "innerlens"), "tune", "--family", "self_modeling", "--n-trials", "3",
+                           "--space", str(space), "--storage", storage, "--fixed", "d_model=32 max_epochs=1 p=23 samples=300"],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip().count("\n") == 0 and "must divide" in done.stderr
+    runs = mlflow.search_runs(experiment_names=["tests"], filter_string="tags.`innerlens.family` = 'tune'")
+    assert list(runs["status"]) == ["FAILED"]

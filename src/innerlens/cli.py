@@ -14,7 +14,7 @@ from typing import Any, Callable
 import click
 from click.core import ParameterSource
 
-from innerlens.config import Config, ConfigError, FieldSpec
+from innerlens.config import Config, ConfigError, FieldSpec, RunFailed
 
 
 @dataclass(frozen=True)
@@ -257,6 +257,9 @@ def main(argv: list[str] | None = None) -> None:
     except ConfigError as error:
         click.echo(f"innerlens: error: {error}", err=True)
         sys.exit(2)
+    except RunFailed as error:
+        click.echo(f"innerlens: failed: {error}", err=True)
+        sys.exit(1)
     except click.UsageError as error:
         click.echo(f"innerlens: error: {' '.join(error.format_message().split())}", err=True)
         sys.exit(2)

@@ -32,6 +32,10 @@ class ConfigError(ValueError):
     """A user-facing, one-line configuration error (raised before anything is logged)."""
 
 
+class RunFailed(RuntimeError):
+    """A run or study that failed for a reason worth one line to the user (exit code 1); its run is FAILED."""
+
+
 Check = Callable[[Any], Optional[str]]
 
 

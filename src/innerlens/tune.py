@@ -34,7 +34,7 @@ from optuna.study import MaxTrialsCallback
 from optuna.trial import TrialState
 
 from innerlens import tracking
-from innerlens.config import Config, ConfigError, non_negative, option, positive
+from innerlens.config import Config, ConfigError, RunFailed, non_negative, option, positive
 from innerlens.engine import EngineState, observing
 from innerlens.search_space import SearchSpec, space_from_yaml
 
@@ -44,6 +44,8 @@ SAMPLERS = ("tpe", "random", "cmaes")
 PRUNERS = ("median", "hyperband", "none")
 PARENT_ATTR = "mlflow_parent_run_id"
 RUN_ATTR = "mlflow_run_id"
+ERROR_ATTR = "error"
+CONFIG_ERROR_ATTR = "config_error"
 ENDED_STATES = (TrialState.COMPLETE, TrialState.PRUNED)
 
 
@@ -62,6 +64,7 @@ class TuneConfig(Config):
     fixed: str = option("", "Family options fixed for every trial, space-separated name=value, e.g. 'max_epochs=5 d_model=32'.")
     n_workers: int = option(1, "Local worker processes sharing the study.", check=positive)
     seed: int = option(0, "Sampler seed (each worker offsets it).")
+    max_consecutive_failures: int = option(5, "Stop the study after this many failed trials in a row (and after n_trials failures in all).", check=positive)
     max_retries: int = option(2, "Times a trial whose worker died is retried (RDB storages, by heartbeat).", check=non_negative)
     heartbeat_interval: int = option(10, "Seconds between trial heartbeats (RDB storages).", check=positive)
     register: bool = option(True, "Register the best trial's checkpoints in the Model Registry.")
@@ -224,6 +227,56 @@ def capped(objective: Callable[[optuna.Trial], float], n_trials: int) -> Callabl
     return guarded
 
 
+class StudyFailed(RunFailed):
+    """The study's trials keep failing: it stops, and its parent run ends FAILED."""
+
+
+class FailureLimit:
+    """Optuna callback: stop the study after ``consecutive`` failed trials in a row or ``total`` in all.
+
+    Without it, a study whose objective always fails never reaches ``n_trials`` finished trials
+    and runs for ever.
+    """
+
+    def __init__(self, consecutive: int, total: int) -> None:
+        self.consecutive, self.total = consecutive, total
+        self.in_a_row, self.failed, self.last_error = 0, 0, ""
+
+    def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        if trial.state != TrialState.FAIL or trial.user_attrs.get("surplus"):
+            self.in_a_row = 0
+            return
+        self.in_a_row += 1
+        self.failed += 1
+        self.last_error = trial.user_attrs.get(ERROR_ATTR, self.last_error)
+        if ERROR_ATTR in trial.user_attrs:  # one line per failed trial (Optuna's own report is a traceback)
+            print(f"innerlens: trial {trial.number} failed: {trial.user_attrs[ERROR_ATTR]}", file=sys.stderr)
+        if self.in_a_row >= self.consecutive or self.failed >= self.total:
+            study.stop()
+
+    @property
+    def tripped(self) -> bool:
+        return self.in_a_row >= self.consecutive or self.failed >= self.total
+
+
+def remembering_errors(objective: Callable[[optuna.Trial], float]) -> Callable[[optuna.Trial], float]:
+    """Record a failed trial's first error line; a configuration error stops the study at once
+    (every later trial would fail the same way) and reaches the user as one line."""
+
+    def recorded(trial: optuna.Trial) -> float:
+        try:
+            return objective(trial)
+        except ConfigError as error:
+            trial.set_user_attr(CONFIG_ERROR_ATTR, str(error))
+            trial.study.stop()
+            raise
+        except Exception as error:
+            trial.set_user_attr(ERROR_ATTR, f"{type(error).__name__}: {(str(error).splitlines() or [''])[0][:200]}")
+            raise
+
+    return recorded
+
+
 def optimize(config: TuneConfig, target: Tunable, study: optuna.Study, parent_run_id: str, seed: int) -> None:
     base = parse_fixed(config.fixed, target.config_class)
     space = space_from_yaml(config.space, target.config_class) if config.space else target.search.space
@@ -232,13 +285,19 @@ def optimize(config: TuneConfig, target: Tunable, study: optuna.Study, parent_ru
     done = len(study.get_trials(deepcopy=False, states=ENDED_STATES))
     if done >= config.n_trials:
         return
+    limit = FailureLimit(config.max_consecutive_failures, config.n_trials)
     study.optimize(
-        capped(objective, config.n_trials),
+        capped(remembering_errors(objective), config.n_trials),
         timeout=config.timeout,
-        callbacks=[MaxTrialsCallback(config.n_trials, states=ENDED_STATES + (TrialState.RUNNING,))],
+        callbacks=[MaxTrialsCallback(config.n_trials, states=ENDED_STATES + (TrialState.RUNNING,)), limit],
         catch=(Exception,),
         gc_after_trial=True,
     )
+    config_errors = [t.user_attrs[CONFIG_ERROR_ATTR] for t in study.get_trials(deepcopy=False) if CONFIG_ERROR_ATTR in t.user_attrs]
+    if config_errors:
+        raise ConfigError(f"a trial's configuration is invalid: {config_errors[-1]}")
+    if limit.tripped:
+        raise StudyFailed(f"study stopped after {limit.failed} failed trials ({limit.in_a_row} in a row); last error: {limit.last_error}")
 
 
 def _spawn_workers(config: TuneConfig, parent_run_id: str) -> None:
@@ -253,7 +312,7 @@ def _spawn_workers(config: TuneConfig, parent_run_id: str) -> None:
         processes.append(subprocess.Popen(command, env=env))
     failed = [p.args for p in processes if p.wait() != 0]
     if failed:
-        raise RuntimeError(f"{len(failed)} of {config.n_workers} tune workers exited with an error")
+        raise RunFailed(f"{len(failed)} of {config.n_workers} tune workers exited with an error (their own lines above say why)")
 
 
 def run(config: TuneConfig, *, nested: bool = False, progress: bool = True) -> str:
@@ -263,7 +322,7 @@ def run(config: TuneConfig, *, nested: bool = False, progress: bool = True) -> s
     target.config_class.from_strings(base)  # a bad fixed value fails here, before any run
     if config.space:
         space_from_yaml(config.space, target.config_class)
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # failed trials are reported in one line each by FailureLimit
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     tracking.configure_tracking()
     study = optuna.create_study(
