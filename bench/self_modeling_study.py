@@ -4,7 +4,7 @@ Train (any ``innerlens self-modeling-comparison`` option is accepted):
   python bench/self_modeling_study.py --results-prefix NAME --variants baseline,middle_layer --seeds 0,1,2,3,4 ...
 Combine the nested runs of several finished comparisons (for example seeds 0-4 and 5-9 run as two
 studies) into one paired analysis, without training:
-  python bench/self_modeling_study.py --results-prefix NAME --combine PARENT_ID,PARENT_ID
+  python bench/self_modeling_study.py --results-prefix NAME --combine PARENT_ID,PARENT_ID@TRACKING_URI
 The runs go to the tracking store in use (``MLFLOW_TRACKING_URI``, else the embedded one). Written:
 ``bench/results/NAME_{paired_statistics,run_summaries,gamma_sensitivity}.csv`` and
 ``NAME_command.txt`` (the command, the parent run, the wall time and the verdict table).
@@ -46,8 +46,17 @@ def combine(prefix: str, parents: list[str]) -> None:
     from innerlens import tracking
     from innerlens.families.self_modeling_comparison import run_summaries, study_statistics, verdict_table
 
+    import mlflow
+
     tracking.configure_tracking()
-    summaries = pd.concat([run_summaries(parent) for parent in parents], ignore_index=True)
+    frames = []
+    for item in parents:  # PARENT, or PARENT@TRACKING_URI for a study kept in another store
+        parent, _, uri = item.partition("@")
+        if uri:
+            mlflow.set_tracking_uri(uri)
+        frames.append(run_summaries(parent))
+        tracking.configure_tracking()
+    summaries = pd.concat(frames, ignore_index=True)
     duplicated = summaries.duplicated(["group", "seed", "key"])
     assert not duplicated.any(), "a (cell, seed) appears in two of the combined studies"
     statistics = study_statistics(summaries)
