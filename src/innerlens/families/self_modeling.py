@@ -385,7 +385,10 @@ def run(config: SelfModelingConfig, *, nested: bool = False, progress: bool = Tr
         best_weights = best.state or tracking.load_checkpoint(tracker.run_id, "best")["model"]
         final, final_traces = experiment.measure("final", snapshot(experiment.model.state_dict()))
         at_best_weights, best_traces = experiment.measure("best", best_weights)
-        tracker.log_metrics(state.step, {**summary, **final, **at_best_weights})
+        measured = {**summary, **final, **at_best_weights}
+        tracker.log_metrics(state.step, measured)
+        # history.parquet holds every logged metric (compare reads it first), the measurements included.
+        tracker.log_history(history_frame([*state.history, {"step": float(state.step), **measured}]))
         traces = pd.concat([final_traces, best_traces], ignore_index=True)
         drawn = figures(history_frame(state.history).assign(run_id=tracker.run_id, variant=config.variant))
         if not traces.empty:
