@@ -84,7 +84,7 @@ def test_comparison_nests_variants_and_draws_from_the_server(mlflow_server: str)
     ]
     assert all(c.info.status == "FINISHED" for c in children)
     figures = {a.path for a in client.list_artifacts(parent_id, "figures")}
-    assert len(figures) == 6
+    assert len(figures) == 7 and "figures/dose_response.png" in figures  # the six curve figures and the dose-response
     history = pd.read_parquet(client.download_artifacts(parent_id, "history.parquet"))
     means = history[history["key"] == "val/acc"].groupby(["variant", "step"])["value"].mean()
     direct = [
@@ -106,7 +106,7 @@ def test_skip_training_redraws_the_latest_comparison(mlflow_server: str) -> None
     run = client.get_run(redrawn)
     assert redrawn != trained and run.data.tags["innerlens.drawn_from"] == trained
     assert not client.search_runs([run.info.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{redrawn}'")
-    assert len(client.list_artifacts(redrawn, "figures")) == 6
+    assert len(client.list_artifacts(redrawn, "figures")) == 7
 
 
 def test_embedded_store_keeps_runs_and_artifacts_under_mlruns(tmp_path) -> None:

@@ -175,12 +175,11 @@ def make_command(entry: EntryPoint) -> click.Command:
     def callback(**values: Any) -> None:
         config = entry.config.from_strings(values)
         if getattr(config, "resume", None):
-            from innerlens.tracking import configure_tracking, load_config
+            from innerlens.tracking import resumable_config
 
-            configure_tracking()
             context = click.get_current_context()
             given = {name for name in values if context.get_parameter_source(name) == ParameterSource.COMMANDLINE}
-            config = config.resumed_from(load_config(config.resume, config.family_name), given)
+            config = config.resumed_from(resumable_config(config.resume, config.family_name), given)
         run_id = entry.runner(config)
         from innerlens.tracking import ui_hint
 

@@ -138,6 +138,19 @@ def check_run_exists(run_id: str, family: str) -> None:
         raise ConfigError(f"--resume: run {run_id} is a {run_family!r} run, not {family!r}")
 
 
+def resumable_config(run_id: str, family: str) -> dict[str, Any]:
+    """The stored ``config.json`` of the run ``--resume`` names, after the checks a resume needs
+    (a reachable store, a run of this family, no undelivered spool); empty if it was killed before logging one."""
+    configure_tracking()
+    check_tracking_store(MlflowClient())
+    check_run_exists(run_id, family)
+    check_no_spool(run_id)
+    try:
+        return load_config(run_id, family)
+    except (MlflowException, OSError):
+        return {}
+
+
 def check_no_spool(run_id: str) -> None:
     """A run must not resume while calls it spooled are undelivered: ``sync`` would later replay
     them over what the resumed run logs (duplicate points, a stale ``last.pt``)."""
