@@ -3,4 +3,5 @@ import sys
 
 from innerlens.cli import main
 
-main(["grokking", *sys.argv[1:]])
+if __name__ == "__main__":  # worker processes re-import this module: they must not re-run the command
+    main(["grokking", *sys.argv[1:]])
