@@ -5,6 +5,7 @@ import math
 
 import torch
 
+from innerlens.analysis.known_llc import LinearRegression as Linear
 from innerlens.analysis.llc import LLCSettings, estimate_llc
 
 D, N, NOISE = 10, 4000, 0.5
@@ -15,17 +16,6 @@ def _data() -> tuple[torch.Tensor, torch.Tensor]:
     x = torch.randn(N, D, generator=generator)
     y = NOISE * torch.randn(N, 1, generator=generator)  # true function: zero
     return x, y
-
-
-class Linear(torch.nn.Module):
-    """Regular: y = w·x, d parameters, λ = d/2."""
-
-    def __init__(self, w: torch.Tensor) -> None:
-        super().__init__()
-        self.w = torch.nn.Parameter(w.clone())
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return (x * self.w).sum(-1, keepdim=True)
 
 
 class Factored(torch.nn.Module):
