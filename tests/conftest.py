@@ -31,6 +31,7 @@ TINY = {
     "llc_every": "2",
     "llc_draws": "5",
     "llc_chains": "2",
+    "llc_burnin": "0",
     "lr": "0.003",
 }
 

@@ -62,6 +62,23 @@ BAD_INPUTS = [
     (["analyze", "0123456789abcdef"], "no run '0123456789abcdef'"),
     (["sync", "--spool-dir", "FILES/reference.txt"], "is a file"),
     (["self-modeling", "UNREACHABLE"], "is unreachable"),
+    (["compare", "UNREACHABLE"], "is unreachable"),
+    (["self-modeling", "--seed", "-1"], "--seed: a seed must be between 0 and 4294967295, got -1"),
+    (["self-modeling", "--seed", "5000000000"], "--seed: a seed must be between 0 and 4294967295"),
+    (["self-modeling-comparison", "--seeds", "0,-2"], "--seeds: a seed must be between"),
+    (["tune", "--seed", "-4"], "--seed: a seed must be between"),
+    (["self-modeling", "--lr", "inf"], "--lr: expected a finite number, got inf"),
+    (["self-modeling", "--weight-decay", "inf"], "--weight-decay: expected a finite number"),
+    (["grokking", "--checkpoint-interval", "inf"], "--checkpoint-interval: expected a finite number"),
+    (["self-modeling", "--lr", "nan"], "--lr: expected a finite number"),
+    (["introspection", "--texts", "FILES/latin1.txt"], "not UTF-8 text (byte 0xe9 at offset 3)"),
+    (["generator", "--corpus", "FILES/latin1.txt"], "not UTF-8"),
+    (["selector", "--examples", "FILES/latin1.txt"], "not UTF-8"),
+    (["tune", "--space", "FILES/latin1.yaml"], "not UTF-8"),
+    (["selector", "--data", "FILES/empty.csv"], "empty; expected a CSV"),
+    (["selector", "--data", "FILES/binary.csv"], "not UTF-8"),
+    (["metalign", "--human-data", "FILES/empty.csv"], "empty; expected a CSV"),
+    (["metalign", "--backbone", "FILES/backbone.npz", "--reference", "FILES/latin1.txt"], "not UTF-8"),
 ]
 
 
@@ -74,6 +91,10 @@ def files(tmp_path: Path) -> Path:
     (tmp_path / "ragged.txt").write_text("1 2\n3\n4 5\n")
     np.savez(tmp_path / "backbone.npz", features=np.ones((3, 4)))
     (tmp_path / "no_label.csv").write_text("text\nhello\n")
+    (tmp_path / "latin1.txt").write_bytes("café au lait\nsecond line\n".encode("latin-1"))
+    (tmp_path / "latin1.yaml").write_bytes("lr: {type: float, low: 1.0e-4, high: 1.0e-2}  # café\n".encode("latin-1"))
+    (tmp_path / "empty.csv").write_bytes(b"")
+    (tmp_path / "binary.csv").write_bytes(bytes(range(256)) * 4)
     return tmp_path
 
 

@@ -34,15 +34,16 @@ def _new_run(client: MlflowClient, known: set[str]) -> str | None:
     return next((r.info.run_id for r in runs if r.info.run_id not in known), None)
 
 
-def _kill_after(process: subprocess.Popen, client: MlflowClient, step: int, *, run_id: str | None = None, known: frozenset[str] = frozenset()) -> str:
-    """SIGKILL the process group once its run (``run_id``, else a run not in ``known``) has logged val/acc at ``step``."""
+def _kill_after(process: subprocess.Popen, client: MlflowClient, step: int, *, run_id: str | None = None,
+                known: frozenset[str] = frozenset(), sig: signal.Signals = signal.SIGKILL) -> str:
+    """Send ``sig`` to the process group once its run (``run_id``, else a run not in ``known``) has logged val/acc at ``step``."""
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
         assert process.poll() is None, f"the run ended before the kill at step {step} (see train.log)"
         run_id = run_id or _new_run(client, known)
         if run_id and max((m.step for m in client.get_metric_history(run_id, "val/acc")), default=0) >= step:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+            os.killpg(process.pid, sig)
+            process.wait(timeout=120)
             return run_id
         time.sleep(0.1)
     pytest.fail(f"the run never reached step {step}")
@@ -75,6 +76,26 @@ def test_sigkill_twice_then_resume_matches_an_uninterrupted_run(tmp_path: Path) 
     pd.testing.assert_frame_equal(*histories, atol=1e-6)
 
 
+def test_sigterm_marks_the_run_killed_and_resume_completes_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    process = _start(tmp_path)
+    run_id = _kill_after(process, client, 3, sig=signal.SIGTERM)
+    assert process.returncode == 143
+    assert "terminated" in (tmp_path / "train.log").read_text().strip().splitlines()[-1]
+    stopped = client.get_run(run_id)
+    assert stopped.info.status == "KILLED"  # flushed and ended, not left RUNNING
+    stopped_at = max(m.step for m in client.get_metric_history(run_id, "val/acc"))
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    tracking.configure_tracking()
+    assert tracking.load_checkpoint(run_id, "last")["epoch"] >= 1  # the last checkpoint survives
+    finish = _start(tmp_path, "--resume", run_id)
+    assert finish.wait(timeout=600) == 0, (tmp_path / "train.log").read_text()[-2000:]
+    assert client.get_run(run_id).info.status == "FINISHED"
+    for key in ("val/acc", "train/loss"):
+        steps = [m.step for m in client.get_metric_history(run_id, key)]
+        assert sorted(steps) == list(range(1, 41)), (key, stopped_at)  # every epoch exactly once
+
+
 def test_checkpoint_readers_never_see_a_partial_file(local_store: str) -> None:
     config = SelfModelingConfig.from_strings(TINY)
     with tracking.start_run(config, variant="atomic") as tracker:
@@ -101,3 +122,33 @@ def test_checkpoint_readers_never_see_a_partial_file(local_store: str) -> None:
         reader.join()
     assert not failures, failures[:3]
     assert len(reads) > writes and reads == sorted(reads)  # read many times, never an older file after a newer one
+
+
+def test_sigterm_to_a_study_stops_its_workers_and_marks_every_run_killed(tmp_path: Path) -> None:
+    """What `timeout` or a scheduler does: SIGTERM to the study's process only, never to its workers."""
+    env = clean_env(MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path / 'mlflow.db'}", MLFLOW_EXPERIMENT_NAME="crash")
+    args = ["self-modeling-comparison", "--variants", "baseline", "--seeds", "0,1", "--workers", "2",
+            *tiny_args(max_epochs="400", patience="0", llc_every="0", measure_llc="false")]
+    with open(tmp_path / "study.log", "a") as log:
+        study = subprocess.Popen(["innerlens", *args], env=env, cwd=tmp_path, start_new_session=True,
+                                 stdout=subprocess.DEVNULL, stderr=log)
+    client = MlflowClient(env["MLFLOW_TRACKING_URI"])
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        assert study.poll() is None, (tmp_path / "study.log").read_text()[-2000:]
+        experiment = client.get_experiment_by_name("crash")
+        runs = client.search_runs([experiment.experiment_id]) if experiment else []
+        children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+        if len(children) == 2 and all(client.get_metric_history(r.info.run_id, "val/acc") for r in children):
+            break
+        time.sleep(0.2)
+    else:
+        pytest.fail("the study's runs never started training")
+    os.kill(study.pid, signal.SIGTERM)
+    assert study.wait(timeout=120) == 143
+    runs = client.search_runs([client.get_experiment_by_name("crash").experiment_id])
+    assert len(runs) == 3 and {r.info.status for r in runs} == {"KILLED"}
+    with pytest.raises(ProcessLookupError):  # no worker outlived the study
+        for _ in range(50):
+            os.killpg(study.pid, 0)
+            time.sleep(0.1)

@@ -47,10 +47,17 @@ def test_self_modeling_run_is_fully_tracked(mlflow_server: str, monkeypatch: pyt
     assert run.data.tags["innerlens.seed"] == "0"
     assert len(run.data.tags["innerlens.git_commit"]) in (7, 40) or run.data.tags["innerlens.git_commit"] == "unknown"
 
-    epoch_keys = [k for k in run.data.metrics if k.startswith(EPOCH_METRIC_PREFIXES)]
-    assert {f"selfmodel/layer_{layer}/loss" for layer in range(3)} <= set(epoch_keys)
+    # Per-epoch metrics have one value per epoch; the end-of-run measurements (at the final
+    # weights and at the best checkpoint) have exactly one, at the last epoch.
+    tracked = [k for k in run.data.metrics if k.startswith(EPOCH_METRIC_PREFIXES)]
+    steps = {key: [m.step for m in client.get_metric_history(run_id, key)] for key in tracked}
+    epoch_keys = [key for key, seen in steps.items() if len(seen) > 1]
+    summary_keys = {key for key, seen in steps.items() if len(seen) == 1}
+    assert {f"selfmodel/layer_{layer}/loss" for layer in range(3)} | {"val/acc", "test/acc"} <= set(epoch_keys)
+    assert {"test/acc_at_best", "weights/std_final", "weights/std_best", "val/epoch_to_acc_0.95"} <= summary_keys
     for key in epoch_keys:
-        assert [m.step for m in client.get_metric_history(run_id, key)] == [1, 2, 3, 4], key
+        assert steps[key] == [1, 2, 3, 4], key
+    assert all(steps[key] == [4] for key in summary_keys), {key: steps[key] for key in summary_keys}
     assert [m.step for m in client.get_metric_history(run_id, "llc/mean")] == [2, 4]
 
     artifacts = {a.path for a in client.list_artifacts(run_id)} | {

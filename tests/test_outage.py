@@ -1,6 +1,7 @@
 """A tracking server that goes away mid-run loses nothing: calls are spooled and delivered in order."""
 from __future__ import annotations
 
+import os
 import subprocess
 import time
 from pathlib import Path
@@ -117,3 +118,25 @@ def test_spool_outlives_the_run_and_innerlens_sync_delivers_it(server: Server, t
     _assert_nothing_lost(client, run_id, epochs, tmp_path)
     again = subprocess.run(["innerlens", "sync"], env=env, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0 and "nothing to sync" in again.stdout
+
+
+def test_a_server_that_never_answers_is_one_line_after_a_notice(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """Accepts the connection, then says nothing: the pre-flight gives up after its own short timeout, once."""
+    import socket
+
+    from mlflow.tracking import MlflowClient as Client
+
+    from innerlens import tracking
+    from innerlens.config import ConfigError
+
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)  # the kernel completes connections; nobody ever reads or answers
+        uri = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+        monkeypatch.setattr(tracking, "PREFLIGHT_TIMEOUT_S", 4)
+        monkeypatch.delenv("MLFLOW_HTTP_REQUEST_TIMEOUT", raising=False)
+        with pytest.raises(ConfigError, match="is unreachable"):
+            tracking.check_tracking_store(Client(uri))
+    assert f"contacting tracking server {uri}" in capsys.readouterr().err
+    assert "MLFLOW_HTTP_REQUEST_TIMEOUT" not in os.environ  # restored after the pre-flight

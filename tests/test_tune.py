@@ -23,7 +23,7 @@ from innerlens.engine import EngineState, Selection, fit
 from innerlens.search_space import SearchSpec, space_from_yaml
 from innerlens.tune import ENDED_STATES, RUN_ATTR, TuneConfig, Tunable, optimize
 
-TINY_SELF_MODELING = "samples=400 p=23 n_layers=3 d_model=32 n_heads=4 d_mlp=64 llc_every=0"
+TINY_SELF_MODELING = "samples=400 p=23 n_layers=3 d_model=32 n_heads=4 d_mlp=64 llc_every=0 measure_llc=false"
 
 
 @dataclass(frozen=True)
@@ -201,6 +201,47 @@ def test_killed_trial_is_marked_failed_and_retried(tmp_path: Path) -> None:
     client = MlflowClient(_sqlite_stores(tmp_path).tracking)
     assert client.get_run(killed.user_attrs[RUN_ATTR]).info.status == "FAILED"
     assert len(study.get_trials(states=ENDED_STATES)) == 2
+
+
+def test_journal_study_fails_a_dead_workers_trial_instead_of_waiting_for_ever(tmp_path: Path) -> None:
+    from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+    env = clean_env(MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path / 'mlflow.db'}", MLFLOW_EXPERIMENT_NAME="tune",
+                    INNERLENS_HOME=str(tmp_path))
+    command = ["innerlens", "tune", "--family", "self_modeling", "--n-trials", "1", "--pruner", "none"]
+    worker = subprocess.Popen([*command, "--fixed", f"{TINY_SELF_MODELING} max_epochs=100000 patience=0"], env=env,
+                              cwd=tmp_path, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    journal = tmp_path / "mlruns" / "optuna" / "journal.log"
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline:
+        time.sleep(1)
+        if not journal.exists():
+            continue
+        study = optuna.load_study(study_name="tune-self_modeling", storage=JournalStorage(JournalFileBackend(str(journal))))
+        running = study.get_trials(states=(optuna.trial.TrialState.RUNNING,))
+        if running and RUN_ATTR in running[0].user_attrs:
+            break
+    else:
+        pytest.fail("the worker never started a trial")
+    os.killpg(worker.pid, signal.SIGKILL)
+    worker.wait()
+    result = subprocess.run([*command, "--fixed", f"{TINY_SELF_MODELING} max_epochs=2"], env=env, cwd=tmp_path,
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "1 trial(s) whose worker died were marked FAIL" in result.stderr
+    study = optuna.load_study(study_name="tune-self_modeling", storage=JournalStorage(JournalFileBackend(str(journal))))
+    assert study.trials[running[0].number].state == optuna.trial.TrialState.FAIL
+    assert len(study.get_trials(states=ENDED_STATES)) == 1  # the study still got its one trial
+    assert MlflowClient(env["MLFLOW_TRACKING_URI"]).get_run(running[0].user_attrs[RUN_ATTR]).info.status == "FAILED"
+
+
+def test_workers_get_the_storage_url_from_the_environment_not_argv() -> None:
+    from innerlens.tune import worker_command
+
+    config = TuneConfig(storage="postgresql://innerlens:s3cret@127.0.0.1:5432/optuna", n_workers=2)
+    command = worker_command(config, "parent-run", 1)
+    assert not any("s3cret" in arg for arg in command)  # `ps` shows argv to every user
+    assert "--worker-of=parent-run" in command and "--seed=1" in command and "--n-workers=1" in command
 
 
 def test_tune_through_mlflow_run(mlflow_server: str, tmp_path: Path) -> None:

@@ -250,7 +250,10 @@ for _entry in entry_points():
 
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI; every user error becomes one line on stderr and exit code 2."""
+    from innerlens.drivers.signals import terminate_as_interrupt
+
     args = sys.argv[1:] if argv is None else argv
+    terminate_as_interrupt()
     try:
         cli.main(args=args, prog_name="innerlens", standalone_mode=False)
     except ConfigError as error:
@@ -262,6 +265,10 @@ def main(argv: list[str] | None = None) -> None:
     except click.UsageError as error:
         click.echo(f"innerlens: error: {' '.join(error.format_message().split())}", err=True)
         sys.exit(2)
-    except click.Abort:
-        click.echo("innerlens: aborted", err=True)
-        sys.exit(1)
+    except click.Abort as abort:  # click's name for Ctrl-C, and for SIGTERM (Terminated) here
+        from innerlens.drivers.signals import Terminated
+
+        terminated = isinstance(abort.__cause__, Terminated)
+        click.echo(f"innerlens: {'terminated' if terminated else 'interrupted'}: runs in progress were flushed "
+                   "and marked KILLED (continue one with --resume RUN_ID)", err=True)
+        sys.exit(143 if terminated else 130)

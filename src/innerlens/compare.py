@@ -424,6 +424,7 @@ def run(config: CompareConfig, *, nested: bool = False, progress: bool = True) -
     from innerlens.viz import compare as viz
 
     tracking.configure_tracking()
+    tracking.check_tracking_store(MlflowClient())  # an unreachable server: one line, not a traceback
     runs, history, summary, statistics = compare_runs(config, progress=progress)
     keys = list(dict.fromkeys(history["key"]))
     figures: dict[str, Figure] = {"curves": metric_curves(history, keys, group="group", title="Metrics by group",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import re
 import types
 import typing
@@ -61,9 +62,18 @@ def non_negative(value: float) -> str | None:
     return None if value >= 0 else f"must be >= 0, got {value}"
 
 
+SEED_LIMIT = 2**32  # NumPy's generators take seeds in [0, 2**32); torch's would wrap larger ones silently
+
+
+def valid_seed(seed: int) -> str | None:
+    return None if 0 <= seed < SEED_LIMIT else f"a seed must be between 0 and {SEED_LIMIT - 1}, got {seed}"
+
+
 def distinct_seeds(seeds: tuple[int, ...]) -> str | None:
     if not seeds:
         return "give at least one seed, e.g. 0,1,2"
+    if (bad := next((message for seed in seeds if (message := valid_seed(seed))), None)):
+        return bad
     return None if len(set(seeds)) == len(seeds) else f"seeds must be distinct, got {','.join(map(str, seeds))}"
 
 
@@ -161,6 +171,10 @@ class Config:
                         raise ConfigError(
                             f"{spec.cli_flag}: unknown value {item!r}; choose from {', '.join(spec.choices)}"
                         )
+            if spec.base_type is float and value is not None:
+                values = value if spec.is_tuple else (value,)
+                if not all(math.isfinite(item) for item in values):  # inf/nan would train silently into nan
+                    raise ConfigError(f"{spec.cli_flag}: expected a finite number, got {value}")
             check = dataclasses.fields(self)[self._index(spec.name)].metadata.get("check")
             if check is not None and value is not None:
                 message = check(value)
@@ -257,6 +271,34 @@ def existing_file(path: str | Path, option: str) -> Path:
     return path
 
 
+def read_input_text(path: str | Path, option: str) -> str:
+    """A user's text file, decoded as UTF-8, or a one-line error saying where it is not UTF-8."""
+    path = existing_file(path, option)
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise ConfigError(f"{option} {str(path)!r}: not UTF-8 text (byte 0x{data[error.start]:02x} at offset "
+                          f"{error.start}); save it as UTF-8") from None
+
+
+def read_input_csv(path: str | Path, option: str) -> "pandas.DataFrame":
+    """A user's CSV (UTF-8, with a header row), or a one-line error."""
+    import io
+
+    import pandas
+
+    text = read_input_text(path, option)
+    if "\x00" in text:
+        raise ConfigError(f"{option} {str(path)!r}: a binary file, not a CSV")
+    try:
+        return pandas.read_csv(io.StringIO(text))
+    except pandas.errors.EmptyDataError:
+        raise ConfigError(f"{option} {str(path)!r}: empty; expected a CSV with a header row") from None
+    except pandas.errors.ParserError as error:
+        raise ConfigError(f"{option} {str(path)!r}: not a readable CSV ({str(error).splitlines()[0]})") from None
+
+
 def open_fraction(value: float) -> str | None:
     return None if 0.0 < value < 1.0 else f"must be strictly between 0 and 1, got {value}"
 
@@ -265,7 +307,7 @@ def open_fraction(value: float) -> str | None:
 class TrainConfig(Config):
     """Options every trained family shares: seeding, device, splits, optimiser and selection."""
 
-    seed: int = option(0, "Random seed for data, initialisation and shuffling.")
+    seed: int = option(0, "Random seed for data, initialisation and shuffling.", check=valid_seed)
     device: str = option("auto", "Where to train: auto picks CUDA, then MPS, then CPU.", choices=("auto", "cpu", "cuda", "mps"))
     train_fraction: float = option(0.7, "Fraction of examples used for training.", check=open_fraction)
     val_fraction: float = option(0.15, "Fraction used for validation (early stopping, checkpoint selection).", check=open_fraction)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from innerlens.config import Config, ConfigError, existing_file
+from innerlens.config import Config, ConfigError, read_input_text
 
 Space = Callable[[Any], dict[str, Any]]
 KINDS = ("float", "int", "categorical")
@@ -48,9 +48,9 @@ def space_from_yaml(path: str | Path, config_class: type[Config]) -> Space:
     """A space function from a YAML file, every entry checked against the family's Config now."""
     import yaml
 
-    path = existing_file(path, "--space")
+    text = read_input_text(path, "--space")
     try:
-        entries = yaml.safe_load(path.read_text())
+        entries = yaml.safe_load(text)
     except yaml.YAMLError as error:
         raise ConfigError(f"--space {path}: not valid YAML ({str(error).splitlines()[0]})") from None
     if not isinstance(entries, dict) or not entries:

@@ -16,6 +16,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -33,7 +34,7 @@ from mlflow.store.artifact.artifact_repository_registry import get_artifact_repo
 from mlflow.tracking import MlflowClient
 from tqdm.auto import tqdm
 
-from innerlens.config import Config, ConfigError
+from innerlens.config import Config, ConfigError, redact_secrets
 from innerlens.spool import Spool, spools_under
 
 DEFAULT_EXPERIMENT = "innerlens"
@@ -111,19 +112,46 @@ def git_commit() -> str:
     return out.stdout.strip() if out.returncode == 0 else "unknown"
 
 
-def check_tracking_store(client: MlflowClient) -> None:
-    """A one-line error, before anything is logged, when the tracking store cannot be used."""
-    uri = mlflow.get_tracking_uri()
+PREFLIGHT_TIMEOUT_S = 10  # a server that accepts connections but never answers: an error in seconds, not minutes
+
+
+@contextlib.contextmanager
+def _quick_requests() -> Iterator[None]:
+    """MLflow's HTTP calls in this block give up after one try of PREFLIGHT_TIMEOUT_S (unless the user set their own)."""
+    quick = {"MLFLOW_HTTP_REQUEST_TIMEOUT": str(PREFLIGHT_TIMEOUT_S), "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0"}
+    saved = {key: os.environ.get(key) for key in quick}
+    os.environ.update({key: value for key, value in quick.items() if saved[key] is None})
     try:
-        client.search_experiments(max_results=1)
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+
+
+def check_tracking_store(client: MlflowClient) -> None:
+    """A one-line error, before anything is logged, when the tracking store cannot be used.
+
+    Quiet when the store answers (or refuses) at once; after 3 s of waiting it says whom it waits for.
+    """
+    uri = mlflow.get_tracking_uri()
+    notice = threading.Timer(3.0, lambda: print(f"innerlens: contacting tracking server {redact_secrets(uri)} "
+                                                f"(up to {PREFLIGHT_TIMEOUT_S} s)...", file=sys.stderr, flush=True))
+    notice.daemon = True
+    notice.start()
+    try:
+        with _quick_requests():
+            client.search_experiments(max_results=1)
     except Exception as error:
         if isinstance(error, MlflowException) and error.get_http_status_code() in (401, 403):
-            raise ConfigError(f"tracking server {uri} refused the credentials: set MLFLOW_TRACKING_USERNAME and "
+            raise ConfigError(f"tracking server {redact_secrets(uri)} refused the credentials: set MLFLOW_TRACKING_USERNAME and "
                               f"MLFLOW_TRACKING_PASSWORD (`deploy/stack env` prints them)") from None
         if is_outage(error):
-            raise ConfigError(f"tracking server {uri} is unreachable ({_first_line(error)}); start it, or unset "
+            raise ConfigError(f"tracking server {redact_secrets(uri)} is unreachable ({_first_line(error)}); start it, or unset "
                               f"MLFLOW_TRACKING_URI to use the local store") from None
         raise
+    finally:
+        notice.cancel()
 
 
 def check_run_exists(run_id: str, family: str) -> None:

@@ -18,6 +18,7 @@ import dataclasses
 import importlib
 import json
 import os
+import socket
 import subprocess
 import sys
 import warnings
@@ -34,7 +35,8 @@ from optuna.study import MaxTrialsCallback
 from optuna.trial import TrialState
 
 from innerlens import tracking
-from innerlens.config import Config, ConfigError, RunFailed, non_negative, option, positive
+from innerlens.config import Config, ConfigError, RunFailed, non_negative, option, positive, redact_secrets, valid_seed
+from innerlens.drivers.signals import stop_processes
 from innerlens.engine import EngineState, observing
 from innerlens.search_space import SearchSpec, space_from_yaml
 
@@ -46,6 +48,8 @@ PARENT_ATTR = "mlflow_parent_run_id"
 RUN_ATTR = "mlflow_run_id"
 ERROR_ATTR = "error"
 CONFIG_ERROR_ATTR = "config_error"
+STORAGE_ENV = "INNERLENS_TUNE_STORAGE"  # how workers get the URL: the environment, not argv
+OWNER_ATTR = "worker"  # host:pid running the trial (how the journal storage finds dead workers' trials)
 ENDED_STATES = (TrialState.COMPLETE, TrialState.PRUNED)
 
 
@@ -56,14 +60,14 @@ class TuneConfig(Config):
     family: str = option("self_modeling", "Family whose hyperparameters are searched.", choices=TUNABLE)
     n_trials: int = option(20, "Trials in the whole study, across every worker (finished or pruned).", check=positive)
     study_name: Optional[str] = option(None, "Optuna study name; the same name resumes or joins it (default: tune-<family>).")
-    storage: Optional[str] = option(None, "Optuna storage URL: sqlite:///... or postgresql://... (default: journal file mlruns/optuna/journal.log).")
+    storage: Optional[str] = option(None, "Optuna storage URL: sqlite:///... or postgresql://... (default: $INNERLENS_TUNE_STORAGE, which keeps a password out of `ps`, else the journal file mlruns/optuna/journal.log, one host only).")
     sampler: str = option("tpe", "Optuna sampler.", choices=SAMPLERS)
     pruner: str = option("median", "Stop unpromising trials early from their per-evaluation validation metric.", choices=PRUNERS)
     timeout: Optional[float] = option(None, "Stop starting trials after this many seconds (per worker).", check=positive)
     space: Optional[str] = option(None, "YAML search space replacing the family's own (see innerlens.search_space).")
     fixed: str = option("", "Family options fixed for every trial, space-separated name=value, e.g. 'max_epochs=5 d_model=32'.")
     n_workers: int = option(1, "Local worker processes sharing the study.", check=positive)
-    seed: int = option(0, "Sampler seed (each worker offsets it).")
+    seed: int = option(0, "Sampler seed (each worker offsets it).", check=valid_seed)
     max_consecutive_failures: int = option(5, "Stop the study after this many failed trials in a row (and after n_trials failures in all).", check=positive)
     max_retries: int = option(2, "Times a trial whose worker died is retried (RDB storages, by heartbeat).", check=non_negative)
     heartbeat_interval: int = option(10, "Seconds between trial heartbeats (RDB storages).", check=positive)
@@ -141,6 +145,7 @@ def make_objective(target: Tunable, base: dict[str, str], space: Callable[[Any],
     fields = {f.name for f in dataclasses.fields(target.config_class)}
 
     def objective(trial: optuna.Trial) -> float:
+        trial.set_user_attr(OWNER_ATTR, f"{socket.gethostname()}:{os.getpid()}")
         suggested = {name: value for name, value in space(trial).items() if name not in base}
         config = target.config_class.from_strings({**base, **{k: str(v) for k, v in suggested.items()}})
         assert set(suggested) <= fields
@@ -167,25 +172,61 @@ class FailedTrialCallback(RetryHeartbeatStaleTrialCallback):  # Optuna 5's name 
         super().__call__(study, trial)
 
 
+def storage_url(config: TuneConfig) -> str | None:
+    """The RDB storage URL (from --storage, else $INNERLENS_TUNE_STORAGE); None: the local journal file."""
+    return config.storage or os.environ.get(STORAGE_ENV) or None
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # somebody else's process
+        return True
+    return True
+
+
+def fail_orphaned_trials(study: optuna.Study) -> int:
+    """End FAIL the RUNNING trials whose worker process on this host is gone; return how many.
+
+    The journal storage has no heartbeat, so a killed worker's trial would stay RUNNING for
+    ever and count toward ``n_trials``. Trials of other hosts are left alone: a study shared
+    across machines belongs in an RDB storage, whose heartbeat covers them.
+    """
+    host, ended = socket.gethostname(), 0
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        owner_host, _, pid = trial.user_attrs.get(OWNER_ATTR, "").rpartition(":")
+        if owner_host != host or not pid.isdigit() or _process_alive(int(pid)):
+            continue
+        run_id = trial.user_attrs.get(RUN_ATTR)
+        if run_id:
+            MlflowClient().set_terminated(run_id, RunStatus.to_string(RunStatus.FAILED))
+        study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+        ended += 1
+    return ended
+
+
 def open_storage(config: TuneConfig) -> optuna.storages.BaseStorage:
-    if not config.storage:
+    url = storage_url(config)
+    if not url:
         from optuna.storages.journal import JournalFileBackend, JournalStorage
 
         path = tracking.project_root() / "mlruns" / "optuna" / "journal.log"
         path.parent.mkdir(parents=True, exist_ok=True)
         return JournalStorage(JournalFileBackend(str(path)))
-    if not config.storage.startswith(("sqlite:///", "postgresql", "mysql")):
-        raise ConfigError(f"--storage {config.storage!r}: expected sqlite:///PATH, postgresql://... or mysql://...")
+    if not url.startswith(("sqlite:///", "postgresql", "mysql")):
+        raise ConfigError(f"--storage {redact_secrets(url)!r}: expected sqlite:///PATH, postgresql://... or mysql://...")
     try:
         return RDBStorage(
-            config.storage,
+            url,
             engine_kwargs={"pool_pre_ping": True},
             heartbeat_interval=config.heartbeat_interval,
             grace_period=2 * config.heartbeat_interval + 1,
             heartbeat_stale_trial_callback=FailedTrialCallback(max_retry=config.max_retries),
         )
     except Exception as error:  # a wrong URL or an unreachable server: one line, before any run
-        raise ConfigError(f"--storage: cannot open {config.storage.split('@')[-1]!r} ({type(error).__name__})") from None
+        raise ConfigError(f"--storage: cannot open {url.split('@')[-1]!r} ({type(error).__name__})") from None
 
 
 def make_sampler(config: TuneConfig, seed: int) -> optuna.samplers.BaseSampler:
@@ -282,6 +323,8 @@ def optimize(config: TuneConfig, target: Tunable, study: optuna.Study, parent_ru
     space = space_from_yaml(config.space, target.config_class) if config.space else target.search.space
     objective = make_objective(target, base, space, parent_run_id, study.study_name)
     study.sampler = make_sampler(config, seed)
+    if storage_url(config) is None and (orphans := fail_orphaned_trials(study)):
+        print(f"tune: {orphans} trial(s) whose worker died were marked FAIL", file=sys.stderr)
     done = len(study.get_trials(deepcopy=False, states=ENDED_STATES))
     if done >= config.n_trials:
         return
@@ -300,17 +343,26 @@ def optimize(config: TuneConfig, target: Tunable, study: optuna.Study, parent_ru
         raise StudyFailed(f"study stopped after {limit.failed} failed trials ({limit.in_a_row} in a row); last error: {limit.last_error}")
 
 
+def worker_command(config: TuneConfig, parent_run_id: str, index: int) -> list[str]:
+    """The command line of spawned worker ``index``: this study's options, without the storage URL."""
+    worker = config.replace(n_workers=1, worker_of=parent_run_id, seed=config.seed + index, storage=None)
+    args = [f"--{name.replace('_', '-')}={value}" for name, value in worker.cli_values().items()]
+    return [sys.executable, "-c", "from innerlens.cli import main; main()", "tune", *args]
+
+
 def _spawn_workers(config: TuneConfig, parent_run_id: str) -> None:
     """``n_workers`` processes of this same command joining the study, reporting to the parent run."""
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_RUN_ID"}
     env["MLFLOW_TRACKING_URI"] = mlflow.get_tracking_uri()
-    processes = []
-    for index in range(config.n_workers):
-        worker = config.replace(n_workers=1, worker_of=parent_run_id, seed=config.seed + index)
-        args = [f"--{name.replace('_', '-')}={value}" for name, value in worker.cli_values().items()]
-        command = [sys.executable, "-c", "from innerlens.cli import main; main()", "tune", *args]
-        processes.append(subprocess.Popen(command, env=env))
-    failed = [p.args for p in processes if p.wait() != 0]
+    if config.storage:
+        env[STORAGE_ENV] = config.storage  # not in argv, where `ps` shows a URL's password to every user
+    processes: list[subprocess.Popen] = []
+    try:
+        for index in range(config.n_workers):
+            processes.append(subprocess.Popen(worker_command(config, parent_run_id, index), env=env))
+        failed = [p.args for p in processes if p.wait() != 0]
+    finally:
+        stop_processes(processes)  # after Ctrl-C or SIGTERM: no orphaned workers, their trial runs end KILLED
     if failed:
         raise RunFailed(f"{len(failed)} of {config.n_workers} tune workers exited with an error (their own lines above say why)")
 

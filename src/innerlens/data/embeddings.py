@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from innerlens.config import ConfigError, existing_file
+from innerlens.config import ConfigError, existing_file, read_input_text, read_input_csv
 
 HUMAN_COLUMNS = ("dimension", "trial", "correct", "participant")
 
@@ -64,8 +64,7 @@ def load_backbone(path: str | Path, key: str | None = None) -> np.ndarray:
 
 def load_reference(path: str | Path) -> np.ndarray:
     """The (objects, dimensions) reference embedding of a whitespace-separated text file."""
-    path = existing_file(path, "--reference")
-    rows = [line.split() for line in path.read_text().splitlines() if line.strip()]
+    rows = [line.split() for line in read_input_text(path, "--reference").splitlines() if line.strip()]
     if not rows:
         raise ConfigError(f"--reference {path}: the file is empty")
     widths = {len(row) for row in rows}
@@ -85,7 +84,7 @@ def load_dimension_names(path: str | Path | None, num_dimensions: int) -> tuple[
     """Readable names, one per line; ``dim_<k>`` when no file is given."""
     if not path:
         return tuple(f"dim_{k}" for k in range(num_dimensions))
-    names = [line.strip() for line in existing_file(path, "--dimension-names").read_text().splitlines() if line.strip()]
+    names = [line.strip() for line in read_input_text(path, "--dimension-names").splitlines() if line.strip()]
     if len(names) != num_dimensions:
         raise ConfigError(f"--dimension-names {path}: {len(names)} names for {num_dimensions} reference dimensions")
     return tuple(names)
@@ -102,11 +101,7 @@ def load_objects(backbone: str | Path, reference: str | Path, backbone_key: str 
 
 def load_human_data(path: str | Path, num_dimensions: int) -> pd.DataFrame:
     """Human trials as a frame with integer ``dimension``, ``trial`` (from 1), ``correct`` in {0, 1}, ``participant``."""
-    path = existing_file(path, "--human-data")
-    try:
-        frame = pd.read_csv(path)
-    except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as error:
-        raise ConfigError(f"--human-data {path}: not a readable CSV ({error})") from None
+    frame = read_input_csv(path, "--human-data")
     missing = [column for column in HUMAN_COLUMNS if column not in frame.columns]
     if missing:
         raise ConfigError(f"--human-data {path}: missing column(s) {missing}; expected {list(HUMAN_COLUMNS)}")

@@ -12,7 +12,7 @@ import random
 
 import pandas as pd
 
-from innerlens.config import ConfigError, existing_file
+from innerlens.config import ConfigError, read_input_csv
 from innerlens.data.texts import ADJECTIVES, NAMES, OBJECTS, PLACES, TOPICS
 
 GROUP_A, GROUP_B = NAMES[: len(NAMES) // 2], NAMES[len(NAMES) // 2 :]
@@ -51,7 +51,7 @@ def order_corpus(count: int, seed: int) -> pd.DataFrame:
 
 def read_labelled(path: str) -> pd.DataFrame:
     """A CSV with ``text`` and ``label`` (0/1) columns; one-line errors otherwise."""
-    frame = pd.read_csv(existing_file(path, "--data"))
+    frame = read_input_csv(path, "--data")
     if not {"text", "label"} <= set(frame.columns):
         raise ConfigError(f"--data: {path} needs columns text,label; found {','.join(map(str, frame.columns))}")
     if not frame["label"].isin([0, 1]).all():

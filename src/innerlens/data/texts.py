@@ -9,7 +9,7 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-from innerlens.config import ConfigError, existing_file
+from innerlens.config import ConfigError, read_input_text
 
 NAMES = ["Ada", "Bo", "Chen", "Dara", "Emeka", "Farah", "Goran", "Hana", "Ivo", "Jun", "Kai", "Lena", "Mateo", "Nia", "Omar", "Priya"]
 PLACES = ["the harbour", "a quiet library", "the old mill", "Lisbon", "the market", "a mountain hut", "the lab", "Nairobi", "the garden", "a night train"]
@@ -51,8 +51,7 @@ def generate_texts(count: int, seed: int) -> list[str]:
 
 def read_texts(path: str | Path, option: str = "--texts") -> list[str]:
     """Non-empty lines of ``path``, de-duplicated in order (one-line error naming ``option`` when missing or empty)."""
-    file = existing_file(path, option)
-    texts = list(dict.fromkeys(line.strip() for line in file.read_text(encoding="utf-8").splitlines() if line.strip()))
+    texts = list(dict.fromkeys(line.strip() for line in read_input_text(path, option).splitlines() if line.strip()))
     if len(texts) < 10:
         raise ConfigError(f"{option}: {path} has {len(texts)} distinct non-empty lines; need at least 10")
     return texts

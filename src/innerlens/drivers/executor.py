@@ -41,6 +41,14 @@ def _set_threads(threads: int) -> None:
     torch.set_num_threads(threads)
 
 
+def _start_worker(threads: int) -> None:
+    """A worker's set-up: its thread count, and SIGTERM ending its run KILLED (as in the parent)."""
+    from innerlens.drivers.signals import terminate_as_interrupt
+
+    terminate_as_interrupt()
+    _set_threads(threads)
+
+
 def _call(function: Callable[[Any], Any], argument: Any) -> Any:
     return function(argument)
 
@@ -70,7 +78,8 @@ class LocalExecutor:
             bar.close()
             return [results[i] for i in range(len(tasks))]
         context = multiprocessing.get_context("spawn")  # no forked torch or MLflow state
-        with ProcessPoolExecutor(self.workers, mp_context=context, initializer=_set_threads, initargs=(self.threads,)) as pool:
+        pool = ProcessPoolExecutor(self.workers, mp_context=context, initializer=_start_worker, initargs=(self.threads,))
+        try:
             pending: dict[Future, int] = {pool.submit(_call, function, argument): i for i, (_, argument) in enumerate(tasks)}
             failed = 0
             while pending:
@@ -83,7 +92,22 @@ class LocalExecutor:
                         tqdm.write(f"{results[index].label} failed: {results[index].error}")
                     bar.set_postfix(failed=failed, running=min(len(pending), self.workers))
                     bar.update()
-        bar.close()
+        except BaseException:
+            # Ctrl-C or SIGTERM: no new runs; each worker gets SIGTERM and ends its run KILLED.
+            workers = list(getattr(pool, "_processes", {}).values())
+            pool.shutdown(wait=False, cancel_futures=True)
+            for worker in workers:
+                if worker.is_alive():
+                    worker.terminate()
+            for worker in workers:
+                worker.join(timeout=30)
+                if worker.is_alive():
+                    worker.kill()
+            raise
+        else:
+            pool.shutdown()
+        finally:
+            bar.close()
         return [results[i] for i in range(len(tasks))]
 
 

@@ -24,7 +24,7 @@ from sklearn.metrics import roc_auc_score
 from innerlens import tracking
 from innerlens.analysis.calibration import expected_calibration_error, platt_fit
 from innerlens.callbacks import history_frame, tracked_fit
-from innerlens.config import ConfigError, EpochConfig, existing_file, non_negative, option, positive, probability
+from innerlens.config import ConfigError, EpochConfig, read_input_text, non_negative, option, positive, probability
 from innerlens.data.labelled import order_corpus, read_labelled
 from innerlens.data.splits import split_indices
 from innerlens.engine import Selection, resolve_device, seed_everything
@@ -206,8 +206,7 @@ def run(config: SelectorConfig, *, nested: bool = False, progress: bool = True) 
 def _examples(config: SelectorConfig, experiment: SelectorExperiment) -> list[tuple[str, str]]:
     """(name, text) pairs to draw: the --examples file's lines or the first test texts."""
     if config.examples:
-        path = existing_file(config.examples, "--examples")
-        texts = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        texts = [line.strip() for line in read_input_text(config.examples, "--examples").splitlines() if line.strip()]
         return [(f"{i:02d}", text) for i, text in enumerate(texts)]
     rows = experiment.splits.test[: config.num_examples].tolist()
     return [(f"test{row}", experiment.frame["text"].iloc[row]) for row in rows]
