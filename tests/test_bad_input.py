@@ -63,6 +63,9 @@ BAD_INPUTS = [
     (["sync", "--spool-dir", "FILES/reference.txt"], "is a file"),
     (["self-modeling", "UNREACHABLE"], "is unreachable"),
     (["compare", "UNREACHABLE"], "is unreachable"),
+    (["introspection", "--output-dir", "FILES", "--force-overwrite"], "was not written by innerlens"),
+    (["introspection", "--output-dir", "FILES/link", "--force-overwrite"], "is a symlink"),
+    (["introspection", "--output-dir", "FILES/reference.txt"], "is a file, not a directory"),
     (["self-modeling", "--seed", "-1"], "--seed: a seed must be between 0 and 4294967295, got -1"),
     (["self-modeling", "--seed", "5000000000"], "--seed: a seed must be between 0 and 4294967295"),
     (["self-modeling-comparison", "--seeds", "0,-2"], "--seeds: a seed must be between"),
@@ -95,6 +98,8 @@ def files(tmp_path: Path) -> Path:
     (tmp_path / "latin1.yaml").write_bytes("lr: {type: float, low: 1.0e-4, high: 1.0e-2}  # café\n".encode("latin-1"))
     (tmp_path / "empty.csv").write_bytes(b"")
     (tmp_path / "binary.csv").write_bytes(bytes(range(256)) * 4)
+    (tmp_path / "kept").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "kept")
     return tmp_path
 
 
@@ -115,3 +120,4 @@ def test_bad_input_is_one_line_before_any_run(
     assert err.startswith("innerlens: error: ") and message in err, err
     mlflow.set_tracking_uri(local_store)
     assert mlflow.search_runs(search_all_experiments=True).empty
+    assert (files / "reference.txt").is_file() and (files / "kept").is_dir()  # nothing of the user's was deleted

@@ -133,6 +133,7 @@ def test_introspection_through_mlflow_run(mlflow_server: str, tmp_path: Path) ->
     figures = {a.path for a in client.list_artifacts(run_id, "figures")}
     assert {f"figures/{n}.png" for n in ("scan_scores", "target_histogram", "predictions", "learning_curves", "gradient_flow", "activation_drift")} <= figures
     assert (tmp_path / "out" / "dataset" / "activations.csv").exists()
+    assert (tmp_path / "out" / ".innerlens-output").is_file()  # what a later --force-overwrite may replace
 
 
 def test_frozen_regression_head_predicts_held_out_texts(local_store: str) -> None:

@@ -71,3 +71,41 @@ def test_sync_reports_a_corrupt_spool_in_one_line_and_delivers_the_others(tmp_pa
     assert len(results) == 1
     run_id, sent, waiting, alive, problem = results[0]
     assert run_id == "run1" and not alive and problem.startswith("JSONDecodeError")
+
+
+def test_a_delivery_claimed_late_sends_what_the_run_appended_after_it_was_opened(tmp_path: Path) -> None:
+    """`sync` opens a spool, the live run appends more and finishes, then sync claims: nothing is dropped."""
+    meta = {"run_id": "run1", "tracking_uri": "http://127.0.0.1:9", "artifact_uri": "x"}
+    run = Spool.own(tmp_path / "spool" / "run1", meta)
+    run.append({"op": "batch", "index": 0})
+    syncing = Spool(run.directory)  # counted one entry when it was opened
+    assert not syncing.claim()  # the run holds it
+    run.append({"op": "batch", "index": 1})
+    run.append({"op": "end", "index": 2})
+    run.release()  # the run ended without delivering
+    assert syncing.claim()
+    sent: list[int] = []
+    assert syncing.deliver(lambda entry, file: sent.append(entry["index"])) == 3
+    assert sent == [0, 1, 2] and not run.directory.exists()
+
+
+def test_a_run_that_starts_spooling_during_a_sync_waits_and_then_starts_a_fresh_spool(tmp_path: Path) -> None:
+    import threading
+
+    meta = {"run_id": "run1", "tracking_uri": "http://127.0.0.1:9", "artifact_uri": "x"}
+    old = Spool.own(tmp_path / "spool" / "run1", meta)
+    old.append({"op": "batch", "index": 0})
+    old.release()
+    syncing = Spool(old.directory)
+    assert syncing.claim()
+    owned: list[Spool] = []
+    waiter = threading.Thread(target=lambda: owned.append(Spool.own(old.directory, meta)))
+    waiter.start()
+    waiter.join(timeout=0.5)
+    assert waiter.is_alive()  # blocked: sync holds the spool
+    assert syncing.deliver(lambda entry, file: None) == 1  # empties it, removes the directory, releases
+    waiter.join(timeout=10)
+    run = owned[0]
+    run.append({"op": "batch", "index": 1})  # into a directory that exists again, not a deleted one
+    assert [entry["index"] for entry, _ in Spool(run.directory).pending()] == [1]
+    assert not Spool(run.directory).claim()  # and the run holds it

@@ -27,21 +27,40 @@ class Spool:
     def __init__(self, directory: Path) -> None:
         self.directory = directory
         self._repair()
-        self._appended = sum(1 for _ in self._lines())
-        self._delivered = int((directory / DELIVERED).read_text()) if (directory / DELIVERED).exists() else 0
+        self._recount()
         self._lock: int | None = None
 
-    def claim(self) -> bool:
-        """Take the spool for this process (False when another holds it: its run is alive and delivers it itself)."""
+    def _recount(self) -> None:
+        self._appended = sum(1 for _ in self._lines())
+        self._delivered = int((self.directory / DELIVERED).read_text()) if (self.directory / DELIVERED).exists() else 0
+
+    def claim(self, wait: bool = False) -> bool:
+        """Take the spool for this process; False when another holds it (``wait``: block until it is free).
+
+        Only the holder appends or delivers. Counts are re-read once the lock is held, since the
+        previous holder may have appended or delivered since this object was opened.
+        """
         if self._lock is None:
-            descriptor = os.open(self.directory / LOCK, os.O_CREAT | os.O_RDWR)
+            descriptor = os.open(self.directory / LOCK, os.O_CREAT | os.O_RDWR, 0o600)
             try:
-                fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.flock(descriptor, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
             except BlockingIOError:
                 os.close(descriptor)
                 return False
             self._lock = descriptor
+            self._repair()
+            self._recount()
         return True
+
+    def release(self) -> None:
+        if self._lock is not None:
+            os.close(self._lock)
+            self._lock = None
+
+    @property
+    def removed(self) -> bool:
+        """Whether a delivery emptied and removed this spool's directory (its lock file is gone)."""
+        return not (self.directory / LOCK).exists()
 
     @classmethod
     def create(cls, directory: Path, meta: dict[str, str]) -> "Spool":
@@ -49,7 +68,22 @@ class Spool:
         (directory / "files").mkdir(parents=True, exist_ok=True)
         if not (directory / META).exists():
             _write_atomically(directory / META, json.dumps(meta, indent=2))
+            _fsync_directory(directory)
         return cls(directory)
+
+    @classmethod
+    def own(cls, directory: Path, meta: dict[str, str]) -> "Spool":
+        """The spool in ``directory``, held by this process (a run spooling its own calls).
+
+        Waits while ``sync`` delivers an older spool of the same run there; if that delivery
+        emptied and removed the directory meanwhile, starts a fresh one.
+        """
+        while True:
+            spool = cls.create(directory, meta)
+            spool.claim(wait=True)
+            if not spool.removed:
+                return spool
+            spool.release()
 
     @property
     def meta(self) -> dict[str, str]:
@@ -65,6 +99,7 @@ class Spool:
             kept = self.directory / "files" / f"{self._appended:06d}" / file.name
             kept.parent.mkdir(parents=True)
             shutil.move(str(file), kept)
+            _fsync_tree(kept)  # the moved file and its new name reach the disk before the entry naming it
             entry = {**entry, "file": str(kept.relative_to(self.directory))}
         # One write per entry: a kill can tear at most this line, which the next open cuts away.
         descriptor = os.open(self.directory / JOURNAL, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
@@ -108,11 +143,10 @@ class Spool:
             _write_atomically(self.directory / DELIVERED, str(self._delivered))
             if file is not None:
                 shutil.rmtree(file.parent)
+        self._recount()  # under the lock nobody else appends; this only guards an unclaimed caller
         if not len(self):
             shutil.rmtree(self.directory, ignore_errors=True)
-            if self._lock is not None:
-                os.close(self._lock)
-                self._lock = None
+            self.release()
         return sent
 
     def _lines(self) -> Iterator[str]:
@@ -129,5 +163,31 @@ def spools_under(root: Path) -> list[Spool]:
 
 def _write_atomically(path: Path, text: str) -> None:
     partial = path.with_name(path.name + ".partial")
-    partial.write_text(text)
+    with open(partial, "w") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
     os.replace(partial, path)
+    _fsync_directory(path.parent)
+
+
+def _fsync_directory(directory: Path) -> None:
+    """Make a rename or a new name in ``directory`` durable (a file's own fsync does not cover its name)."""
+    descriptor = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+def _fsync_tree(path: Path) -> None:
+    """fsync a moved file (or every file of a moved folder), then the folders that name them."""
+    files = [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file()]
+    for file in files:
+        descriptor = os.open(file, os.O_RDONLY)
+        try:
+            os.fsync(descriptor)
+        finally:
+            os.close(descriptor)
+    for directory in {file.parent for file in files} | {path.parent, path.parent.parent}:
+        _fsync_directory(directory)

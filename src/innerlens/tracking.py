@@ -313,8 +313,8 @@ class RunTracker:
 
     def _start_spooling(self, error: BaseException) -> None:
         directory = spool_root() / self.run_id
-        self._spool = Spool.create(directory, {"run_id": self.run_id, "tracking_uri": mlflow.get_tracking_uri(), "artifact_uri": self.artifact_uri})
-        self._spool.claim()  # `innerlens sync` leaves a live run's spool to the run
+        meta = {"run_id": self.run_id, "tracking_uri": redact_secrets(mlflow.get_tracking_uri()), "artifact_uri": self.artifact_uri}
+        self._spool = Spool.own(directory, meta)  # held while the run lives: `innerlens sync` leaves it to the run
         self._retried_at = time.monotonic()
         _say(f"tracking server unreachable ({_first_line(error)}); training goes on, calls are spooled in {directory}")
 
@@ -446,9 +446,11 @@ def _sync_one(spool: Spool) -> tuple[str, int, int, bool, str]:
     meta = spool.meta
     if not spool.claim():
         return meta["run_id"], 0, len(spool), True, ""
-    client = MlflowClient(meta["tracking_uri"])
     previous = mlflow.get_tracking_uri()
-    mlflow.set_tracking_uri(meta["tracking_uri"])  # mlflow-artifacts:/ URIs resolve against it
+    # run.json keeps the URI with any password masked; the same server's URI from this shell has it.
+    uri = previous if "***@" in meta["tracking_uri"] and redact_secrets(previous) == meta["tracking_uri"] else meta["tracking_uri"]
+    client = MlflowClient(uri)
+    mlflow.set_tracking_uri(uri)  # mlflow-artifacts:/ URIs resolve against it
     try:
         sent = deliver_spool(spool, client, get_artifact_repository(meta["artifact_uri"]), meta["run_id"])
     finally:

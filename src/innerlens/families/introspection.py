@@ -9,8 +9,6 @@ the drift metrics say whether it made that neuron easier to predict.
 from __future__ import annotations
 
 import json
-import shutil
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
@@ -27,6 +25,7 @@ from innerlens.callbacks import history_frame, tracked_fit
 from innerlens.config import ConfigError, EpochConfig, non_negative, option, positive
 from innerlens.data.splits import split_indices
 from innerlens.data.texts import generate_texts, read_texts
+from innerlens.local_copy import check_output_dir, write_local_copy
 from innerlens.engine import Selection, resolve_device, seed_everything
 from innerlens.models.loading import LoadedModel, encode, load_model
 from innerlens.models.transformer import resid_post
@@ -67,7 +66,7 @@ class IntrospectionConfig(EpochConfig):
     track_activations: bool = option(False, "Record target-neuron and layer distributions (JSON + drift plot).")
     activation_interval: int = option(1, "Epochs between activation records.", check=positive)
     output_dir: Optional[str] = option(None, "Also keep a local copy of the run's artifacts here.")
-    force_overwrite: bool = option(False, "Replace an existing --output-dir instead of archiving it with a timestamp.")
+    force_overwrite: bool = option(False, "Replace an existing --output-dir (only one an earlier innerlens copy wrote) instead of archiving it with a timestamp.")
 
     max_epochs: int = option(30, "Upper bound on training epochs.", check=positive)
     patience: int = option(8, "Stop after this many epochs without a better validation score (0 disables).", check=non_negative)
@@ -380,19 +379,6 @@ def gradient_norms(bridge: torch.nn.Module) -> dict[str, float]:
     return norms
 
 
-def prepare_output_dir(config: IntrospectionConfig) -> Path | None:
-    """An existing --output-dir is archived with a timestamp (or removed with --force-overwrite)."""
-    if config.output_dir is None:
-        return None
-    target = Path(config.output_dir)
-    if target.exists():
-        if config.force_overwrite:
-            shutil.rmtree(target)
-        else:
-            target.rename(target.with_name(f"{target.name}.{time.strftime('%Y%m%d-%H%M%S')}"))
-    return target
-
-
 def run(config: IntrospectionConfig, *, nested: bool = False, progress: bool = True) -> str:
     """Scan, build the activation dataset, train the introspection head; return the run id."""
     from innerlens.viz import introspection as viz
@@ -401,7 +387,7 @@ def run(config: IntrospectionConfig, *, nested: bool = False, progress: bool = T
     models_root = tracking.project_root() / "mlruns" / "models"
     experiment = IntrospectionExperiment(config, device, models_root)
     cross = load_model(config.cross_model, device, cache_root=models_root, seed=1) if config.cross_model else None
-    output_dir = prepare_output_dir(config)
+    output_dir = check_output_dir(config.output_dir, config.force_overwrite) if config.output_dir else None
     with tracking.start_run(config, variant=f"{config.task}-{config.unfreeze}", run_name=f"{config.model}-L{experiment.layer}N{experiment.neuron}-s{config.seed}", nested=nested) as tracker:
         if not config.resume:
             log_dataset(tracker, config, experiment)
@@ -420,7 +406,7 @@ def run(config: IntrospectionConfig, *, nested: bool = False, progress: bool = T
             tracker.log_figure(figure, name)
         tracker.flush()
         if output_dir is not None:
-            tracking.download_run_artifacts(tracker.run_id, output_dir)
+            write_local_copy(tracker.run_id, output_dir, config.force_overwrite)
         return tracker.run_id
 
 
