@@ -36,3 +36,50 @@ def test_a_planted_postgres_parent_is_refused_as_root(tmp_path: Path, planted: s
     done = _up(tmp_path, INNERLENS_PG_PARENT=str(parent))
     assert done.returncode == 1 and "refusing" in done.stderr, done.stderr
     assert list(target.iterdir()) == []  # nothing was written through it
+
+
+def _stack(tmp_path: Path, command: str, **env: str) -> subprocess.CompletedProcess:
+    environment = {k: v for k, v in os.environ.items() if not k.startswith(("INNERLENS_", "MLFLOW_", "PG"))}
+    environment.update({"INNERLENS_STACK_DIR": str(tmp_path / "stack"), **env})
+    return subprocess.run([str(ROOT / "deploy" / "stack"), command], env=environment, capture_output=True, text=True, timeout=120)
+
+
+def test_a_stale_pid_file_never_stops_an_unrelated_process(tmp_path: Path) -> None:
+    (tmp_path / "stack").mkdir()
+    bystander = subprocess.Popen(["sleep", "300"])
+    try:
+        for name in ("mlflow", "s3"):
+            (tmp_path / "stack" / f"{name}.pid").write_text(str(bystander.pid))  # the pid was reused by `sleep`
+        done = _stack(tmp_path, "down", INNERLENS_PG_URL="postgresql://u@127.0.0.1:9")
+        assert done.returncode == 0, done.stderr
+        assert bystander.poll() is None  # still running
+        assert not (tmp_path / "stack" / "mlflow.pid").exists()
+    finally:
+        bystander.kill()
+        bystander.wait()
+
+
+def test_stack_files_are_private_and_urls_carry_no_password(team_stack) -> None:
+    for name in ("secrets.env", "client.env", "stack.conf", "basic_auth.ini"):
+        assert (team_stack.directory / name).stat().st_mode & 0o077 == 0, name
+    client_env = (team_stack.directory / "client.env").read_text()
+    assert team_stack.env["PGPASSWORD"] and "@" in team_stack.env["INNERLENS_TUNE_STORAGE"]
+    assert not any(team_stack.env["PGPASSWORD"] in url for key, url in team_stack.env.items() if key.endswith("STORAGE"))
+    assert f"PGPASSWORD={team_stack.env['PGPASSWORD']}" in client_env.replace("'", "")
+
+
+def test_a_password_in_the_pg_url_stays_out_of_argv(team_stack, tmp_path: Path) -> None:
+    """The user gives the URL with its password; psql must get it through PGPASSWORD, never argv."""
+    import shutil
+
+    real = shutil.which("psql") or sorted(Path("/usr/lib/postgresql").glob("*/bin/psql"))[-1]
+    probe = tmp_path / "bin"
+    probe.mkdir()
+    (probe / "psql").write_text(f'#!/bin/sh\nprintf "%s\\n" "$*" >> {tmp_path}/argv.log\nexec {real} "$@"\n')
+    (probe / "psql").chmod(0o755)
+    password = team_stack.env["PGPASSWORD"]
+    url = team_stack.database_url("postgres").rsplit("/", 1)[0].replace("://innerlens@", f"://innerlens:{password}@")
+    done = _stack(tmp_path, "status", INNERLENS_PG_URL=url, PATH=f"{probe}:{os.environ['PATH']}")
+    assert "postgres  up" in done.stdout, done.stdout + done.stderr  # authenticated through PGPASSWORD
+    logged = (tmp_path / "argv.log").read_text()
+    assert "postgres" in logged and password not in logged
