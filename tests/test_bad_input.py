@@ -63,6 +63,7 @@ BAD_INPUTS = [
     (["sync", "--spool-dir", "FILES/reference.txt"], "is a file"),
     (["self-modeling", "UNREACHABLE"], "is unreachable"),
     (["compare", "UNREACHABLE"], "is unreachable"),
+    (["tune", "--fixed", "max_epochs=3 target_accuracy=0.9 target_split=test"], "a study reads validation only"),
     (["introspection", "--output-dir", "FILES", "--force-overwrite"], "was not written by innerlens"),
     (["introspection", "--output-dir", "FILES/link", "--force-overwrite"], "is a symlink"),
     (["introspection", "--output-dir", "FILES/reference.txt"], "is a file, not a directory"),

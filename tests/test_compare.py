@@ -128,3 +128,11 @@ def test_compare_run_logs_report_and_figures(seeded: tuple[str, dict[str, str]],
     assert name in report  # the query that produced it
     statistics = pd.read_csv(client.download_artifacts(run_id, "tables/statistics.csv"))
     assert set(statistics["key"]) == {"val/acc", "val/loss"}
+
+
+def test_figure_names_built_from_group_labels_are_path_safe() -> None:
+    from innerlens.tracking import figure_name
+
+    assert figure_name("dose_response/middle_layer w=0.01") == "dose_response/middle_layer_w=0.01"
+    assert figure_name("heatmaps/../../etc passwd") == "heatmaps/_/_/etc_passwd"
+    assert figure_name("curves") == "curves"

@@ -1,6 +1,8 @@
 """The engine selects on validation only, stops on patience or target, and resumes exactly."""
 from __future__ import annotations
 
+import io
+
 import torch
 
 from innerlens.engine import EngineState, Selection, fit, restore, training_state
@@ -15,8 +17,9 @@ class ScriptedExperiment:
 
     def __init__(self, val: list[float], test: list[float]) -> None:
         self.val, self.test = val, test
-        self.model = torch.nn.Linear(2, 1)
-        self.optimizer = torch.optim.SGD(self.model.parameters(), lr=0.1)
+        # Dropout and AdamW: a resume must restore the torch RNG and the optimizer's moments to match.
+        self.model = torch.nn.Sequential(torch.nn.Linear(2, 8), torch.nn.Dropout(0.5), torch.nn.Linear(8, 1))
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=0.1)
         self.generator = torch.Generator().manual_seed(0)
 
     def train_epoch(self, epoch: int) -> dict[str, float]:
@@ -84,8 +87,13 @@ def test_resume_from_a_checkpoint_matches_an_uninterrupted_fit() -> None:
     torch.manual_seed(0)
     first = ScriptedExperiment(VAL, TEST)
     state = fit(first, max_epochs=3, selection=Selection(patience=0), callbacks=[], progress=False)
-    checkpoint = training_state(first, state)
+    buffer = io.BytesIO()
+    torch.save(training_state(first, state), buffer)  # the way a checkpoint travels: file, then a safe load
+    buffer.seek(0)
+    checkpoint = torch.load(buffer, weights_only=True)
+    assert checkpoint["optimizer"]["state"]  # AdamW's moments are in it
     state.stop_reason = checkpoint["engine"]["stop_reason"] = ""
+    torch.manual_seed(12345)  # the process that resumes starts from another RNG state
 
     second = ScriptedExperiment(VAL, TEST)
     resumed = fit(second, max_epochs=6, selection=Selection(patience=0), callbacks=[], state=restore(second, checkpoint), progress=False)

@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
+import pytest
 import torch
 
 from innerlens.analysis.known_llc import LinearRegression as Linear
@@ -37,10 +39,11 @@ def gaussian_nll(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> to
 SETTINGS = LLCSettings(epsilon=1e-4, gamma=1.0, nbeta=N / math.log(N), num_chains=4, num_draws=300, num_burnin=100, batch_size=500)
 
 
-def test_linear_regression_has_llc_d_over_2() -> None:
+@pytest.mark.parametrize("sampler", ["vectorised", "devinterp"])
+def test_linear_regression_has_llc_d_over_2(sampler: str) -> None:
     x, y = _data()
     w_hat = torch.linalg.lstsq(x, y).solution.squeeze(1)  # sample at the empirical minimum
-    estimate = estimate_llc(Linear(w_hat), x, y, gaussian_nll, SETTINGS, seed=0)
+    estimate = estimate_llc(Linear(w_hat), x, y, gaussian_nll, replace(SETTINGS, sampler=sampler), seed=0)
     assert abs(estimate.mean - D / 2) <= 0.15 * D / 2, estimate
     assert estimate.healthy
 
@@ -65,3 +68,21 @@ def test_family_default_settings_recover_d_over_2_at_the_family_training_size() 
     estimate = estimate_llc(model, x, y, loss, settings, seed=0)
     assert abs(estimate.mean - answer) <= 0.10 * answer, estimate.mean
     assert len(estimate.loss_traces) == settings.num_chains and len(estimate.loss_traces[0]) == settings.num_draws
+
+
+def test_the_vectorised_sampler_agrees_with_devinterp_on_a_transformer_and_leaves_it_untouched() -> None:
+    import torch.nn.functional as F
+
+    from innerlens.families.self_modeling import SelfModelingConfig, SelfModelingExperiment
+
+    config = SelfModelingConfig(samples=400, p=23, n_layers=3, d_model=32, n_heads=4, d_mlp=64, variant="middle_layer")
+    experiment = SelfModelingExperiment(config, torch.device("cpu"))
+    x, y = experiment.data["train"]
+    loss = lambda model, inputs, labels: F.cross_entropy(model(inputs), labels)  # noqa: E731
+    before = experiment.model(x).detach()
+    settings = replace(config.llc_settings, num_chains=4, num_draws=150, num_burnin=0, batch_size=64)
+    vectorised = estimate_llc(experiment.model, x, y, loss, replace(settings, sampler="vectorised"), seed=0)
+    assert torch.equal(experiment.model(x).detach(), before)  # sampled on a copy: the run's model is whole
+    reference = estimate_llc(experiment.model, x, y, loss, replace(settings, sampler="devinterp"), seed=0)
+    standard_error = math.hypot(vectorised.std, reference.std) / math.sqrt(settings.num_chains)
+    assert abs(vectorised.mean - reference.mean) <= 4 * standard_error + 0.05 * abs(reference.mean), (vectorised, reference)

@@ -169,7 +169,13 @@ def test_two_workers_complete_exactly_n_trials(
     assert sorted(int(r.data.params["trial_number"]) for r in children) == sorted(t.number for t in ended)
     assert {r.info.status for r in children} == {"FINISHED"}
     if backend == "postgresql":  # the storage URL's password is masked wherever the run records it
+        import psycopg
+
         assert parent.data.params["storage"] == stores.optuna.replace(password, "***")
+        with psycopg.connect(stack.database_url("mlflow"), password=password) as db:  # the server's own tables
+            leaked = db.execute("SELECT key FROM params WHERE strpos(value, %s) > 0 UNION "
+                                "SELECT key FROM tags WHERE strpos(value, %s) > 0", (password, password)).fetchall()
+        assert leaked == []
         config_json = Path(client.download_artifacts(parent_id, "config.json", str(tmp_path))).read_text()
         assert "***@" in config_json and password not in config_json
 

@@ -22,7 +22,7 @@ from mlflow.tracking import MlflowClient
 from scipy import stats
 
 from innerlens.analysis.stats import holm, paired_statistics
-from innerlens.config import Config, ConfigError, option, positive
+from innerlens.config import Config, ConfigError, option, positive, redact_secrets
 from innerlens.tracking import DEFAULT_EXPERIMENT, TAG_FAMILY, TAG_SEED, TAG_VARIANT
 from innerlens.viz.compare import group_order
 from innerlens.viz.curves import TIDY_COLUMNS, metric_curves
@@ -134,7 +134,7 @@ def select_runs(client: MlflowClient, config: CompareConfig) -> list[Run]:
     for name in names:
         experiment = client.get_experiment_by_name(name)
         if experiment is None:
-            raise ConfigError(f"--experiments: no experiment named {name!r} on {mlflow.get_tracking_uri()}")
+            raise ConfigError(f"--experiments: no experiment named {name!r} on {redact_secrets(mlflow.get_tracking_uri())}")
         ids.append(experiment.experiment_id)
     try:
         runs = client.search_runs(ids, filter_string=_search_filter(config), max_results=config.max_runs,
@@ -435,7 +435,7 @@ def run(config: CompareConfig, *, nested: bool = False, progress: bool = True) -
         figures["scatter"] = viz.summary_scatter(summary, *config.scatter)
     figures.update(_family_figures(history, runs, summary, MlflowClient()))
     pngs = {name: viz.png(figure) for name, figure in figures.items()}
-    query = {"tracking_uri": mlflow.get_tracking_uri(), "experiments": list(config.experiments) or "default",
+    query = {"tracking_uri": redact_secrets(mlflow.get_tracking_uri()), "experiments": list(config.experiments) or "default",
              "filter": _search_filter(config) or None, "states": list(config.states), "group_by": list(config.group_by),
              "metrics": keys, "runs": len(runs)}
     tables = {"runs per group": runs.groupby("group").size().rename("runs").reset_index(),

@@ -118,7 +118,9 @@ def training_state(experiment: Experiment, state: EngineState) -> dict[str, Any]
         "optimizer": experiment.optimizer.state_dict(),
         "epoch": state.epoch,
         "engine": state.to_dict(),
-        "rng": {"torch": torch.get_rng_state(), "data": experiment.generator.get_state()},
+        "rng": {"torch": torch.get_rng_state(), "data": experiment.generator.get_state(),
+                # dropout on a GPU draws from the device's generators: a resumed run continues them too
+                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []},
     }
 
 
@@ -128,6 +130,9 @@ def restore(experiment: Experiment, checkpoint: dict[str, Any]) -> EngineState:
     experiment.optimizer.load_state_dict(checkpoint["optimizer"])
     torch.set_rng_state(checkpoint["rng"]["torch"])
     experiment.generator.set_state(checkpoint["rng"]["data"])
+    cuda_states = checkpoint["rng"].get("cuda", [])
+    if cuda_states and torch.cuda.is_available() and len(cuda_states) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(cuda_states)
     return EngineState(**checkpoint["engine"])
 
 

@@ -59,6 +59,8 @@ def space_from_yaml(path: str | Path, config_class: type[Config]) -> Space:
     for name, spec in entries.items():
         if name not in fields:
             raise ConfigError(f"--space {path}: {name!r} is not an option of {config_class.family_name}")
+        if name in ("target_split", "seed"):  # test metrics never steer; a study is not a search over seeds
+            raise ConfigError(f"--space {path}: {name} cannot be searched")
         if not isinstance(spec, dict) or spec.get("type") not in KINDS:
             raise ConfigError(f"--space {path}: {name}: 'type' must be one of {', '.join(KINDS)}")
         needed = ("choices",) if spec["type"] == "categorical" else ("low", "high")

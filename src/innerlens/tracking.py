@@ -12,6 +12,7 @@ import io
 import json
 import math
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -160,7 +161,7 @@ def check_run_exists(run_id: str, family: str) -> None:
     try:
         run = client.get_run(run_id)
     except MlflowException:
-        raise ConfigError(f"--resume: no run {run_id!r} in tracking store {mlflow.get_tracking_uri()}") from None
+        raise ConfigError(f"--resume: no run {run_id!r} in tracking store {redact_secrets(mlflow.get_tracking_uri())}") from None
     run_family = run.data.tags.get(TAG_FAMILY)
     if run_family is not None and run_family != family:
         raise ConfigError(f"--resume: run {run_id} is a {run_family!r} run, not {family!r}")
@@ -367,7 +368,8 @@ class RunTracker:
         self._write_and_upload(artifact_file, lambda path: path.write_bytes(data))
 
     def log_figure(self, figure: Any, name: str) -> None:
-        """Save a matplotlib figure as ``figures/<name>.png``."""
+        """Save a matplotlib figure as ``figures/<name>.png`` (``name`` made path-safe: labels may hold spaces or '/')."""
+        name = figure_name(name)
         buffer = io.BytesIO()
         figure.savefig(buffer, format="png", dpi=120, bbox_inches="tight")
         import matplotlib.pyplot as plt
@@ -505,7 +507,7 @@ def load_config(run_id: str, family: str) -> dict[str, Any]:
     try:
         run = client.get_run(run_id)
     except MlflowException:
-        raise ConfigError(f"no run {run_id!r} in tracking store {mlflow.get_tracking_uri()}") from None
+        raise ConfigError(f"no run {run_id!r} in tracking store {redact_secrets(mlflow.get_tracking_uri())}") from None
     if run.data.tags.get(TAG_FAMILY) != family:
         raise ConfigError(f"run {run_id} is a {run.data.tags.get(TAG_FAMILY)!r} run, not {family!r}")
     return json.loads(mlflow.artifacts.load_text(f"{run.info.artifact_uri}/config.json"))
@@ -544,7 +546,7 @@ def download_registered(uri: str, destination: Path) -> tuple[Path, str]:
             version = str(max(int(v.version) for v in versions))
         model_version = client.get_model_version(name, version)
     except MlflowException:
-        raise ConfigError(f"{uri}: no such registered model version in {mlflow.get_tracking_uri()} "
+        raise ConfigError(f"{uri}: no such registered model version in {redact_secrets(mlflow.get_tracking_uri())} "
                           f"(run the generator entry point first, or give a model name or directory)") from None
     target = destination / f"{name}-v{version}"
     if not (target / "config.json").exists():
@@ -690,9 +692,15 @@ def _leave_active_run() -> None:
         stack.pop()
 
 
+def figure_name(name: str) -> str:
+    """A safe artifact name: folders kept, every other character outside [A-Za-z0-9._=-] becomes '_'."""
+    parts = [re.sub(r"[^A-Za-z0-9._=-]+", "_", part).strip("._") or "_" for part in name.split("/")]
+    return "/".join(parts)
+
+
 def ui_hint() -> str:
     """How to look at what was just logged."""
-    uri = mlflow.get_tracking_uri()
+    uri = redact_secrets(mlflow.get_tracking_uri())
     if uri.startswith(("http://", "https://")):
         return f"open {uri} in a browser"
     return f"open the MLflow UI with:  mlflow ui --backend-store-uri {uri}"

@@ -107,6 +107,8 @@ def parse_fixed(fixed: str, config_class: type[Config]) -> dict[str, str]:
         if not sep or name not in names:
             raise ConfigError(f"--fixed: {item!r} is not name=value for an option of {config_class.family_name}")
         values[name] = value
+    if values.get("target_split", "val").strip() == "test":
+        raise ConfigError("--fixed: target_split=test would let test accuracy stop trials; a study reads validation only")
     return values
 
 

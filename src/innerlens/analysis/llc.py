@@ -4,6 +4,11 @@ The estimate λ̂ = nβ (E_w[L(w)] − L(w*)) depends on the step size ε, the l
 nβ, so :class:`LLCSettings` is logged with every run and must stay fixed across runs that are
 compared. L(w*) is computed on the whole dataset, not on a few minibatches: minibatch noise
 in L(w*) multiplied by nβ otherwise dominates the estimate.
+
+Two samplers run the same SGLD (devinterp's update: w ← w − ε/2 (nβ ∇L_B(w) + γ (w − w*)) + √ε N(0, 1)):
+``devinterp`` runs the library's sampler chain after chain (the default and the reference);
+``vectorised`` steps every chain at once as one batched model (``torch.func``), for devices a
+single small model leaves idle. On a CPU core it is not faster (bench/llc_cost.py).
 """
 from __future__ import annotations
 
@@ -30,6 +35,7 @@ class LLCSettings:
     num_draws: int = 500
     num_burnin: int = 200
     batch_size: int = 256
+    sampler: str = "devinterp"  # or "vectorised": all chains as one batched model (bench/llc_cost.py: slower on CPU)
 
     def resolved_nbeta(self, n: int) -> float:
         """nβ for a dataset of n examples; β = 1/log n is where the free energy's λ log n term is calibrated."""
@@ -84,21 +90,77 @@ def estimate_llc(
     """Estimate the LLC of ``model`` at its current weights on (x, y) with ``loss_fn``.
 
     ``loss_fn(model, x, y)`` must be the mean per-example loss of the quantity whose
-    geometry is measured (e.g. the task loss only, without auxiliary terms).
+    geometry is measured (e.g. the task loss only, without auxiliary terms); it may only call
+    ``model(inputs)``, since the vectorised sampler hands it a stand-in for each chain.
     """
+    model.eval()
+    with torch.no_grad():
+        init_loss = float(loss_fn(model, x, y))
+    nbeta = settings.resolved_nbeta(len(x))
+    sample = _sample_vectorised if settings.sampler == "vectorised" else _sample_devinterp
+    traces = sample(model, x, y, loss_fn, settings, seed, nbeta, init_loss)  # [chains, draws]
+    chains = (nbeta * (traces.mean(dim=1) - init_loss)).tolist()
+    mean = sum(chains) / len(chains)
+    std = math.sqrt(sum((c - mean) ** 2 for c in chains) / (len(chains) - 1)) if len(chains) > 1 else 0.0
+    return LLCEstimate(mean=mean, std=std, chain_means=chains, loss_traces=traces.tolist())
+
+
+def _sample_vectorised(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, loss_fn: LossFn,
+                       settings: LLCSettings, seed: int, nbeta: float, init_loss: float) -> torch.Tensor:
+    """All chains as one batched model: each chain its own weights, minibatches and noise."""
+    from torch.func import functional_call, vmap
+
+    chains, n = settings.num_chains, len(x)
+    batch = min(settings.batch_size, n)
+    device = x.device
+    generator = torch.Generator(device=device).manual_seed(seed)
+    # functional_call swaps weights in by attribute; on a TransformerLens bridge, whose components
+    # proxy their attributes, one swapped weight is not put back. A copy keeps the caller's model whole.
+    release_transient_captures(model)
+    model = copy.deepcopy(model)
+    start = {name: p.detach() for name, p in model.named_parameters()}
+    buffers = {name: b.detach() for name, b in model.named_buffers()}
+    weights = {name: p.expand(chains, *p.shape).clone().requires_grad_(True) for name, p in start.items()}
+
+    def chain_loss(chain_weights: dict[str, torch.Tensor], inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        return loss_fn(lambda batch_inputs: functional_call(model, (chain_weights, buffers), (batch_inputs,)), inputs, targets)
+
+    batched_loss = vmap(chain_loss)
+    per_epoch = n // batch
+    order = torch.empty(chains, 0, dtype=torch.long, device=device)
+    traces = torch.empty(chains, settings.num_draws)
+    for step in range(settings.num_burnin + settings.num_draws):
+        if step % per_epoch == 0:  # a fresh permutation per chain and epoch, as a shuffled DataLoader gives
+            order = torch.stack([torch.randperm(n, generator=generator, device=device) for _ in range(chains)])
+        rows = order[:, (step % per_epoch) * batch:(step % per_epoch + 1) * batch]
+        losses = batched_loss(weights, x[rows], y[rows])
+        # Weights the loss does not read (an auxiliary head) get no gradient: they cannot change a draw, so stay put.
+        grads = torch.autograd.grad(losses.sum(), list(weights.values()), allow_unused=True)
+        with torch.no_grad():
+            for (name, w), grad in zip(weights.items(), grads):
+                if grad is None:
+                    continue
+                drift = nbeta * grad + settings.gamma * (w - start[name])
+                noise = torch.randn(w.shape, generator=generator, device=device)
+                w.add_(drift, alpha=-0.5 * settings.epsilon).add_(noise, alpha=settings.epsilon**0.5)
+        if step >= settings.num_burnin:
+            traces[:, step - settings.num_burnin] = losses.detach().cpu()
+    return traces
+
+
+def _sample_devinterp(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, loss_fn: LossFn,
+                      settings: LLCSettings, seed: int, nbeta: float, init_loss: float) -> torch.Tensor:
+    """devinterp 1.3's sampler, one chain after another (the reference implementation)."""
     from devinterp.optim.sgld import SGLD
     from devinterp.slt.sampler import estimate_learning_coeff_with_summary
 
     wrapped = _EvalModeOnly(model).eval()
-    with torch.no_grad():
-        init_loss = float(loss_fn(wrapped, x, y))
     loader = DataLoader(
         TensorDataset(x, y),
         batch_size=min(settings.batch_size, len(x)),
         shuffle=True,
         generator=torch.Generator().manual_seed(seed),
     )
-    nbeta = settings.resolved_nbeta(len(x))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         result = estimate_learning_coeff_with_summary(
@@ -116,6 +178,4 @@ def estimate_llc(
             verbose=False,
         )
     release_transient_captures(model)
-    chains = [float(result[f"llc-chain/{i}"]) for i in range(settings.num_chains)]
-    traces = [[float(v) for v in chain] for chain in result["loss/trace"]]
-    return LLCEstimate(mean=float(result["llc/mean"]), std=float(result["llc/std"]), chain_means=chains, loss_traces=traces)
+    return torch.as_tensor(result["loss/trace"], dtype=torch.float32)

@@ -74,6 +74,7 @@ class SelfModelingConfig(EpochConfig):
     llc_chains: int = option(DEFAULT_LLC.num_chains, "SGLD chains per LLC estimate.", check=positive)
     llc_draws: int = option(DEFAULT_LLC.num_draws, "SGLD draws per chain.", check=positive)
     llc_burnin: int = option(DEFAULT_LLC.num_burnin, "SGLD steps discarded before the draws (with the draws, past the localisation time 2/(εγ)).", check=non_negative)
+    llc_sampler: str = option(DEFAULT_LLC.sampler, "SGLD sampler: devinterp (chain after chain) or vectorised (all chains as one batched model; for GPUs).", choices=("devinterp", "vectorised"))
     measure_llc: bool = option(True, "Estimate the LLC at the end of training and at the best checkpoint (weight std is always measured).")
     llc_gamma_sensitivity: bool = option(False, "Also estimate the final LLC at γ/10 and 10γ (logged as llc/final_mean_gamma_<γ>).")
 
@@ -116,6 +117,7 @@ class SelfModelingConfig(EpochConfig):
             num_draws=self.llc_draws,
             num_burnin=self.llc_burnin,
             batch_size=DEFAULT_LLC.batch_size,
+            sampler=self.llc_sampler,
         )
 
 
@@ -384,7 +386,12 @@ def run(config: SelfModelingConfig, *, nested: bool = False, progress: bool = Tr
                    **dynamics_summary(state.history, config.max_epochs)}
         best_weights = best.state or tracking.load_checkpoint(tracker.run_id, "best")["model"]
         final, final_traces = experiment.measure("final", snapshot(experiment.model.state_dict()))
-        at_best_weights, best_traces = experiment.measure("best", best_weights)
+        if state.best_step == state.step:  # the last epoch is the best: one measurement serves both
+            at_best_weights = {key.replace("_final", "_best").replace("/final_", "/best_"): value
+                               for key, value in final.items() if "_gamma_" not in key}
+            best_traces = final_traces.iloc[0:0]
+        else:
+            at_best_weights, best_traces = experiment.measure("best", best_weights)
         measured = {**summary, **final, **at_best_weights}
         tracker.log_metrics(state.step, measured)
         # history.parquet holds every logged metric (compare reads it first), the measurements included.
