@@ -20,6 +20,7 @@ demo: install
 	@echo "see it with:  $(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlruns/mlflow.db"
 
 test: install
+	$(BIN)/ruff check src tests bench entrypoints
 	$(BIN)/python -m pytest -q
 
 bench: install

@@ -13,10 +13,8 @@ import time
 from dataclasses import asdict, replace
 from pathlib import Path
 
-import torch
-
-from innerlens.analysis.llc import LLCSettings, estimate_llc
 from innerlens.analysis.known_llc import gaussian_nll_regression
+from innerlens.analysis.llc import LLCSettings, estimate_llc
 from innerlens.families.self_modeling import SelfModelingConfig
 
 N_TRAIN = SelfModelingConfig().train_size

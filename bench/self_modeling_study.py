@@ -43,10 +43,10 @@ def train(prefix: str, options: list[str]) -> None:
 
 
 def combine(prefix: str, parents: list[str]) -> None:
+    import mlflow
+
     from innerlens import tracking
     from innerlens.families.self_modeling_comparison import run_summaries, study_statistics, verdict_table
-
-    import mlflow
 
     tracking.configure_tracking()
     frames = []

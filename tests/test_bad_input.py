@@ -6,10 +6,9 @@ from pathlib import Path
 
 import mlflow
 import pytest
+from conftest import _free_port
 
 from innerlens.cli import main
-
-from conftest import _free_port
 
 # (command and options, a fragment of the one-line error). Paths under FILES are written by the fixture.
 BAD_INPUTS = [

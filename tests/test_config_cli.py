@@ -43,3 +43,18 @@ def test_mlflow_run_spellings_are_accepted() -> None:
 def test_config_error_is_raised_before_anything() -> None:
     with pytest.raises(ConfigError):
         SelfModelingConfig(val_fraction=0.0)
+
+
+HEAVY = ("torch", "mlflow", "transformer_lens", "matplotlib", "pandas", "numpy", "optuna")
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["self-modeling", "--help"], ["tune", "--help"], ["grokking", "--p", "100"]])
+def test_help_and_option_errors_import_no_heavy_library(argv: list[str]) -> None:
+    """`innerlens --help` and an option's one-line error must not pay for torch, mlflow and co."""
+    import subprocess
+    import sys
+
+    probe = ("import sys\nfrom innerlens.cli import main\ntry:\n    main(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
+             f"print(sorted(m for m in {HEAVY!r} if m in sys.modules), file=sys.stderr)")
+    done = subprocess.run([sys.executable, "-c", probe, *argv], capture_output=True, text=True, timeout=120)
+    assert done.stderr.strip().splitlines()[-1] == "[]", done.stderr

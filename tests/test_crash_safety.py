@@ -11,12 +11,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
+from conftest import TINY, clean_env, tiny_args
 from mlflow.tracking import MlflowClient
 
 from innerlens import tracking
 from innerlens.families.self_modeling import SelfModelingConfig
-
-from conftest import TINY, clean_env, tiny_args
 
 ARGS = ["self-modeling", *tiny_args(max_epochs="40", patience="0", llc_every="0", checkpoint_interval="0.5")]
 

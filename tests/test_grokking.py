@@ -6,13 +6,12 @@ import subprocess
 import pandas as pd
 import pytest
 import torch
+from conftest import ROOT, clean_env
 from mlflow.tracking import MlflowClient
 
 from innerlens.data.splits import split_indices
 from innerlens.data.tasks import modular_table, with_shortcut
 from innerlens.families.grokking import GrokkingConfig, snapshot_steps
-
-from conftest import ROOT, clean_env
 
 # Groks in well under a minute on two CPU cores (memorizes by ~100 steps, generalizes by ~2.5k).
 SMALL_GROKKING = {

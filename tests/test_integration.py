@@ -5,12 +5,11 @@ import subprocess
 
 import pandas as pd
 import pytest
+from conftest import ROOT, TINY, clean_env
 from mlflow.tracking import MlflowClient
 
 from innerlens import tracking
 from innerlens.families.self_modeling import SelfModelingConfig
-
-from conftest import ROOT, TINY, clean_env
 
 EPOCH_METRIC_PREFIXES = ("train/", "val/", "test/", "weights/", "selfmodel/")
 
@@ -40,6 +39,8 @@ def test_self_modeling_run_is_fully_tracked(mlflow_server: str, monkeypatch: pyt
     config = SelfModelingConfig.from_strings(params)
 
     assert run.info.status == "FINISHED"
+    # `mlflow run` created the experiment; innerlens marks it as model training for MLflow 3's UI.
+    assert client.get_experiment(run.info.experiment_id).tags["mlflow.experimentKind"] == "custom_model_development"
     # `mlflow run` also records the run-control param `resume` it was handed; innerlens never logs it.
     assert {k: v for k, v in run.data.params.items() if k != "resume"} == config.to_params()
     assert run.data.tags["innerlens.family"] == "self_modeling"
@@ -124,7 +125,9 @@ def test_embedded_store_keeps_runs_and_artifacts_under_mlruns(tmp_path) -> None:
     assert result.returncode == 0, result.stderr[-3000:]
     assert f"mlflow ui --backend-store-uri sqlite:///{tmp_path}/mlruns/mlflow.db" in result.stdout
     client = MlflowClient(f"sqlite:///{tmp_path}/mlruns/mlflow.db")
-    (run,) = client.search_runs([client.get_experiment_by_name("innerlens").experiment_id])
+    experiment = client.get_experiment_by_name("innerlens")
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"  # created by innerlens: model training
+    (run,) = client.search_runs([experiment.experiment_id])
     assert run.info.artifact_uri.startswith((tmp_path / "mlruns" / "artifacts" / "innerlens").as_uri())
     assert (tmp_path / "mlruns" / "artifacts" / "innerlens" / run.info.run_id / "artifacts" / "config.json").exists()
     assert not (ROOT / "tests" / "mlruns").exists()  # nothing depends on the working directory

@@ -9,14 +9,13 @@ import mlflow
 import pandas as pd
 import pytest
 import torch
+from conftest import ROOT, clean_env
 from mlflow.tracking import MlflowClient
 
 from innerlens.analysis.neurons import RunningStats, combined_score, hook_name, scan
 from innerlens.cli import main
 from innerlens.families.introspection import IntrospectionConfig, IntrospectionExperiment, trainable_parameters
 from innerlens.models.loading import encode, load_model
-
-from conftest import ROOT, clean_env
 
 MODELS = ROOT / "mlruns" / "models"
 CPU = torch.device("cpu")

@@ -39,11 +39,10 @@ def gaussian_nll(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> to
 SETTINGS = LLCSettings(epsilon=1e-4, gamma=1.0, nbeta=N / math.log(N), num_chains=4, num_draws=300, num_burnin=100, batch_size=500)
 
 
-@pytest.mark.parametrize("sampler", ["vectorised", "devinterp"])
-def test_linear_regression_has_llc_d_over_2(sampler: str) -> None:
+def test_linear_regression_has_llc_d_over_2() -> None:
     x, y = _data()
     w_hat = torch.linalg.lstsq(x, y).solution.squeeze(1)  # sample at the empirical minimum
-    estimate = estimate_llc(Linear(w_hat), x, y, gaussian_nll, replace(SETTINGS, sampler=sampler), seed=0)
+    estimate = estimate_llc(Linear(w_hat), x, y, gaussian_nll, SETTINGS, seed=0)
     assert abs(estimate.mean - D / 2) <= 0.15 * D / 2, estimate
     assert estimate.healthy
 
@@ -56,12 +55,13 @@ def test_degenerate_model_ranks_below_regular_one_of_the_same_size() -> None:
     assert degenerate.mean < 0.75 * regular.mean, (degenerate, regular)
 
 
-def test_family_default_settings_recover_d_over_2_at_the_family_training_size() -> None:
+@pytest.mark.parametrize("sampler", ["devinterp", "vectorised"])
+def test_family_default_settings_recover_d_over_2_at_the_family_training_size(sampler: str) -> None:
     from innerlens.analysis.known_llc import gaussian_nll_regression
     from innerlens.families.self_modeling import SelfModelingConfig
 
-    config = SelfModelingConfig()
-    settings = config.llc_settings  # exactly the settings every self-modeling run uses
+    config = SelfModelingConfig(llc_sampler=sampler)
+    settings = config.llc_settings  # exactly the settings every self-modeling run uses (with either sampler)
     assert settings.num_chains >= 4 and settings.num_draws >= 500
     assert settings.num_burnin + settings.num_draws >= 3 * 2 / (settings.epsilon * settings.gamma)  # chains outlast the localisation time
     model, x, y, loss, answer = gaussian_nll_regression(config.train_size)

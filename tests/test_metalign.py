@@ -8,9 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from conftest import ROOT, clean_env
 from mlflow.tracking import MlflowClient
 
-from conftest import ROOT, clean_env
 from innerlens.analysis.cognitive import correct_probability, curve_by_dimension, fit_temperature, online_logistic_logits
 from innerlens.config import ConfigError
 from innerlens.data.embeddings import load_human_data, load_objects, synthetic_objects
@@ -202,7 +202,8 @@ def test_metalign_through_mlflow_run(mlflow_server: str, monkeypatch: pytest.Mon
     # compare draws metalign's own figures from these runs' tables
     import mlflow
 
-    from innerlens.compare import CompareConfig, run as compare
+    from innerlens.compare import CompareConfig
+    from innerlens.compare import run as compare
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server)
     mlflow.set_tracking_uri(mlflow_server)

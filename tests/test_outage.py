@@ -9,9 +9,8 @@ from typing import Iterator
 
 import pandas as pd
 import pytest
-from mlflow.tracking import MlflowClient
-
 from conftest import ROOT, _free_port, clean_env, tiny_args
+from mlflow.tracking import MlflowClient
 
 SERVER = str(ROOT / "deploy" / "local-server")
 

@@ -5,14 +5,13 @@ from __future__ import annotations
 import mlflow
 import pytest
 import torch
+from conftest import TINY
 from mlflow.tracking import MlflowClient
 
 from innerlens import tracking
 from innerlens.families import grokking, self_modeling
 from innerlens.families.grokking import GrokkingConfig, GrokkingExperiment
 from innerlens.families.self_modeling import SelfModelingConfig, SelfModelingExperiment
-
-from conftest import TINY
 
 # (family module, config, experiment class, logged steps): 4 evaluations each
 FAMILIES = {

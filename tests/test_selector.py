@@ -6,6 +6,7 @@ import subprocess
 
 import numpy as np
 import torch
+from conftest import ROOT, clean_env
 from mlflow.tracking import MlflowClient
 
 from innerlens.data.labelled import GROUP_A, order_corpus
@@ -13,8 +14,6 @@ from innerlens.engine import Selection, fit
 from innerlens.families.selector import SelectorConfig, SelectorExperiment, default_layers
 from innerlens.models.selector_head import FinalTokenAttention, SelectorHead, valid_heads
 from innerlens.viz.selector import attention_heatmap
-
-from conftest import ROOT, clean_env
 
 MODELS = ROOT / "mlruns" / "models"
 

@@ -4,12 +4,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from innerlens.families.self_modeling import (
-    VARIANTS,
-    SelfModelingConfig,
-    SelfModelingExperiment,
-    self_model_layers,
-)
+from innerlens.configs.self_modeling import VARIANTS, SelfModelingConfig
+from innerlens.families.self_modeling import SelfModelingExperiment, self_model_layers
 
 SMALL = dict(samples=300, p=23, n_layers=4, d_model=32, n_heads=4, d_mlp=64, batch_size=64, llc_every=0)
 
@@ -86,7 +82,8 @@ def test_plain_forward_equals_the_hooked_forward_values_and_gradients() -> None:
 
 
 def test_digits_are_patch_tokens_read_at_the_last_position() -> None:
-    from innerlens.data.tasks import DIGITS_EXAMPLES, digit_patches
+    from innerlens.data.catalog import DIGITS_EXAMPLES
+    from innerlens.data.tasks import digit_patches
 
     task = digit_patches(None, seed=0)
     assert task.x.shape == (DIGITS_EXAMPLES, 17) and task.num_classes == 10 and task.vocab_size == 17

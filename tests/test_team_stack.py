@@ -10,7 +10,6 @@ import urllib.request
 import boto3
 import pandas as pd
 import psycopg
-
 from conftest import ROOT, TINY, TeamStack, clean_env
 
 

@@ -13,15 +13,15 @@ import optuna
 import pandas as pd
 import pytest
 import torch
+from conftest import ROOT, clean_env
 from mlflow.tracking import MlflowClient
 
-from conftest import ROOT, clean_env
 from innerlens import tracking
 from innerlens.callbacks import MetricsLogger
 from innerlens.config import Config, ConfigError, option
 from innerlens.engine import EngineState, Selection, fit
 from innerlens.search_space import SearchSpec, space_from_yaml
-from innerlens.tune import ENDED_STATES, RUN_ATTR, TuneConfig, Tunable, optimize
+from innerlens.tune import ENDED_STATES, RUN_ATTR, Tunable, TuneConfig, optimize
 
 TINY_SELF_MODELING = "samples=400 p=23 n_layers=3 d_model=32 n_heads=4 d_mlp=64 llc_every=0 measure_llc=false"
 

@@ -7,8 +7,8 @@ from typing import Any
 import pandas as pd
 import torch
 
-from innerlens.config import Config, TrainConfig
 from innerlens import tracking
+from innerlens.config import Config, TrainConfig
 from innerlens.engine import EngineState, Experiment, Selection, fit, restore, training_state
 from innerlens.tracking import RunTracker, snapshot
 

@@ -7,8 +7,8 @@ true/false), so those spellings are accepted too.
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable
 
 import click
@@ -43,16 +43,16 @@ def _runner(module: str, function: str = "run", package: str = "innerlens.famili
 
 
 def entry_points() -> list[EntryPoint]:
-    from innerlens.families.generator import GeneratorConfig
-    from innerlens.families.grokking import GrokkingConfig
-    from innerlens.families.introspection import IntrospectionConfig
-    from innerlens.families.metalign import MetalignConfig
-    from innerlens.compare import CompareConfig
-    from innerlens.tune import TuneConfig
-    from innerlens.families.grokking_sweep import GrokkingSweepConfig
-    from innerlens.families.self_modeling import SelfModelingConfig
-    from innerlens.families.selector import SelectorConfig
-    from innerlens.families.self_modeling_comparison import SelfModelingComparisonConfig
+    from innerlens.configs.compare import CompareConfig
+    from innerlens.configs.generator import GeneratorConfig
+    from innerlens.configs.grokking import GrokkingConfig
+    from innerlens.configs.grokking_sweep import GrokkingSweepConfig
+    from innerlens.configs.introspection import IntrospectionConfig
+    from innerlens.configs.metalign import MetalignConfig
+    from innerlens.configs.selector import SelectorConfig
+    from innerlens.configs.self_modeling import SelfModelingConfig
+    from innerlens.configs.self_modeling_comparison import SelfModelingComparisonConfig
+    from innerlens.configs.tune import TuneConfig
 
     return [
         EntryPoint("self_modeling", SelfModelingConfig, _runner("self_modeling"), "Train one self-modeling variant."),

@@ -5,9 +5,8 @@ import html
 import io
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable
 
 import mlflow
 import numpy as np
@@ -22,7 +21,8 @@ from mlflow.tracking import MlflowClient
 from scipy import stats
 
 from innerlens.analysis.stats import holm, paired_statistics
-from innerlens.config import Config, ConfigError, option, positive, redact_secrets
+from innerlens.config import ConfigError, redact_secrets
+from innerlens.configs.compare import FAMILY, CompareConfig
 from innerlens.tracking import DEFAULT_EXPERIMENT, TAG_FAMILY, TAG_SEED, TAG_VARIANT
 from innerlens.viz.compare import group_order
 from innerlens.viz.curves import TIDY_COLUMNS, metric_curves
@@ -76,8 +76,6 @@ def latest_parent_with_children(family: str, *, exclude: str) -> str:
 # The compare entry point: select runs, fetch their histories in bulk, group, test, draw, report.
 # ---------------------------------------------------------------------------------------------
 
-FAMILY = "compare"
-RUN_STATES = ("FINISHED", "FAILED", "KILLED", "RUNNING", "SCHEDULED")
 HEADLINE_METRICS = {
     "self_modeling": ("train/acc", "val/acc", "test/acc", "val/loss", "weights/std"),
     "grokking": ("train/acc", "val/acc", "test/acc", "train/loss", "val/loss"),
@@ -89,32 +87,6 @@ HEADLINE_METRICS = {
 BULK_ENDPOINT = "/ajax-api/2.0/mlflow/metrics/get-history-bulk"
 BULK_MAX_POINTS = 25_000  # the server truncates a bulk answer here
 BULK_MAX_RUNS = 100
-
-
-@dataclass(frozen=True)
-class CompareConfig(Config):
-    family_name = FAMILY
-
-    experiments: tuple[str, ...] = option((), "Experiment names to search (default: MLFLOW_EXPERIMENT_NAME or innerlens).")
-    filter: Optional[str] = option(None, "MLflow search filter, e.g. \"params.lr = '0.001'\".")
-    family: Optional[str] = option(None, "Only runs of this family (tag innerlens.family).")
-    variant: Optional[str] = option(None, "Only runs of this variant (tag innerlens.variant).")
-    study: Optional[str] = option(None, "Only trials of this tune study (tag innerlens.study).")
-    states: tuple[str, ...] = option(("FINISHED",), "Run states to include.", choices=RUN_STATES)
-    group_by: tuple[str, ...] = option(("variant",), "Params or tags to group by: a name (innerlens tag, else param), params.X or tags.X.")
-    metrics: tuple[str, ...] = option((), "Metric keys to compare (default: the family's headline metrics, else every metric).")
-    reference: Optional[str] = option(None, "Group the others are tested against (default: the first group).")
-    paired_by: Optional[str] = option(None, "Pair runs that share this param or tag (e.g. seed): paired tests on final values instead of unpaired ones.")
-    individual_runs: bool = option(False, "Draw each run as a thin line under its group's mean and band.")
-    scatter: tuple[str, ...] = option((), "Two summary values to scatter, e.g. final:val/acc,best:train/loss.")
-    output_dir: Optional[str] = option(None, "Also write the report and figures here.")
-    max_runs: int = option(5000, "Most runs to compare.", check=positive)
-    workers: int = option(16, "Parallel requests when fetching histories.", check=positive)
-
-    def check(self) -> str | None:
-        if self.scatter and (len(self.scatter) != 2 or any(not s.startswith(("final:", "best:")) for s in self.scatter)):
-            return "--scatter takes two summary values, each final:KEY or best:KEY"
-        return None
 
 
 def _search_filter(config: CompareConfig) -> str:

@@ -14,7 +14,10 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Iterator, Optional
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterator, Optional
+
+if TYPE_CHECKING:  # pandas only for the annotation: configs stay importable without it
+    import pandas
 
 
 # Fields that steer how a run is executed rather than what it computes; never logged as params
@@ -282,7 +285,7 @@ def read_input_text(path: str | Path, option: str) -> str:
                           f"{error.start}); save it as UTF-8") from None
 
 
-def read_input_csv(path: str | Path, option: str) -> "pandas.DataFrame":
+def read_input_csv(path: str | Path, option: str) -> pandas.DataFrame:
     """A user's CSV (UTF-8, with a header row), or a one-line error."""
     import io
 

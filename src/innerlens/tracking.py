@@ -87,6 +87,11 @@ def detect_outages_quickly() -> None:
         os.environ.setdefault(name, value)
 
 
+# MLflow 3's UI opens an experiment without this tag in its GenAI view (traces, judges) after asking
+# for its type; innerlens experiments are model training, shown under "Model training".
+EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")
+
+
 def _experiment_id(client: MlflowClient) -> str:
     """The experiment runs go to: the one ``mlflow run`` chose, else MLFLOW_EXPERIMENT_NAME or 'innerlens'."""
     if os.environ.get("MLFLOW_EXPERIMENT_ID"):
@@ -100,7 +105,14 @@ def _experiment_id(client: MlflowClient) -> str:
     if mlflow.get_tracking_uri() == store_uri:
         # (mlflow.set_tracking_uri exports MLFLOW_TRACKING_URI, so the env var cannot tell.)
         artifact_location = (artifact_root / name).as_uri()
-    return client.create_experiment(name, artifact_location=artifact_location)
+    return client.create_experiment(name, artifact_location=artifact_location, tags=dict([EXPERIMENT_KIND]))
+
+
+def _as_model_training(client: MlflowClient, experiment_id: str) -> None:
+    """Tag an experiment someone else created (``mlflow run --experiment-name``) as model training, once."""
+    key, kind = EXPERIMENT_KIND
+    if key not in client.get_experiment(experiment_id).tags:
+        client.set_experiment_tag(experiment_id, key, kind)
 
 
 def git_commit() -> str:
@@ -645,6 +657,8 @@ def start_run(
     if outer_run:
         # Consumed: nested runs started later must not reopen the launcher's run.
         os.environ.pop("MLFLOW_RUN_ID", None)
+    if not resume and context is None and not nested:
+        _as_model_training(client, active.info.experiment_id)
     run_id = active.info.run_id
     if context is not None and context.on_start is not None and not resume:
         context.on_start(run_id)

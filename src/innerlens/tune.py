@@ -23,7 +23,7 @@ import subprocess
 import sys
 import warnings
 from dataclasses import dataclass
-from typing import Any, Callable, Optional
+from typing import Any, Callable
 
 import mlflow
 import optuna
@@ -35,15 +35,12 @@ from optuna.study import MaxTrialsCallback
 from optuna.trial import TrialState
 
 from innerlens import tracking
-from innerlens.config import Config, ConfigError, RunFailed, non_negative, option, positive, redact_secrets, valid_seed
+from innerlens.config import Config, ConfigError, RunFailed, redact_secrets
+from innerlens.configs.tune import TuneConfig
 from innerlens.drivers.signals import stop_processes
 from innerlens.engine import EngineState, observing
 from innerlens.search_space import SearchSpec, space_from_yaml
 
-FAMILY = "tune"
-TUNABLE = ("self_modeling", "grokking", "introspection", "selector", "metalign")
-SAMPLERS = ("tpe", "random", "cmaes")
-PRUNERS = ("median", "hyperband", "none")
 PARENT_ATTR = "mlflow_parent_run_id"
 RUN_ATTR = "mlflow_run_id"
 ERROR_ATTR = "error"
@@ -51,32 +48,6 @@ CONFIG_ERROR_ATTR = "config_error"
 STORAGE_ENV = "INNERLENS_TUNE_STORAGE"  # how workers get the URL: the environment, not argv
 OWNER_ATTR = "worker"  # host:pid running the trial (how the journal storage finds dead workers' trials)
 ENDED_STATES = (TrialState.COMPLETE, TrialState.PRUNED)
-
-
-@dataclass(frozen=True)
-class TuneConfig(Config):
-    family_name = FAMILY
-
-    family: str = option("self_modeling", "Family whose hyperparameters are searched.", choices=TUNABLE)
-    n_trials: int = option(20, "Trials in the whole study, across every worker (finished or pruned).", check=positive)
-    study_name: Optional[str] = option(None, "Optuna study name; the same name resumes or joins it (default: tune-<family>).")
-    storage: Optional[str] = option(None, "Optuna storage URL: sqlite:///... or postgresql://... (default: $INNERLENS_TUNE_STORAGE, which keeps a password out of `ps`, else the journal file mlruns/optuna/journal.log, one host only).")
-    sampler: str = option("tpe", "Optuna sampler.", choices=SAMPLERS)
-    pruner: str = option("median", "Stop unpromising trials early from their per-evaluation validation metric.", choices=PRUNERS)
-    timeout: Optional[float] = option(None, "Stop starting trials after this many seconds (per worker).", check=positive)
-    space: Optional[str] = option(None, "YAML search space replacing the family's own (see innerlens.search_space).")
-    fixed: str = option("", "Family options fixed for every trial, space-separated name=value, e.g. 'max_epochs=5 d_model=32'.")
-    n_workers: int = option(1, "Local worker processes sharing the study.", check=positive)
-    seed: int = option(0, "Sampler seed (each worker offsets it).", check=valid_seed)
-    max_consecutive_failures: int = option(5, "Stop the study after this many failed trials in a row (and after n_trials failures in all).", check=positive)
-    max_retries: int = option(2, "Times a trial whose worker died is retried (RDB storages, by heartbeat).", check=non_negative)
-    heartbeat_interval: int = option(10, "Seconds between trial heartbeats (RDB storages).", check=positive)
-    register: bool = option(True, "Register the best trial's checkpoints in the Model Registry.")
-    worker_of: Optional[str] = option(None, "Internal: parent run id a spawned worker reports to.")
-
-    @property
-    def resolved_study_name(self) -> str:
-        return self.study_name or f"tune-{self.family}"
 
 
 @dataclass(frozen=True)

@@ -15,44 +15,15 @@ from __future__ import annotations
 import copy
 import math
 import warnings
-from dataclasses import dataclass
 from typing import Any, Callable
 
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
+from innerlens.analysis.llc_settings import LLCEstimate, LLCSettings
 from innerlens.models.transformer import release_transient_captures
 
 LossFn = Callable[[torch.nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
-
-
-@dataclass(frozen=True)
-class LLCSettings:
-    epsilon: float = 1e-4
-    gamma: float = 100.0
-    nbeta: float | None = None  # None: n / log(n) for n training examples (Watanabe's β = 1/log n)
-    num_chains: int = 4
-    num_draws: int = 500
-    num_burnin: int = 200
-    batch_size: int = 256
-    sampler: str = "devinterp"  # or "vectorised": all chains as one batched model (bench/llc_cost.py: slower on CPU)
-
-    def resolved_nbeta(self, n: int) -> float:
-        """nβ for a dataset of n examples; β = 1/log n is where the free energy's λ log n term is calibrated."""
-        return self.nbeta if self.nbeta is not None else n / math.log(n)
-
-
-@dataclass(frozen=True)
-class LLCEstimate:
-    mean: float
-    std: float
-    chain_means: list[float]
-    loss_traces: list[list[float]]  # per chain, per draw: the sampled loss (inspect for stationarity)
-
-    @property
-    def healthy(self) -> bool:
-        """False for negative or non-finite chains: the sampler left the basin or ε is too large."""
-        return all(math.isfinite(c) and c >= 0 for c in self.chain_means)
 
 
 class _EvalModeOnly(torch.nn.Module):

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-LAYER_TYPES = {"mlp_out": "blocks.{layer}.mlp.hook_post", "resid_post": "blocks.{layer}.hook_resid_post"}
+from innerlens.models.hooks import LAYER_TYPES
 
 
 def hook_name(layer_type: str, layer: int) -> str:

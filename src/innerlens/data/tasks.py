@@ -51,9 +51,6 @@ def modular_sum_seq(p: int, samples: int, seq_len: int, seed: int) -> SequenceTa
     return SequenceTask("modular_sum_seq", torch.cat([x, equals], 1), x.sum(1) % p, p + 1, p)
 
 
-MODULAR_OPERATIONS = ("add", "sub", "mul", "div")
-
-
 def modular_table(operation: str, p: int) -> SequenceTask:
     """Every pair of ``a b =`` -> ``a ∘ b mod p`` (Power et al. 2022); division skips b = 0.
 
@@ -91,9 +88,6 @@ def with_shortcut(task: SequenceTask, train_rows: torch.Tensor, strength: float,
     shortcut[train_rows[agrees]] = task.y[train_rows[agrees]]
     x = torch.cat([task.x[:, :-1], shortcut[:, None], task.x[:, -1:]], 1)
     return SequenceTask(f"{task.name}_shortcut", x, task.y, task.vocab_size, task.num_classes)
-
-
-DIGITS_EXAMPLES = 1797  # scikit-learn's 8x8 handwritten digits, shipped inside the package
 
 
 def digit_patches(samples: int | None, seed: int, *, patch: int = 2, levels: int = 2) -> SequenceTask:

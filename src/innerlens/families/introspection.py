@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -20,82 +20,18 @@ import torch.nn.functional as F
 from scipy import stats
 
 from innerlens import tracking
-from innerlens.analysis.neurons import LAYER_TYPES, ScanResult, at_position, hook_name, scan, unit_activations
+from innerlens.analysis.neurons import ScanResult, at_position, hook_name, scan, unit_activations
 from innerlens.callbacks import history_frame, tracked_fit
-from innerlens.config import ConfigError, EpochConfig, non_negative, option, positive
+from innerlens.config import ConfigError
+from innerlens.configs.introspection import IntrospectionConfig
 from innerlens.data.splits import split_indices
 from innerlens.data.texts import generate_texts, read_texts
-from innerlens.local_copy import check_output_dir, write_local_copy
 from innerlens.engine import Selection, resolve_device, seed_everything
+from innerlens.local_copy import check_output_dir, write_local_copy
+from innerlens.models.hooks import resid_post
 from innerlens.models.loading import LoadedModel, encode, load_model
-from innerlens.models.transformer import resid_post
-from innerlens.tracking import RunTracker
 from innerlens.search_space import SearchSpec
-
-FAMILY = "introspection"
-UNFREEZE = ("none", "all", "after_target", "from_layer", "selective")
-COMPONENTS = ("attention", "mlp", "embeddings")
-
-
-def _position_check(value: str) -> str | None:
-    return None if value == "last" or (value.isdigit()) else f"must be 'last' or a token index >= 0, got {value!r}"
-
-
-@dataclass(frozen=True)
-class IntrospectionConfig(EpochConfig):
-    family_name = FAMILY
-
-    model: str = option("tiny", "tiny (built-in GPT-2-style, offline), a local Hugging Face checkpoint directory, or a model name.")
-    texts: Optional[str] = option(None, "File with one text per line (default: generated texts).")
-    num_samples: int = option(200, "Generated texts when --texts is not given.", check=positive)
-    max_length: int = option(64, "Tokens per text at most (longer texts are truncated).", check=positive)
-    layer: Optional[int] = option(None, "Layer of the target neuron (default: the scanner's choice).")
-    neuron: Optional[int] = option(None, "Target neuron within the layer (default: the scanner's choice).")
-    layer_type: str = option("mlp_out", "mlp_out: blocks.{l}.mlp.hook_post (d_mlp neurons); resid_post: blocks.{l}.hook_resid_post (d_model).", choices=tuple(LAYER_TYPES))
-    token_position: str = option("last", "Token read: last (last non-padding token of each text) or an index.", check=_position_check)
-    feature_layer: Optional[int] = option(None, "Residual stream layer the head reads (default: the last layer).")
-    task: str = option("regression", "regression (MSE on normalised targets) or classification (quantile bins).", choices=("regression", "classification"))
-    num_bins: int = option(4, "Quantile bins for classification.", check=lambda v: None if v >= 2 else f"must be >= 2, got {v}")
-    unfreeze: str = option("none", "Which model weights train with the head.", choices=UNFREEZE)
-    unfreeze_from: Optional[int] = option(None, "from_layer: first block that trains.")
-    unfreeze_components: tuple[str, ...] = option(("attention", "mlp"), "selective: components that train in every block.", choices=COMPONENTS)
-    targets: str = option("fixed", "fixed: labels from the original model; live: recomputed from the current model each step.", choices=("fixed", "live"))
-    cross_model: Optional[str] = option(None, "Another model whose frozen features predict this model's neuron (cross-prediction probe).")
-    track_gradients: bool = option(False, "Record per-layer, per-component gradient norms.")
-    gradient_interval: int = option(10, "Steps between gradient-norm records.", check=positive)
-    track_activations: bool = option(False, "Record target-neuron and layer distributions (JSON + drift plot).")
-    activation_interval: int = option(1, "Epochs between activation records.", check=positive)
-    output_dir: Optional[str] = option(None, "Also keep a local copy of the run's artifacts here.")
-    force_overwrite: bool = option(False, "Replace an existing --output-dir (only one an earlier innerlens copy wrote) instead of archiving it with a timestamp.")
-
-    max_epochs: int = option(30, "Upper bound on training epochs.", check=positive)
-    patience: int = option(8, "Stop after this many epochs without a better validation score (0 disables).", check=non_negative)
-    batch_size: int = option(16, "Texts per step.", check=positive)
-    weight_decay: float = option(0.01, "AdamW weight decay.", check=non_negative)
-    lr: float = option(1e-4, "AdamW learning rate of the language model's unfrozen weights.", check=positive)
-    head_lr: float = option(1e-2, "AdamW learning rate of the introspection head.", check=positive)
-
-    def check(self) -> str | None:
-        base = super().check()
-        if base:
-            return base
-        if self.unfreeze == "from_layer" and self.unfreeze_from is None:
-            return "--unfreeze from_layer needs --unfreeze-from LAYER"
-        if self.unfreeze == "selective" and not self.unfreeze_components:
-            return "--unfreeze selective needs --unfreeze-components (attention, mlp, embeddings)"
-        if self.neuron is not None and self.layer is None:
-            return "--neuron needs --layer (or give neither and let the scanner choose)"
-        if self.task == "regression" and self.target_accuracy is not None:
-            return "--target-accuracy applies to classification; regression selects on val/r2"
-        return None
-
-    @property
-    def position(self) -> int | None:
-        return None if self.token_position == "last" else int(self.token_position)
-
-    @property
-    def monitor(self) -> str:
-        return "val/r2" if self.task == "regression" else "val/acc"
+from innerlens.tracking import RunTracker
 
 
 def _introspection_space(trial: Any) -> dict[str, Any]:

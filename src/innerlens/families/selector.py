@@ -11,9 +11,7 @@ from __future__ import annotations
 import io
 import json
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 import pandas as pd
@@ -24,41 +22,15 @@ from sklearn.metrics import roc_auc_score
 from innerlens import tracking
 from innerlens.analysis.calibration import expected_calibration_error, platt_fit
 from innerlens.callbacks import history_frame, tracked_fit
-from innerlens.config import ConfigError, EpochConfig, read_input_text, non_negative, option, positive, probability
+from innerlens.config import ConfigError, read_input_text
+from innerlens.configs.selector import REGISTERED_NAME, SelectorConfig
 from innerlens.data.labelled import order_corpus, read_labelled
 from innerlens.data.splits import split_indices
 from innerlens.engine import Selection, resolve_device, seed_everything
+from innerlens.models.hooks import resid_post
 from innerlens.models.loading import LoadedModel, encode, load_model
 from innerlens.models.selector_head import SelectorHead, valid_heads
-from innerlens.models.transformer import resid_post
 from innerlens.search_space import SearchSpec
-
-FAMILY = "selector"
-REGISTERED_NAME = "innerlens-selector"
-
-
-@dataclass(frozen=True)
-class SelectorConfig(EpochConfig):
-    family_name = FAMILY
-
-    generator: str = option("tiny", "Frozen generator: tiny, models:/innerlens-generator/VERSION|latest, a checkpoint directory or a model name.")
-    data: Optional[str] = option(None, "CSV with text,label columns (default: the generated name-order corpus).")
-    num_texts: int = option(1000, "Generated labelled texts when --data is not given.", check=positive)
-    max_length: int = option(64, "Tokens per text at most.", check=positive)
-    feature_layers: tuple[int, ...] = option((), "Generator layers the head reads (default: about 1/6 and 1/2 of its depth).")
-    heads: int = option(40, "Attention heads per block (the nearest count dividing d_model is used).", check=positive)
-    mlp_ratio: int = option(3, "Hidden width of the residual MLP, as a multiple of its input.", check=positive)
-    dropout: float = option(0.1, "Dropout in the residual MLP.", check=probability)
-    calibrate: bool = option(True, "Platt-scale the test probabilities on validation logits.")
-    examples: Optional[str] = option(None, "File of texts (one per line) to draw attention heatmaps for (default: the first --num-examples test texts).")
-    num_examples: int = option(3, "Test texts drawn as heatmaps when --examples is not given.", check=non_negative)
-    register: bool = option(True, f"Register the trained head as {REGISTERED_NAME!r} in the Model Registry.")
-
-    max_epochs: int = option(40, "Upper bound on training epochs.", check=positive)
-    patience: int = option(8, "Stop after this many epochs without a better val/auc (0 disables).", check=non_negative)
-    batch_size: int = option(32, "Texts per step.", check=positive)
-    weight_decay: float = option(0.01, "AdamW weight decay.", check=non_negative)
-
 
 SEARCH = SearchSpec(
     metric="val/auc",

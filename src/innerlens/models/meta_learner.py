@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import torch
 
-from innerlens.models.transformer import native_transformer, resid_post
+from innerlens.models.hooks import resid_post
+from innerlens.models.transformer import native_transformer
 
 INPUT_LAYER = "input"
 

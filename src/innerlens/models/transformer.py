@@ -42,11 +42,6 @@ def native_transformer(
     return TransformerBridge.boot_native(config, device=device)
 
 
-def resid_post(layer: int) -> str:
-    """Hook name of a block's output residual stream."""
-    return f"blocks.{layer}.hook_resid_post"
-
-
 def release_transient_captures(model: torch.nn.Module) -> None:
     """Drop the residual tensors TransformerLens 4 attention bridges keep between calls.
 

@@ -1,0 +1,98 @@
+"""self_modeling's options (see innerlens.families.self_modeling for the experiment)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+from innerlens.analysis.llc_settings import LLCSettings
+from innerlens.config import EpochConfig, non_negative, option, positive
+from innerlens.data.catalog import DIGITS_EXAMPLES
+
+FAMILY = "self_modeling"
+VARIANTS = ("baseline", "first_layer", "middle_layer", "last_layer", "all_layers")
+TASKS = ("digits", "modular_sum", "modular_sum_seq")
+SELF_MODEL_LOSSES = ("normalized", "mse")
+# Calibrated against a known answer (bench/llc_calibration.py, tests/test_llc.py).
+DEFAULT_LLC = LLCSettings(epsilon=3e-5, gamma=300.0, num_chains=4, num_draws=500, num_burnin=200, batch_size=256)
+
+
+@dataclass(frozen=True)
+class SelfModelingConfig(EpochConfig):
+    family_name = FAMILY
+
+    variant: str = option("middle_layer", "Which layer(s) the self-model predicts.", choices=VARIANTS)
+    task: str = option(
+        "modular_sum",
+        "modular_sum: 'a b =' -> (a+b) mod p; modular_sum_seq: 'x1..xk =' -> sum mod p; "
+        "digits: scikit-learn's 8x8 handwritten digits as binary 2x2 patch tokens (the paper's MNIST, offline).",
+        choices=TASKS,
+    )
+    p: int = option(97, "Modulus (and number of classes) of the modular tasks.", check=lambda v: None if v >= 2 else f"must be >= 2, got {v}")
+    samples: Optional[int] = option(None, "Examples drawn (empty: every one of modular_sum's p^2 pairs or of the 1,797 digits; 5,000 for modular_sum_seq).", check=positive)
+    seq_len: int = option(4, "Operands per example for modular_sum_seq.", check=positive)
+    n_layers: int = option(4, "Transformer blocks.", check=positive)
+    d_model: int = option(64, "Residual stream width.", check=positive)
+    n_heads: int = option(4, "Attention heads per block (must divide d_model).", check=positive)
+    d_mlp: int = option(256, "MLP hidden width.", check=positive)
+    weight_decay: float = option(0.01, "AdamW weight decay (kept weak: strong decay sets the weight scale itself).", check=non_negative)
+    max_epochs: int = option(50, "Training epochs (a fixed budget with --patience 0).", check=positive)
+    patience: int = option(0, "Stop after this many epochs without a better val/acc (0: fixed budget, every run measured at the same point).", check=non_negative)
+    self_model_weight: float = option(1.0, "Weight of the self-model loss added to the task loss.", check=non_negative)
+    detach_target: bool = option(True, "Detach the activations the self-model predicts (the paper's choice).")
+    self_model_loss: str = option(
+        "mse",
+        "mse: plain MSE as in the paper; normalized: MSE / mean(target^2), an ablation that shrinking activations cannot game.",
+        choices=SELF_MODEL_LOSSES,
+    )
+    llc_every: int = option(0, "Also estimate the LLC every N epochs during training (0: only at the end and at the best checkpoint).", check=non_negative)
+    llc_epsilon: float = option(DEFAULT_LLC.epsilon, "SGLD step size ε for the LLC (calibrated: bench/llc_calibration.py).", check=positive)
+    llc_gamma: float = option(DEFAULT_LLC.gamma, "SGLD localisation γ for the LLC.", check=non_negative)
+    llc_nbeta: Optional[float] = option(None, "Inverse temperature nβ (empty: n/log(n) for n training examples).", check=positive)
+    llc_chains: int = option(DEFAULT_LLC.num_chains, "SGLD chains per LLC estimate.", check=positive)
+    llc_draws: int = option(DEFAULT_LLC.num_draws, "SGLD draws per chain.", check=positive)
+    llc_burnin: int = option(DEFAULT_LLC.num_burnin, "SGLD steps discarded before the draws (with the draws, past the localisation time 2/(εγ)).", check=non_negative)
+    llc_sampler: str = option(DEFAULT_LLC.sampler, "SGLD sampler: devinterp (chain after chain) or vectorised (all chains as one batched model; for GPUs).", choices=("devinterp", "vectorised"))
+    measure_llc: bool = option(True, "Estimate the LLC at the end of training and at the best checkpoint (weight std is always measured).")
+    llc_gamma_sensitivity: bool = option(False, "Also estimate the final LLC at γ/10 and 10γ (logged as llc/final_mean_gamma_<γ>).")
+
+    def check(self) -> str | None:
+        base = super().check()
+        if base:
+            return base
+        if self.d_model % self.n_heads:
+            return f"--n-heads {self.n_heads} must divide --d-model {self.d_model}"
+        if self.variant in ("middle_layer", "all_layers") and self.n_layers < 3:
+            return f"--variant {self.variant} needs --n-layers >= 3 so that middle and last differ, got {self.n_layers}"
+        available = {"digits": DIGITS_EXAMPLES, "modular_sum": self.p**2, "modular_sum_seq": self.p**self.seq_len}[self.task]
+        if self.n_samples > available:
+            where = "" if self.task == "digits" else f" with p={self.p}"
+            return f"--samples {self.n_samples} exceeds the {available} distinct examples of {self.task}{where}"
+        n_val, n_test = int(self.n_samples * self.val_fraction), int(self.n_samples * self.test_fraction)
+        if min(n_val, n_test) < 1:
+            return f"--samples {self.samples} leaves an empty val or test split; use more samples"
+        return None
+
+    @property
+    def n_samples(self) -> int:
+        if self.samples is not None:
+            return self.samples
+        return {"digits": DIGITS_EXAMPLES, "modular_sum": self.p**2}.get(self.task, 5000)
+
+    @property
+    def train_size(self) -> int:
+        """Training examples (what nβ = n/log n counts), as :func:`split_indices` cuts them."""
+        n = self.n_samples
+        return n - int(n * self.val_fraction) - int(n * self.test_fraction)
+
+    @property
+    def llc_settings(self) -> LLCSettings:
+        return LLCSettings(
+            epsilon=self.llc_epsilon,
+            gamma=self.llc_gamma,
+            nbeta=self.llc_nbeta,
+            num_chains=self.llc_chains,
+            num_draws=self.llc_draws,
+            num_burnin=self.llc_burnin,
+            batch_size=DEFAULT_LLC.batch_size,
+            sampler=self.llc_sampler,
+        )

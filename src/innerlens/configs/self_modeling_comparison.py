@@ -1,0 +1,58 @@
+"""self_modeling_comparison's options: the self-modeling study's grid (see innerlens.families.self_modeling_comparison)."""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Optional
+
+from innerlens.config import distinct_seeds, non_negative, option
+from innerlens.configs.self_modeling import VARIANTS, SelfModelingConfig
+
+FAMILY = "self_modeling_comparison"
+BASELINE = "baseline"
+
+
+@dataclass(frozen=True)
+class SelfModelingComparisonConfig(SelfModelingConfig):
+    family_name = FAMILY
+    hidden_fields = ("variant", "seed", "resume", "self_model_weight")
+
+    variants: tuple[str, ...] = option(VARIANTS, "Variants to train, comma-separated (baseline runs once per seed).", choices=VARIANTS)
+    seeds: tuple[int, ...] = option((0, 1, 2, 3, 4), "Seeds; every cell is trained once per seed and paired with the baseline on it.", check=distinct_seeds)
+    self_model_weights: tuple[float, ...] = option((1.0,), "Self-model loss weights (dose-response), e.g. 0.1,0.3,1,3,10.")
+    dose_variant: Optional[str] = option(None, "Only this variant gets every weight; the others get the first weight (empty: all get all).", choices=VARIANTS)
+    workers: Optional[int] = option(None, "Worker processes (empty: one per core; 0: in this process).", check=non_negative)
+    skip_training: bool = option(False, "Redraw the figures and statistics from the latest existing comparison instead of training.")
+    show_plots: bool = option(False, "Open the figures once drawn.")
+    gamma_sensitivity: bool = option(True, "Estimate the final LLC at γ/10, γ and 10γ on the first seed's runs (tables/gamma_sensitivity.csv).")
+
+    def check(self) -> str | None:
+        if not self.variants:
+            return "--variants: give at least one variant"
+        if not self.self_model_weights or any(w <= 0 for w in self.self_model_weights):
+            return "--self-model-weights: give weights > 0, e.g. 0.1,1 (the baseline is the weight-0 control)"
+        for config in self.single_runs():
+            message = config.check()
+            if message:
+                return message
+        return None
+
+    def single_runs(self) -> list[SelfModelingConfig]:
+        """Baseline once per seed, then every (variant, weight) per seed."""
+        own = {f.name for f in dataclasses.fields(SelfModelingComparisonConfig)} - {
+            f.name for f in dataclasses.fields(SelfModelingConfig)
+        }
+        shared = {k: v for k, v in self.to_dict().items() if k not in own}
+        cells = []
+        for variant in self.variants:
+            if variant == BASELINE:
+                cells.append((variant, 0.0))
+                continue
+            weights = self.self_model_weights if self.dose_variant in (None, variant) else self.self_model_weights[:1]
+            cells += [(variant, weight) for weight in weights]
+        return [
+            SelfModelingConfig(**{**shared, "variant": variant, "seed": seed, "self_model_weight": weight,
+                                  "llc_gamma_sensitivity": self.gamma_sensitivity and seed == self.seeds[0]})
+            for seed in self.seeds
+            for variant, weight in cells
+        ]

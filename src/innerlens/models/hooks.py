@@ -1,0 +1,10 @@
+"""TransformerLens hook names, spelled once (importable without torch: options list them)."""
+from __future__ import annotations
+
+# The activations introspection can target, by layer type: the hook that holds them.
+LAYER_TYPES = {"mlp_out": "blocks.{layer}.mlp.hook_post", "resid_post": "blocks.{layer}.hook_resid_post"}
+
+
+def resid_post(layer: int) -> str:
+    """Hook name of a block's output residual stream."""
+    return f"blocks.{layer}.hook_resid_post"
