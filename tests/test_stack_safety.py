@@ -83,3 +83,15 @@ def test_a_password_in_the_pg_url_stays_out_of_argv(team_stack, tmp_path: Path) 
     assert "postgres  up" in done.stdout, done.stdout + done.stderr  # authenticated through PGPASSWORD
     logged = (tmp_path / "argv.log").read_text()
     assert "postgres" in logged and password not in logged
+
+
+def test_local_server_stop_leaves_a_process_that_reused_its_pid_alone(tmp_path: Path) -> None:
+    bystander = subprocess.Popen(["sleep", "300"])
+    try:
+        (tmp_path / "server.pid").write_text(str(bystander.pid))
+        done = subprocess.run([str(ROOT / "deploy" / "local-server"), "stop", str(tmp_path)], capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0 and "not running" in done.stdout
+        assert bystander.poll() is None and not (tmp_path / "server.pid").exists()
+    finally:
+        bystander.kill()
+        bystander.wait()

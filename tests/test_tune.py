@@ -8,6 +8,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import optuna
 import pandas as pd
@@ -180,23 +181,26 @@ def test_two_workers_complete_exactly_n_trials(
         assert "***@" in config_json and password not in config_json
 
 
-def test_killed_trial_is_marked_failed_and_retried(tmp_path: Path) -> None:
-    worker = _tune(tmp_path, "--n-trials", "2", "--heartbeat-interval", "1", "--pruner", "none",
-                   "--fixed", f"{TINY_SELF_MODELING} max_epochs=100000 patience=0", wait=False)
+def _kill_once_a_trial_runs(worker: subprocess.Popen, load: Callable[[], optuna.Study]) -> optuna.trial.FrozenTrial:
+    """SIGKILL the worker's process group once its study has a RUNNING trial with an MLflow run; that trial."""
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline:
         time.sleep(1)
         try:
-            running = _study(tmp_path).get_trials(states=(optuna.trial.TrialState.RUNNING,))
-        except KeyError:  # study not created yet
+            running = load().get_trials(states=(optuna.trial.TrialState.RUNNING,))
+        except (KeyError, FileNotFoundError):  # the study (or its journal) is not created yet
             continue
         if running and RUN_ATTR in running[0].user_attrs:
-            break
-    else:
-        pytest.fail("the first worker never started a trial")
-    os.killpg(worker.pid, signal.SIGKILL)
-    worker.wait()
-    killed = running[0]
+            os.killpg(worker.pid, signal.SIGKILL)
+            worker.wait()
+            return running[0]
+    pytest.fail("the worker never started a trial")
+
+
+def test_killed_trial_is_marked_failed_and_retried(tmp_path: Path) -> None:
+    worker = _tune(tmp_path, "--n-trials", "2", "--heartbeat-interval", "1", "--pruner", "none",
+                   "--fixed", f"{TINY_SELF_MODELING} max_epochs=100000 patience=0", wait=False)
+    killed = _kill_once_a_trial_runs(worker, lambda: _study(tmp_path))
     time.sleep(4)  # past the grace period: the trial's heartbeat is stale
     _tune(tmp_path, "--n-trials", "2", "--heartbeat-interval", "1", "--pruner", "none", "--fixed", f"{TINY_SELF_MODELING} max_epochs=3")
     study = _study(tmp_path)
@@ -218,27 +222,16 @@ def test_journal_study_fails_a_dead_workers_trial_instead_of_waiting_for_ever(tm
     worker = subprocess.Popen([*command, "--fixed", f"{TINY_SELF_MODELING} max_epochs=100000 patience=0"], env=env,
                               cwd=tmp_path, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     journal = tmp_path / "mlruns" / "optuna" / "journal.log"
-    deadline = time.monotonic() + 240
-    while time.monotonic() < deadline:
-        time.sleep(1)
-        if not journal.exists():
-            continue
-        study = optuna.load_study(study_name="tune-self_modeling", storage=JournalStorage(JournalFileBackend(str(journal))))
-        running = study.get_trials(states=(optuna.trial.TrialState.RUNNING,))
-        if running and RUN_ATTR in running[0].user_attrs:
-            break
-    else:
-        pytest.fail("the worker never started a trial")
-    os.killpg(worker.pid, signal.SIGKILL)
-    worker.wait()
+    killed = _kill_once_a_trial_runs(worker, lambda: optuna.load_study(
+        study_name="tune-self_modeling", storage=JournalStorage(JournalFileBackend(str(journal)))))
     result = subprocess.run([*command, "--fixed", f"{TINY_SELF_MODELING} max_epochs=2"], env=env, cwd=tmp_path,
                             capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "1 trial(s) whose worker died were marked FAIL" in result.stderr
     study = optuna.load_study(study_name="tune-self_modeling", storage=JournalStorage(JournalFileBackend(str(journal))))
-    assert study.trials[running[0].number].state == optuna.trial.TrialState.FAIL
+    assert study.trials[killed.number].state == optuna.trial.TrialState.FAIL
     assert len(study.get_trials(states=ENDED_STATES)) == 1  # the study still got its one trial
-    assert MlflowClient(env["MLFLOW_TRACKING_URI"]).get_run(running[0].user_attrs[RUN_ATTR]).info.status == "FAILED"
+    assert MlflowClient(env["MLFLOW_TRACKING_URI"]).get_run(killed.user_attrs[RUN_ATTR]).info.status == "FAILED"
 
 
 def test_workers_get_the_storage_url_from_the_environment_not_argv() -> None:
