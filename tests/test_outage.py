@@ -134,8 +134,9 @@ def test_a_server_that_never_answers_is_one_line_after_a_notice(monkeypatch: pyt
         uri = f"http://127.0.0.1:{silent.getsockname()[1]}"
         monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
         monkeypatch.setattr(tracking, "PREFLIGHT_TIMEOUT_S", 4)
-        monkeypatch.delenv("MLFLOW_HTTP_REQUEST_TIMEOUT", raising=False)
+        monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "120")  # the run's own setting: the pre-flight does not wait that long
+        monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
         with pytest.raises(ConfigError, match="is unreachable"):
             tracking.check_tracking_store(Client(uri))
     assert f"contacting tracking server {uri}" in capsys.readouterr().err
-    assert "MLFLOW_HTTP_REQUEST_TIMEOUT" not in os.environ  # restored after the pre-flight
+    assert os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] == "120"  # restored after the pre-flight

@@ -130,16 +130,19 @@ PREFLIGHT_TIMEOUT_S = 10  # a server that accepts connections but never answers:
 
 @contextlib.contextmanager
 def _quick_requests() -> Iterator[None]:
-    """MLflow's HTTP calls in this block give up after one try of PREFLIGHT_TIMEOUT_S (unless the user set their own)."""
+    """MLflow's HTTP calls in this block give up after one try of PREFLIGHT_TIMEOUT_S; the settings
+    in force before (the user's, or :func:`detect_outages_quickly`'s) come back after it."""
     quick = {"MLFLOW_HTTP_REQUEST_TIMEOUT": str(PREFLIGHT_TIMEOUT_S), "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0"}
     saved = {key: os.environ.get(key) for key in quick}
-    os.environ.update({key: value for key, value in quick.items() if saved[key] is None})
+    os.environ.update(quick)
     try:
         yield
     finally:
         for key, value in saved.items():
             if value is None:
                 os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def check_tracking_store(client: MlflowClient) -> None:
@@ -147,7 +150,7 @@ def check_tracking_store(client: MlflowClient) -> None:
 
     Quiet when the store answers (or refuses) at once; after 3 s of waiting it says whom it waits for.
     """
-    uri = mlflow.get_tracking_uri()
+    uri = client.tracking_uri
     notice = threading.Timer(3.0, lambda: print(f"innerlens: contacting tracking server {redact_secrets(uri)} "
                                                 f"(up to {PREFLIGHT_TIMEOUT_S} s)...", file=sys.stderr, flush=True))
     notice.daemon = True
