@@ -316,7 +316,7 @@ class TrainConfig(Config):
     val_fraction: float = option(0.15, "Fraction used for validation (early stopping, checkpoint selection).", check=open_fraction)
     test_fraction: float = option(0.15, "Fraction held out for reporting only.", check=open_fraction)
     lr: float = option(1e-3, "AdamW learning rate.", check=positive)
-    weight_decay: float = option(1.0, "AdamW weight decay (strong decay drives generalization on modular tasks).", check=non_negative)
+    weight_decay: float = option(0.01, "AdamW weight decay.", check=non_negative)
     target_accuracy: Optional[float] = option(None, "Stop once this accuracy is reached on --target-split.", check=probability)
     target_split: str = option("val", "Split the target accuracy is checked on (test only if you mean it).", choices=("val", "test"))
     checkpoint_interval: float = option(

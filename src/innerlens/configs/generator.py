@@ -24,7 +24,6 @@ class GeneratorConfig(TrainConfig):
     eval_every: int = option(50, "Steps between evaluations (losses, noise scale).", check=positive)
     patience: int = option(0, "Stop after this many evaluations without lower val/loss (0: never).", check=non_negative)
     lr: float = option(1e-3, "AdamW learning rate.", check=positive)
-    weight_decay: float = option(0.01, "AdamW weight decay.", check=non_negative)
     register: bool = option(True, f"Register the fine-tuned model as {REGISTERED_NAME!r} in the Model Registry.")
 
     def check(self) -> str | None:

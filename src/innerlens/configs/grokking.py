@@ -41,6 +41,7 @@ class GrokkingConfig(TrainConfig):
     d_mlp: int = option(512, "MLP hidden width.", check=positive)
     act_fn: str = option("relu", "MLP activation.", choices=("relu", "gelu"))
     normalization: str = option("none", "LayerNorm or none (Nanda et al. use none).", choices=("none", "LN"))
+    weight_decay: float = option(1.0, "AdamW weight decay (strong decay drives generalization on modular tasks).", check=non_negative)
     beta1: float = option(0.9, "AdamW beta1.", check=probability)
     beta2: float = option(0.98, "AdamW beta2.", check=probability)
     warmup_steps: int = option(10, "Linear learning-rate warm-up steps.", check=non_negative)

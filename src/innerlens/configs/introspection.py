@@ -46,7 +46,6 @@ class IntrospectionConfig(EpochConfig):
     max_epochs: int = option(30, "Upper bound on training epochs.", check=positive)
     patience: int = option(8, "Stop after this many epochs without a better validation score (0 disables).", check=non_negative)
     batch_size: int = option(16, "Texts per step.", check=positive)
-    weight_decay: float = option(0.01, "AdamW weight decay.", check=non_negative)
     lr: float = option(1e-4, "AdamW learning rate of the language model's unfrozen weights.", check=positive)
     head_lr: float = option(1e-2, "AdamW learning rate of the introspection head.", check=positive)
 

@@ -44,7 +44,6 @@ class MetalignConfig(EpochConfig):
                               "appears only after a plateau at chance of ~20 epochs, which patience would mistake for the end).",
                            check=non_negative)
     batch_size: int = option(64, "Episodes per step.", check=positive)
-    weight_decay: float = option(0.01, "AdamW weight decay.", check=non_negative)
     test_fraction: float = option(0.15, "Fraction of objects for test episodes (reporting only).", check=probability)
 
     def check(self) -> str | None:

@@ -30,4 +30,3 @@ class SelectorConfig(EpochConfig):
     max_epochs: int = option(40, "Upper bound on training epochs.", check=positive)
     patience: int = option(8, "Stop after this many epochs without a better val/auc (0 disables).", check=non_negative)
     batch_size: int = option(32, "Texts per step.", check=positive)
-    weight_decay: float = option(0.01, "AdamW weight decay.", check=non_negative)
