@@ -58,3 +58,12 @@ def test_help_and_option_errors_import_no_heavy_library(argv: list[str]) -> None
              f"print(sorted(m for m in {HEAVY!r} if m in sys.modules), file=sys.stderr)")
     done = subprocess.run([sys.executable, "-c", probe, *argv], capture_output=True, text=True, timeout=120)
     assert done.stderr.strip().splitlines()[-1] == "[]", done.stderr
+
+
+def test_no_entry_point_offers_an_option_its_run_ignores() -> None:
+    """A language model's loss has no accuracy: generator hides --target-accuracy/--target-split."""
+    from innerlens.configs.generator import GeneratorConfig
+    from innerlens.configs.selector import SelectorConfig
+
+    assert not {"target_accuracy", "target_split"} & {s.name for s in GeneratorConfig.specs(include_hidden=False)}
+    assert {"target_accuracy", "target_split"} <= {s.name for s in SelectorConfig.specs(include_hidden=False)}

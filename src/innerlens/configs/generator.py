@@ -13,6 +13,7 @@ REGISTERED_NAME = "innerlens-generator"
 @dataclass(frozen=True)
 class GeneratorConfig(TrainConfig):
     family_name = FAMILY
+    hidden_fields = ("target_accuracy", "target_split")  # a language model's loss has no accuracy to reach
 
     model: str = option("tiny", "Model to fine-tune: tiny, a local Hugging Face checkpoint directory, a model name, or models:/NAME/VERSION.")
     corpus: Optional[str] = option(None, "Text file, one document per line (default: the project's generated corpus).")

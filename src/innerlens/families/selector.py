@@ -142,7 +142,8 @@ def run(config: SelectorConfig, *, nested: bool = False, progress: bool = True) 
         tracker.set_tags({"innerlens.generator_version": generator_version, "innerlens.heads": str(experiment.heads),
                           "innerlens.feature_layers": ",".join(map(str, experiment.layers))})
         state = tracked_fit(experiment, tracker, config, max_epochs=config.max_epochs, progress=progress,
-                            selection=Selection(monitor="val/auc", patience=config.patience))
+                            selection=Selection(monitor="val/auc", patience=config.patience,
+                                                target_accuracy=config.target_accuracy, target_split=config.target_split))
         tracker.flush()
         experiment.model.load_state_dict(tracking.load_checkpoint(tracker.run_id, "best")["model"])
         val, test = experiment.splits.val, experiment.splits.test
