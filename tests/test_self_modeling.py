@@ -92,14 +92,22 @@ def test_digits_are_patch_tokens_read_at_the_last_position() -> None:
     assert len(digit_patches(100, seed=1).y) == 100
 
 
-def test_default_regime_memorises_without_collapse_on_an_unpicked_seed() -> None:
-    """The comparison's regime (every p^2 pair, weight decay 0.01, its 50-epoch budget) on seed 7:
-    training accuracy reaches 0.99 and never falls back below 0.9. (Validation accuracy is not
-    asserted: the study found it reaches 0.95 within the budget on only some seeds; see the README.)"""
+def test_default_regime_generalises_without_collapse_on_an_unpicked_seed() -> None:
+    """The comparison's regime (every p^2 pair, weight decay 0.01, minibatch 64, its 100-epoch budget)
+    on seed 7, which the pilot did not use: validation accuracy reaches 0.95 within the budget, and
+    training accuracy, once at 0.99, never falls back below 0.9. One thread, as a study's worker runs it."""
     from innerlens.analysis.transitions import collapses
 
     config = SelfModelingConfig(variant="baseline", seed=7)
-    experiment = SelfModelingExperiment(config, torch.device("cpu"))
-    train_acc = [experiment.train_epoch(epoch)["train/acc"] for epoch in range(1, config.max_epochs + 1)]
-    assert max(train_acc) >= 0.99, train_acc
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        experiment = SelfModelingExperiment(config, torch.device("cpu"))
+        train_acc, val_acc = [], []
+        for epoch in range(1, config.max_epochs + 1):
+            train_acc.append(experiment.train_epoch(epoch)["train/acc"])
+            val_acc.append(experiment.evaluate(epoch)["val/acc"])
+    finally:
+        torch.set_num_threads(threads)
+    assert max(val_acc) >= 0.95, val_acc
     assert collapses(train_acc) == 0, train_acc
