@@ -68,6 +68,11 @@ def non_negative(value: float) -> str | None:
 SEED_LIMIT = 2**32  # NumPy's generators take seeds in [0, 2**32); torch's would wrap larger ones silently
 
 
+def heads_divide_width(n_heads: int, d_model: int) -> str | None:
+    """The one-line error for an attention shape whose heads cannot split the residual width."""
+    return None if d_model % n_heads == 0 else f"--n-heads {n_heads} must divide --d-model {d_model}"
+
+
 def valid_seed(seed: int) -> str | None:
     return None if 0 <= seed < SEED_LIMIT else f"a seed must be between 0 and {SEED_LIMIT - 1}, got {seed}"
 

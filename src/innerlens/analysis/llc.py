@@ -99,7 +99,7 @@ def _sample_vectorised(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
     batched_loss = vmap(chain_loss)
     per_epoch = n // batch
     order = torch.empty(chains, 0, dtype=torch.long, device=device)
-    traces = torch.empty(chains, settings.num_draws)
+    traces = torch.empty(chains, settings.num_draws, device=device)  # one copy to the host at the end, not a sync per step
     for step in range(settings.num_burnin + settings.num_draws):
         if step % per_epoch == 0:  # a fresh permutation per chain and epoch, as a shuffled DataLoader gives
             order = torch.stack([torch.randperm(n, generator=generator, device=device) for _ in range(chains)])
@@ -115,8 +115,8 @@ def _sample_vectorised(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
                 noise = torch.randn(w.shape, generator=generator, device=device)
                 w.add_(drift, alpha=-0.5 * settings.epsilon).add_(noise, alpha=settings.epsilon**0.5)
         if step >= settings.num_burnin:
-            traces[:, step - settings.num_burnin] = losses.detach().cpu()
-    return traces
+            traces[:, step - settings.num_burnin] = losses.detach()
+    return traces.cpu()
 
 
 def _sample_devinterp(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, loss_fn: LossFn,

@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
-from innerlens.config import EpochConfig, non_negative, option, positive, probability
+from innerlens.config import EpochConfig, heads_divide_width, non_negative, option, positive, probability
 
 FAMILY = "metalign"
 
@@ -50,8 +50,8 @@ class MetalignConfig(EpochConfig):
         base = super().check()
         if base:
             return base
-        if self.d_model % self.n_heads:
-            return f"--n-heads {self.n_heads} must divide --d-model {self.d_model}"
+        if heads := heads_divide_width(self.n_heads, self.d_model):
+            return heads
         if not self.eval_dims:
             return "--eval-dims needs at least one held-out dimension, e.g. 0,1,2"
         if len(set(self.eval_dims)) != len(self.eval_dims) or min(self.eval_dims) < 0:

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 from innerlens.analysis.llc_settings import LLCSettings
-from innerlens.config import EpochConfig, non_negative, option, positive
+from innerlens.config import EpochConfig, heads_divide_width, non_negative, option, positive
 from innerlens.data.catalog import DIGITS_EXAMPLES
 
 FAMILY = "self_modeling"
@@ -60,8 +60,8 @@ class SelfModelingConfig(EpochConfig):
         base = super().check()
         if base:
             return base
-        if self.d_model % self.n_heads:
-            return f"--n-heads {self.n_heads} must divide --d-model {self.d_model}"
+        if heads := heads_divide_width(self.n_heads, self.d_model):
+            return heads
         if self.variant in ("middle_layer", "all_layers") and self.n_layers < 3:
             return f"--variant {self.variant} needs --n-layers >= 3 so that middle and last differ, got {self.n_layers}"
         available = {"digits": DIGITS_EXAMPLES, "modular_sum": self.p**2, "modular_sum_seq": self.p**self.seq_len}[self.task]
