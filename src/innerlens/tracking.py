@@ -44,6 +44,9 @@ TAG_VARIANT = "innerlens.variant"
 TAG_SEED = "innerlens.seed"
 TAG_GIT_COMMIT = "innerlens.git_commit"
 TAG_STEP_UNIT = "innerlens.step_unit"
+TAG_TASK = "innerlens.task"  # a study's name for one of its runs: how a retried task finds the run it started
+TAG_RAY_NODE = "innerlens.ray_node_id"
+TAG_EXECUTOR = "innerlens.executor"  # on a study's parent run: where its runs executed
 
 
 def project_root() -> Path:
@@ -602,6 +605,32 @@ class RunContext:
 
 
 _run_context: contextvars.ContextVar[RunContext | None] = contextvars.ContextVar("innerlens_run_context", default=None)
+# Where a study's run executes (the Ray node), set by the executor around the task; added to the run's tags.
+_placement: contextvars.ContextVar[dict[str, str]] = contextvars.ContextVar("innerlens_placement", default={})
+
+
+@contextlib.contextmanager
+def placement(tags: dict[str, str]) -> Iterator[None]:
+    """Nested runs started in here also carry these tags (the executor says where the task runs)."""
+    token = _placement.set(tags)
+    try:
+        yield
+    finally:
+        _placement.reset(token)
+
+
+def task_run(parent_run_id: str, task: str) -> tuple[str, str] | None:
+    """(run id, status) of the run an earlier attempt of ``task`` started under the parent, if any.
+
+    A task retried after its worker died continues that run (``--resume``) instead of starting a second one.
+    """
+    runs = MlflowClient().search_runs(
+        [MlflowClient().get_run(parent_run_id).info.experiment_id],
+        filter_string=f"tags.mlflow.parentRunId = '{parent_run_id}' and tags.`{TAG_TASK}` = '{task}'",
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
+    )
+    return (runs[0].info.run_id, runs[0].info.status) if runs else None
 
 
 @contextlib.contextmanager
@@ -647,7 +676,7 @@ def start_run(
             run_name=run_name,
             nested=mlflow.active_run() is not None,
             parent_run_id=context.parent_run_id,
-            tags=context.tags,
+            tags={**context.tags, **_placement.get()},
         )
     else:
         outer_run = os.environ.get("MLFLOW_RUN_ID") if not nested and mlflow.active_run() is None else None

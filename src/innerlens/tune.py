@@ -37,6 +37,7 @@ from optuna.trial import TrialState
 from innerlens import tracking
 from innerlens.config import Config, ConfigError, RunFailed, redact_secrets
 from innerlens.configs.tune import TuneConfig
+from innerlens.drivers.executor import study_run
 from innerlens.drivers.signals import stop_processes
 from innerlens.engine import EngineState, observing
 from innerlens.search_space import SearchSpec, space_from_yaml
@@ -127,9 +128,9 @@ def make_objective(target: Tunable, base: dict[str, str], space: Callable[[Any],
         def remember(run_id: str) -> None:
             trial.set_user_attr(RUN_ATTR, run_id)  # so a dead worker's run can be marked FAILED
 
-        with tracking.run_context(parent_run_id, tags, {"trial_number": str(trial.number)}, remember), \
-                observing(PruningReporter(trial, metric)):
-            run_id = target.run(config, progress=False)
+        with observing(PruningReporter(trial, metric)):
+            run_id = study_run(target.run, config, parent_run_id, f"trial {trial.number}", tags,
+                               {"trial_number": str(trial.number)}, remember)
         return best_validation_value(run_id, metric, target.search.direction)
 
     return objective
@@ -194,7 +195,8 @@ def open_storage(config: TuneConfig) -> optuna.storages.BaseStorage:
         return RDBStorage(
             url,
             engine_kwargs={"pool_pre_ping": True},
-            heartbeat_interval=config.heartbeat_interval,
+            # Only study.optimize beats; Ray's driver asks and tells, and Ray itself retries a lost trial.
+            heartbeat_interval=config.heartbeat_interval if config.executor == "local" else None,
             grace_period=2 * config.heartbeat_interval + 1,
             heartbeat_stale_trial_callback=FailedTrialCallback(max_retry=config.max_retries),
         )
@@ -257,6 +259,12 @@ class FailureLimit:
         self.in_a_row, self.failed, self.last_error = 0, 0, ""
 
     def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        self.record(trial)
+        if self.tripped:
+            study.stop()
+
+    def record(self, trial: optuna.trial.FrozenTrial) -> None:
+        """Count an ended trial (a driver outside ``study.optimize`` calls this instead)."""
         if trial.state != TrialState.FAIL or trial.user_attrs.get("surplus"):
             self.in_a_row = 0
             return
@@ -265,8 +273,6 @@ class FailureLimit:
         self.last_error = trial.user_attrs.get(ERROR_ATTR, self.last_error)
         if ERROR_ATTR in trial.user_attrs:  # one line per failed trial (Optuna's own report is a traceback)
             print(f"innerlens: trial {trial.number} failed: {trial.user_attrs[ERROR_ATTR]}", file=sys.stderr)
-        if self.in_a_row >= self.consecutive or self.failed >= self.total:
-            study.stop()
 
     @property
     def tripped(self) -> bool:
@@ -375,7 +381,11 @@ def run(config: TuneConfig, *, nested: bool = False, progress: bool = True) -> s
 
 
 def _work(config: TuneConfig, target: Tunable, study: optuna.Study, parent_run_id: str) -> None:
-    if config.n_workers > 1:
+    if config.executor == "ray":
+        from innerlens.tune_ray import optimize_on_ray
+
+        optimize_on_ray(config, target, study, parent_run_id)
+    elif config.n_workers > 1:
         _spawn_workers(config, parent_run_id)
     else:
         optimize(config, target, study, parent_run_id, config.seed)

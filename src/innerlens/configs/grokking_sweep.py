@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from typing import Optional
 
-from innerlens.config import distinct_seeds, option
+from innerlens.config import distinct_seeds, non_negative, option
+from innerlens.configs.executor import ExecutorOptions
 from innerlens.configs.grokking import GrokkingConfig
 
 FAMILY = "grokking_sweep"
@@ -12,16 +14,19 @@ SWEEPABLE = ("none", "lr", "batch_size", "weight_decay", "train_fraction")
 
 
 @dataclass(frozen=True)
-class GrokkingSweepConfig(GrokkingConfig):
+class GrokkingSweepConfig(ExecutorOptions, GrokkingConfig):
     family_name = FAMILY
     hidden_fields = ("seed", "resume")
 
     sweep: str = option("none", "Hyperparameter to sweep (none: seeds only).", choices=SWEEPABLE)
     values: tuple[float, ...] = option((), "Values of --sweep, comma-separated (train_fraction splits the rest evenly into val/test).")
     seeds: tuple[int, ...] = option((0, 1, 2), "Seeds; every value is trained once per seed (each its own nested run).", check=distinct_seeds)
+    workers: Optional[int] = option(0, "Local worker processes (empty: one per core; 0: in this process, with a progress bar per run).", check=non_negative)
     skip_training: bool = option(False, "Draw the figures from the latest existing sweep instead of training.")
 
     def check(self) -> str | None:
+        if message := self.executor_check():
+            return message
         if (self.sweep == "none") != (not self.values):
             return "--values: give values exactly when --sweep names a hyperparameter (e.g. --sweep weight_decay --values 0.3,1,3)"
         if self.sweep == "batch_size" and any(v != int(v) for v in self.values):

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 from innerlens.config import distinct_seeds, non_negative, option
+from innerlens.configs.executor import ExecutorOptions
 from innerlens.configs.self_modeling import VARIANTS, SelfModelingConfig
 
 FAMILY = "self_modeling_comparison"
@@ -13,7 +14,7 @@ BASELINE = "baseline"
 
 
 @dataclass(frozen=True)
-class SelfModelingComparisonConfig(SelfModelingConfig):
+class SelfModelingComparisonConfig(ExecutorOptions, SelfModelingConfig):
     family_name = FAMILY
     hidden_fields = ("variant", "seed", "resume", "self_model_weight")
 
@@ -27,6 +28,8 @@ class SelfModelingComparisonConfig(SelfModelingConfig):
     gamma_sensitivity: bool = option(True, "Estimate the final LLC at γ/10, γ and 10γ on the first seed's runs (tables/gamma_sensitivity.csv).")
 
     def check(self) -> str | None:
+        if message := self.executor_check():
+            return message
         if not self.variants:
             return "--variants: give at least one variant"
         if not self.self_model_weights or any(w <= 0 for w in self.self_model_weights):

@@ -4,7 +4,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
-from innerlens.config import Config, non_negative, option, positive, valid_seed
+from innerlens.config import non_negative, option, positive, valid_seed
+from innerlens.configs.executor import ExecutorOptions
 
 FAMILY = "tune"
 TUNABLE = ("self_modeling", "grokking", "introspection", "selector", "metalign")
@@ -13,7 +14,7 @@ PRUNERS = ("median", "hyperband", "none")
 
 
 @dataclass(frozen=True)
-class TuneConfig(Config):
+class TuneConfig(ExecutorOptions):
     family_name = FAMILY
 
     family: str = option("self_modeling", "Family whose hyperparameters are searched.", choices=TUNABLE)
@@ -25,10 +26,10 @@ class TuneConfig(Config):
     timeout: Optional[float] = option(None, "Stop starting trials after this many seconds (per worker).", check=positive)
     space: Optional[str] = option(None, "YAML search space replacing the family's own (see innerlens.search_space).")
     fixed: str = option("", "Family options fixed for every trial, space-separated name=value, e.g. 'max_epochs=5 d_model=32'.")
-    n_workers: int = option(1, "Local worker processes sharing the study.", check=positive)
+    n_workers: int = option(1, "Local worker processes sharing the study (with --executor ray the cluster's size decides how many trials run at once).", check=positive)
     seed: int = option(0, "Sampler seed (each worker offsets it).", check=valid_seed)
     max_consecutive_failures: int = option(5, "Stop the study after this many failed trials in a row (and after n_trials failures in all).", check=positive)
-    max_retries: int = option(2, "Times a trial whose worker died is retried (RDB storages, by heartbeat).", check=non_negative)
+    max_retries: int = option(2, "Times a trial whose worker died is retried (RDB storages by heartbeat; with --executor ray, Ray retries it and its run resumes).", check=non_negative)
     heartbeat_interval: int = option(10, "Seconds between trial heartbeats (RDB storages).", check=positive)
     register: bool = option(True, "Register the best trial's checkpoints in the Model Registry.")
     worker_of: Optional[str] = option(None, "Internal: parent run id a spawned worker reports to.")
@@ -36,3 +37,10 @@ class TuneConfig(Config):
     @property
     def resolved_study_name(self) -> str:
         return self.study_name or f"tune-{self.family}"
+
+    def check(self) -> str | None:
+        if message := self.executor_check():
+            return message
+        if self.executor == "ray" and self.n_workers > 1:
+            return "--n-workers: local worker processes only; with --executor ray the cluster's size decides how many trials run at once"
+        return None

@@ -2,13 +2,17 @@
 the swept value on time-to-generalize and the seed bands drawn from what the server holds."""
 from __future__ import annotations
 
+import functools
+
 import click
 import pandas as pd
 from mlflow.tracking import MlflowClient
 
 from innerlens import tracking
 from innerlens.compare import child_runs, fetch_history, latest_parent_with_children
+from innerlens.configs.grokking import GrokkingConfig
 from innerlens.configs.grokking_sweep import FAMILY, GrokkingSweepConfig
+from innerlens.drivers.executor import make_executor, study_run
 from innerlens.families.grokking import run
 from innerlens.viz.curves import metric_curves
 from innerlens.viz.grokking import split_curves, time_to_generalize
@@ -22,11 +26,12 @@ def sweep(config: GrokkingSweepConfig, progress: bool = True) -> str:
             parent_id = latest_parent_with_children(FAMILY, exclude=tracker.run_id)
             tracker.set_tags({"innerlens.drawn_from": parent_id})
         else:
-            for single in config.single_runs():
-                value = getattr(single, config.sweep) if config.sweep != "none" else None
-                label = f"{config.sweep}={value:g}" if value is not None else single.task
-                click.echo(f"training {label} (seed {single.seed})", err=True)
-                run(single, nested=True, progress=progress, run_name=f"{label}-s{single.seed}")
+            singles = config.single_runs()
+            executor = make_executor(config, config.workers, progress)
+            tracker.set_tags({tracking.TAG_EXECUTOR: executor.describe()})
+            click.echo(f"training {len(singles)} runs on {executor.describe()}", err=True)
+            tasks = [(task_name(config.sweep, s), (s, parent_id, task_name(config.sweep, s))) for s in singles]
+            executor.run(_train_child, tasks)
         history, summary = sweep_results(parent_id, config.sweep)
         group = config.sweep if config.sweep != "none" else "variant"
         curves = split_curves(history).assign(group=lambda f: f["split"] + " " + f[group].astype(str))
@@ -40,6 +45,16 @@ def sweep(config: GrokkingSweepConfig, progress: bool = True) -> str:
         tracker.log_text(summary.to_csv(index=False), "sweep_summary.csv")
         tracker.log_history(history)
         return tracker.run_id
+
+
+def task_name(sweep: str, single: GrokkingConfig) -> str:
+    label = f"{sweep}={getattr(single, sweep):g}" if sweep != "none" else single.task
+    return f"{label}-s{single.seed}"
+
+
+def _train_child(job: tuple[GrokkingConfig, str, str]) -> str:
+    single, parent_id, task = job
+    return study_run(functools.partial(run, run_name=task), single, parent_id, task, {})
 
 
 def sweep_results(parent_id: str, parameter: str) -> tuple[pd.DataFrame, pd.DataFrame]:

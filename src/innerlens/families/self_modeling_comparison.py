@@ -17,7 +17,7 @@ from innerlens import tracking
 from innerlens.analysis.stats import paired_statistics
 from innerlens.compare import child_runs, children_history, latest_parent_with_children
 from innerlens.configs.self_modeling_comparison import BASELINE, FAMILY, SelfModelingComparisonConfig
-from innerlens.drivers.executor import LocalExecutor, default_workers
+from innerlens.drivers.executor import make_executor, study_run
 from innerlens.families.self_modeling import SelfModelingConfig, figures, run
 from innerlens.viz.compare import dose_response
 
@@ -34,12 +34,14 @@ def group_label(variant: str, weight: float) -> str:
     return BASELINE if variant == BASELINE else f"{variant} w={weight:g}"
 
 
+def task_name(single: SelfModelingConfig) -> str:
+    return f"{single.variant} w={single.self_model_weight:g} seed {single.seed}"
+
+
 def _train_child(job: tuple[SelfModelingConfig, str]) -> str:
     """One nested run (in a worker process): the run id."""
     single, parent_id = job
-    tags = {TAG_WEIGHT: f"{single.self_model_weight:g}"}
-    with tracking.run_context(parent_id, tags, {}):
-        return run(single, nested=True, progress=False)
+    return study_run(run, single, parent_id, task_name(single), {TAG_WEIGHT: f"{single.self_model_weight:g}"})
 
 
 def run_summaries(parent_id: str) -> pd.DataFrame:
@@ -102,12 +104,10 @@ def compare(config: SelfModelingComparisonConfig, progress: bool = True) -> str:
             parent_id = latest_parent_with_children(FAMILY, exclude=tracker.run_id)
             tracker.set_tags({"innerlens.drawn_from": parent_id})
         else:
-            workers, threads = default_workers(config.workers)
-            workers = 0 if config.workers == 0 else workers
-            tracker.set_tags({"innerlens.workers": str(workers), "innerlens.threads_per_worker": str(threads)})
-            click.echo(f"training {len(singles)} runs on {max(workers, 1)} worker(s) x {threads} thread(s)", err=True)
-            jobs = [(f"{s.variant} w={s.self_model_weight:g} seed {s.seed}", (s, parent_id)) for s in singles]
-            results = LocalExecutor(workers, threads, progress=progress).run(_train_child, jobs)
+            executor = make_executor(config, config.workers, progress)
+            tracker.set_tags({tracking.TAG_EXECUTOR: executor.describe()})
+            click.echo(f"training {len(singles)} runs on {executor.describe()}", err=True)
+            results = executor.run(_train_child, [(task_name(s), (s, parent_id)) for s in singles])
             failed = [r for r in results if r.error]
             tracker.set_tags({"innerlens.failed_runs": str(len(failed))})
         summaries = run_summaries(parent_id)

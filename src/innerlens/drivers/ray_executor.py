@@ -1,0 +1,200 @@
+"""Run a study's runs on a Ray cluster: one Ray task per run, sized in CPUs and (fractional) GPUs.
+
+Ray schedules; MLflow still records every run (workers log to ``MLFLOW_TRACKING_URI`` themselves);
+Optuna still decides trials. A task whose worker process or node dies is retried by Ray
+(``max_retries``) and continues its MLflow run from the last checkpoint (see
+:func:`innerlens.drivers.executor.study_run`). Ctrl-C or SIGTERM on the driver cancels the tasks:
+each run ends KILLED, as with the local executor.
+"""
+from __future__ import annotations
+
+import os
+import socket
+from typing import Any, Callable, Iterable
+
+from tqdm.auto import tqdm
+
+from innerlens.config import ConfigError, RunFailed, redact_secrets
+from innerlens.drivers.executor import TaskResult, settle
+
+# Environment a worker needs to reach what the driver reaches (the run id is the driver's own).
+_FORWARDED_PREFIXES = ("MLFLOW_", "INNERLENS_", "AWS_", "PG")
+_NOT_FORWARDED = ("MLFLOW_RUN_ID",)
+
+
+def worker_environment(tracking_uri: str) -> dict[str, str]:
+    """What every task's process gets: the driver's tracking URI and the settings around it."""
+    env = {k: v for k, v in os.environ.items() if k.startswith(_FORWARDED_PREFIXES) and k not in _NOT_FORWARDED}
+    env["MLFLOW_TRACKING_URI"] = tracking_uri
+    return env
+
+
+def is_local_store(uri: str) -> bool:
+    """A tracking or storage URI only this machine can open (a file, SQLite, a journal file)."""
+    return uri.startswith(("sqlite:", "file:", "/")) or "://" not in uri
+
+
+def _node_ips() -> set[str]:
+    import ray
+
+    return {node["NodeManagerAddress"] for node in ray.nodes() if node["Alive"]}
+
+
+def cluster_is_local() -> bool:
+    """Every live node of the connected cluster runs on this machine (files here are files there)."""
+    import ray
+
+    here = {ray.util.get_node_ip_address(), "127.0.0.1", socket.gethostbyname(socket.gethostname())}
+    return _node_ips() <= here
+
+
+def _probe(tracking_uri: str) -> str:
+    """On a worker: the node id, or raise the one-line reason this worker cannot reach the tracking server."""
+    import ray
+    from mlflow.tracking import MlflowClient
+
+    from innerlens import tracking
+
+    tracking.configure_tracking()
+    tracking.check_tracking_store(MlflowClient(tracking_uri))
+    return ray.get_runtime_context().get_node_id()
+
+
+def _run_task(function: Callable[[Any], Any], argument: Any, threads: int) -> Any:
+    """On a worker: the task, with its thread count, its node recorded on the run it starts."""
+    import ray
+    import torch
+
+    from innerlens import tracking
+
+    torch.set_num_threads(threads)
+    with tracking.placement({tracking.TAG_RAY_NODE: ray.get_runtime_context().get_node_id()}):
+        return function(argument)
+
+
+class RayExecutor:
+    """One Ray task per run on the cluster at ``address`` (None: ``RAY_ADDRESS``, else a local Ray)."""
+
+    def __init__(self, address: str | None, cpus_per_run: float, gpus_per_run: float, max_retries: int,
+                 progress: bool = True) -> None:
+        self.address, self.cpus, self.gpus = address, cpus_per_run, gpus_per_run
+        self.max_retries, self.progress = max_retries, progress
+        self._started = False
+
+    def describe(self) -> str:
+        return f"Ray ({self.cpus:g} CPU, {self.gpus:g} GPU per run)"
+
+    def connect(self) -> None:
+        """Join (or start) the cluster and check, in one line, that its workers can record runs."""
+        import mlflow
+        import ray
+
+        from innerlens import tracking
+
+        if ray.is_initialized():
+            return
+        address = self.address or os.environ.get("RAY_ADDRESS")
+        try:
+            ray.init(address=address, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
+        except (ConnectionError, RuntimeError, ValueError) as error:
+            raise ConfigError(f"--executor ray: cannot join the Ray cluster at {address}: {str(error).strip().splitlines()[0]}") from None
+        self._started = True
+        uri = tracking.configure_tracking()
+        if is_local_store(uri) and not cluster_is_local():
+            self.close()
+            raise ConfigError(f"--executor ray: the tracking store {redact_secrets(uri)} is a file on this machine, which "
+                              "other nodes cannot open; set MLFLOW_TRACKING_URI to the team's server (deploy/stack)")
+        self.env = worker_environment(mlflow.get_tracking_uri())
+        self._check_workers_reach(mlflow.get_tracking_uri())
+
+    def _check_workers_reach(self, uri: str) -> None:
+        import ray
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        probe = ray.remote(_probe)
+        nodes = [node["NodeID"] for node in ray.nodes() if node["Alive"]]
+        refs = [probe.options(num_cpus=0, max_retries=0, runtime_env={"env_vars": self.env},
+                              scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False)).remote(uri)
+                for node in nodes]
+        for node, ref in zip(nodes, refs):
+            try:
+                ray.get(ref, timeout=120)
+            except Exception as error:
+                self.close()
+                cause = getattr(error, "cause", None) or error
+                message = str(cause).strip().splitlines()
+                raise ConfigError(f"--executor ray: a worker on node {node[:12]} cannot reach the tracking server "
+                                  f"{redact_secrets(uri)}: {message[-1] if message else type(cause).__name__}") from None
+
+    def capacity(self) -> int:
+        """How many runs of this size the cluster holds at once (at least one)."""
+        import ray
+
+        resources = ray.cluster_resources()
+        fits = int(resources.get("CPU", 1) // self.cpus) if self.cpus else 1 << 30
+        if self.gpus:
+            fits = min(fits, int(resources.get("GPU", 0) // self.gpus))
+            if fits == 0:
+                raise ConfigError(f"--gpus-per-run {self.gpus:g}: the Ray cluster has no GPU")
+        return max(fits, 1)
+
+    def submit(self, function: Callable[[Any], Any], argument: Any) -> Any:
+        """Start one task; its object reference."""
+        import ray
+
+        remote = ray.remote(_run_task).options(
+            num_cpus=self.cpus, num_gpus=self.gpus, max_retries=self.max_retries, retry_exceptions=False,
+            scheduling_strategy="SPREAD", runtime_env={"env_vars": self.env},
+        )
+        return remote.remote(function, argument, max(1, int(self.cpus)))
+
+    def run(self, function: Callable[[Any], Any], tasks: Iterable[tuple[str, Any]]) -> list[TaskResult]:
+        """Every task's result in submission order, with one progress bar over the study."""
+        import ray
+
+        tasks = list(tasks)
+        self.connect()
+        bar = tqdm(total=len(tasks), desc="runs", disable=not self.progress)
+        pending = {self.submit(function, argument): index for index, (_, argument) in enumerate(tasks)}
+        results: dict[int, TaskResult] = {}
+        failed = 0
+        try:
+            while pending:
+                done, _ = ray.wait(list(pending), num_returns=1)
+                index = pending.pop(done[0])
+                results[index] = settle(tasks[index][0], lambda: result_of(done[0]))
+                failed += bool(results[index].error)
+                if results[index].error:
+                    tqdm.write(f"{results[index].label} failed: {results[index].error}")
+                bar.set_postfix(failed=failed, running=len(pending))
+                bar.update()
+        except BaseException:
+            for ref in pending:  # Ctrl-C or SIGTERM: the tasks get KeyboardInterrupt; their runs end KILLED
+                ray.cancel(ref)
+            raise
+        finally:
+            bar.close()
+            self.close()
+        return [results[i] for i in range(len(tasks))]
+
+    def close(self) -> None:
+        """Leave the cluster (a Ray instance this executor started stops with it)."""
+        import ray
+
+        if self._started:
+            ray.shutdown()
+            self._started = False
+
+
+def result_of(ref: Any) -> Any:
+    """A task's value; its failure as the task's own exception, or :class:`RunFailed` for a lost worker."""
+    import ray
+    from ray.exceptions import RayTaskError
+
+    try:
+        return ray.get(ref)
+    except RayTaskError as error:  # the task raised: its own exception, with its own message
+        raise (error.cause if isinstance(error.cause, BaseException) else RunFailed(str(error).strip().splitlines()[-1])) from None
+    except ray.exceptions.RayError as error:  # the worker or node died more often than max_retries
+        lines = str(error).strip().splitlines()
+        raise RunFailed(f"{type(error).__name__}: {lines[0] if lines else ''}") from None
