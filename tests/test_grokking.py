@@ -78,6 +78,25 @@ def test_defaults_are_the_published_setup() -> None:
     assert (config.batch_size, config.warmup_steps, config.loss_dtype) == (0, 10, "float64")
 
 
+def test_nanda_init_has_the_papers_scales_and_the_native_init_does_not() -> None:
+    from innerlens.families.grokking import build_model, make_task
+
+    config = GrokkingConfig(init="nanda")
+    task, _ = make_task(config)
+    nanda = dict(build_model(config, task, torch.device("cpu")).named_parameters())
+    native = dict(build_model(config.replace(init="native"), task, torch.device("cpu")).named_parameters())
+    for name, weight in nanda.items():
+        if name.endswith("bias"):
+            assert not weight.any()
+            continue
+        expected = (114 if name.startswith("head.") else 128) ** -0.5  # 1/sqrt(d_vocab) for the unembedding
+        assert float(weight.detach().std()) == pytest.approx(expected, rel=0.05), name
+    output = next(name for name in nanda if name.endswith("o._original_component.weight"))
+    assert float(native[output].std()) == pytest.approx(0.8 / 128**0.5 / 2**0.5, rel=0.1)  # TransformerLens's own
+    again = dict(build_model(config, task, torch.device("cpu")).named_parameters())
+    assert all(torch.equal(again[name], weight) for name, weight in nanda.items())  # seeded
+
+
 def test_small_task_groks_through_mlflow_run(mlflow_server: str, monkeypatch: pytest.MonkeyPatch) -> None:
     args = ["mlflow", "run", str(ROOT), "-e", "grokking", "--env-manager", "local", "--experiment-name", "grokking"]
     for key, value in SMALL_GROKKING.items():

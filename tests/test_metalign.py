@@ -96,6 +96,50 @@ def test_held_out_dimensions_never_reach_training(tmp_path: Path) -> None:
     assert not set(experiment.episodes["val"].objects.flatten().tolist()) - set(splits.val.tolist())
 
 
+def test_cka_controls_see_test_objects_only_and_the_ridge_map_is_fitted_on_training_objects(tmp_path: Path) -> None:
+    from innerlens.families.metalign import RIDGE, alignment_table
+
+    config = MetalignConfig(synthetic_objects=400, synthetic_dimensions=6, eval_dims=(1, 4), sequence_length=20,
+                            eval_episodes=16, d_model=16, n_layers=1, n_heads=2, d_mlp=32)
+    data = prepare_data(config, tmp_path)
+    experiment = MetalignExperiment(config, data.objects, torch.device("cpu"))
+    test = experiment.splits.test
+    controls, layers = experiment.controls(), experiment.object_representations()
+    assert {"backbone", RIDGE, "input@init", "layer_0@init"} == set(controls)
+    assert all(len(values) == len(test) for values in [*controls.values(), *layers.values()])
+    assert controls[RIDGE].shape[1] == len(experiment.train_dims)  # it predicts training dimensions only
+    experiment.reference[test] += 100.0  # test objects' reference values never reach the ridge fit
+    assert np.allclose(experiment.controls()[RIDGE], controls[RIDGE])
+    fresh = MetalignExperiment(config, data.objects, torch.device("cpu")).object_representations()  # an untrained run
+    assert np.allclose(controls["layer_0@init"], fresh["layer_0"])  # the control is this run's own initialisation
+    table = alignment_table({**controls, **layers}, data.objects.reference[test.numpy()], [1, 4], repeats=5, seed=0)
+    assert set(table["kind"]) == {"backbone", "ridge", "init", "trained"}
+
+
+def test_synthetic_participants_come_from_a_learner_neither_model_is() -> None:
+    from innerlens.analysis.cognitive import prototype_logits
+    from innerlens.families.metalign import simulated_humans
+
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(64, 40, 5, generator=generator)
+    labels = (x[..., 0] > 0).float()
+    prototype = prototype_logits(x, labels)
+    first_of_each = (labels.cumsum(1) >= 1) & ((1 - labels).cumsum(1) >= 1)
+    assert torch.all(prototype[~torch.roll(first_of_each, 1, 1) | (torch.arange(40) == 0)] == 0)  # nothing to compare yet
+    hits = ((prototype > 0).float() == labels).float()
+    assert hits[:, -10:].mean() > 0.8  # it learns the rule
+    assert not torch.allclose(prototype, online_logistic_logits(x, labels), atol=0.1)  # and is not the logistic learner
+
+    config = MetalignConfig(synthetic_objects=300, synthetic_dimensions=6, eval_dims=(1, 4), sequence_length=20,
+                            synthetic_participants=40)
+    features, reference = synthetic_objects(300, 6, config.synthetic_features, config.synthetic_noise, config.seed,
+                                            latent=config.synthetic_latent)
+    human = simulated_humans(features, reference, config)
+    assert set(human["dimension"]) == {1, 4} and human["correct"].isin([0, 1]).all()
+    late, early = human[human["trial"] > 15]["correct"].mean(), human[human["trial"] <= 3]["correct"].mean()
+    assert late > early  # the participants learn within an episode
+
+
 def _write(path: Path, text: str) -> str:
     path.write_text(text)
     return str(path)
@@ -193,7 +237,12 @@ def test_metalign_through_mlflow_run(mlflow_server: str, monkeypatch: pytest.Mon
     assert first_trial["cognitive"] == pytest.approx(0.5, abs=1e-6)
     assert positions["trial"].max() == 40  # humans and models clipped to the same trials
     cka = pd.read_csv(client.download_artifacts(run.info.run_id, "tables/cka.csv"))
-    assert len(cka) == 5 * 2 * 2  # backbone, input, 3 blocks x all/heldout x linear/debiased
+    # backbone, ridge map, then input + 3 blocks trained and at initialisation x all/heldout x linear/debiased
+    assert len(cka) == (2 + 4 * 2) * 2 * 2
+    assert set(cka["kind"]) == {"backbone", "ridge", "trained", "init"}
+    assert {"input@init", "layer_2@init"} <= set(cka["layer"])
+    for row in cka[cka["kind"] == "trained"].drop_duplicates(["layer", "subset", "method"]).itertuples():
+        assert f"cka_{row.method}/{row.layer}/{row.subset}/beats_controls" in metrics
     assert (cka["low"] <= cka["high"]).all() and cka["value"].between(-0.2, 1.0).all()
     assert metrics["cka_linear/backbone/all"] == pytest.approx(
         cka.query("layer == 'backbone' and subset == 'all' and method == 'linear'")["value"].item())

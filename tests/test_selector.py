@@ -106,3 +106,20 @@ def test_generator_then_selector_through_mlflow_run(mlflow_server: str) -> None:
     metrics = run.data.metrics
     assert metrics["test/auc_best"] > metrics["baseline/bow/test_auc"] + 0.15  # context beats bag of words
     assert metrics["test/ece_calibrated"] <= metrics["test/ece"] + 0.05
+
+
+def test_the_ece_floor_is_what_a_perfectly_calibrated_model_scores_and_the_interval_covers_it() -> None:
+    import numpy as np
+
+    from innerlens.analysis.calibration import calibration_metrics, ece_floor
+
+    rng = np.random.default_rng(0)
+    probabilities = rng.uniform(0.05, 0.95, 150)
+    floor = ece_floor(probabilities)
+    assert 0.05 < floor < 0.12  # binning noise alone at n = 150 (≈ 0.08), not zero
+    assert ece_floor(rng.uniform(0.05, 0.95, 5000)) < floor / 3  # it shrinks with n
+    calibrated = calibration_metrics("test/ece", probabilities, (rng.random(150) < probabilities).astype(float))
+    assert calibrated["test/ece_ci_low"] <= calibrated["test/ece"] <= calibrated["test/ece_ci_high"]
+    overconfident = np.clip(probabilities * 2 - 0.5, 0.01, 0.99)  # the labels still follow `probabilities`
+    biased = calibration_metrics("test/ece", overconfident, (rng.random(150) < probabilities).astype(float))
+    assert biased["test/ece_ci_low"] > biased["test/ece_floor"]  # miscalibration stands clear of the floor

@@ -356,7 +356,7 @@ def _family_figures(history: pd.DataFrame, runs: pd.DataFrame, summary: pd.DataF
             curves = pd.concat(list(pool.map(positions, runs["run_id"])), ignore_index=True).merge(runs[["run_id", "group"]])
         drawn = {}
         for group, rows in cka.groupby("group"):
-            mean = rows.groupby(["layer", "subset", "method"], sort=False)[["value", "low", "high"]].mean().reset_index()
+            mean = rows.groupby(["layer", "kind", "subset", "method"], sort=False)[["value", "low", "high"]].mean().reset_index()
             drawn[f"metalign_cka_{group}"] = cka_layers(mean)
         tidy = curves.rename(columns={"trial": "step", "p_correct": "value"}).assign(key=lambda f: "p(correct) " + f["learner"])
         drawn["metalign_learning_curves"] = metric_curves(tidy, sorted(tidy["key"].unique()), group="group",

@@ -1,4 +1,5 @@
-"""A standard learner for the same episodes: online L2-regularised logistic regression.
+"""Standard learners for the same episodes: online L2-regularised logistic regression, and a
+prototype learner (the synthetic participants: a learner *different* from both models compared).
 
 Before each trial the learner predicts from the weights fitted to the trials seen so far (all
 zeros, i.e. p = 0.5, before any); after it, it refits on every trial so far. Fitting is exact
@@ -40,6 +41,21 @@ def online_logistic_logits(
             inner = torch.linalg.solve(l2 * identity + a @ a.transpose(1, 2), torch.einsum("enf,ef->en", a, gradient))
             w = w - (gradient - torch.einsum("enf,en->ef", a, inner)) / l2
     return logits.float()
+
+
+@torch.no_grad()
+def prototype_logits(features: torch.Tensor, labels: torch.Tensor, sharpness: float = 1.0) -> torch.Tensor:
+    """(episodes, trials) logits of label 1 from a prototype learner: before each trial, the
+    difference of squared distances to the mean of the label-0 and the label-1 examples seen so far
+    (per feature, times ``sharpness``); 0 while either class is unseen."""
+    x, y = features.double(), labels.double()[..., None]
+    ones = torch.cumsum(y, 1) - y  # examples of each class seen before this trial
+    zeros = torch.cumsum(1 - y, 1) - (1 - y)
+    mean_one = (torch.cumsum(x * y, 1) - x * y) / ones.clamp_min(1)
+    mean_zero = (torch.cumsum(x * (1 - y), 1) - x * (1 - y)) / zeros.clamp_min(1)
+    distance = ((x - mean_zero) ** 2).mean(-1) - ((x - mean_one) ** 2).mean(-1)
+    seen_both = (ones[..., 0] > 0) & (zeros[..., 0] > 0)
+    return torch.where(seen_both, sharpness * distance, torch.zeros_like(distance)).float()
 
 
 def correct_probability(logits: torch.Tensor, labels: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:

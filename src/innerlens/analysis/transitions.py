@@ -49,25 +49,70 @@ def jump(steps: np.ndarray, values: np.ndarray, low: float = 0.1, high: float = 
     )
 
 
-def change_points(steps: np.ndarray, values: np.ndarray, *, penalty: float | None = None, min_size: int = 3) -> list[float]:
-    """Steps where the mean level of ``values`` changes (ruptures' PELT, L2 cost).
+def change_points(steps: np.ndarray, values: np.ndarray, *, penalty: float | None = None, min_fraction: float = 0.05) -> list[float]:
+    """Steps where the *slope* of ``values`` changes: PELT with a piecewise-linear cost (ruptures' CostLinear).
 
-    Without ``penalty``, it is BIC-like: ``3 · σ² · log n`` with σ estimated robustly from the
-    first differences, so a flat noisy curve yields no change point.
+    A mean-shift cost splits any sloped or curved series into many flat pieces (it found 42 change
+    points on a straight noisy line); a linear cost finds none on a line and the kinks of a planted
+    two-phase curve. Without ``penalty`` it is BIC-like, ``4 · σ² · log n``, with σ estimated
+    robustly from second differences (which a straight line does not move). A smooth curve yields
+    as many pieces as its curvature needs at that noise: read the count as "linear pieces", not phases.
+    Segments are at least ``min_fraction`` of the series long.
     """
     import ruptures
+    from ruptures.costs import CostLinear
 
     values = np.asarray(values, float)
     finite = np.isfinite(values)
-    steps, values = np.asarray(steps)[finite], values[finite]
+    steps, values = np.asarray(steps, float)[finite], values[finite]
     n = len(values)
+    min_size = max(3, int(n * min_fraction))
     if n < 2 * min_size:
         return []
     if penalty is None:
-        sigma = np.median(np.abs(np.diff(values))) / (0.6745 * math.sqrt(2)) + 1e-12
-        penalty = 3.0 * sigma**2 * math.log(n)
-    ends = ruptures.Pelt(model="l2", min_size=min_size, jump=1).fit(values.reshape(-1, 1)).predict(pen=penalty)
+        second = np.diff(values, 2)
+        sigma = np.median(np.abs(second - np.median(second))) / (0.6745 * math.sqrt(6)) + 1e-12
+        penalty = 4.0 * sigma**2 * math.log(n)
+    scaled = (steps - steps.mean()) / (steps.std() or 1.0)
+    signal = np.column_stack([values, scaled, np.ones(n)])  # CostLinear: y, then its regressors
+    ends = ruptures.Pelt(custom_cost=CostLinear(), min_size=min_size, jump=1).fit(signal).predict(pen=penalty)
     return [float(steps[i]) for i in ends[:-1]]  # the last "end" is the series' end, not a change
+
+
+@dataclass(frozen=True)
+class ProgressPhases:
+    """Nanda et al.'s phase boundaries read from the progress measures (NaN where a measure is absent).
+
+    - circuit formation starts when the excluded loss (train loss without the key frequencies)
+      stops falling with memorisation and turns up: its minimum, if it later rises 1.5-fold;
+    - cleanup is the restricted loss's (loss with only the key frequencies) fall to its final level:
+      it starts at 10 % and ends at 90 % of that fall, on a log scale.
+    """
+
+    circuit_formation_start: float
+    cleanup_start: float
+    cleanup_end: float
+
+
+def progress_phases(steps: np.ndarray, excluded_loss: np.ndarray, restricted_loss: np.ndarray) -> ProgressPhases:
+    steps = np.asarray(steps, float)
+    excluded = np.log(np.maximum(np.asarray(excluded_loss, float), 1e-12))
+    restricted = np.log(np.maximum(np.asarray(restricted_loss, float), 1e-12))
+    if len(steps) < 3:
+        return ProgressPhases(math.nan, math.nan, math.nan)
+    lowest = int(np.argmin(excluded))
+    turns_up = excluded[lowest:].max() - excluded[lowest] > math.log(1.5)  # not noise: at least 1.5x
+    circuit = float(steps[lowest]) if turns_up else math.nan
+    top = int(np.argmax(restricted))
+    fall = restricted[top] - float(np.median(restricted[-max(1, len(steps) // 20):]))  # to the final level
+    if fall <= 0:
+        return ProgressPhases(circuit, math.nan, math.nan)
+    def fallen(share: float) -> float:
+        """The first step after the peak at which ``share`` of the fall is done."""
+        hits = np.flatnonzero(restricted[top:] <= restricted[top] - share * fall)
+        return float(steps[top + hits[0]]) if hits.size else math.nan
+
+    return ProgressPhases(circuit, fallen(0.1), fallen(0.9))
 
 
 @dataclass(frozen=True)
@@ -78,6 +123,7 @@ class Transitions:
     generalization_step: float
     jump: Jump
     change_points: list[float]
+    progress: ProgressPhases = ProgressPhases(math.nan, math.nan, math.nan)
 
     @property
     def grokking_gap(self) -> float:
@@ -85,7 +131,19 @@ class Transitions:
 
     @property
     def phases(self) -> list[tuple[str, float, float]]:
-        """(name, start, end) spans: memorization, circuit formation, cleanup (Nanda et al.'s names)."""
+        """(name, start, end) spans: memorization, circuit formation, cleanup (Nanda et al.'s names).
+
+        From the progress measures when the run logged them; otherwise from accuracy proxies
+        (memorization -> 10 % of the held-out rise -> 90 % of it).
+        """
+        progress = self.progress
+        if not math.isnan(progress.circuit_formation_start) and not math.isnan(progress.cleanup_start):
+            spans = [("memorization", 0.0, progress.circuit_formation_start)]
+            if progress.cleanup_start > progress.circuit_formation_start:
+                spans.append(("circuit formation", progress.circuit_formation_start, progress.cleanup_start))
+            if not math.isnan(progress.cleanup_end):
+                spans.append(("cleanup", progress.cleanup_start, progress.cleanup_end))
+            return spans
         spans = []
         if not math.isnan(self.memorization_step):
             spans.append(("memorization", 0.0, self.memorization_step))
@@ -106,6 +164,9 @@ class Transitions:
             "grok/sharpness_steps": self.jump.width,
             "grok/max_slope": self.jump.max_slope,
             "grok/change_points": float(len(self.change_points)),
+            "grok/circuit_formation_start_step": self.progress.circuit_formation_start,
+            "grok/cleanup_start_step": self.progress.cleanup_start,
+            "grok/cleanup_end_step": self.progress.cleanup_end,
         }
         return {key: (-1.0 if math.isnan(value) else value) for key, value in values.items()}
 
@@ -119,7 +180,7 @@ def detect_transitions(
     memorization_threshold: float = 0.99,
     generalization_threshold: float = 0.99,
 ) -> Transitions:
-    """Memorization (train acc), generalization (held-out acc), the held-out jump and change points of log loss."""
+    """Memorization (train acc), generalization (held-out acc), the held-out jump and the slope changes of log loss."""
     steps = np.asarray(steps, float)
     return Transitions(
         memorization_step=first_step_at_or_above(steps, np.asarray(train_acc), memorization_threshold),

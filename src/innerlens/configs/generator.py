@@ -21,6 +21,7 @@ class GeneratorConfig(TrainConfig):
     max_length: int = option(64, "Tokens per text at most.", check=positive)
     batch_size: int = option(32, "Texts per step (the small batch of the noise-scale estimate).", check=positive)
     big_batch_factor: int = option(4, "The large noise-scale batch is this many times --batch-size.", check=lambda v: None if v >= 2 else f"must be >= 2, got {v}")
+    gns_draws: int = option(8, "Batch pairs per noise-scale evaluation: |G|² and tr(Σ) are averaged over them before the ratio.", check=positive)
     max_steps: int = option(600, "Optimisation steps (a multiple of --eval-every).", check=positive)
     eval_every: int = option(50, "Steps between evaluations (losses, noise scale).", check=positive)
     patience: int = option(0, "Stop after this many evaluations without lower val/loss (0: never).", check=non_negative)

@@ -41,6 +41,7 @@ class GrokkingConfig(TrainConfig):
     d_mlp: int = option(512, "MLP hidden width.", check=positive)
     act_fn: str = option("relu", "MLP activation.", choices=("relu", "gelu"))
     normalization: str = option("none", "LayerNorm or none (Nanda et al. use none).", choices=("none", "LN"))
+    init: str = option("native", "Initialisation: native (TransformerLens: normal, std 0.8/sqrt(d_model), W_O and W_out a further 1/sqrt(2)) or nanda (Nanda et al. 2023: std 1/sqrt(d_model), unembedding 1/sqrt(d_vocab)); biases zero in both.", choices=("native", "nanda"))
     weight_decay: float = option(1.0, "AdamW weight decay (strong decay drives generalization on modular tasks).", check=non_negative)
     beta1: float = option(0.9, "AdamW beta1.", check=probability)
     beta2: float = option(0.98, "AdamW beta2.", check=probability)

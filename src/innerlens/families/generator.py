@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from innerlens import tracking
+from innerlens.analysis.noise_scale import noise_scale
 from innerlens.callbacks import history_frame, tracked_fit
 from innerlens.config import ConfigError
 from innerlens.configs.generator import REGISTERED_NAME, GeneratorConfig
@@ -39,13 +40,6 @@ def squared_grad_norm(bridge: torch.nn.Module, ids: torch.Tensor, mask: torch.Te
     norm = sum(float(p.grad.pow(2).sum()) for p in bridge.parameters() if p.grad is not None)
     bridge.zero_grad(set_to_none=True)
     return norm
-
-
-def noise_scale(small: float, big: float, b: int, big_b: int) -> dict[str, float]:
-    """McCandlish et al.'s unbiased |G|², tr(Σ) and B_simple from two batch sizes."""
-    grad_sq = (big_b * big - b * small) / (big_b - b)
-    trace = (small - big) / (1 / b - 1 / big_b)
-    return {"gns/grad_sq": grad_sq, "gns/trace": trace, "gns/b_simple": trace / grad_sq if grad_sq > 0 else float("nan")}
 
 
 class GeneratorExperiment:
@@ -88,9 +82,11 @@ class GeneratorExperiment:
                 losses = [float(lm_loss(self.model, self.ids[rows[s : s + 64]], self.mask[rows[s : s + 64]])) for s in range(0, len(rows), 64)]
                 metrics[f"{split}/loss"] = sum(losses) / len(losses)
         b, big_b = self.config.batch_size, self.config.batch_size * self.config.big_batch_factor
-        rows = self.sample(big_b)
-        small = squared_grad_norm(self.model, self.ids[rows[:b]], self.mask[rows[:b]])
-        big = squared_grad_norm(self.model, self.ids[rows], self.mask[rows])
+        small, big = [], []
+        for _ in range(self.config.gns_draws):  # the moments are averaged over draws, then divided
+            rows = self.sample(big_b)
+            small.append(squared_grad_norm(self.model, self.ids[rows[:b]], self.mask[rows[:b]]))
+            big.append(squared_grad_norm(self.model, self.ids[rows], self.mask[rows]))
         metrics.update(noise_scale(small, big, b, big_b))
         return metrics
 

@@ -9,6 +9,7 @@ log-spaced snapshots and the figures and dashboard built from them.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Any
 
@@ -21,14 +22,14 @@ from innerlens import tracking
 from innerlens.analysis.attention import head_statistics
 from innerlens.analysis.features import effective_dimension
 from innerlens.analysis.fourier import frequency_norms, gini, progress_measures
-from innerlens.analysis.transitions import Transitions, detect_transitions
+from innerlens.analysis.transitions import Transitions, detect_transitions, progress_phases
 from innerlens.callbacks import history_frame, tracked_fit
 from innerlens.config import ConfigError
 from innerlens.configs.grokking import FAMILY, GrokkingConfig
 from innerlens.data.splits import SplitIndices, split_indices
 from innerlens.data.tasks import SequenceTask, modular_table, with_shortcut
 from innerlens.engine import EngineState, Selection, resolve_device, seed_everything
-from innerlens.models.transformer import final_position_logits, native_transformer
+from innerlens.models.transformer import final_position_logits, nanda_init_, native_transformer
 from innerlens.search_space import SearchSpec
 from innerlens.tracking import RunTracker, snapshot
 
@@ -64,7 +65,7 @@ def make_task(config: GrokkingConfig) -> tuple[SequenceTask, SplitIndices]:
 
 
 def build_model(config: GrokkingConfig, task: SequenceTask, device: torch.device) -> torch.nn.Module:
-    return native_transformer(
+    model = native_transformer(
         d_vocab=task.vocab_size,
         d_vocab_out=task.num_classes,
         n_ctx=task.seq_len,
@@ -77,6 +78,9 @@ def build_model(config: GrokkingConfig, task: SequenceTask, device: torch.device
         seed=config.seed,
         device=device,
     )
+    if config.init == "nanda":
+        nanda_init_(model, d_model=config.d_model, d_vocab=task.vocab_size, seed=config.seed)
+    return model
 
 
 class GrokkingExperiment:
@@ -207,7 +211,7 @@ def transitions_of(history: pd.DataFrame, config: GrokkingConfig) -> Transitions
     curves = ["train/acc", "val/acc", "val/loss"]
     wide = history[history["key"].isin(curves)].pivot_table(index="step", columns="key", values="value")
     wide = wide.reindex(columns=curves).dropna().sort_index()  # evaluation steps only
-    return detect_transitions(
+    transitions = detect_transitions(
         wide.index.to_numpy(),
         wide["train/acc"].to_numpy(),
         wide["val/acc"].to_numpy(),
@@ -215,6 +219,13 @@ def transitions_of(history: pd.DataFrame, config: GrokkingConfig) -> Transitions
         memorization_threshold=config.memorization_threshold,
         generalization_threshold=config.generalization_threshold,
     )
+    measures = ["grok/excluded_loss", "grok/restricted_loss"]
+    analysed = history[history["key"].isin(measures)].pivot_table(index="step", columns="key", values="value")
+    analysed = analysed.reindex(columns=measures).dropna().sort_index()  # analysis steps only
+    if len(analysed) < 3:
+        return transitions
+    progress = progress_phases(analysed.index.to_numpy(), analysed[measures[0]].to_numpy(), analysed[measures[1]].to_numpy())
+    return dataclasses.replace(transitions, progress=progress)
 
 
 def log_transitions(tracker: RunTracker, config: GrokkingConfig, history: pd.DataFrame) -> Transitions:

@@ -6,12 +6,16 @@ held-out ``--eval-dims`` on test objects, reported only. After training, the bes
 measured twice:
 
 * representational alignment: layer-wise CKA (linear and debiased, with intervals over
-  object subsamples) between its representation of each object (a one-step episode with a
-  zero label) and the reference embedding, on all and on the held-out dimensions, against
-  the raw backbone features as baseline;
+  object subsamples) between its representation of each *test* object (a one-step episode
+  with a zero label) and the reference embedding, on all and on the held-out dimensions,
+  beside three controls: the raw backbone, the same architecture at initialisation, and a
+  ridge regression of the training dimensions from the backbone fitted on training objects
+  (any supervised linear map can raise linear CKA; a layer beats the backbone only if it
+  also beats the ridge map and its own initialisation);
 * behavioural alignment: p(correct) over trials on held-out dimensions, next to a standard
   learner (online logistic regression) and, with ``--human-data``, next to humans, each
-  scored by per-trial negative log-likelihood of the humans' outcomes.
+  scored by per-trial negative log-likelihood of the humans' outcomes, every learner at its
+  fitted temperature. Synthetic participants are a prototype learner, neither model compared.
 """
 from __future__ import annotations
 
@@ -33,6 +37,7 @@ from innerlens.analysis.cognitive import (
     fit_temperature,
     human_nll,
     online_logistic_logits,
+    prototype_logits,
 )
 from innerlens.callbacks import history_frame, tracked_fit
 from innerlens.config import ConfigError
@@ -46,6 +51,8 @@ from innerlens.search_space import SearchSpec
 from innerlens.viz.curves import metric_curves
 
 SYNTHETIC_HUMAN_TEMPERATURE = 0.5
+RIDGE = "ridge"  # the supervised linear control's layer name
+AT_INIT = "@init"  # suffix of the untrained model's layers
 
 
 SEARCH = SearchSpec(
@@ -82,7 +89,9 @@ def write_synthetic(directory: Path, config: MetalignConfig) -> dict[str, Path]:
 
 
 def simulated_humans(features: np.ndarray, reference: np.ndarray, config: MetalignConfig) -> pd.DataFrame:
-    """Each participant does one episode per held-out dimension, choosing like the logistic learner at a known temperature."""
+    """Each participant does one episode per held-out dimension, choosing like a prototype learner
+    (distance to the class means seen so far) at a known temperature: a learner that is neither
+    the meta-learner nor the logistic learner, so neither wins by being the data's generator."""
     eval_dims = [d for d in config.eval_dims if d < reference.shape[1]]
     if not eval_dims:
         return pd.DataFrame(columns=list(HUMAN_COLUMNS))
@@ -91,7 +100,7 @@ def simulated_humans(features: np.ndarray, reference: np.ndarray, config: Metali
     sampler = EpisodeSampler(torch.from_numpy(zscore(features)), torch.from_numpy(reference), eval_dims,
                              torch.arange(len(features)), trials, weighted=config.weighted_sampling)
     episodes = sampler.sample(config.synthetic_participants * len(eval_dims), generator, balanced=True)
-    logits = online_logistic_logits(episodes.inputs[..., LABEL_CHANNELS:], episodes.labels, config.cognitive_l2)
+    logits = prototype_logits(episodes.inputs[..., LABEL_CHANNELS:], episodes.labels)
     correct = torch.bernoulli(correct_probability(logits, episodes.labels, SYNTHETIC_HUMAN_TEMPERATURE), generator=generator)
     frame = pd.DataFrame(correct.int().numpy()).assign(
         dimension=episodes.dimensions.numpy(),
@@ -192,26 +201,61 @@ class MetalignExperiment:
         return metrics
 
     @torch.no_grad()
-    def object_representations(self) -> dict[str, np.ndarray]:
-        """Each object alone in a one-step episode with the zero label: the model's view of it."""
-        self.model.eval()
-        inputs = torch.cat([torch.zeros(len(self.features), 1, LABEL_CHANNELS, device=self.device), self.features[:, None]], dim=-1)
-        parts = [self.model.representations(inputs[s : s + 512]) for s in range(0, len(inputs), 512)]
+    def object_representations(self, model: MetaLearner | None = None) -> dict[str, np.ndarray]:
+        """Each test object alone in a one-step episode with the zero label: the model's view of it."""
+        model = model or self.model
+        model.eval()
+        features = self.features[self.splits.test.to(self.device)]
+        inputs = torch.cat([torch.zeros(len(features), 1, LABEL_CHANNELS, device=self.device), features[:, None]], dim=-1)
+        parts = [model.representations(inputs[s : s + 512]) for s in range(0, len(inputs), 512)]
         return {name: torch.cat([p[name] for p in parts]).cpu().numpy() for name in parts[0]}
 
+    def controls(self) -> dict[str, np.ndarray]:
+        """The test objects as the controls see them: raw backbone, the untrained model's layers,
+        and the ridge map of the training dimensions fitted on training objects."""
+        from sklearn.linear_model import RidgeCV
 
-def alignment_table(representations: dict[str, np.ndarray], backbone: np.ndarray, reference: np.ndarray,
-                    eval_dims: list[int], repeats: int, seed: int) -> pd.DataFrame:
-    """CKA of every layer (and of the raw backbone) with the reference: all dims and held-out dims, linear and debiased."""
+        config = self.config
+        with torch.random.fork_rng(devices=[]):  # the trained model's own initial weights, leaving the RNG as it was
+            torch.manual_seed(config.seed)
+            untrained = MetaLearner(self.features.shape[1] + LABEL_CHANNELS, label_channels=LABEL_CHANNELS,
+                                    sequence_length=config.sequence_length, d_model=config.d_model, n_layers=config.n_layers,
+                                    n_heads=config.n_heads, d_mlp=config.d_mlp, seed=config.seed, device=self.device)
+        features = self.features.cpu().numpy()
+        train, test = self.splits.train.numpy(), self.splits.test.numpy()
+        reference = self.reference.cpu().numpy()
+        ridge = RidgeCV(alphas=np.logspace(-2, 4, 13)).fit(features[train], reference[train][:, self.train_dims])
+        return {"backbone": features[test], RIDGE: ridge.predict(features[test]),
+                **{f"{name}{AT_INIT}": values for name, values in self.object_representations(untrained).items()}}
+
+
+def alignment_table(layers: dict[str, np.ndarray], reference: np.ndarray, eval_dims: list[int], repeats: int, seed: int) -> pd.DataFrame:
+    """CKA of every layer and control with the reference on the same (test) objects: all dims and
+    held-out dims, linear and debiased, with intervals over object subsamples."""
     rows = []
     for subset, columns in (("all", slice(None)), ("heldout", eval_dims)):
         target = reference[:, columns]
-        for layer, values in {"backbone": backbone, **representations}.items():
+        for layer, values in layers.items():
+            kind = "backbone" if layer == "backbone" else RIDGE if layer == RIDGE else "init" if layer.endswith(AT_INIT) else "trained"
             for method, function in (("linear", linear_cka), ("debiased", debiased_cka)):
                 interval = cka_interval(values, target, function, repeats=repeats, seed=seed)
-                rows.append({"layer": layer, "subset": subset, "method": method,
+                rows.append({"layer": layer, "kind": kind, "subset": subset, "method": method,
                              "value": interval.value, "low": interval.low, "high": interval.high})
     return pd.DataFrame(rows)
+
+
+def beats_controls(cka: pd.DataFrame) -> dict[str, float]:
+    """Per trained layer, subset and method: 1 when its CKA interval lies above every control's
+    (backbone, ridge map, the same layer at initialisation), else 0. The claim "more aligned than
+    the backbone" is made only where this is 1."""
+    result = {}
+    for (subset, method), rows in cka.groupby(["subset", "method"]):
+        by_layer = rows.set_index("layer")
+        for layer in rows.loc[rows["kind"] == "trained", "layer"]:
+            controls = [c for c in ("backbone", RIDGE, f"{layer}{AT_INIT}") if c in by_layer.index]
+            above = all(by_layer.loc[layer, "low"] > by_layer.loc[c, "high"] for c in controls)
+            result[f"cka_{method}/{layer}/{subset}/beats_controls"] = float(above)
+    return result
 
 
 def behaviour_table(experiment: MetalignExperiment, human: pd.DataFrame | None, l2: float) -> tuple[pd.DataFrame, dict[str, float]]:
@@ -220,13 +264,14 @@ def behaviour_table(experiment: MetalignExperiment, human: pd.DataFrame | None, 
     meta_logits = experiment.logits(episodes)
     cognitive_logits = online_logistic_logits(episodes.inputs[..., LABEL_CHANNELS:], episodes.labels, l2)
     scores: dict[str, float] = {}
-    temperatures = {"meta_learner": 1.0, "cognitive": 1.0}  # drawn: the meta-learner's own p, the cognitive model as fitted
+    # One treatment for every learner, in the NLL and in the figure: each at its fitted temperature
+    # when there are humans to fit it to, each at T = 1 (its own probabilities) otherwise.
+    temperatures = {"meta_learner": 1.0, "cognitive": 1.0}
     if human is not None:
         scores["behaviour/nll/chance"] = math.log(2.0)
         for learner, logits in (("meta_learner", meta_logits), ("cognitive", cognitive_logits)):
             temperature, nll = fit_temperature(logits.cpu(), episodes.labels.cpu(), episodes.dimensions.cpu(), human)
-            if learner == "cognitive":
-                temperatures[learner] = temperature
+            temperatures[learner] = temperature
             scores[f"behaviour/nll/{learner}"] = nll
             scores[f"behaviour/temperature/{learner}"] = temperature
         untempered = curve_by_dimension(correct_probability(meta_logits, episodes.labels).cpu(), episodes.dimensions.cpu())
@@ -272,10 +317,12 @@ def report(tracker: tracking.RunTracker, experiment: MetalignExperiment, data: P
     from innerlens.viz import metalign as viz
 
     names = data.objects.dimension_names
-    cka = alignment_table(experiment.object_representations(), experiment.features.cpu().numpy(),
-                          data.objects.reference, experiment.eval_dims, config.cka_repeats, config.seed)
+    test = experiment.splits.test.numpy()
+    cka = alignment_table({**experiment.controls(), **experiment.object_representations()}, data.objects.reference[test],
+                          experiment.eval_dims, config.cka_repeats, config.seed)
     behaviour, scores = behaviour_table(experiment, data.human, config.cognitive_l2)
-    scores.update({f"cka_{row.method}/{row.layer}/{row.subset}": row.value for row in cka.itertuples()})
+    scores.update({f"cka_{row.method}/{row.layer.replace('@', '_at_')}/{row.subset}": row.value for row in cka.itertuples()})
+    scores.update(beats_controls(cka))
     tracker.log_metrics(state.step, scores)
     tracker.log_text(cka.to_csv(index=False), "tables/cka.csv")
     by_dimension = behaviour.groupby(["learner", "dimension"], as_index=False)["p_correct"].mean()

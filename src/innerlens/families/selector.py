@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from sklearn.metrics import roc_auc_score
 
 from innerlens import tracking
-from innerlens.analysis.calibration import expected_calibration_error, platt_fit
+from innerlens.analysis.calibration import calibration_metrics, platt_fit
 from innerlens.callbacks import history_frame, tracked_fit
 from innerlens.config import ConfigError, read_input_text
 from innerlens.configs.selector import REGISTERED_NAME, SelectorConfig
@@ -151,12 +151,14 @@ def run(config: SelectorConfig, *, nested: bool = False, progress: bool = True) 
         test_scores = experiment.scores(test)
         probabilities = torch.sigmoid(test_scores).numpy()
         final = {"test/auc_best": float(roc_auc_score(test_labels, test_scores.numpy())),
-                 "test/ece": expected_calibration_error(probabilities, test_labels),
+                 **calibration_metrics("test/ece", probabilities, test_labels),
                  "baseline/bow/test_auc": bag_of_words_auc(experiment.frame, experiment.splits.train, test)}
         if config.calibrate:
             a, b = platt_fit(experiment.scores(val), experiment.labels[val.to(device)].cpu())
             probabilities = torch.sigmoid(a * test_scores.double() + b).numpy()
-            final.update({"calibration/a": a, "calibration/b": b, "test/ece_calibrated": expected_calibration_error(probabilities, test_labels)})
+            final.update({"calibration/a": a, "calibration/b": b, **calibration_metrics("test/ece_calibrated", probabilities, test_labels)})
+            # Stated, not hidden: the validation split that chose the checkpoint also fits Platt's (a, b).
+            tracker.set_tags({"innerlens.calibration_split": "val (also the early-stopping split)"})
         tracker.log_metrics(state.step, final)
         tracker.log_figure(viz.evaluation(test_labels, probabilities), "evaluation")
         selector_version = _register(tracker, config, experiment) if config.register else "unregistered"

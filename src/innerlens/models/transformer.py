@@ -42,6 +42,20 @@ def native_transformer(
     return TransformerBridge.boot_native(config, device=device)
 
 
+@torch.no_grad()
+def nanda_init_(model: TransformerBridge, *, d_model: int, d_vocab: int, seed: int) -> None:
+    """Re-initialise as Nanda et al. 2023 did: every weight normal with std 1/sqrt(d_model), the
+    unembedding 1/sqrt(d_vocab), biases zero. TransformerLens's native init has std 0.8/sqrt(d_model),
+    W_O and W_out a further 1/sqrt(2): a smaller initial weight norm, which grokking's timing depends on."""
+    generator = torch.Generator().manual_seed(seed)
+    for name, parameter in model.named_parameters():
+        if name.endswith("bias"):
+            parameter.zero_()
+            continue
+        std = d_vocab**-0.5 if name.startswith("head.") else d_model**-0.5
+        parameter.copy_(torch.randn(parameter.shape, generator=generator) * std)
+
+
 def release_transient_captures(model: torch.nn.Module) -> None:
     """Drop the residual tensors TransformerLens 4 attention bridges keep between calls.
 

@@ -22,26 +22,31 @@ LEARNER_ORDER = ("meta_learner", "cognitive", "human")
 
 
 def cka_layers(cka: pd.DataFrame) -> Figure:
-    """CKA per layer against the reference, one panel per dimension subset, the raw backbone dashed."""
-    subsets = list(dict.fromkeys(cka["subset"]))
-    figure, axes = plt.subplots(1, len(subsets), figsize=(5.0 * len(subsets), 3.6), squeeze=False, sharey=True)
-    for ax, subset in zip(axes.flat, subsets):
-        panel = cka[cka["subset"] == subset]
-        for method, rows in panel.groupby("method", sort=True):
-            layers = rows[rows["layer"] != BASELINE]
-            x = np.arange(len(layers))
-            errors = [layers["value"] - layers["low"], layers["high"] - layers["value"]]
-            line = ax.errorbar(x, layers["value"], yerr=np.clip(errors, 0, None), marker="o", capsize=3, label=f"model ({method})")
-            base = rows[rows["layer"] == BASELINE].iloc[0]
-            color = line[0].get_color()
-            ax.axhline(base["value"], color=color, linestyle="--", label=f"raw backbone ({method})")
-            ax.axhspan(base["low"], base["high"], color=color, alpha=0.1, linewidth=0)
-            ax.set_xticks(x, layers["layer"], rotation=30)
-        ax.set_title(f"{subset} dimensions")
+    """CKA per layer against the reference on test objects, one panel per (subset, method): the
+    trained model and the same layers at initialisation as lines, the raw backbone and the ridge
+    map of the training dimensions as dashed levels with their intervals."""
+    panels = list(dict.fromkeys(zip(cka["subset"], cka["method"])))
+    figure, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 3.6), squeeze=False, sharey=True)
+    for ax, (subset, method) in zip(axes.flat, panels):
+        rows = cka[(cka["subset"] == subset) & (cka["method"] == method)]
+        trained = rows[rows["kind"] == "trained"]
+        x = np.arange(len(trained))
+        for kind, label, marker in (("trained", "trained model", "o"), ("init", "same model at initialisation", "s")):
+            layers = rows[rows["kind"] == kind]
+            errors = np.clip([layers["value"] - layers["low"], layers["high"] - layers["value"]], 0, None)
+            ax.errorbar(x[: len(layers)], layers["value"], yerr=errors, marker=marker, capsize=3, label=label)
+        for kind, label in ((BASELINE, "raw backbone"), ("ridge", "ridge map of the training dims")):
+            level = rows[rows["kind"] == kind]
+            if level.empty:
+                continue
+            line = ax.axhline(level["value"].iloc[0], linestyle="--", label=label)
+            ax.axhspan(level["low"].iloc[0], level["high"].iloc[0], color=line.get_color(), alpha=0.1, linewidth=0)
+        ax.set_xticks(x, trained["layer"], rotation=30)
+        ax.set_title(f"{subset} dimensions, {method} CKA")
         ax.set_xlabel("layer")
-        ax.set_ylabel("CKA with reference")
+        ax.set_ylabel("CKA with reference (test objects)")
     axes.flat[0].legend(fontsize="small")
-    figure.suptitle("Representational alignment")
+    figure.suptitle("Representational alignment against its controls")
     figure.tight_layout()
     return figure
 
