@@ -124,6 +124,7 @@ def dose_response(summaries: pd.DataFrame, keys: list[str], *, baseline: str) ->
         ax.set_xscale("log")
         ax.set_xlabel("self-model weight")
         ax.set_title(key)
-    axes.flat[0].legend(fontsize=7)
+    if axes.flat[0].get_legend_handles_labels()[0]:  # a metric the runs did not measure leaves the panel empty
+        axes.flat[0].legend(fontsize=7)
     figure.tight_layout()
     return figure
