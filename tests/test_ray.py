@@ -159,3 +159,17 @@ def test_the_deployment_files_are_well_formed_and_match_the_readme() -> None:
     assert subprocess.run(["bash", "-n", str(script)]).returncode == 0
     usage = subprocess.run(["bash", str(script)], capture_output=True, text=True)
     assert usage.returncode == 2 and "usage" in usage.stderr
+
+
+def test_a_worker_that_cannot_reach_the_tracking_server_fails_the_study_in_one_line(local_store: str, ray_cluster: str) -> None:
+    from innerlens.drivers.ray_executor import RayExecutor
+
+    executor = RayExecutor(ray_cluster, 1.0, 0.0, 0, progress=False)
+    executor.connect()  # the driver and its workers reach the test's store
+    try:
+        with pytest.raises(ConfigError) as raised:
+            executor._check_workers_reach("http://127.0.0.1:9")  # nothing listens on the discard port
+    finally:
+        executor.close()
+    message = str(raised.value)
+    assert "\n" not in message and "cannot reach the tracking server http://127.0.0.1:9" in message

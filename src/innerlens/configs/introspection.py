@@ -22,19 +22,22 @@ class IntrospectionConfig(EpochConfig):
 
     model: str = option("tiny", "tiny (built-in GPT-2-style, offline), a local Hugging Face checkpoint directory, or a model name.")
     texts: Optional[str] = option(None, "File with one text per line (default: generated texts).")
-    num_samples: int = option(200, "Generated texts when --texts is not given.", check=positive)
+    num_samples: int = option(1400, "Generated texts when --texts is not given (1400: 210 validation and 210 test texts).", check=positive)
     max_length: int = option(64, "Tokens per text at most (longer texts are truncated).", check=positive)
     layer: Optional[int] = option(None, "Layer of the target neuron (default: the scanner's choice).")
     neuron: Optional[int] = option(None, "Target neuron within the layer (default: the scanner's choice).")
     layer_type: str = option("mlp_out", "mlp_out: blocks.{l}.mlp.hook_post (d_mlp neurons); resid_post: blocks.{l}.hook_resid_post (d_model).", choices=tuple(LAYER_TYPES))
     token_position: str = option("last", "Token read: last (last non-padding token of each text) or an index.", check=_position_check)
-    feature_layer: Optional[int] = option(None, "Residual stream layer the head reads (default: the last layer).")
+    feature_layer: Optional[int] = option(None, "Residual stream layer the head reads (blocks.F.hook_resid_post); default: the one just below the target's layer (-1: the embeddings), so the head predicts the neuron instead of reading it.")
+    allow_readout: bool = option(False, "Allow --feature-layer at or above the target's layer: the features then hold the target's own write, a readout rather than a prediction.")
     task: str = option("regression", "regression (MSE on normalised targets) or classification (quantile bins).", choices=("regression", "classification"))
     num_bins: int = option(4, "Quantile bins for classification.", check=lambda v: None if v >= 2 else f"must be >= 2, got {v}")
     unfreeze: str = option("none", "Which model weights train with the head.", choices=UNFREEZE)
     unfreeze_from: Optional[int] = option(None, "from_layer: first block that trains.")
     unfreeze_components: tuple[str, ...] = option(("attention", "mlp"), "selective: components that train in every block.", choices=COMPONENTS)
-    targets: str = option("fixed", "fixed: labels from the original model; live: recomputed from the current model each step.", choices=("fixed", "live"))
+    targets: str = option("fixed", "fixed: labels from the original model; live: recomputed from the current model each step, detached; live_gradient: recomputed, and the loss's gradient flows into the target's own computation.", choices=("fixed", "live", "live_gradient"))
+    regression_loss: str = option("normalized", "normalized: MSE divided by the batch's target variance (scale-invariant: silencing the neuron is not rewarded); mse: plain MSE on standardised targets.", choices=("normalized", "mse"))
+    variance_floor: float = option(0.05, "R² is reported only while the target's variance stays above this share of its original variance; below it a collapse flag is logged.", check=positive)
     cross_model: Optional[str] = option(None, "Another model whose frozen features predict this model's neuron (cross-prediction probe).")
     track_gradients: bool = option(False, "Record per-layer, per-component gradient norms.")
     gradient_interval: int = option(10, "Steps between gradient-norm records.", check=positive)
@@ -59,6 +62,8 @@ class IntrospectionConfig(EpochConfig):
             return "--unfreeze selective needs --unfreeze-components (attention, mlp, embeddings)"
         if self.neuron is not None and self.layer is None:
             return "--neuron needs --layer (or give neither and let the scanner choose)"
+        if self.targets == "live_gradient" and self.unfreeze == "none":
+            return "--targets live_gradient needs trainable model weights (--unfreeze all, after_target, from_layer or selective)"
         if self.task == "regression" and self.target_accuracy is not None:
             return "--target-accuracy applies to classification; regression selects on val/r2"
         return None
@@ -69,4 +74,4 @@ class IntrospectionConfig(EpochConfig):
 
     @property
     def monitor(self) -> str:
-        return "val/r2" if self.task == "regression" else "val/acc"
+        return "val/r2_floored" if self.task == "regression" else "val/acc"

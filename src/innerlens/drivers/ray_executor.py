@@ -20,6 +20,7 @@ from innerlens.drivers.executor import TaskResult, settle
 # Environment a worker needs to reach what the driver reaches (the run id is the driver's own).
 _FORWARDED_PREFIXES = ("MLFLOW_", "INNERLENS_", "AWS_", "PG")
 _NOT_FORWARDED = ("MLFLOW_RUN_ID",)
+PROBE_TIMEOUT_S = 300  # a worker's first start imports torch and MLflow: slow on a loaded node
 
 
 def worker_environment(tracking_uri: str) -> dict[str, str]:
@@ -116,9 +117,12 @@ class RayExecutor:
         refs = [probe.options(num_cpus=0, max_retries=0, runtime_env={"env_vars": self.env},
                               scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False)).remote(uri)
                 for node in nodes]
+        ready, _ = ray.wait(refs, num_returns=len(refs), timeout=PROBE_TIMEOUT_S)
         for node, ref in zip(nodes, refs):
             try:
-                ray.get(ref, timeout=120)
+                if ref not in ready:
+                    raise TimeoutError(f"no answer within {PROBE_TIMEOUT_S} s")
+                ray.get(ref)
             except Exception as error:
                 self.close()
                 cause = getattr(error, "cause", None) or error

@@ -21,14 +21,14 @@ from scipy import stats
 
 from innerlens import tracking
 from innerlens.analysis.neurons import ScanResult, at_position, hook_name, scan, unit_activations
-from innerlens.callbacks import history_frame, tracked_fit
+from innerlens.callbacks import history_frame, metrics_at, tracked_fit
 from innerlens.config import ConfigError
 from innerlens.configs.introspection import IntrospectionConfig
 from innerlens.data.splits import split_indices
 from innerlens.data.texts import generate_texts, read_texts
 from innerlens.engine import Selection, resolve_device, seed_everything
 from innerlens.local_copy import check_output_dir, write_local_copy
-from innerlens.models.hooks import resid_post
+from innerlens.models.hooks import hook_layer, resid_post, residual_after
 from innerlens.models.loading import LoadedModel, encode, load_model
 from innerlens.search_space import SearchSpec
 from innerlens.tracking import RunTracker
@@ -47,7 +47,7 @@ SEARCH = SearchSpec(metric=lambda config: config.monitor, direction="maximize", 
 def check_against_model(config: IntrospectionConfig, model: LoadedModel, shortest_text: int) -> None:
     """Range checks that need the model: one line naming the valid range."""
     n_layers = model.n_layers
-    for flag, value in (("--layer", config.layer), ("--feature-layer", config.feature_layer), ("--unfreeze-from", config.unfreeze_from)):
+    for flag, value in (("--layer", config.layer), ("--unfreeze-from", config.unfreeze_from)):
         if value is not None and not 0 <= value < n_layers:
             raise ConfigError(f"{flag} {value} is out of range: {config.model} has layers 0..{n_layers - 1}")
     width = model.d_mlp if config.layer_type == "mlp_out" else model.d_model
@@ -55,6 +55,22 @@ def check_against_model(config: IntrospectionConfig, model: LoadedModel, shortes
         raise ConfigError(f"--neuron {config.neuron} is out of range: {config.layer_type} of {config.model} has neurons 0..{width - 1}")
     if config.position is not None and config.position >= shortest_text:
         raise ConfigError(f"--token-position {config.position} is beyond the shortest text ({shortest_text} tokens); use last or 0..{shortest_text - 1}")
+    if config.feature_layer is not None and not -1 <= config.feature_layer < n_layers:
+        raise ConfigError(f"--feature-layer {config.feature_layer} is out of range: {config.model} has layers -1 (the embeddings)..{n_layers - 1}")
+
+
+def feature_layer_for(config: IntrospectionConfig, target_layer: int) -> int:
+    """The residual layer the head reads: strictly below the target's layer unless a readout is asked for.
+
+    At or above it, the features already contain the neuron's own write (W_out · its activation):
+    a frozen probe then reads the target off the features, and "introspection" is a readout.
+    """
+    if config.feature_layer is None:
+        return target_layer - 1
+    if config.feature_layer >= target_layer and not config.allow_readout:
+        raise ConfigError(f"--feature-layer {config.feature_layer} is not below the target's layer {target_layer}: the head would read "
+                          "the neuron's own write, not predict it; choose a lower layer or add --allow-readout")
+    return config.feature_layer
 
 
 def trainable_parameters(bridge: torch.nn.Module, config: IntrospectionConfig, target_layer: int) -> list[str]:
@@ -92,11 +108,13 @@ class IntrospectionHead(torch.nn.Module):
 class Predictor(torch.nn.Module):
     """The language model and the head; one forward gives the prediction and the live target."""
 
-    def __init__(self, bridge: torch.nn.Module, head: IntrospectionHead, feature_layer: int, target_hook: str, position: int | None) -> None:
+    def __init__(self, bridge: torch.nn.Module, head: IntrospectionHead, feature_layer: int, target_hook: str, position: int | None,
+                 target_gradient: bool = False) -> None:
         super().__init__()
         self.bridge, self.head = bridge, head
-        self.feature_hook, self.target_hook, self.position = resid_post(feature_layer), target_hook, position
-        self.stop_at_layer = max(feature_layer, int(target_hook.split(".")[1])) + 1
+        self.feature_hook, self.target_hook, self.position = residual_after(feature_layer), target_hook, position
+        self.stop_at_layer = max(feature_layer, hook_layer(target_hook)) + 1
+        self.target_gradient = target_gradient  # live_gradient: the loss reaches the target's own computation
 
     def forward(self, ids: torch.Tensor, last: torch.Tensor, neuron: int) -> tuple[torch.Tensor, torch.Tensor]:
         captured: dict[str, torch.Tensor] = {}
@@ -110,7 +128,8 @@ class Predictor(torch.nn.Module):
 
         names = {self.feature_hook, self.target_hook}
         self.bridge.run_with_hooks(ids, fwd_hooks=[(n, keep(n)) for n in names], stop_at_layer=self.stop_at_layer)
-        return self.head(captured[self.feature_hook]).squeeze(-1), captured[self.target_hook][:, neuron].detach()
+        target = captured[self.target_hook][:, neuron]
+        return self.head(captured[self.feature_hook]).squeeze(-1), target if self.target_gradient else target.detach()
 
 
 @dataclass
@@ -126,6 +145,13 @@ class Targets:
         if task == "regression":
             return (values - self.mean) / self.std
         return torch.bucketize(values.contiguous(), self.edges.to(values.device))
+
+
+def normalized_mse(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """MSE divided by the target's variance in the batch: unchanged when target and prediction are
+    rescaled together, so a model cannot lower it by shrinking the neuron it reports (plain MSE on
+    fixed-standardised targets rewards exactly that)."""
+    return F.mse_loss(prediction, target) / target.var().clamp_min(1e-8)
 
 
 def regression_metrics(prediction: torch.Tensor, truth: torch.Tensor) -> dict[str, float]:
@@ -158,20 +184,22 @@ class IntrospectionExperiment:
         if min(len(self.splits.val), len(self.splits.test)) < 2:
             raise ConfigError(f"{len(self.texts)} texts leave fewer than 2 validation or test texts; use more texts")
         layers = [config.layer] if config.layer is not None else list(range(self.loaded.n_layers))
-        self.scan: ScanResult = scan(bridge, self.ids, self.last, layer_type=config.layer_type, layers=layers, position=config.position)
+        train = self.splits.train  # the scanner never sees validation or test texts
+        self.scan: ScanResult = scan(bridge, self.ids[train], self.last[train], layer_type=config.layer_type, layers=layers, position=config.position)
         self.layer, self.neuron = (config.layer, config.neuron) if config.neuron is not None else self.scan.best(config.layer)
         self.target_hook = hook_name(config.layer_type, self.layer)
-        self.feature_layer = config.feature_layer if config.feature_layer is not None else self.loaded.n_layers - 1
-        original = self.activations(bridge, [self.target_hook, resid_post(self.feature_layer)])
+        self.feature_layer = feature_layer_for(config, self.layer)
+        original = self.activations(bridge, [self.target_hook, residual_after(self.feature_layer)])
         values = original[self.target_hook][:, self.neuron]
         train_values = values[self.splits.train]
         quantiles = torch.linspace(0, 1, config.num_bins + 1, dtype=torch.float64)[1:-1]
         self.targets = Targets(values, float(train_values.mean()), float(train_values.std().clamp_min(1e-6)),
                                torch.quantile(train_values.double(), quantiles).float())
-        self.original_features = original[resid_post(self.feature_layer)]
+        self.original_features = original[residual_after(self.feature_layer)]
         self.trainable = trainable_parameters(bridge, config, self.layer)
         outputs = 1 if config.task == "regression" else config.num_bins
-        self.model = Predictor(bridge, IntrospectionHead(self.loaded.d_model, outputs).to(device), self.feature_layer, self.target_hook, config.position)
+        self.model = Predictor(bridge, IntrospectionHead(self.loaded.d_model, outputs).to(device), self.feature_layer, self.target_hook,
+                               config.position, target_gradient=config.targets == "live_gradient")
         groups = [{"params": list(self.model.head.parameters()), "lr": config.head_lr}]
         model_parameters = [p for p in bridge.parameters() if p.requires_grad]
         if model_parameters:
@@ -185,7 +213,7 @@ class IntrospectionExperiment:
     def activations(self, bridge: torch.nn.Module, names: list[str], rows: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """Activations of ``names`` at the position for all texts (or ``rows``), in batches."""
         index = torch.arange(len(self.texts)) if rows is None else rows
-        stop = max(int(n.split(".")[1]) for n in names) + 1
+        stop = max(hook_layer(n) for n in names) + 1
         parts: dict[str, list[torch.Tensor]] = {n: [] for n in names}
         for start in range(0, len(index), 64):
             batch = index[start : start + 64].to(self.device)
@@ -194,13 +222,15 @@ class IntrospectionExperiment:
         return {n: torch.cat(v) for n, v in parts.items()}
 
     def labels_for(self, rows: torch.Tensor, live: torch.Tensor | None) -> torch.Tensor:
-        values = live if (live is not None and self.config.targets == "live") else self.targets.values[rows].to(self.device)
+        values = live if (live is not None and self.config.targets != "fixed") else self.targets.values[rows].to(self.device)
         return self.targets.labels(values, self.config.task)
 
     def loss(self, output: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        if self.config.task == "regression":
-            return F.mse_loss(output, labels)
-        return F.cross_entropy(output, labels)
+        if self.config.task == "classification":
+            return F.cross_entropy(output, labels)
+        if self.config.regression_loss == "normalized":
+            return normalized_mse(output, labels)
+        return F.mse_loss(output, labels)
 
     def train_epoch(self, epoch: int) -> dict[str, float]:
         self.model.head.train()  # the language model stays in eval mode: no dropout noise in its own targets
@@ -240,14 +270,49 @@ class IntrospectionExperiment:
             labels = self.labels_for(rows, live)
             metrics[f"{split}/loss"] = float(self.loss(output, labels))
             if self.config.task == "regression":
-                truth = live if self.config.targets == "live" else self.targets.values[rows].to(self.device)
+                truth = live if self.config.targets != "fixed" else self.targets.values[rows].to(self.device)
                 activation = output * self.targets.std + self.targets.mean  # back in activation units
-                metrics.update({f"{split}/{k}": v for k, v in regression_metrics(activation, truth).items()})
+                metrics.update(self.floored_regression_metrics(split, activation, truth, self.targets.values[rows]))
             else:
                 metrics[f"{split}/acc"] = float((output.argmax(-1) == labels).float().mean())
         if self.trainable and epoch % self.config.activation_interval == 0:
             metrics.update(self.drift(epoch))
+        if self.trainable:
+            metrics["lm/val_loss"] = self.language_model_loss(self.splits.val)  # what changing the model cost it
         return metrics
+
+    def floored_regression_metrics(self, split: str, prediction: torch.Tensor, truth: torch.Tensor,
+                                   original: torch.Tensor) -> dict[str, float]:
+        """R², r and MSE while the target keeps at least ``variance_floor`` of its original variance.
+
+        R² against a target with no variance left is undefined, not a score: below the floor only
+        ``{split}/variance_collapsed`` = 1 is logged, and selection sees ``{split}/r2_floored`` = -1
+        (no better than predicting a constant), so a silenced neuron is never the best checkpoint.
+        """
+        collapsed = float(truth.double().var()) < self.config.variance_floor * float(original.double().var())
+        metrics = {f"{split}/variance_collapsed": float(collapsed)}
+        if collapsed:
+            metrics[f"{split}/r2_floored"] = -1.0
+            return metrics
+        scores = regression_metrics(prediction, truth)
+        metrics.update({f"{split}/{k}": v for k, v in scores.items()})
+        metrics[f"{split}/r2_floored"] = scores["r2"]
+        return metrics
+
+    @torch.no_grad()
+    def language_model_loss(self, rows: torch.Tensor) -> float:
+        """Next-token cross-entropy of the (possibly changed) language model on ``rows``' real tokens."""
+        bridge = self.model.bridge
+        total, tokens = 0.0, 0
+        for start in range(0, len(rows), 64):
+            batch = rows[start : start + 64].to(self.device)
+            ids, last = self.ids[batch], self.last[batch]
+            logits = bridge(ids)[:, :-1]
+            real = torch.arange(ids.shape[1] - 1, device=self.device)[None, :] < last[:, None]  # targets up to the last real token
+            losses = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), ids[:, 1:].reshape(-1), reduction="none")
+            total += float((losses * real.reshape(-1)).sum())
+            tokens += int(real.sum())
+        return total / max(tokens, 1)
 
     def drift(self, epoch: int) -> dict[str, float]:
         """How far the target neuron's distribution on validation texts moved from the original model's."""
@@ -271,6 +336,7 @@ class IntrospectionExperiment:
         train, val, test = self.splits.train, self.splits.val, self.splits.test
         original = values[val].numpy()
         metrics: dict[str, float] = {  # the target's original distribution, for the drift metrics
+            "lm/val_loss_original": self.language_model_loss(val),
             "target/variance": float(values[val].var()),
             "target/entropy": histogram_entropy(np.histogram(original, bins=np.histogram_bin_edges(original, bins=20))[0] / len(original)),
         }
@@ -325,13 +391,15 @@ def run(config: IntrospectionConfig, *, nested: bool = False, progress: bool = T
     cross = load_model(config.cross_model, device, cache_root=models_root, seed=1) if config.cross_model else None
     output_dir = check_output_dir(config.output_dir, config.force_overwrite) if config.output_dir else None
     with tracking.start_run(config, variant=f"{config.task}-{config.unfreeze}", run_name=f"{config.model}-L{experiment.layer}N{experiment.neuron}-s{config.seed}", nested=nested) as tracker:
+        baselines = experiment.baselines(cross)
         if not config.resume:
             log_dataset(tracker, config, experiment)
-            tracker.log_metrics(0, experiment.baselines(cross))
+            tracker.log_metrics(0, baselines)
         state = tracked_fit(
             experiment, tracker, config, max_epochs=config.max_epochs, progress=progress,
             selection=Selection(monitor=config.monitor, patience=config.patience, target_accuracy=config.target_accuracy, target_split=config.target_split),
         )
+        tracker.log_metrics(state.step, at_best(metrics_at(state, state.best_step), baselines))
         if experiment.gradient_log:
             tracker.log_text(json.dumps(experiment.gradient_log), "monitors/gradients.json")
         if experiment.activation_log:
@@ -344,6 +412,19 @@ def run(config: IntrospectionConfig, *, nested: bool = False, progress: bool = T
         if output_dir is not None:
             write_local_copy(tracker.run_id, output_dir, config.force_overwrite)
         return tracker.run_id
+
+
+def at_best(best: dict[str, float], baselines: dict[str, float]) -> dict[str, float]:
+    """The validation-chosen checkpoint's scores, and the headline: its R² minus the frozen ridge
+    probe's on the same features (``delta_vs_probe``), which says what training added to a readout."""
+    summary = {f"{split}/{key}_at_best": best[f"{split}/{key}"] for split in ("val", "test")
+               for key in ("r2", "acc", "variance_collapsed") if f"{split}/{key}" in best}
+    for split in ("val", "test"):
+        if f"{split}/r2" in best and f"baseline/probe/{split}_r2" in baselines:
+            summary[f"{split}/delta_vs_probe"] = best[f"{split}/r2"] - baselines[f"baseline/probe/{split}_r2"]
+    if "lm/val_loss" in best and "lm/val_loss_original" in baselines:
+        summary["lm/val_loss_change_at_best"] = best["lm/val_loss"] - baselines["lm/val_loss_original"]
+    return summary
 
 
 def log_dataset(tracker: RunTracker, config: IntrospectionConfig, experiment: IntrospectionExperiment) -> None:

@@ -8,3 +8,13 @@ LAYER_TYPES = {"mlp_out": "blocks.{layer}.mlp.hook_post", "resid_post": "blocks.
 def resid_post(layer: int) -> str:
     """Hook name of a block's output residual stream."""
     return f"blocks.{layer}.hook_resid_post"
+
+
+def residual_after(layer: int) -> str:
+    """The residual stream after block ``layer``; -1 is the stream entering block 0 (the embeddings)."""
+    return "blocks.0.hook_resid_pre" if layer == -1 else resid_post(layer)
+
+
+def hook_layer(name: str) -> int:
+    """The block a ``blocks.{layer}...`` hook belongs to."""
+    return int(name.split(".")[1])
