@@ -81,6 +81,23 @@ def _trainable(tiny, **options) -> set[str]:
     return {name.replace("._original_component", "") for name in trainable_parameters(tiny.bridge, config, target_layer=1)}
 
 
+def test_the_default_tiny_model_is_a_trained_language_model_far_below_the_unigram_baseline(tiny) -> None:
+    from innerlens.data.texts import generate_texts
+    from innerlens.models.loading import lm_loss, real_tokens, unigram_loss
+
+    corpus = generate_texts(400, seed=123)  # texts neither the tokenizer nor the model was trained on
+    ids, last = encode(tiny.tokenizer, corpus, CPU, 64)
+    mask = real_tokens(ids, last)
+    with torch.no_grad():
+        model_loss = float(lm_loss(tiny.bridge, ids, mask))
+    rows = [row[: int(end) + 1].tolist() for row, end in zip(ids, last)]
+    baseline = unigram_loss(rows[:200], rows[200:], len(tiny.tokenizer))  # token frequencies from other texts
+    assert model_loss < 0.5 * baseline, (model_loss, baseline)
+    untrained = load_model("tiny-random", CPU, cache_root=MODELS)
+    with torch.no_grad():
+        assert float(lm_loss(untrained.bridge, ids, mask)) > baseline  # the control knows nothing
+
+
 def test_unfreezing_strategies_free_exactly_what_they_promise(tiny) -> None:
     everything = {n.replace("._original_component", "") for n, _ in tiny.bridge.named_parameters()}
     assert _trainable(tiny, unfreeze="none") == set()
@@ -109,8 +126,9 @@ def test_live_targets_follow_the_model(targets: str) -> None:
 
 
 def test_introspection_through_mlflow_run(mlflow_server: str, tmp_path: Path) -> None:
-    params = {"num_samples": "60", "max_epochs": "3", "unfreeze": "all", "targets": "live", "track_gradients": "true",
-              "gradient_interval": "2", "track_activations": "true", "task": "classification", "output_dir": str(tmp_path / "out")}
+    # the seed script's spellings (epochs, token_pos, regression) reach the options through `mlflow run -P`
+    params = {"num_samples": "60", "epochs": "3", "token_pos": "last", "unfreeze": "all", "targets": "live", "track_gradients": "true",
+              "gradient_interval": "2", "track_activations": "true", "regression": "False", "output_dir": str(tmp_path / "out")}
     args = ["mlflow", "run", str(ROOT), "-e", "introspection", "--env-manager", "local", "--experiment-name", "introspection"]
     for key, value in params.items():
         args += ["-P", f"{key}={value}"]
@@ -206,6 +224,34 @@ def test_a_collapsed_target_reports_a_flag_not_an_r2() -> None:
     assert collapsed == {"val/variance_collapsed": 1.0, "val/r2_floored": -1.0}
     healthy = experiment.floored_regression_metrics("val", original, original, original)
     assert healthy["val/variance_collapsed"] == 0.0 and healthy["val/r2"] == pytest.approx(1.0)
+
+
+SEED_INTROSPECTION_LINES = [  # the seed's usage lines, scaled down (texts, epochs)
+    "--layer 2 --neuron 10 --token-pos last --epochs 1 --learning-rate 1e-4 --val-split 0.15 --test-split 0.15 --num-samples 60",
+    "--regression False --early-stopping --device --epochs 1 --num-samples 60",
+    "--regression True --no-early-stopping --device= --epochs 1 --num-samples 60 --unfreeze all --targets live",
+]
+
+
+@pytest.mark.parametrize("line", SEED_INTROSPECTION_LINES)
+def test_the_seed_scripts_command_lines_are_accepted(line: str, local_store: str) -> None:
+    main(["introspection", *line.split()])  # returns: exit code 0
+    run = mlflow.search_runs(search_all_experiments=True, order_by=["attributes.start_time DESC"]).iloc[0]
+    words = line.split()
+    assert run["params.task"] == ("classification" if "False" in words else "regression")
+    assert run["params.patience"] == ("0" if "--no-early-stopping" in words else "8")
+    assert run["params.device"] == "auto" and run["params.max_epochs"] == "1"
+
+
+def test_seed_spellings_show_in_help_and_a_bad_legacy_value_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    main(["introspection", "--help"])
+    shown = capsys.readouterr().out
+    assert "--token-position, --token-pos" in shown and "--max-epochs, --epochs" in shown
+    assert "--regression false = --task classification" in " ".join(shown.split())
+    with pytest.raises(SystemExit) as exit_info:
+        main(["introspection", "--regression", "maybe"])
+    assert exit_info.value.code == 2
+    assert "--regression: expected one of 'true', 'false', got 'maybe'" in capsys.readouterr().err
 
 
 def test_unreachable_model_name_is_one_line(local_store: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:

@@ -34,3 +34,20 @@ def test_runs_that_never_reach_the_threshold_are_censored_not_dropped() -> None:
     assert summary["val/epoch_to_acc_0.95"] == 6 and summary["val/censored"] == 1.0
     history[2]["val/acc"] = 0.96
     assert dynamics_summary(history, max_epochs=5)["val/epoch_to_acc_0.95"] == 3
+
+
+def test_the_seed_scripts_command_line_runs_and_copies_into_base_dir(local_store: str, tmp_path) -> None:
+    from innerlens.cli import main
+
+    shape = ["--p", "23", "--n-layers", "3", "--d-model", "32", "--n-heads", "4", "--d-mlp", "64", "--workers", "0",
+             "--measure-llc", "false", "--no-gamma-sensitivity", "--variants", "baseline,middle_layer"]
+    line = ["--max_epochs", "1", "--samples", "200", "--target_accuracy", "0.99", "--seed", "3", "--show_plots", "False",
+            "--base_dir", str(tmp_path / "out")]
+    for extra in ([], ["--skip_training"]):
+        main(["self-modeling-comparison", *shape, *line, *extra])  # returns: exit code 0
+    copied = tmp_path / "out"
+    assert (copied / "figures" / "dose_response.png").exists() and (copied / ".innerlens-output").is_file()
+    runs = sorted(path.name for path in (copied / "runs").iterdir())
+    assert runs == ["baseline_w=0_seed_3", "middle_layer_w=1_seed_3"]
+    assert (copied / "runs" / runs[0] / "checkpoints" / "best.pt").exists()
+    assert any(p.name.startswith("out.") for p in tmp_path.iterdir())  # the first copy was archived, not deleted

@@ -149,7 +149,40 @@ class ConfigCommand(click.Command):
         self.config_class = config
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        args = rewrite_legacy_flags(args, self.config_class.legacy_flags)
         return super().parse_args(ctx, normalize_args(args, list(self.config_class.specs(include_hidden=False))))
+
+
+def rewrite_legacy_flags(args: list[str], legacy: dict[str, tuple[str, dict[str, str | None]]]) -> list[str]:
+    """Map the seed scripts' value flags onto the project's options, e.g. ``--regression False`` to
+    ``--task classification`` and ``--device ""`` to ``--device auto``; anything else passes as is."""
+    out: list[str] = []
+    i = 0
+    while i < len(args):
+        flag, _, inline = args[i].partition("=")
+        spelled = "--" + flag[2:].replace("_", "-") if flag.startswith("--") else flag
+        if spelled not in legacy:
+            out.append(args[i])
+            i += 1
+            continue
+        field, values = legacy[spelled]
+        if "=" in args[i]:
+            given = inline
+        elif "" in values and (i + 1 >= len(args) or args[i + 1].startswith("--")):
+            given = ""  # a bare switch
+        else:
+            given = args[i + 1] if i + 1 < len(args) else ""
+            i += 1
+        i += 1
+        key = given.strip().lower()
+        if key not in values:
+            if spelled == "--" + field.replace("_", "-"):  # the option itself: other values are its own
+                out += [spelled, given]
+                continue
+            raise ConfigError(f"{spelled}: expected one of {', '.join(repr(v) for v in values)}, got {given!r}")
+        if values[key] is not None:
+            out += ["--" + field.replace("_", "-"), values[key]]
+    return out
 
 
 def _option(spec: FieldSpec) -> click.Option:
@@ -157,18 +190,26 @@ def _option(spec: FieldSpec) -> click.Option:
     help_text = spec.help
     if spec.base_type is bool and not spec.is_tuple:
         name = spec.name.replace("_", "-")
-        return click.Option([f"--{name}/--no-{name}", spec.name], default=spec.default, show_default=True, help=help_text)
+        switches = [f"--{name}/--no-{name}", *(f"{alias}/--no-{alias[2:]}" for alias in spec.aliases)]
+        return click.Option([*switches, spec.name], default=spec.default, show_default=True, help=help_text)
     metavar = "|".join(spec.choices) if spec.choices else {int: "INT", float: "FLOAT", str: "TEXT"}[spec.base_type]
     if spec.is_tuple:
         metavar = f"{metavar},..."
     return click.Option(
-        [spec.cli_flag, spec.name],
+        [spec.cli_flag, *spec.aliases, spec.name],
         type=str,
         metavar=metavar,
         default=spec.render(spec.default),
         show_default=True,
         help=help_text,
     )
+
+
+def _legacy_help(flag: str, field: str, given: str, target: str | None) -> str:
+    """``--regression false = --task classification``, for the help's epilog."""
+    option = "--" + field.replace("_", "-")
+    spelled = f"{flag} {given}" if given else (f'{flag} ""' if flag == option else flag)
+    return f"{spelled} = " + (f"{option} {target}" if target is not None else "the default")
 
 
 def make_command(entry: EntryPoint) -> click.Command:
@@ -187,12 +228,15 @@ def make_command(entry: EntryPoint) -> click.Command:
         click.echo(ui_hint())
 
     params = [_option(spec) for spec in entry.config.specs(include_hidden=False)]
+    legacy = [_legacy_help(flag, field, given, target)
+              for flag, (field, values) in entry.config.legacy_flags.items() for given, target in values.items()]
     return ConfigCommand(
         entry.command,
         config=entry.config,
         callback=callback,
         params=params,
         help=entry.summary,
+        epilog=("Also accepted, as the seed script spelled them: " + "; ".join(legacy)) if legacy else None,
         context_settings={"max_content_width": 110},
     )
 

@@ -102,6 +102,7 @@ class FieldSpec:
     default: Any
     help: str
     choices: tuple[str, ...] | None
+    aliases: tuple[str, ...] = ()  # other spellings of the flag (the seed scripts'), e.g. --token-pos
 
     @property
     def cli_flag(self) -> str:
@@ -168,6 +169,11 @@ class Config:
     family_name: ClassVar[str] = ""  # the innerlens.family tag of its runs
     # Fields that exist for the program but are not user options of this entry point.
     hidden_fields: ClassVar[tuple[str, ...]] = ()
+    # Other spellings of a flag: field -> ("--old-name", ...), shown in --help beside the flag.
+    option_aliases: ClassVar[dict[str, tuple[str, ...]]] = {}
+    # Old flags whose values map onto an option: "--old" -> (field, {given value: option value}).
+    # A bare switch has the given value ""; a value mapped to None drops the flag (the default holds).
+    legacy_flags: ClassVar[dict[str, tuple[str, dict[str, str | None]]]] = {}
 
     def __post_init__(self) -> None:
         for spec in self.specs():
@@ -215,6 +221,7 @@ class Config:
                 default=f.default,
                 help=f.metadata.get("help", ""),
                 choices=f.metadata.get("choices"),
+                aliases=cls.option_aliases.get(f.name, ()),
             )
 
     @classmethod

@@ -15,7 +15,7 @@ class GeneratorConfig(TrainConfig):
     family_name = FAMILY
     hidden_fields = ("target_accuracy", "target_split")  # a language model's loss has no accuracy to reach
 
-    model: str = option("tiny", "Model to fine-tune: tiny, a local Hugging Face checkpoint directory, a model name, or models:/NAME/VERSION.")
+    model: str = option("tiny", "Model to fine-tune: tiny (trained here on the generated corpus), tiny-random (untrained), a local Hugging Face checkpoint directory, a model name, or models:/NAME/VERSION.")
     corpus: Optional[str] = option(None, "Text file, one document per line (default: the project's generated corpus).")
     num_texts: int = option(2000, "Generated texts when --corpus is not given.", check=positive)
     max_length: int = option(64, "Tokens per text at most.", check=positive)

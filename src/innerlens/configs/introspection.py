@@ -19,8 +19,17 @@ def _position_check(value: str) -> str | None:
 @dataclass(frozen=True)
 class IntrospectionConfig(EpochConfig):
     family_name = FAMILY
+    # The seed script's spellings (its usage section): accepted as written.
+    option_aliases = {"token_position": ("--token-pos",), "max_epochs": ("--epochs",), "lr": ("--learning-rate",),
+                      "val_fraction": ("--val-split",), "test_fraction": ("--test-split",)}
+    legacy_flags = {
+        "--regression": ("task", {"true": "regression", "false": "classification"}),
+        "--early-stopping": ("patience", {"": None}),  # on by default (--patience 8)
+        "--no-early-stopping": ("patience", {"": "0"}),
+        "--device": ("device", {"": "auto"}),  # the seed's empty --device meant "pick one"
+    }
 
-    model: str = option("tiny", "tiny (built-in GPT-2-style, offline), a local Hugging Face checkpoint directory, or a model name.")
+    model: str = option("tiny", "tiny (a small GPT-2-style language model trained here on the generated corpus, offline), tiny-random (the same, untrained: the control), a local Hugging Face checkpoint directory, or a model name.")
     texts: Optional[str] = option(None, "File with one text per line (default: generated texts).")
     num_samples: int = option(1400, "Generated texts when --texts is not given (1400: 210 validation and 210 test texts).", check=positive)
     max_length: int = option(64, "Tokens per text at most (longer texts are truncated).", check=positive)

@@ -14,7 +14,7 @@ REGISTERED_NAME = "innerlens-selector"
 class SelectorConfig(EpochConfig):
     family_name = FAMILY
 
-    generator: str = option("tiny", "Frozen generator: tiny, models:/innerlens-generator/VERSION|latest, a checkpoint directory or a model name.")
+    generator: str = option("tiny", "Frozen generator: tiny (trained here on the generated corpus), tiny-random (untrained control), models:/innerlens-generator/VERSION|latest, a checkpoint directory or a model name.")
     data: Optional[str] = option(None, "CSV with text,label columns (default: the generated name-order corpus).")
     num_texts: int = option(1000, "Generated labelled texts when --data is not given.", check=positive)
     max_length: int = option(64, "Tokens per text at most.", check=positive)

@@ -19,6 +19,7 @@ DEFAULT_LLC = LLCSettings(epsilon=3e-5, gamma=300.0, num_chains=4, num_draws=500
 @dataclass(frozen=True)
 class SelfModelingConfig(EpochConfig):
     family_name = FAMILY
+    option_aliases = {"output_dir": ("--base-dir",)}  # the seed script's spelling
 
     variant: str = option("middle_layer", "Which layer(s) the self-model predicts.", choices=VARIANTS)
     task: str = option(
@@ -55,6 +56,8 @@ class SelfModelingConfig(EpochConfig):
     llc_sampler: str = option(DEFAULT_LLC.sampler, "SGLD sampler: devinterp (chain after chain) or vectorised (all chains as one batched model; for GPUs).", choices=("devinterp", "vectorised"))
     measure_llc: bool = option(True, "Estimate the LLC at the end of training and at the best checkpoint (weight std is always measured).")
     llc_gamma_sensitivity: bool = option(False, "Also estimate the final LLC at γ/10 and 10γ (logged as llc/final_mean_gamma_<γ>).")
+    output_dir: Optional[str] = option(None, "Also keep a local copy of the run's figures, checkpoints and tables here (the seed's --base_dir).")
+    force_overwrite: bool = option(False, "Replace an existing --output-dir (only one an earlier innerlens copy wrote) instead of archiving it with a timestamp.")
 
     def check(self) -> str | None:
         base = super().check()

@@ -17,6 +17,7 @@ BASELINE = "baseline"
 class SelfModelingComparisonConfig(ExecutorOptions, SelfModelingConfig):
     family_name = FAMILY
     hidden_fields = ("variant", "seed", "resume", "self_model_weight")
+    option_aliases = {"seeds": ("--seed",), "output_dir": ("--base-dir",)}  # the seed script trained one seed per call
 
     variants: tuple[str, ...] = option(VARIANTS, "Variants to train, comma-separated (baseline runs once per seed).", choices=VARIANTS)
     seeds: tuple[int, ...] = option((0, 1, 2, 3, 4), "Seeds; every cell is trained once per seed and paired with the baseline on it.", check=distinct_seeds)
@@ -45,7 +46,7 @@ class SelfModelingComparisonConfig(ExecutorOptions, SelfModelingConfig):
         own = {f.name for f in dataclasses.fields(SelfModelingComparisonConfig)} - {
             f.name for f in dataclasses.fields(SelfModelingConfig)
         }
-        shared = {k: v for k, v in self.to_dict().items() if k not in own}
+        shared = {k: v for k, v in self.to_dict().items() if k not in own and k not in ("output_dir", "force_overwrite")}
         cells = []
         for variant in self.variants:
             if variant == BASELINE:

@@ -11,7 +11,6 @@ import tempfile
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 from innerlens import tracking
 from innerlens.analysis.noise_scale import noise_scale
@@ -21,17 +20,8 @@ from innerlens.configs.generator import REGISTERED_NAME, GeneratorConfig
 from innerlens.data.splits import split_indices
 from innerlens.data.texts import generate_texts, read_texts
 from innerlens.engine import Selection, resolve_device, seed_everything
-from innerlens.models.loading import encode, load_model, save_checkpoint_dir
+from innerlens.models.loading import encode, lm_loss, load_model, real_tokens, save_checkpoint_dir
 from innerlens.viz.curves import metric_curves
-
-
-def lm_loss(bridge: torch.nn.Module, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Mean next-token cross-entropy over real (non-padding) target tokens."""
-    logits = bridge(ids)[:, :-1]
-    targets = ids[:, 1:]
-    per_token = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), reduction="none")
-    weights = mask[:, 1:].reshape(-1).float()
-    return (per_token * weights).sum() / weights.sum().clamp_min(1)
 
 
 def squared_grad_norm(bridge: torch.nn.Module, ids: torch.Tensor, mask: torch.Tensor) -> float:
@@ -50,7 +40,7 @@ class GeneratorExperiment:
         self.loaded = load_model(config.model, device, cache_root=models_root)
         self.model = self.loaded.bridge
         self.ids, last = encode(self.loaded.tokenizer, texts, device, config.max_length)
-        self.mask = torch.arange(self.ids.shape[1], device=device)[None, :] <= last[:, None]
+        self.mask = real_tokens(self.ids, last)
         self.splits = split_indices(len(texts), (config.train_fraction, config.val_fraction, config.test_fraction), config.seed)
         if len(self.splits.train) < config.batch_size * config.big_batch_factor:
             raise ConfigError(f"{len(self.splits.train)} training texts are fewer than the noise-scale batch "

@@ -29,7 +29,7 @@ from innerlens.data.texts import generate_texts, read_texts
 from innerlens.engine import Selection, resolve_device, seed_everything
 from innerlens.local_copy import check_output_dir, write_local_copy
 from innerlens.models.hooks import hook_layer, resid_post, residual_after
-from innerlens.models.loading import LoadedModel, encode, load_model
+from innerlens.models.loading import LoadedModel, encode, lm_loss, load_model, real_tokens
 from innerlens.search_space import SearchSpec
 from innerlens.tracking import RunTracker
 
@@ -302,16 +302,13 @@ class IntrospectionExperiment:
     @torch.no_grad()
     def language_model_loss(self, rows: torch.Tensor) -> float:
         """Next-token cross-entropy of the (possibly changed) language model on ``rows``' real tokens."""
-        bridge = self.model.bridge
         total, tokens = 0.0, 0
         for start in range(0, len(rows), 64):
             batch = rows[start : start + 64].to(self.device)
-            ids, last = self.ids[batch], self.last[batch]
-            logits = bridge(ids)[:, :-1]
-            real = torch.arange(ids.shape[1] - 1, device=self.device)[None, :] < last[:, None]  # targets up to the last real token
-            losses = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), ids[:, 1:].reshape(-1), reduction="none")
-            total += float((losses * real.reshape(-1)).sum())
-            tokens += int(real.sum())
+            mask = real_tokens(self.ids[batch], self.last[batch])
+            count = int(mask[:, 1:].sum())
+            total += float(lm_loss(self.model.bridge, self.ids[batch], mask)) * count
+            tokens += count
         return total / max(tokens, 1)
 
     def drift(self, epoch: int) -> dict[str, float]:

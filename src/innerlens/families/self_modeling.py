@@ -25,6 +25,7 @@ from innerlens.configs.self_modeling import SelfModelingConfig
 from innerlens.data.splits import split_indices
 from innerlens.data.tasks import SequenceTask, digit_patches, modular_sum, modular_sum_seq
 from innerlens.engine import Selection, resolve_device, seed_everything
+from innerlens.local_copy import check_output_dir, write_local_copy
 from innerlens.models.hooks import resid_post
 from innerlens.models.transformer import last_position_residuals, native_transformer, supports_plain_forward
 from innerlens.search_space import SearchSpec
@@ -277,6 +278,7 @@ def run(config: SelfModelingConfig, *, nested: bool = False, progress: bool = Tr
     """Train one variant with one seed into its own MLflow run, measure it at the end and at the
     best validation checkpoint; return the run id."""
     device = resolve_device(config.device)
+    output_dir = check_output_dir(config.output_dir, config.force_overwrite) if config.output_dir else None
     experiment = SelfModelingExperiment(config, device)
     with tracking.start_run(
         config, variant=config.variant, run_name=f"{config.variant}-s{config.seed}", nested=nested
@@ -316,4 +318,7 @@ def run(config: SelfModelingConfig, *, nested: bool = False, progress: bool = Tr
             drawn["llc_traces"] = llc_traces(traces)
         for name, figure in drawn.items():
             tracker.log_figure(figure, name)
+        if output_dir is not None:
+            tracker.flush()
+            write_local_copy(tracker.run_id, output_dir, config.force_overwrite)
         return tracker.run_id

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import click
 import pandas as pd
+from mlflow.tracking import MlflowClient
 
 from innerlens import tracking
 from innerlens.analysis.stats import paired_statistics
@@ -19,6 +20,7 @@ from innerlens.compare import child_runs, children_history, latest_parent_with_c
 from innerlens.configs.self_modeling_comparison import BASELINE, FAMILY, SelfModelingComparisonConfig
 from innerlens.drivers.executor import make_executor, study_run
 from innerlens.families.self_modeling import SelfModelingConfig, figures, run
+from innerlens.local_copy import check_output_dir, write_local_copy
 from innerlens.viz.compare import dose_response
 
 TAG_WEIGHT = "innerlens.self_model_weight"
@@ -46,8 +48,6 @@ def _train_child(job: tuple[SelfModelingConfig, str]) -> str:
 
 def run_summaries(parent_id: str) -> pd.DataFrame:
     """(run_id, group, variant, weight, seed, key, value) of every child's end-of-training metrics."""
-    from mlflow.tracking import MlflowClient
-
     client = MlflowClient()
     rows = []
     for child in child_runs(client, client.get_run(parent_id)):
@@ -98,6 +98,7 @@ def verdict_table(statistics: pd.DataFrame) -> str:
 def compare(config: SelfModelingComparisonConfig, progress: bool = True) -> str:
     """Train (unless skipped) and analyse the study; return the parent run id."""
     singles = config.single_runs()
+    output_dir = check_output_dir(config.output_dir, config.force_overwrite) if config.output_dir else None
     with tracking.start_run(config, variant="comparison", run_name="self-modeling-comparison") as tracker:
         parent_id = tracker.run_id
         if config.skip_training:
@@ -127,6 +128,13 @@ def compare(config: SelfModelingComparisonConfig, progress: bool = True) -> str:
                 click.launch(str(path))
             tracker.log_figure(figure, name)
         tracker.log_history(history)
+        if output_dir is not None:  # the parent's figures and tables, then each run's under its task name
+            tracker.flush()
+            target = write_local_copy(tracker.run_id, output_dir, config.force_overwrite)
+            client = MlflowClient()
+            for child in child_runs(client, client.get_run(parent_id)):
+                name = tracking.figure_name(child.data.tags.get(tracking.TAG_TASK, child.info.run_id))
+                tracking.download_run_artifacts(child.info.run_id, target / "runs" / name)
         click.echo(verdict_table(statistics))
         if not gammas.empty:
             click.echo("final LLC rank of each cell at each γ (first seed):\n" + gammas.to_string(index=False))

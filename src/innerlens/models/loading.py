@@ -1,7 +1,9 @@
 """Pretrained-style language models as TransformerLens bridges, from three places:
 
-- ``tiny``: a GPT-2-style model initialised locally, with a byte-level BPE tokenizer trained on the
-  project's generated corpus, written once as a Hugging Face checkpoint directory (offline);
+- ``tiny``: a small GPT-2-style language model trained here on the project's generated corpus, with a
+  byte-level BPE tokenizer trained on it too, written once as a Hugging Face checkpoint directory
+  (offline; ``training.json`` beside it holds its validation loss and the unigram baseline's);
+- ``tiny-random``: the same architecture and tokenizer with random weights (the untrained control);
 - a local Hugging Face checkpoint directory;
 - any model name TransformerLens supports (downloaded or read from the Hugging Face cache).
 
@@ -18,8 +20,11 @@ import torch
 from innerlens.config import ConfigError
 
 TINY = "tiny"
+TINY_RANDOM = "tiny-random"
 TINY_SHAPE = {"n_layer": 4, "n_embd": 64, "n_head": 4, "n_positions": 128}
 TINY_VOCAB = 1024
+# How the tiny model learns the corpus: enough to sit far below the unigram baseline in a minute of CPU.
+TINY_TRAINING = {"texts": 4000, "validation_texts": 400, "steps": 500, "batch_size": 32, "lr": 3e-3, "max_length": 64}
 EOS = "<|endoftext|>"
 
 
@@ -72,6 +77,79 @@ def tiny_model_dir(root: Path, seed: int = 0) -> Path:
     return directory
 
 
+def unigram_loss(train_ids: list[list[int]], eval_ids: list[list[int]], vocab: int) -> float:
+    """Cross-entropy (nats per token) of the add-one-smoothed token frequencies of ``train_ids`` on
+    ``eval_ids``' next tokens: the bar a language model must clear to have learned anything beyond counts."""
+    counts = torch.ones(vocab, dtype=torch.float64)
+    for ids in train_ids:
+        counts += torch.bincount(torch.tensor(ids[1:], dtype=torch.long), minlength=vocab).double()
+    log_p = (counts / counts.sum()).log()
+    targets = torch.tensor([token for ids in eval_ids for token in ids[1:]], dtype=torch.long)
+    return float(-log_p[targets].mean())
+
+
+def trained_tiny_dir(root: Path, seed: int = 0) -> Path:
+    """Train the tiny model on the generated corpus once (from :func:`tiny_model_dir`'s weights); its directory."""
+    directory = root / f"tiny-gpt2-trained-s{seed}"
+    if (directory / "training.json").exists():
+        return directory
+    import json
+    import shutil
+
+    from transformers import AutoTokenizer, GPT2LMHeadModel
+
+    from innerlens.data.texts import generate_texts
+
+    start = tiny_model_dir(root, seed)
+    settings = TINY_TRAINING
+    tokenizer = AutoTokenizer.from_pretrained(start)
+    model = GPT2LMHeadModel.from_pretrained(start)
+    texts = generate_texts(settings["texts"] + settings["validation_texts"], seed=20_000 + seed)
+    train_texts, val_texts = texts[: settings["texts"]], texts[settings["texts"]:]
+    tokenizer.pad_token = tokenizer.eos_token
+
+    def batch(rows: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        encoded = tokenizer(rows, return_tensors="pt", padding=True, truncation=True, max_length=settings["max_length"])
+        labels = encoded["input_ids"].masked_fill(encoded["attention_mask"] == 0, -100)  # no loss on padding
+        return encoded["input_ids"], labels
+
+    def validation_loss() -> float:
+        model.eval()
+        with torch.no_grad():
+            losses = [float(model(input_ids=ids, labels=labels).loss) for ids, labels in
+                      (batch(val_texts[i : i + 100]) for i in range(0, len(val_texts), 100))]
+        model.train()
+        return sum(losses) / len(losses)
+
+    generator = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=settings["lr"], weight_decay=0.01)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=settings["lr"], total_steps=settings["steps"])
+    before = validation_loss()
+    model.train()
+    for _ in range(settings["steps"]):
+        rows = torch.randint(len(train_texts), (settings["batch_size"],), generator=generator)
+        ids, labels = batch([train_texts[i] for i in rows])
+        loss = model(input_ids=ids, labels=labels).loss
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        schedule.step()
+    encode_all = lambda rows: [tokenizer(t, truncation=True, max_length=settings["max_length"])["input_ids"] for t in rows]  # noqa: E731
+    report = {**settings, "seed": seed, "val_loss_before": before, "val_loss": validation_loss(),
+              "unigram_val_loss": unigram_loss(encode_all(train_texts), encode_all(val_texts), len(tokenizer))}
+    staging = directory.with_name(directory.name + ".partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    model.save_pretrained(staging)
+    tokenizer.save_pretrained(staging)
+    (staging / "training.json").write_text(json.dumps(report, indent=2))
+    if directory.exists():  # another process finished first
+        shutil.rmtree(staging, ignore_errors=True)
+    else:
+        staging.replace(directory)
+    return directory
+
+
 def load_model(name: str, device: torch.device, *, cache_root: Path, seed: int = 0) -> LoadedModel:
     """``tiny``, a checkpoint directory or a model name -> a TransformerBridge (one-line error when impossible)."""
     import transformer_lens.model_bridge.sources  # noqa: F401  (attaches boot_transformers)
@@ -82,6 +160,8 @@ def load_model(name: str, device: torch.device, *, cache_root: Path, seed: int =
     transformers_logging.disable_progress_bar()  # stderr stays for innerlens' own messages
     version = None
     if name == TINY:
+        source = trained_tiny_dir(cache_root, seed)
+    elif name == TINY_RANDOM:
         source = tiny_model_dir(cache_root, seed)
     elif name.startswith("models:/"):
         from innerlens.tracking import download_registered
@@ -130,6 +210,22 @@ def save_checkpoint_dir(loaded: LoadedModel, directory: Path) -> None:
     fresh.load_state_dict(weights)
     fresh.save_pretrained(directory)
     loaded.tokenizer.save_pretrained(directory)  # type: ignore[attr-defined]
+
+
+def lm_loss(bridge: torch.nn.Module, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean next-token cross-entropy over real (non-padding) target tokens (``mask``: real tokens)."""
+    import torch.nn.functional as F
+
+    logits = bridge(ids)[:, :-1]
+    targets = ids[:, 1:]
+    per_token = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), reduction="none")
+    weights = mask[:, 1:].reshape(-1).float()
+    return (per_token * weights).sum() / weights.sum().clamp_min(1)
+
+
+def real_tokens(ids: torch.Tensor, last: torch.Tensor) -> torch.Tensor:
+    """(texts, tokens) mask of the real tokens of right-padded ``ids`` whose last real token is ``last``."""
+    return torch.arange(ids.shape[1], device=ids.device)[None, :] <= last[:, None]
 
 
 def encode(tokenizer: object, texts: list[str], device: torch.device, max_length: int) -> tuple[torch.Tensor, torch.Tensor]:
