@@ -6,7 +6,8 @@ training with fixed targets, live detached targets and live targets with gradien
 (``--unfreeze all --targets fixed|live|live_gradient``). Every run is in the experiment
 ``introspection-study`` of the embedded store; two single-threaded workers at a time.
 
-Paired on the seed (same texts, split and neuron choice) against the frozen condition: the
+Paired on the seed (same texts, split and neuron choice) against the frozen condition and against
+unfreezing with fixed targets (the control for the live conditions): the
 headline ``test/delta_vs_probe`` (test R² at the validation-chosen checkpoint minus a frozen ridge
 probe's on the same features), the target's drift (KS), the language model's validation loss
 change (the damage cost) and whether the target's variance collapsed.
@@ -74,13 +75,16 @@ def main() -> None:
 
     table = collect()
     levels = table.groupby(["group", "key"])["value"].agg(["mean", "std", "min", "max", "count"]).reset_index()
-    paired = paired_statistics(table, "frozen")
+    # against the frozen model, and against unfreezing alone (fixed targets: the control for "the
+    # model changed to make its neuron predictable" is "the model changed to fit the head")
+    paired = pd.concat([paired_statistics(table, "frozen"), paired_statistics(table[table["group"] != "frozen"], "all/fixed")],
+                       ignore_index=True)
     RESULTS.mkdir(exist_ok=True)
     levels.to_csv(RESULTS / "introspection_study_levels.csv", index=False)
     paired.to_csv(RESULTS / "introspection_study_paired.csv", index=False)
     with pd.option_context("display.width", 220, "display.max_rows", 200):
         print(levels.to_string(index=False))
-        print(paired[["key", "group", "n_pairs", "mean_difference", "ci_low", "ci_high", "wilcoxon_p_holm", "paired_t_p_holm"]].to_string(index=False))
+        print(paired[["key", "group", "reference", "n_pairs", "mean_difference", "ci_low", "ci_high", "wilcoxon_p_holm", "paired_t_p_holm"]].to_string(index=False))
 
 
 if __name__ == "__main__":
