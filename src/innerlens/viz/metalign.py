@@ -35,12 +35,12 @@ def cka_layers(cka: pd.DataFrame) -> Figure:
             layers = rows[rows["kind"] == kind]
             errors = np.clip([layers["value"] - layers["low"], layers["high"] - layers["value"]], 0, None)
             ax.errorbar(x[: len(layers)], layers["value"], yerr=errors, marker=marker, capsize=3, label=label)
-        for kind, label in ((BASELINE, "raw backbone"), ("ridge", "ridge map of the training dims")):
+        for kind, label, color in ((BASELINE, "raw backbone", "dimgrey"), ("ridge", "ridge map of the training dims", "tab:green")):
             level = rows[rows["kind"] == kind]
             if level.empty:
                 continue
-            line = ax.axhline(level["value"].iloc[0], linestyle="--", label=label)
-            ax.axhspan(level["low"].iloc[0], level["high"].iloc[0], color=line.get_color(), alpha=0.1, linewidth=0)
+            ax.axhline(level["value"].iloc[0], linestyle="--", color=color, label=label)
+            ax.axhspan(level["low"].iloc[0], level["high"].iloc[0], color=color, alpha=0.1, linewidth=0)
         ax.set_xticks(x, trained["layer"], rotation=30)
         ax.set_title(f"{subset} dimensions, {method} CKA")
         ax.set_xlabel("layer")
