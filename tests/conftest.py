@@ -15,6 +15,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
+# One cache of built-in models (the trained tiny LM) for every test, including those that move
+# INNERLENS_HOME: it is trained once per checkout, not once per test.
+os.environ.setdefault("INNERLENS_MODEL_CACHE", str(ROOT / "mlruns" / "models"))
 # Subprocesses (`mlflow run`, `mlflow server`, `python entrypoints/...`) use this interpreter's env.
 os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
 

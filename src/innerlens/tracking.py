@@ -59,6 +59,14 @@ def project_root() -> Path:
     return Path.cwd()
 
 
+def models_root() -> Path:
+    """Where built-in models (the trained tiny LM) and downloaded registry versions are cached:
+    ``mlruns/models`` of the checkout, or ``INNERLENS_MODEL_CACHE`` (one cache for many checkouts)."""
+    if "INNERLENS_MODEL_CACHE" in os.environ:
+        return Path(os.environ["INNERLENS_MODEL_CACHE"]).resolve()
+    return project_root() / "mlruns" / "models"
+
+
 def embedded_store() -> tuple[str, Path]:
     """The default local store: SQLite under ``mlruns/`` with artifacts beside it."""
     mlruns = project_root() / "mlruns"

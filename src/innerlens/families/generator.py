@@ -83,7 +83,7 @@ class GeneratorExperiment:
 
 def run(config: GeneratorConfig, *, nested: bool = False, progress: bool = True) -> str:
     device = resolve_device(config.device)
-    experiment = GeneratorExperiment(config, device, tracking.project_root() / "mlruns" / "models")
+    experiment = GeneratorExperiment(config, device, tracking.models_root())
     with tracking.start_run(config, variant=config.model, run_name=f"generator-{Path(config.model).name}-s{config.seed}", nested=nested, step_unit="step") as tracker:
         state = tracked_fit(
             experiment,

@@ -383,10 +383,10 @@ def run(config: IntrospectionConfig, *, nested: bool = False, progress: bool = T
     from innerlens.viz import introspection as viz
 
     device = resolve_device(config.device)
-    models_root = tracking.project_root() / "mlruns" / "models"
+    output_dir = check_output_dir(config.output_dir, config.force_overwrite) if config.output_dir else None
+    models_root = tracking.models_root()
     experiment = IntrospectionExperiment(config, device, models_root)
     cross = load_model(config.cross_model, device, cache_root=models_root, seed=1) if config.cross_model else None
-    output_dir = check_output_dir(config.output_dir, config.force_overwrite) if config.output_dir else None
     with tracking.start_run(config, variant=f"{config.task}-{config.unfreeze}", run_name=f"{config.model}-L{experiment.layer}N{experiment.neuron}-s{config.seed}", nested=nested) as tracker:
         baselines = experiment.baselines(cross)
         if not config.resume:

@@ -135,7 +135,7 @@ def run(config: SelectorConfig, *, nested: bool = False, progress: bool = True) 
     from innerlens.viz import selector as viz
 
     device = resolve_device(config.device)
-    experiment = SelectorExperiment(config, device, tracking.project_root() / "mlruns" / "models")
+    experiment = SelectorExperiment(config, device, tracking.models_root())
     examples = _examples(config, experiment)
     generator_version = experiment.generator_model.version or Path(config.generator).name
     with tracking.start_run(config, variant=f"L{'-'.join(map(str, experiment.layers))}", run_name=f"selector-{generator_version}-s{config.seed}", nested=nested) as tracker:
