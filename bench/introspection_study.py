@@ -17,11 +17,10 @@ Run: ``python bench/introspection_study.py`` (``--summarize-only`` redoes the ta
 """
 from __future__ import annotations
 
-import argparse
-import os
 from pathlib import Path
 
 import pandas as pd
+from seed_study import newest_finished_runs, train_unless_summarizing
 
 EXPERIMENT = "introspection-study"
 SEEDS = (0, 1, 2, 3, 4)
@@ -41,36 +40,22 @@ def train_one(job: tuple[str, int]) -> str:
     return run(IntrospectionConfig(seed=seed, layer=LAYER, unfreeze=unfreeze, targets=targets), progress=False)
 
 
+def condition_of(run) -> tuple[str, int]:
+    params = run.data.params
+    return ("frozen" if params["unfreeze"] == "none" else f"all/{params['targets']}", int(params["seed"]))
+
+
 def collect() -> pd.DataFrame:
     """(group, seed, key, value) of every finished run's end-of-run metrics (the newest per cell)."""
-    from mlflow.tracking import MlflowClient
-
-    from innerlens import tracking
-
-    tracking.configure_tracking()
-    client = MlflowClient()
-    runs = client.search_runs([client.get_experiment_by_name(EXPERIMENT).experiment_id], "attributes.status = 'FINISHED'")
-    latest = {}
-    for run in sorted(runs, key=lambda r: r.info.start_time):
-        params = run.data.params
-        condition = "frozen" if params["unfreeze"] == "none" else f"all/{params['targets']}"
-        latest[(condition, int(params["seed"]))] = run
+    latest = newest_finished_runs(EXPERIMENT, condition_of)
     rows = [{"group": condition, "seed": seed, "key": key, "value": run.data.metrics[key]}
             for (condition, seed), run in latest.items() for key in KEYS if key in run.data.metrics]
     return pd.DataFrame(rows)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--summarize-only", action="store_true", help="Do not train; summarise the runs already there.")
-    args = parser.parse_args()
-    os.environ["MLFLOW_EXPERIMENT_NAME"] = EXPERIMENT  # the workers inherit it
-    if not args.summarize_only:
-        from innerlens.drivers.executor import LocalExecutor
-
-        jobs = [(f"{condition} seed {seed}", (condition, seed)) for seed in SEEDS for condition in CONDITIONS]
-        for result in LocalExecutor(2, 1).run(train_one, jobs):
-            print(f"{result.label}: {result.error or result.value}")
+    jobs = [(f"{condition} seed {seed}", (condition, seed)) for seed in SEEDS for condition in CONDITIONS]
+    train_unless_summarizing(__doc__.splitlines()[0], EXPERIMENT, train_one, jobs)
     from innerlens.analysis.stats import paired_statistics
 
     table = collect()

@@ -13,12 +13,11 @@ tables from the runs already there. Results: ``bench/results/metalign_seeds_*.cs
 """
 from __future__ import annotations
 
-import argparse
 import json
-import os
 from pathlib import Path
 
 import pandas as pd
+from seed_study import newest_finished_runs, train_unless_summarizing
 
 EXPERIMENT = "metalign-seeds"
 SEEDS = (0, 1, 2, 3, 4)
@@ -32,27 +31,14 @@ def train_one(seed: int) -> str:
     return run(MetalignConfig(seed=seed), progress=False)
 
 
-def train() -> None:
-    from innerlens.drivers.executor import LocalExecutor
-
-    results = LocalExecutor(2, 1).run(train_one, [(f"seed {seed}", seed) for seed in SEEDS])
-    for result in results:
-        print(f"{result.label}: {result.error or result.value}")
-
-
 def collect() -> tuple[pd.DataFrame, pd.DataFrame]:
     """(CKA rows of every finished run with its seed, behaviour scores per seed)."""
     from mlflow.tracking import MlflowClient
 
     from innerlens import tracking
 
-    tracking.configure_tracking()
+    latest = newest_finished_runs(EXPERIMENT, lambda run: int(run.data.tags[tracking.TAG_SEED]))
     client = MlflowClient()
-    experiment = client.get_experiment_by_name(EXPERIMENT)
-    runs = client.search_runs([experiment.experiment_id], "attributes.status = 'FINISHED'")
-    latest = {}
-    for run in sorted(runs, key=lambda r: r.info.start_time):  # the newest run of each seed
-        latest[int(run.data.tags[tracking.TAG_SEED])] = run
     cka = pd.concat([pd.read_csv(client.download_artifacts(run.info.run_id, "tables/cka.csv")).assign(seed=seed)
                      for seed, run in latest.items()], ignore_index=True)
     behaviour = pd.DataFrame([{"seed": seed, **{k: v for k, v in run.data.metrics.items() if k.startswith("behaviour/")}}
@@ -83,12 +69,7 @@ def contrasts(cka: pd.DataFrame) -> pd.DataFrame:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--summarize-only", action="store_true", help="Do not train; summarise the runs already there.")
-    args = parser.parse_args()
-    os.environ["MLFLOW_EXPERIMENT_NAME"] = EXPERIMENT  # the workers inherit it
-    if not args.summarize_only:
-        train()
+    train_unless_summarizing(__doc__.splitlines()[0], EXPERIMENT, train_one, [(f"seed {seed}", seed) for seed in SEEDS])
     cka, behaviour = collect()
     levels = cka.groupby(["layer", "kind", "subset", "method"], sort=False)["value"].agg(["mean", "std", "min", "max", "count"]).reset_index()
     paired = contrasts(cka)

@@ -12,11 +12,10 @@ Run: ``python bench/selector_seeds.py`` (``--summarize-only`` redoes the tables)
 """
 from __future__ import annotations
 
-import argparse
-import os
 from pathlib import Path
 
 import pandas as pd
+from seed_study import newest_finished_runs, train_unless_summarizing
 
 EXPERIMENT = "selector-seeds"
 SEEDS = (0, 1, 2, 3, 4)
@@ -32,27 +31,12 @@ def train_one(seed: int) -> str:
 
 
 def collect() -> pd.DataFrame:
-    from mlflow.tracking import MlflowClient
-
-    from innerlens import tracking
-
-    tracking.configure_tracking()
-    client = MlflowClient()
-    runs = client.search_runs([client.get_experiment_by_name(EXPERIMENT).experiment_id], "attributes.status = 'FINISHED'")
-    latest = {int(run.data.params["seed"]): run for run in sorted(runs, key=lambda r: r.info.start_time)}
+    latest = newest_finished_runs(EXPERIMENT, lambda run: int(run.data.params["seed"]))
     return pd.DataFrame([{"seed": seed, **{k: run.data.metrics.get(k) for k in KEYS}} for seed, run in latest.items()])
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--summarize-only", action="store_true", help="Do not train; summarise the runs already there.")
-    args = parser.parse_args()
-    os.environ["MLFLOW_EXPERIMENT_NAME"] = EXPERIMENT  # the workers inherit it
-    if not args.summarize_only:
-        from innerlens.drivers.executor import LocalExecutor
-
-        for result in LocalExecutor(2, 1).run(train_one, [(f"seed {seed}", seed) for seed in SEEDS]):
-            print(f"{result.label}: {result.error or result.value}")
+    train_unless_summarizing(__doc__.splitlines()[0], EXPERIMENT, train_one, [(f"seed {seed}", seed) for seed in SEEDS])
     from scipy import stats
 
     from innerlens.analysis.stats import paired_contrast
