@@ -67,3 +67,19 @@ def test_no_entry_point_offers_an_option_its_run_ignores() -> None:
 
     assert not {"target_accuracy", "target_split"} & {s.name for s in GeneratorConfig.specs(include_hidden=False)}
     assert {"target_accuracy", "target_split"} <= {s.name for s in SelectorConfig.specs(include_hidden=False)}
+
+
+def test_a_named_regime_fills_its_values_and_refuses_contradictions() -> None:
+    from innerlens.cli import cli
+    from innerlens.configs.self_modeling import REGIMES
+    from innerlens.configs.self_modeling_comparison import SelfModelingComparisonConfig
+
+    command = cli.commands["self-modeling-comparison"]
+    grokking = SelfModelingComparisonConfig.from_strings(command.make_context("x", ["--regime", "grokking"]).params)
+    assert {name: getattr(grokking, name) for name in REGIMES["grokking"]} == REGIMES["grokking"]
+    assert all(single.regime == "grokking" and single.samples == 5000 for single in grokking.single_runs())
+    stable = SelfModelingComparisonConfig.from_strings(command.make_context("x", []).params)
+    assert (stable.regime, stable.samples, stable.batch_size) == ("stable", None, 64)
+    with pytest.raises(ConfigError, match="--regime grokking means .*got --batch-size 64"):
+        SelfModelingConfig(regime="grokking", **{**REGIMES["grokking"], "batch_size": 64})
+    assert SelfModelingConfig(regime="stable", batch_size=32).batch_size == 32

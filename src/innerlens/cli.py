@@ -205,6 +205,23 @@ def _option(spec: FieldSpec) -> click.Option:
     )
 
 
+def _fill_regime_defaults(params: list[click.Parameter], config: type[Config]) -> None:
+    """``--regime NAME`` is read first and turns its values into the other options' defaults."""
+    specs = {spec.name: spec for spec in config.specs()}
+
+    def fill(context: click.Context, _: click.Parameter, name: str) -> str:
+        fixed = config.regimes.get(name, {})
+        context.default_map = {**(context.default_map or {}),
+                               **{field: value if isinstance(value, bool) else specs[field].render(value)
+                                  for field, value in fixed.items()}}
+        return name
+
+    for param in params:
+        if param.name == "regime":
+            param.is_eager = True
+            param.callback = fill
+
+
 def _legacy_help(flag: str, field: str, given: str, target: str | None) -> str:
     """``--regression false = --task classification``, for the help's epilog."""
     option = "--" + field.replace("_", "-")
@@ -228,6 +245,8 @@ def make_command(entry: EntryPoint) -> click.Command:
         click.echo(ui_hint())
 
     params = [_option(spec) for spec in entry.config.specs(include_hidden=False)]
+    if entry.config.regimes:
+        _fill_regime_defaults(params, entry.config)
     legacy = [_legacy_help(flag, field, given, target)
               for flag, (field, values) in entry.config.legacy_flags.items() for given, target in values.items()]
     return ConfigCommand(

@@ -174,6 +174,9 @@ class Config:
     # Old flags whose values map onto an option: "--old" -> (field, {given value: option value}).
     # A bare switch has the given value ""; a value mapped to None drops the flag (the default holds).
     legacy_flags: ClassVar[dict[str, tuple[str, dict[str, str | None]]]] = {}
+    # Named configurations of the ``regime`` field: name -> the field values it fixes. The CLI fills
+    # them in as defaults, and a config whose values contradict its regime is refused.
+    regimes: ClassVar[dict[str, dict[str, Any]]] = {}
 
     def __post_init__(self) -> None:
         for spec in self.specs():
@@ -194,9 +197,19 @@ class Config:
                 message = check(value)
                 if message:
                     raise ConfigError(f"{spec.cli_flag}: {message}")
-        message = self.check()
+        message = self.regime_check() or self.check()
         if message:
             raise ConfigError(message)
+
+    def regime_check(self) -> str | None:
+        """A named regime holds exactly its own values, so its name in the params never misleads."""
+        fixed = self.regimes.get(getattr(self, "regime", ""), {})
+        wrong = [name for name, value in fixed.items() if getattr(self, name) != value]
+        if not wrong:
+            return None
+        spelled = ", ".join(f"--{name.replace('_', '-')} {value}" for name, value in fixed.items())
+        given = ", ".join(f"--{name.replace('_', '-')} {getattr(self, name)}" for name in wrong)
+        return f"--regime {self.regime} means {spelled}; got {given} (use --regime stable to change them)"
 
     def check(self) -> str | None:
         """Cross-field checks; return a one-line message or None."""

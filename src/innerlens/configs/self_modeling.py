@@ -13,6 +13,14 @@ VARIANTS = ("baseline", "first_layer", "middle_layer", "last_layer", "all_layers
 TASKS = ("digits", "modular_sum", "modular_sum_seq")
 SELF_MODEL_LOSSES = ("normalized", "mse")
 # Calibrated against a known answer (bench/llc_calibration.py, tests/test_llc.py).
+# The named configurations. stable: the defaults, where the baseline generalises on every seed
+# (bench/self_modeling_regime_pilot.py); any option may change. grokking: the old defaults, where
+# the baseline memorises, collapses and generalises late or never, for the time-to-generalise study.
+REGIMES: dict[str, dict[str, object]] = {
+    "stable": {},
+    "grokking": {"samples": 5000, "weight_decay": 1.0, "batch_size": 256, "lr": 1e-3, "max_epochs": 300,
+                 "patience": 0, "self_model_loss": "normalized"},
+}
 DEFAULT_LLC = LLCSettings(epsilon=3e-5, gamma=300.0, num_chains=4, num_draws=500, num_burnin=200, batch_size=256)
 
 
@@ -20,7 +28,15 @@ DEFAULT_LLC = LLCSettings(epsilon=3e-5, gamma=300.0, num_chains=4, num_draws=500
 class SelfModelingConfig(EpochConfig):
     family_name = FAMILY
     option_aliases = {"output_dir": ("--base-dir",)}  # the seed script's spelling
+    regimes = REGIMES
 
+    regime: str = option(
+        "stable",
+        "Named configuration. stable: the defaults (every pair, batch 64, weight decay 0.01, 100 epochs), any option may "
+        "change; grokking: the memorise-then-generalise setting (5,000 pairs, batch 256, weight decay 1, 300 epochs, "
+        "normalized self-model loss), its values fixed.",
+        choices=tuple(REGIMES),
+    )
     variant: str = option("middle_layer", "Which layer(s) the self-model predicts.", choices=VARIANTS)
     task: str = option(
         "modular_sum",
@@ -55,6 +71,7 @@ class SelfModelingConfig(EpochConfig):
     llc_burnin: int = option(DEFAULT_LLC.num_burnin, "SGLD steps discarded before the draws (with the draws, past the localisation time 2/(εγ)).", check=non_negative)
     llc_sampler: str = option(DEFAULT_LLC.sampler, "SGLD sampler: devinterp (chain after chain) or vectorised (all chains as one batched model; for GPUs).", choices=("devinterp", "vectorised"))
     measure_llc: bool = option(True, "Estimate the LLC at the end of training and at the best checkpoint (weight std is always measured).")
+    llc_at_best: bool = option(True, "Also estimate the LLC at the best checkpoint (a secondary metric; the final LLC is primary). Off halves a study's LLC cost.")
     llc_gamma_sensitivity: bool = option(False, "Also estimate the final LLC at γ/10 and 10γ (logged as llc/final_mean_gamma_<γ>).")
     output_dir: Optional[str] = option(None, "Also keep a local copy of the run's figures, checkpoints and tables here (the seed's --base_dir).")
     force_overwrite: bool = option(False, "Replace an existing --output-dir (only one an earlier innerlens copy wrote) instead of archiving it with a timestamp.")

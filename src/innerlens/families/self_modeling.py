@@ -228,7 +228,7 @@ class SelfModelingExperiment:
         gammas = [settings.gamma]
         if which == "final" and self.config.llc_gamma_sensitivity:
             gammas += [settings.gamma / 10, settings.gamma * 10]
-        if not self.config.measure_llc:
+        if not self.config.measure_llc or (which == "best" and not self.config.llc_at_best):
             gammas = []
         metrics = {f"weights/std_{which}": weight_std(self.model.transformer)["all"]}
         traces = []
