@@ -641,6 +641,11 @@ def task_run(parent_run_id: str, task: str) -> tuple[str, str] | None:
     return (runs[0].info.run_id, runs[0].info.status) if runs else None
 
 
+def end_run_as(run_id: str, status: str) -> None:
+    """End a run that its own process can no longer end (its worker died)."""
+    MlflowClient().set_terminated(run_id, status)
+
+
 @contextlib.contextmanager
 def run_context(
     parent_run_id: str, tags: dict[str, str], params: dict[str, str], on_start: Callable[[str], None] | None = None

@@ -11,6 +11,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Protocol
 
@@ -49,7 +50,19 @@ def make_executor(options: ExecutorOptions, workers: int | None, progress: bool 
 
         return RayExecutor(options.ray_address, options.cpus_per_run, options.gpus_per_run, options.max_retries, progress)
     count, threads = default_workers(workers)
-    return LocalExecutor(0 if workers == 0 else count, threads, progress)
+    return LocalExecutor(0 if workers == 0 else count, threads, progress, options.max_retries)
+
+
+def end_lost_runs(parent_run_id: str, results: list[TaskResult]) -> None:
+    """Mark FAILED the run of every failed task still RUNNING: its worker died for good (past its
+    retries), so no process is left to end it. A run whose code raised has ended FAILED already."""
+    from innerlens import tracking
+
+    for result in results:
+        if result.error:
+            found = tracking.task_run(parent_run_id, result.label)
+            if found is not None and found[1] == "RUNNING":
+                tracking.end_run_as(found[0], "FAILED")
 
 
 def study_run(run: Callable[..., str], config: Config, parent_run_id: str, task: str, tags: dict[str, str],
@@ -89,11 +102,20 @@ def _call(function: Callable[[Any], Any], argument: Any) -> Any:
     return function(argument)
 
 
-class LocalExecutor:
-    """``workers`` spawned processes (0: run in this process, one after another)."""
+WORKER_DIED = "WorkerDied"
 
-    def __init__(self, workers: int, threads: int, progress: bool = True) -> None:
-        self.workers, self.threads, self.progress = workers, threads, progress
+
+class LocalExecutor:
+    """``workers`` spawned processes (0: run in this process, one after another).
+
+    A worker that dies (killed, out of memory, a crash in native code) breaks the whole pool. The
+    tasks then in flight continue their runs from the last checkpoint (:func:`study_run`) in a fresh
+    worker, one at a time, so the one that keeps dying is known: after ``max_retries`` retries it is
+    reported failed (:func:`end_lost_runs` ends its run FAILED) and the study goes on.
+    """
+
+    def __init__(self, workers: int, threads: int, progress: bool = True, max_retries: int = 2) -> None:
+        self.workers, self.threads, self.progress, self.max_retries = workers, threads, progress, max_retries
 
     def describe(self) -> str:
         return f"{max(self.workers, 1)} local worker(s) x {self.threads} thread(s)"
@@ -116,20 +138,54 @@ class LocalExecutor:
                 torch.set_num_threads(before)
             bar.close()
             return [results[i] for i in range(len(tasks))]
-        context = multiprocessing.get_context("spawn")  # no forked torch or MLflow state
-        pool = ProcessPoolExecutor(self.workers, mp_context=context, initializer=_start_worker, initargs=(self.threads,))
+        queue, suspects, attempts = list(range(len(tasks))), list[int](), [0] * len(tasks)
         try:
-            pending: dict[Future, int] = {pool.submit(_call, function, argument): i for i, (_, argument) in enumerate(tasks)}
-            failed = 0
-            while pending:
+            while queue or suspects:
+                # A broken pool does not say whose worker died: the tasks it was running go on one at a
+                # time, so a death there is the task's own.
+                alone = suspects[:1]
+                for index in self._run_pool(function, tasks, alone or queue, results, bar, 1 if alone else self.workers):
+                    attempts[index] += 1
+                    if attempts[index] > self.max_retries:
+                        results[index] = TaskResult(tasks[index][0], error=f"{WORKER_DIED}: its worker process died "
+                                                    f"{attempts[index]} times")
+                        tqdm.write(f"{tasks[index][0]} failed: {results[index].error}")
+                        bar.update()
+                    else:
+                        tqdm.write(f"{tasks[index][0]}: a worker died; the run continues in a fresh one")
+                        suspects.append(index)
+                suspects = list(dict.fromkeys(i for i in suspects if i not in results))
+                queue = [i for i in queue if i not in results and i not in suspects]
+        finally:
+            bar.close()
+        return [results[i] for i in range(len(tasks))]
+
+    def _run_pool(self, function: Callable[[Any], Any], tasks: list[tuple[str, Any]], queue: list[int],
+                  results: dict[int, TaskResult], bar: tqdm, workers: int) -> list[int]:
+        """Run the queued tasks on one pool into ``results``; the tasks in flight when a worker died.
+
+        At most one task per worker is submitted at a time, so a broken pool loses only the tasks
+        that were really running, and the queued ones are not charged an attempt.
+        """
+        context = multiprocessing.get_context("spawn")  # no forked torch or MLflow state
+        pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker, initargs=(self.threads,))
+        queued, pending, lost = iter(queue), dict[Future, int](), list[int]()
+        try:
+            while True:
+                while len(pending) < workers and not lost and (index := next(queued, None)) is not None:
+                    pending[pool.submit(_call, function, tasks[index][1])] = index
+                if not pending:
+                    break
                 done, _ = wait(pending, return_when=FIRST_COMPLETED)
                 for future in done:
                     index = pending.pop(future)
+                    if isinstance(future.exception(), BrokenProcessPool):
+                        lost.append(index)
+                        continue
                     results[index] = settle(tasks[index][0], future.result)
-                    failed += bool(results[index].error)
                     if results[index].error:
                         tqdm.write(f"{results[index].label} failed: {results[index].error}")
-                    bar.set_postfix(failed=failed, running=min(len(pending), self.workers))
+                    bar.set_postfix(failed=sum(bool(r.error) for r in results.values()), running=len(pending))
                     bar.update()
         except BaseException:
             # Ctrl-C or SIGTERM: no new runs; each worker gets SIGTERM and ends its run KILLED.
@@ -143,11 +199,8 @@ class LocalExecutor:
                 if worker.is_alive():
                     worker.kill()
             raise
-        else:
-            pool.shutdown()
-        finally:
-            bar.close()
-        return [results[i] for i in range(len(tasks))]
+        pool.shutdown()
+        return lost
 
 
 def settle(label: str, produce: Callable[[], Any]) -> TaskResult:

@@ -12,7 +12,7 @@ from innerlens import tracking
 from innerlens.compare import child_runs, fetch_history, latest_parent_with_children
 from innerlens.configs.grokking import GrokkingConfig
 from innerlens.configs.grokking_sweep import FAMILY, GrokkingSweepConfig
-from innerlens.drivers.executor import make_executor, study_run
+from innerlens.drivers.executor import end_lost_runs, make_executor, study_run
 from innerlens.families.grokking import run
 from innerlens.viz.curves import metric_curves
 from innerlens.viz.grokking import split_curves, time_to_generalize
@@ -31,7 +31,7 @@ def sweep(config: GrokkingSweepConfig, progress: bool = True) -> str:
             tracker.set_tags({tracking.TAG_EXECUTOR: executor.describe()})
             click.echo(f"training {len(singles)} runs on {executor.describe()}", err=True)
             tasks = [(task_name(config.sweep, s), (s, parent_id, task_name(config.sweep, s))) for s in singles]
-            executor.run(_train_child, tasks)
+            end_lost_runs(parent_id, executor.run(_train_child, tasks))
         history, summary = sweep_results(parent_id, config.sweep)
         group = config.sweep if config.sweep != "none" else "variant"
         curves = split_curves(history).assign(group=lambda f: f["split"] + " " + f[group].astype(str))

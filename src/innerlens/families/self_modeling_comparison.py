@@ -18,7 +18,7 @@ from innerlens import tracking
 from innerlens.analysis.stats import paired_statistics
 from innerlens.compare import child_runs, children_history, latest_parent_with_children
 from innerlens.configs.self_modeling_comparison import BASELINE, FAMILY, SelfModelingComparisonConfig
-from innerlens.drivers.executor import make_executor, study_run
+from innerlens.drivers.executor import end_lost_runs, make_executor, study_run
 from innerlens.families.self_modeling import SelfModelingConfig, figures, run
 from innerlens.local_copy import check_output_dir, write_local_copy
 from innerlens.viz.compare import dose_response
@@ -109,6 +109,7 @@ def compare(config: SelfModelingComparisonConfig, progress: bool = True) -> str:
             tracker.set_tags({tracking.TAG_EXECUTOR: executor.describe()})
             click.echo(f"training {len(singles)} runs on {executor.describe()}", err=True)
             results = executor.run(_train_child, [(task_name(s), (s, parent_id)) for s in singles])
+            end_lost_runs(parent_id, results)
             failed = [r for r in results if r.error]
             tracker.set_tags({"innerlens.failed_runs": str(len(failed))})
         summaries = run_summaries(parent_id)
