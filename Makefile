@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 
-.PHONY: install demo test bench mlproject server-start server-stop stack-up stack-down stack-status clean
+.PHONY: install demo test test-fast bench mlproject server-start server-stop stack-up stack-down stack-status clean
 
 $(BIN)/innerlens: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,9 +19,14 @@ demo: install
 	$(BIN)/innerlens self-modeling-comparison --variants baseline,middle_layer --self-model-weights 0.01 --seeds 0,1,2,3,4 --no-gamma-sensitivity
 	@echo "see it with:  $(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlruns/mlflow.db"
 
+## Every tier: tests/unit (pure), tests/families (in-process, local store), tests/system (mlflow run, servers, faults).
 test: install
 	$(BIN)/ruff check src tests bench entrypoints
 	$(BIN)/python -m pytest -q
+
+## The unit tier only (pytest -m unit): under two minutes.
+test-fast: install
+	$(BIN)/python -m pytest -q -m unit
 
 bench: install
 	$(BIN)/python bench/tracking_overhead.py

@@ -2,42 +2,22 @@
 from __future__ import annotations
 
 import os
-import shlex
 import shutil
-import socket
 import subprocess
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
 import pytest
+from support import ROOT, MlflowRun, TeamStack, clean_env, client_env, free_port
 
-ROOT = Path(__file__).resolve().parents[1]
+TIERS = ("unit", "families", "system")  # tests/<tier>/: pure; in-process on a local store; `mlflow run`, servers, faults
 
 # One cache of built-in models (the trained tiny LM) for every test, including those that move
 # INNERLENS_HOME: it is trained once per checkout, not once per test.
 os.environ.setdefault("INNERLENS_MODEL_CACHE", str(ROOT / "mlruns" / "models"))
 # Subprocesses (`mlflow run`, `mlflow server`, `python entrypoints/...`) use this interpreter's env.
 os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
-
-# Small enough for CI's two cores, large enough that every code path runs.
-TINY = {
-    "samples": "400",
-    "p": "23",
-    "n_layers": "3",
-    "d_model": "32",
-    "n_heads": "4",
-    "d_mlp": "64",
-    "batch_size": "64",
-    "max_epochs": "3",
-    "llc_every": "2",
-    "llc_draws": "5",
-    "llc_chains": "2",
-    "llc_burnin": "0",
-    "lr": "0.003",
-}
-
 
 @pytest.fixture(scope="session")
 def empty_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -65,65 +45,51 @@ def local_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, empty_store: Pa
     return uri
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="session")
 def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real ``mlflow server`` on a free loopback port, started by the project's own script."""
     directory = tmp_path_factory.mktemp("server")
     script = ROOT / "deploy" / "local-server"
-    subprocess.run([str(script), "start", str(directory), str(_free_port())], check=True, timeout=120)
+    subprocess.run([str(script), "start", str(directory), str(free_port())], check=True, timeout=120)
     try:
         yield (directory / "server.url").read_text().strip()
     finally:
         subprocess.run([str(script), "stop", str(directory)], check=False, timeout=60)
 
 
+@pytest.fixture
+def mlflow_run() -> MlflowRun:
+    """``mlflow run`` of this checkout's entry point with ``-P`` params; fails the test on a non-zero exit."""
+
+    def run(entry: str, params: dict[str, str], *, experiment: str, env: dict[str, str],
+            timeout: int = 900) -> subprocess.CompletedProcess:
+        args = ["mlflow", "run", str(ROOT), "-e", entry, "--env-manager", "local", "--experiment-name", experiment]
+        for key, value in params.items():
+            args += ["-P", f"{key}={value}"]
+        result = subprocess.run(args, env=env, capture_output=True, text=True, timeout=timeout)
+        assert result.returncode == 0, result.stderr[-3000:]
+        return result
+
+    return run
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Each test carries its tier's marker (``pytest -m unit``), from the folder it lives in."""
+    for item in items:
+        tier = Path(str(item.fspath)).parent.name
+        if tier in TIERS:
+            item.add_marker(getattr(pytest.mark, tier))
+
+
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     """Say how large the bad-input suite was and how much of it passed."""
     def cases(outcome: str) -> int:
         return sum(1 for report in terminalreporter.stats.get(outcome, [])
-                   if getattr(report, "when", "call") == "call" and report.nodeid.startswith("tests/test_bad_input.py"))
+                   if getattr(report, "when", "call") == "call" and report.nodeid.endswith("test_bad_input.py") or "test_bad_input.py::" in report.nodeid)
 
     ran = cases("passed") + cases("failed")
     if ran:
         terminalreporter.write_line(f"bad-input suite: {ran} cases across the entry points, {cases('passed')} passed")
-
-
-def tiny_args(**overrides: str) -> list[str]:
-    values = {**TINY, **overrides}
-    return [arg for key, value in values.items() for arg in (f"--{key.replace('_', '-')}", value)]
-
-
-def clean_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
-    env.update(extra)
-    return env
-
-
-@dataclass(frozen=True)
-class TeamStack:
-    """A running ``deploy/stack``: its state directory and the client settings it wrote."""
-
-    directory: Path
-    env: dict[str, str]
-
-    @property
-    def tracking_uri(self) -> str:
-        return self.env["MLFLOW_TRACKING_URI"]
-
-    def database_url(self, name: str) -> str:
-        """A libpq URL of one of the stack's databases (the password comes from PGPASSWORD)."""
-        return self.env["INNERLENS_OPTUNA_STORAGE"].rsplit("/", 1)[0] + f"/{name}"
-
-
-def _client_env(path: Path) -> dict[str, str]:
-    pairs = [word for line in path.read_text().splitlines() for word in shlex.split(line)[1:]]
-    return dict(pair.split("=", 1) for pair in pairs)
 
 
 @pytest.fixture(scope="session")
@@ -132,15 +98,15 @@ def team_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TeamStack]:
     directory = tmp_path_factory.mktemp("stack")
     env = clean_env(
         INNERLENS_STACK_DIR=str(directory),
-        INNERLENS_MLFLOW_PORT=str(_free_port()),
-        INNERLENS_PG_PORT=str(_free_port()),
-        INNERLENS_S3_PORT=str(_free_port()),
+        INNERLENS_MLFLOW_PORT=str(free_port()),
+        INNERLENS_PG_PORT=str(free_port()),
+        INNERLENS_S3_PORT=str(free_port()),
     )
     script = ROOT / "deploy" / "stack"
     up = subprocess.run([str(script), "up"], env=env, capture_output=True, text=True, timeout=240)
     try:
         assert up.returncode == 0, up.stderr[-2000:]
-        yield TeamStack(directory, _client_env(directory / "client.env"))
+        yield TeamStack(directory, client_env(directory / "client.env"))
     finally:
         subprocess.run([str(script), "down"], env=clean_env(INNERLENS_STACK_DIR=str(directory)), check=False, timeout=120)
         datadir = directory / "postgres.datadir"

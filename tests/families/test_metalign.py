@@ -8,7 +8,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import ROOT, clean_env
 from mlflow.tracking import MlflowClient
 
 from innerlens.analysis.cognitive import correct_probability, curve_by_dimension, fit_temperature, online_logistic_logits
@@ -209,53 +208,3 @@ def test_temperature_fit_recovers_the_temperature_that_made_the_choices() -> Non
     assert temperature == pytest.approx(3.0, rel=0.25)
     assert nll < np.log(2)
     assert curve_by_dimension(correct_probability(logits, labels), dimensions)["trial"].min() == 1
-
-
-def test_metalign_through_mlflow_run(mlflow_server: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    params = {"synthetic_objects": "600", "sequence_length": "40", "eval_episodes": "96", "episodes_per_epoch": "1024",
-              "max_epochs": "12", "d_model": "64", "n_layers": "3", "n_heads": "4", "d_mlp": "128", "cka_repeats": "10",
-              "synthetic_participants": "8"}
-    args = ["mlflow", "run", str(ROOT), "-e", "metalign", "--env-manager", "local", "--experiment-name", "metalign"]
-    for key, value in params.items():
-        args += ["-P", f"{key}={value}"]
-    result = subprocess.run(args, env=clean_env(MLFLOW_TRACKING_URI=mlflow_server), capture_output=True, text=True, timeout=900)
-    assert result.returncode == 0, result.stderr[-3000:]
-    client = MlflowClient(mlflow_server)
-    run = client.search_runs([client.get_experiment_by_name("metalign").experiment_id])[0]
-    figures = {a.path for a in client.list_artifacts(run.info.run_id, "figures")}
-    assert {f"figures/{name}.png" for name in ("cka_layers", "learning_curves", "learning_curves_by_dimension",
-                                               "accuracy_by_dimension", "training")} <= figures
-    assert {a.path for a in client.list_artifacts(run.info.run_id, "data")} >= {"data/backbone.npz", "data/reference.txt", "data/human.csv"}
-    metrics = run.data.metrics
-    positions = pd.read_csv(client.download_artifacts(run.info.run_id, "tables/accuracy_by_position.csv"))
-    # The held-out episodes can be learned in context (the logistic learner does: later trials beat early
-    # ones); labels are balanced, so no label count gives them away.
-    cognitive = positions[positions["learner"] == "cognitive"].set_index("trial")["p_correct"]
-    assert cognitive.loc[31:].mean() > cognitive.loc[:10].mean() + 0.05
-    first_trial = positions[positions["trial"] == 1].set_index("learner")["p_correct"]
-    assert first_trial["meta_learner"] == pytest.approx(0.5, abs=0.05)  # nothing to go on yet
-    assert first_trial["cognitive"] == pytest.approx(0.5, abs=1e-6)
-    assert positions["trial"].max() == 40  # humans and models clipped to the same trials
-    cka = pd.read_csv(client.download_artifacts(run.info.run_id, "tables/cka.csv"))
-    # backbone, ridge map, then input + 3 blocks trained and at initialisation x all/heldout x linear/debiased
-    assert len(cka) == (2 + 4 * 2) * 2 * 2
-    assert set(cka["kind"]) == {"backbone", "ridge", "trained", "init"}
-    assert {"input@init", "layer_2@init"} <= set(cka["layer"])
-    for row in cka[cka["kind"] == "trained"].drop_duplicates(["layer", "subset", "method"]).itertuples():
-        assert f"cka_{row.method}/{row.layer}/{row.subset}/beats_controls" in metrics
-    assert (cka["low"] <= cka["high"]).all() and cka["value"].between(-0.2, 1.0).all()
-    assert metrics["cka_linear/backbone/all"] == pytest.approx(
-        cka.query("layer == 'backbone' and subset == 'all' and method == 'linear'")["value"].item())
-    assert metrics["behaviour/nll/cognitive"] < metrics["behaviour/nll/chance"]
-
-    # compare draws metalign's own figures from these runs' tables
-    import mlflow
-
-    from innerlens.compare import CompareConfig
-    from innerlens.compare import run as compare
-
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server)
-    mlflow.set_tracking_uri(mlflow_server)
-    compare_id = compare(CompareConfig(experiments=("metalign",), family="metalign"), progress=False)
-    drawn = {a.path for a in client.list_artifacts(compare_id, "figures")}
-    assert {"figures/metalign_learning_curves.png", "figures/metalign_cka_flipped_label.png"} <= drawn

@@ -5,8 +5,8 @@ from __future__ import annotations
 import mlflow
 import pytest
 import torch
-from conftest import TINY
 from mlflow.tracking import MlflowClient
+from support import TINY
 
 from innerlens import tracking
 from innerlens.families import grokking, self_modeling

@@ -1,34 +1,12 @@
 """The grokking family: tasks, schedules, and a small grokking run end to end through `mlflow run`."""
 from __future__ import annotations
 
-import subprocess
-
-import pandas as pd
 import pytest
 import torch
-from conftest import ROOT, clean_env
-from mlflow.tracking import MlflowClient
 
 from innerlens.data.splits import split_indices
 from innerlens.data.tasks import modular_table, with_shortcut
 from innerlens.families.grokking import GrokkingConfig, snapshot_steps
-
-# Groks in well under a minute on two CPU cores (memorizes by ~100 steps, generalizes by ~2.5k).
-SMALL_GROKKING = {
-    "p": "23",
-    "train_fraction": "0.7",
-    "val_fraction": "0.15",
-    "test_fraction": "0.15",
-    "lr": "0.003",
-    "d_model": "64",
-    "d_head": "16",
-    "d_mlp": "256",
-    "max_steps": "4000",
-    "eval_every": "100",
-    "analysis_every": "500",
-    "snapshots": "6",
-    "target_accuracy": "0.99",
-}
 
 
 @pytest.mark.parametrize("operation,expected", [("add", 9 % 7), ("sub", (4 - 5) % 7), ("mul", 20 % 7)])
@@ -95,45 +73,3 @@ def test_nanda_init_has_the_papers_scales_and_the_native_init_does_not() -> None
     assert float(native[output].std()) == pytest.approx(0.8 / 128**0.5 / 2**0.5, rel=0.1)  # TransformerLens's own
     again = dict(build_model(config, task, torch.device("cpu")).named_parameters())
     assert all(torch.equal(again[name], weight) for name, weight in nanda.items())  # seeded
-
-
-def test_small_task_groks_through_mlflow_run(mlflow_server: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    args = ["mlflow", "run", str(ROOT), "-e", "grokking", "--env-manager", "local", "--experiment-name", "grokking"]
-    for key, value in SMALL_GROKKING.items():
-        args += ["-P", f"{key}={value}"]
-    result = subprocess.run(args, env=clean_env(MLFLOW_TRACKING_URI=mlflow_server), capture_output=True, text=True, timeout=900)
-    assert result.returncode == 0, result.stderr[-3000:]
-    client = MlflowClient(mlflow_server)
-    run = client.search_runs([client.get_experiment_by_name("grokking").experiment_id])[0]
-    run_id, metrics = run.info.run_id, run.data.metrics
-
-    assert run.info.status == "FINISHED" and run.data.tags["innerlens.step_unit"] == "step"
-    assert run.data.tags["innerlens.grokked"] == "true"
-    assert 0 < metrics["grok/memorization_step"] < metrics["grok/generalization_step"]
-    assert metrics["grok/gap_steps"] == metrics["grok/generalization_step"] - metrics["grok/memorization_step"]
-    assert metrics["val/acc"] >= 0.99
-    steps = [m.step for m in client.get_metric_history(run_id, "val/acc")]
-    assert steps == list(range(100, steps[-1] + 1, 100))  # one value per evaluation, logged against the step
-    assert [m.step for m in client.get_metric_history(run_id, "grok/excluded_loss")][:2] == [500, 1000]
-    figures = {a.path for a in client.list_artifacts(run_id, "figures")}
-    assert {f"figures/{n}" for n in ("training_dynamics.png", "progress_measures.png", "fourier_spectrum.png",
-                                      "attention_evolution.png", "embedding_evolution.png", "dashboard.html")} <= figures
-    dashboard = open(client.download_artifacts(run_id, "figures/dashboard.html")).read()
-    assert "plotly" in dashboard.lower() and "<script src=" not in dashboard  # self-contained
-    snapshots = [a.path for a in client.list_artifacts(run_id, "checkpoints/steps")]
-    assert snapshots[0].endswith("step_000000.pt") and len(snapshots) >= 4
-
-    # `innerlens analyze` redoes the analyses from the snapshots with the final key frequencies
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server)
-    analysis = subprocess.run(
-        ["innerlens", "analyze", run_id], env=clean_env(MLFLOW_TRACKING_URI=mlflow_server), capture_output=True, text=True, timeout=600
-    )
-    assert analysis.returncode == 0, analysis.stderr[-3000:]
-    assert f"generalized at {metrics['grok/generalization_step']:g}" in analysis.stdout
-    history = pd.read_parquet(client.download_artifacts(run_id, "history.parquet"))
-    final_keys = history[history["key"] == "final_keys/grok/restricted_loss"]
-    assert len(final_keys) == len(snapshots)
-    # with the final model's frequencies, restricted loss ends far below excluded loss
-    last = history[history["step"] == history["step"].max()].set_index("key")["value"]
-    assert last["final_keys/grok/restricted_loss"] < last["final_keys/grok/excluded_loss"]
-    assert client.get_run(run_id).info.status == "FINISHED"

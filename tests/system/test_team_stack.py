@@ -10,7 +10,7 @@ import urllib.request
 import boto3
 import pandas as pd
 import psycopg
-from conftest import ROOT, TINY, TeamStack, clean_env
+from support import ROOT, TINY, TeamStack, clean_env
 
 
 def _search_experiments(stack: TeamStack, authorization: str | None) -> int:

@@ -2,12 +2,9 @@
 through `mlflow run` with Model Registry versions."""
 from __future__ import annotations
 
-import subprocess
-
 import numpy as np
 import torch
-from conftest import ROOT, clean_env
-from mlflow.tracking import MlflowClient
+from support import ROOT
 
 from innerlens.data.labelled import GROUP_A, order_corpus
 from innerlens.engine import Selection, fit
@@ -76,36 +73,6 @@ def test_heatmap_has_one_pane_per_block_and_one_row_per_token() -> None:
         image = ax.get_images()[0]
         assert image.get_array().shape == (4, 32) and image.get_clim() == (0.0, 1.0)
     assert len(figure.axes) == 4  # a colorbar per pane
-
-
-def _mlflow_run(server: str, entry: str, params: dict[str, str]) -> None:
-    args = ["mlflow", "run", str(ROOT), "-e", entry, "--env-manager", "local", "--experiment-name", "selector"]
-    for key, value in params.items():
-        args += ["-P", f"{key}={value}"]
-    result = subprocess.run(args, env=clean_env(MLFLOW_TRACKING_URI=server), capture_output=True, text=True, timeout=900)
-    assert result.returncode == 0, result.stderr[-3000:]
-
-
-def test_generator_then_selector_through_mlflow_run(mlflow_server: str) -> None:
-    _mlflow_run(mlflow_server, "generator", {"num_texts": "300", "max_steps": "40", "eval_every": "20", "batch_size": "16"})
-    _mlflow_run(mlflow_server, "selector", {"generator": "models:/innerlens-generator/latest", "max_epochs": "25", "num_examples": "2"})
-    client = MlflowClient(mlflow_server)
-    generator_version = max(int(v.version) for v in client.search_model_versions("name = 'innerlens-generator'"))
-    selector_version = max(int(v.version) for v in client.search_model_versions("name = 'innerlens-selector'"))
-    experiment = client.get_experiment_by_name("selector").experiment_id
-    generator_run = client.search_runs([experiment], "tags.`innerlens.family` = 'generator'")[0]
-    assert [m.step for m in client.get_metric_history(generator_run.info.run_id, "gns/b_simple")] == [20, 40]
-    run = client.search_runs([experiment], "tags.`innerlens.family` = 'selector'")[0]
-    assert run.data.tags["innerlens.generator_version"] == str(generator_version)
-    heatmaps = sorted(a.path for a in client.list_artifacts(run.info.run_id, "figures/heatmaps"))
-    assert len(heatmaps) == 4  # two examples: PNG + weights array each
-    assert all(f"_{generator_version}_selector_{selector_version}." in path for path in heatmaps)
-    arrays = np.load(client.download_artifacts(run.info.run_id, [p for p in heatmaps if p.endswith(".npz")][0]))
-    assert {"tokens", "h_select_h1", "h_select_h2"} <= set(arrays.files)
-    assert "figures/evaluation.png" in {a.path for a in client.list_artifacts(run.info.run_id, "figures")}
-    metrics = run.data.metrics
-    assert metrics["test/auc_best"] > metrics["baseline/bow/test_auc"] + 0.15  # context beats bag of words
-    assert metrics["test/ece_calibrated"] <= metrics["test/ece"] + 0.05
 
 
 def test_the_ece_floor_is_what_a_perfectly_calibrated_model_scores_and_the_interval_covers_it() -> None:

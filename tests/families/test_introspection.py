@@ -1,16 +1,11 @@
 """Introspection: the scanner, range errors, unfreezing by name, live vs fixed targets, end to end."""
 from __future__ import annotations
 
-import json
-import subprocess
-from pathlib import Path
-
 import mlflow
-import pandas as pd
 import pytest
 import torch
-from conftest import ROOT, clean_env
 from mlflow.tracking import MlflowClient
+from support import ROOT
 
 from innerlens.analysis.neurons import RunningStats, combined_score, hook_name, scan
 from innerlens.cli import main
@@ -123,36 +118,6 @@ def test_live_targets_follow_the_model(targets: str) -> None:
             parameter.add_(0.5 * torch.randn_like(parameter))
     after = experiment.labels_for(rows, experiment.predict(rows)[1])
     assert torch.equal(before, after) == (targets == "fixed")
-
-
-def test_introspection_through_mlflow_run(mlflow_server: str, tmp_path: Path) -> None:
-    # the seed script's spellings (epochs, token_pos, regression) reach the options through `mlflow run -P`
-    params = {"num_samples": "60", "epochs": "3", "token_pos": "last", "unfreeze": "all", "targets": "live", "track_gradients": "true",
-              "gradient_interval": "2", "track_activations": "true", "regression": "False", "output_dir": str(tmp_path / "out")}
-    args = ["mlflow", "run", str(ROOT), "-e", "introspection", "--env-manager", "local", "--experiment-name", "introspection"]
-    for key, value in params.items():
-        args += ["-P", f"{key}={value}"]
-    result = subprocess.run(args, env=clean_env(MLFLOW_TRACKING_URI=mlflow_server), capture_output=True, text=True, timeout=900)
-    assert result.returncode == 0, result.stderr[-3000:]
-    client = MlflowClient(mlflow_server)
-    run = client.search_runs([client.get_experiment_by_name("introspection").experiment_id])[0]
-    run_id = run.info.run_id
-    assert run.info.status == "FINISHED"
-    for key in ("val/acc", "test/acc", "drift/ks", "drift/entropy"):
-        assert [m.step for m in client.get_metric_history(run_id, key)] == [1, 2, 3], key
-    assert "baseline/majority/test_acc" in run.data.metrics and "target/variance" in run.data.metrics
-    dataset = pd.read_csv(client.download_artifacts(run_id, "dataset/activations.csv"))
-    assert len(dataset) == 60 and dataset["text"].is_unique
-    assert set(dataset["split"]) == {"train", "val", "test"} and dataset["bin"].between(0, 3).all()
-    assert (dataset["layer"] == int(run.data.tags["innerlens.layer"])).all()
-    gradients = json.loads(open(client.download_artifacts(run_id, "monitors/gradients.json")).read())
-    assert gradients and {"embeddings", "blocks.0.attn", "blocks.3.mlp"} <= set(gradients[0]["norms"])
-    activations = json.loads(open(client.download_artifacts(run_id, "monitors/activations.json")).read())
-    assert [entry["epoch"] for entry in activations] == [1, 2, 3]
-    figures = {a.path for a in client.list_artifacts(run_id, "figures")}
-    assert {f"figures/{n}.png" for n in ("scan_scores", "target_histogram", "predictions", "learning_curves", "gradient_flow", "activation_drift")} <= figures
-    assert (tmp_path / "out" / "dataset" / "activations.csv").exists()
-    assert (tmp_path / "out" / ".innerlens-output").is_file()  # what a later --force-overwrite may replace
 
 
 def test_frozen_regression_head_predicts_held_out_texts(local_store: str) -> None:

@@ -13,8 +13,8 @@ from typing import Iterator
 
 import mlflow
 import pytest
-from conftest import ROOT
 from mlflow.tracking import MlflowClient
+from support import ROOT
 
 from innerlens import tracking
 from innerlens.compare import child_runs

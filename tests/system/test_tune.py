@@ -11,11 +11,10 @@ from pathlib import Path
 from typing import Callable
 
 import optuna
-import pandas as pd
 import pytest
 import torch
-from conftest import ROOT, clean_env
 from mlflow.tracking import MlflowClient
+from support import TINY_SELF_MODELING, clean_env
 
 from innerlens import tracking
 from innerlens.callbacks import MetricsLogger
@@ -23,8 +22,6 @@ from innerlens.config import Config, ConfigError, option
 from innerlens.engine import EngineState, Selection, fit
 from innerlens.search_space import SearchSpec, space_from_yaml
 from innerlens.tune import ENDED_STATES, RUN_ATTR, Tunable, TuneConfig, optimize
-
-TINY_SELF_MODELING = "samples=400 p=23 n_layers=3 d_model=32 n_heads=4 d_mlp=64 llc_every=0 measure_llc=false"
 
 
 @dataclass(frozen=True)
@@ -241,34 +238,6 @@ def test_workers_get_the_storage_url_from_the_environment_not_argv() -> None:
     command = worker_command(config, "parent-run", 1)
     assert not any("s3cret" in arg for arg in command)  # `ps` shows argv to every user
     assert "--worker-of=parent-run" in command and "--seed=1" in command and "--n-workers=1" in command
-
-
-def test_tune_through_mlflow_run(mlflow_server: str, tmp_path: Path) -> None:
-    params = {"family": "self_modeling", "n_trials": "6", "sampler": "random", "pruner": "median",
-              "study_name": "e2e", "fixed": f"{TINY_SELF_MODELING} max_epochs=8"}
-    args = ["mlflow", "run", str(ROOT), "-e", "tune", "--env-manager", "local", "--experiment-name", "tune"]
-    for key, value in params.items():
-        args += ["-P", f"{key}={value}"]
-    env = clean_env(MLFLOW_TRACKING_URI=mlflow_server, INNERLENS_HOME=str(tmp_path))
-    result = subprocess.run(args, env=env, capture_output=True, text=True, timeout=900)
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert (tmp_path / "mlruns" / "optuna" / "journal.log").stat().st_size > 0  # the default journal storage
-    client = MlflowClient(mlflow_server)
-    experiment = client.get_experiment_by_name("tune").experiment_id
-    parent = client.search_runs([experiment], "tags.`innerlens.family` = 'tune'")[0]
-    children = client.search_runs([experiment], f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
-    assert len(children) == 6
-    assert all(r.data.tags["innerlens.study"] == "e2e" for r in children)
-    states = pd.Series([r.info.status for r in children]).value_counts().to_dict()
-    assert states.get("KILLED", 0) >= 1 and states.get("FINISHED", 0) >= 1  # pruned trials end KILLED
-    assert parent.data.metrics["trials/pruned"] == states["KILLED"]
-    assert set(states) <= {"FINISHED", "KILLED"}
-    figures = {a.path for a in client.list_artifacts(parent.info.run_id, "figures")}
-    assert {"figures/optimization_history.png", "figures/slice.png", "figures/parallel_coordinate.png", "figures/study.html"} <= figures
-    best_run = parent.data.tags["innerlens.best_run_id"]
-    assert client.get_run(best_run).data.params["trial_number"] == str(int(parent.data.metrics["best/trial"]))
-    name, version = parent.data.tags["innerlens.registered_version"].split("/")
-    assert client.get_model_version(name, version).run_id == best_run
 
 
 def test_a_study_whose_trials_always_fail_stops() -> None:

@@ -1,9 +1,13 @@
 """Self-model heads, variants and determinism of the self-modeling family."""
 from __future__ import annotations
 
+import math
+from dataclasses import replace
+
 import pytest
 import torch
 
+from innerlens.analysis.llc import estimate_llc
 from innerlens.configs.self_modeling import VARIANTS, SelfModelingConfig
 from innerlens.families.self_modeling import SelfModelingExperiment, self_model_layers
 
@@ -111,3 +115,20 @@ def test_default_regime_generalises_without_collapse_on_an_unpicked_seed() -> No
         torch.set_num_threads(threads)
     assert max(val_acc) >= 0.95, val_acc
     assert collapses(train_acc) == 0, train_acc
+
+def test_the_vectorised_sampler_agrees_with_devinterp_on_a_transformer_and_leaves_it_untouched() -> None:
+    import torch.nn.functional as F
+
+    from innerlens.families.self_modeling import SelfModelingConfig, SelfModelingExperiment
+
+    config = SelfModelingConfig(samples=400, p=23, n_layers=3, d_model=32, n_heads=4, d_mlp=64, variant="middle_layer")
+    experiment = SelfModelingExperiment(config, torch.device("cpu"))
+    x, y = experiment.data["train"]
+    loss = lambda model, inputs, labels: F.cross_entropy(model(inputs), labels)  # noqa: E731
+    before = experiment.model(x).detach()
+    settings = replace(config.llc_settings, num_chains=4, num_draws=150, num_burnin=0, batch_size=64)
+    vectorised = estimate_llc(experiment.model, x, y, loss, replace(settings, sampler="vectorised"), seed=0)
+    assert torch.equal(experiment.model(x).detach(), before)  # sampled on a copy: the run's model is whole
+    reference = estimate_llc(experiment.model, x, y, loss, replace(settings, sampler="devinterp"), seed=0)
+    standard_error = math.hypot(vectorised.std, reference.std) / math.sqrt(settings.num_chains)
+    assert abs(vectorised.mean - reference.mean) <= 4 * standard_error + 0.05 * abs(reference.mean), (vectorised, reference)

@@ -11,7 +11,7 @@ from innerlens.config import ConfigError
 from innerlens.families.self_modeling import SelfModelingConfig
 from innerlens.mlproject import render_mlproject
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_mlproject_matches_configs() -> None:

@@ -5,8 +5,8 @@ import subprocess
 
 import pandas as pd
 import pytest
-from conftest import ROOT, TINY, clean_env
 from mlflow.tracking import MlflowClient
+from support import ROOT, TINY, clean_env
 
 from innerlens import tracking
 from innerlens.families.self_modeling import SelfModelingConfig

@@ -11,8 +11,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
-from conftest import TINY, clean_env, tiny_args
 from mlflow.tracking import MlflowClient
+from support import TINY, clean_env, tiny_args
 
 from innerlens import tracking
 from innerlens.families.self_modeling import SelfModelingConfig

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import mlflow
 import pytest
-from conftest import _free_port
+from support import free_port
 
 from innerlens.cli import main
 
@@ -111,7 +111,7 @@ def test_bad_input_is_one_line_before_any_run(
     argv = [arg.replace("FILES", str(files)) for arg in argv]
     if "UNREACHABLE" in argv:  # a server URI nothing listens on
         argv.remove("UNREACHABLE")
-        monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{_free_port()}")
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{free_port()}")
     with pytest.raises(SystemExit) as exit_info:
         main(argv)
     assert exit_info.value.code != 0

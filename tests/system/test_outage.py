@@ -9,8 +9,8 @@ from typing import Iterator
 
 import pandas as pd
 import pytest
-from conftest import ROOT, _free_port, clean_env, tiny_args
 from mlflow.tracking import MlflowClient
+from support import ROOT, clean_env, free_port, tiny_args
 
 SERVER = str(ROOT / "deploy" / "local-server")
 
@@ -19,7 +19,7 @@ class Server:
     """A local-server we may stop and start again on the same port and database."""
 
     def __init__(self, directory: Path) -> None:
-        self.directory, self.port = directory, str(_free_port())
+        self.directory, self.port = directory, str(free_port())
         self.url = f"http://127.0.0.1:{self.port}"
 
     def start(self) -> None:
