@@ -133,7 +133,7 @@ def test_a_server_that_never_answers_is_one_line_after_a_notice(monkeypatch: pyt
         silent.listen(8)  # the kernel completes connections; nobody ever reads or answers
         uri = f"http://127.0.0.1:{silent.getsockname()[1]}"
         monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-        monkeypatch.setattr(tracking, "PREFLIGHT_TIMEOUT_S", 4)
+        monkeypatch.setattr(tracking.preflight, "PREFLIGHT_TIMEOUT_S", 4)
         monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "120")  # the run's own setting: the pre-flight does not wait that long
         monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
         with pytest.raises(ConfigError, match="is unreachable"):

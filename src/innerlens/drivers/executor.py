@@ -173,7 +173,11 @@ class LocalExecutor:
         try:
             while True:
                 while len(pending) < workers and not lost and (index := next(queued, None)) is not None:
-                    pending[pool.submit(_call, function, tasks[index][1])] = index
+                    try:
+                        pending[pool.submit(_call, function, tasks[index][1])] = index
+                    except BrokenProcessPool:  # it broke since the last wait: this task never started
+                        lost.append(-1)
+                        break
                 if not pending:
                     break
                 done, _ = wait(pending, return_when=FIRST_COMPLETED)
@@ -200,7 +204,7 @@ class LocalExecutor:
                     worker.kill()
             raise
         pool.shutdown()
-        return lost
+        return [index for index in lost if index >= 0]
 
 
 def settle(label: str, produce: Callable[[], Any]) -> TaskResult:

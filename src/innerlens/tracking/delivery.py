@@ -1,0 +1,114 @@
+"""Getting calls to the server through outages: the spool of undelivered calls and ``innerlens sync``."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import requests
+from botocore.exceptions import BotoCoreError
+from mlflow.entities import Metric, Param, RunTag
+from mlflow.exceptions import MlflowException
+from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+from mlflow.tracking import MlflowClient
+from tqdm.auto import tqdm
+
+from innerlens.config import redact_secrets
+from innerlens.spool import Spool, spools_under
+from innerlens.tracking.store import detect_outages_quickly, project_root
+
+MAX_METRICS_PER_BATCH = 1000  # MLflow's limit for one log_batch call
+
+
+
+def spool_root() -> Path:
+    """Where runs keep the calls an unreachable tracking server could not take (``innerlens sync`` replays them)."""
+    return project_root() / "mlruns" / "spool"
+
+
+
+def is_outage(error: BaseException) -> bool:
+    """Whether a failed tracking call may succeed later (server, network, storage down) rather than being refused.
+
+    The server's own refusals (HTTP 4xx: bad value, no permission, no such run) are not outages:
+    spooling them would only defer the error.
+    """
+    if isinstance(error, MlflowException):  # connection failures arrive as INTERNAL_ERROR (500)
+        return error.get_http_status_code() >= 500
+    return isinstance(error, (requests.RequestException, OSError, BotoCoreError))
+
+
+
+def send_entry(client: MlflowClient, artifacts: Any, run_id: str, entry: dict[str, Any], file: Path | None) -> None:
+    """Deliver one tracking call, as :class:`RunTracker` queues it and :class:`~innerlens.spool.Spool` keeps it."""
+    kind = entry["op"]
+    if kind == "batch":
+        client.log_batch(
+            run_id,
+            metrics=[Metric(key, value, timestamp, step) for key, value, timestamp, step in entry.get("metrics", [])],
+            params=[Param(k, v) for k, v in entry.get("params", [])],
+            tags=[RunTag(k, v) for k, v in entry.get("tags", [])],
+        )
+    elif kind == "artifact":
+        artifacts.log_artifact(str(file), entry["path"])
+    elif kind == "artifacts":
+        artifacts.log_artifacts(str(file), entry["path"])
+    elif kind == "terminate":
+        client.set_terminated(run_id, entry["status"], entry["end_time"])
+    else:
+        raise AssertionError(f"unknown tracking call {kind!r}")
+
+
+
+def deliver_spool(spool: Spool, client: MlflowClient, artifacts: Any, run_id: str) -> int | None:
+    """Send a spool in order: how many entries went, or None when the server is still out (they wait)."""
+    try:
+        return spool.deliver(lambda entry, file: send_entry(client, artifacts, run_id, entry, file))
+    except Exception as error:
+        if not is_outage(error):
+            raise
+        return None
+
+
+
+def sync(root: Path | None = None) -> list[tuple[str, int, int, bool, str]]:
+    """Deliver every spooled run under ``root`` in order: (run id, delivered, still waiting, run still
+    alive, what is wrong with its spool or "") per run; one bad spool does not stop the others."""
+    detect_outages_quickly()
+    results = []
+    for spool in spools_under(root or spool_root()):
+        try:
+            results.append(_sync_one(spool))
+        except (ValueError, KeyError, OSError) as error:  # a corrupt journal line or a missing file
+            results.append((spool.directory.name, 0, len(spool), False, f"{type(error).__name__}: {first_line(error)}"))
+    return results
+
+
+
+def _sync_one(spool: Spool) -> tuple[str, int, int, bool, str]:
+    meta = spool.meta
+    if not spool.claim():
+        return meta["run_id"], 0, len(spool), True, ""
+    previous = mlflow.get_tracking_uri()
+    # run.json keeps the URI with any password masked; the same server's URI from this shell has it.
+    uri = previous if "***@" in meta["tracking_uri"] and redact_secrets(previous) == meta["tracking_uri"] else meta["tracking_uri"]
+    client = MlflowClient(uri)
+    mlflow.set_tracking_uri(uri)  # mlflow-artifacts:/ URIs resolve against it
+    try:
+        sent = deliver_spool(spool, client, get_artifact_repository(meta["artifact_uri"]), meta["run_id"])
+    finally:
+        mlflow.set_tracking_uri(previous)
+    return meta["run_id"], sent or 0, len(spool), False, ""
+
+
+
+def first_line(error: BaseException) -> str:
+    return (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
+
+
+
+def say(message: str) -> None:
+    """A note for the person watching, above any progress bar."""
+    tqdm.write(f"innerlens: {message}", file=sys.stderr)
+

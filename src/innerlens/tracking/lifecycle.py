@@ -1,0 +1,184 @@
+"""A run's life: start (or resume, or nest under a study), end with the right status, reopen to add."""
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import os
+from dataclasses import dataclass
+from typing import Callable, Iterator
+
+import mlflow
+from mlflow.entities import RunStatus
+from mlflow.tracking import MlflowClient
+
+from innerlens.config import Config
+from innerlens.tracking.preflight import check_no_spool, check_run_exists, check_tracking_store
+from innerlens.tracking.store import (
+    TAG_FAMILY,
+    TAG_GIT_COMMIT,
+    TAG_SEED,
+    TAG_STEP_UNIT,
+    TAG_VARIANT,
+    configure_tracking,
+    experiment_id,
+    git_commit,
+    mark_as_model_training,
+)
+from innerlens.tracking.writer import RunTracker
+
+
+@contextlib.contextmanager
+def open_finished_run(run_id: str) -> Iterator[RunTracker]:
+    """Add artifacts and tags to an existing run without reopening it (its status stays as it was)."""
+    configure_tracking()
+    tracker = RunTracker(run_id)
+    try:
+        yield tracker
+    finally:
+        tracker.close()
+
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """Where runs started inside :func:`run_context` belong: a parent run, extra tags and params."""
+
+    parent_run_id: str
+    tags: dict[str, str]
+    params: dict[str, str]
+    on_start: Callable[[str], None] | None = None  # told the run id once the run exists
+
+
+
+_run_context: contextvars.ContextVar[RunContext | None] = contextvars.ContextVar("innerlens_run_context", default=None)
+
+
+
+# Where a study's run executes (the Ray node), set by the executor around the task; added to the run's tags.
+_placement: contextvars.ContextVar[dict[str, str]] = contextvars.ContextVar("innerlens_placement", default={})
+
+
+
+@contextlib.contextmanager
+def placement(tags: dict[str, str]) -> Iterator[None]:
+    """Nested runs started in here also carry these tags (the executor says where the task runs)."""
+    token = _placement.set(tags)
+    try:
+        yield
+    finally:
+        _placement.reset(token)
+
+
+
+def end_run_as(run_id: str, status: str) -> None:
+    """End a run that its own process can no longer end (its worker died)."""
+    MlflowClient().set_terminated(run_id, status)
+
+
+
+@contextlib.contextmanager
+def run_context(
+    parent_run_id: str, tags: dict[str, str], params: dict[str, str], on_start: Callable[[str], None] | None = None
+) -> Iterator[None]:
+    """Runs a family starts in here are nested under ``parent_run_id`` (in any process) and carry these tags/params."""
+    token = _run_context.set(RunContext(parent_run_id, tags, params, on_start))
+    try:
+        yield
+    finally:
+        _run_context.reset(token)
+
+
+
+@contextlib.contextmanager
+def start_run(
+    config: Config,
+    *,
+    variant: str,
+    run_name: str | None = None,
+    nested: bool = False,
+    step_unit: str = "epoch",
+) -> Iterator[RunTracker]:
+    """Open (or, with ``config.resume``, reopen) an MLflow run for ``config``.
+
+    A new run gets params, tags and ``config.json``; a resumed run keeps the params it has (and
+    gets any it was killed before logging). A crash ends the run FAILED (KILLED on Ctrl-C) after
+    flushing what was queued, so the last checkpoint and every logged metric survive for ``--resume``.
+    """
+    configure_tracking()
+    resume = getattr(config, "resume", None)
+    client = MlflowClient()
+    check_tracking_store(client)
+    outer_run = None
+    context = _run_context.get()
+    if resume:
+        check_run_exists(resume, config.family_name)
+        check_no_spool(resume)
+        active = mlflow.start_run(run_id=resume)
+    elif context is not None:
+        active = mlflow.start_run(
+            experiment_id=client.get_run(context.parent_run_id).info.experiment_id,
+            run_name=run_name,
+            nested=mlflow.active_run() is not None,
+            parent_run_id=context.parent_run_id,
+            tags={**context.tags, **_placement.get()},
+        )
+    else:
+        outer_run = os.environ.get("MLFLOW_RUN_ID") if not nested and mlflow.active_run() is None else None
+        active = mlflow.start_run(
+            run_id=outer_run,
+            experiment_id=None if outer_run else experiment_id(client),
+            run_name=None if outer_run else run_name,
+            nested=nested,
+        )
+    if outer_run:
+        # Consumed: nested runs started later must not reopen the launcher's run.
+        os.environ.pop("MLFLOW_RUN_ID", None)
+    if not resume and context is None and not nested:
+        mark_as_model_training(client, active.info.experiment_id)
+    run_id = active.info.run_id
+    if context is not None and context.on_start is not None and not resume:
+        context.on_start(run_id)
+    tracker = RunTracker(run_id)
+    status = RunStatus.to_string(RunStatus.FAILED)
+    try:
+        # Under `mlflow run` the launcher has logged the params it was given already; a resumed run its own.
+        logged = client.get_run(run_id).data.params if outer_run or resume else {}
+        params = {**config.to_params(), **(context.params if context else {})}
+        tags = {
+            TAG_FAMILY: config.family_name,
+            TAG_VARIANT: variant,
+            TAG_SEED: str(getattr(config, "seed", "")),
+            TAG_GIT_COMMIT: git_commit(),
+            TAG_STEP_UNIT: step_unit,
+        }
+        # A resumed run keeps its record: only what it was killed before logging is added.
+        tracker.log_batch(params={k: v for k, v in params.items() if k not in logged}, tags={} if resume else tags)
+        if not resume:
+            tracker.log_text(config.to_json(), "config.json")
+        yield tracker
+        status = RunStatus.to_string(RunStatus.FINISHED)
+    except KeyboardInterrupt:
+        status = RunStatus.to_string(RunStatus.KILLED)
+        raise
+    except Exception as error:
+        # An exception may say how its run ends (a pruned Optuna trial: KILLED); anything else is FAILED.
+        status = getattr(error, "run_status", status)
+        raise
+    finally:
+        try:
+            tracker.close(status)  # the end status goes last, after every metric and artifact
+        finally:
+            _leave_active_run()
+
+
+
+def _leave_active_run() -> None:
+    """Pop MLflow's fluent active run without the server call ``mlflow.end_run`` makes.
+
+    The tracker has delivered (or, during an outage, spooled) the run's end already; another
+    ``set_terminated`` here would fail in an outage and race the spool when the server returns.
+    """
+    stack = mlflow.tracking.fluent._active_run_stack.get()
+    if stack:
+        stack.pop()
+

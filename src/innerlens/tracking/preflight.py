@@ -1,0 +1,110 @@
+"""Checks made before a run is created, so bad input or an unreachable server is one line and no run."""
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import threading
+from typing import Any, Iterator
+
+import mlflow
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+from innerlens.config import ConfigError, redact_secrets
+from innerlens.spool import Spool
+from innerlens.tracking.delivery import first_line, is_outage, spool_root
+from innerlens.tracking.reads import load_config
+from innerlens.tracking.store import TAG_FAMILY, configure_tracking
+
+PREFLIGHT_TIMEOUT_S = 10  # a server that accepts connections but never answers: an error in seconds, not minutes
+
+
+
+@contextlib.contextmanager
+def _quick_requests() -> Iterator[None]:
+    """MLflow's HTTP calls in this block give up after one try of PREFLIGHT_TIMEOUT_S; the settings
+    in force before (the user's, or :func:`detect_outages_quickly`'s) come back after it."""
+    quick = {"MLFLOW_HTTP_REQUEST_TIMEOUT": str(PREFLIGHT_TIMEOUT_S), "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0"}
+    saved = {key: os.environ.get(key) for key in quick}
+    os.environ.update(quick)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+
+def check_tracking_store(client: MlflowClient) -> None:
+    """A one-line error, before anything is logged, when the tracking store cannot be used.
+
+    Quiet when the store answers (or refuses) at once; after 3 s of waiting it says whom it waits for.
+    """
+    uri = client.tracking_uri
+    notice = threading.Timer(3.0, lambda: print(f"innerlens: contacting tracking server {redact_secrets(uri)} "
+                                                f"(up to {PREFLIGHT_TIMEOUT_S} s)...", file=sys.stderr, flush=True))
+    notice.daemon = True
+    notice.start()
+    try:
+        with _quick_requests():
+            client.search_experiments(max_results=1)
+    except Exception as error:
+        if isinstance(error, MlflowException) and error.get_http_status_code() in (401, 403):
+            raise ConfigError(f"tracking server {redact_secrets(uri)} refused the credentials: set MLFLOW_TRACKING_USERNAME and "
+                              f"MLFLOW_TRACKING_PASSWORD (`deploy/stack env` prints them)") from None
+        if is_outage(error):
+            raise ConfigError(f"tracking server {redact_secrets(uri)} is unreachable ({first_line(error)}); start it, or unset "
+                              f"MLFLOW_TRACKING_URI to use the local store") from None
+        raise
+    finally:
+        notice.cancel()
+
+
+
+def check_run_exists(run_id: str, family: str) -> None:
+    """Fail with a one-line error unless ``run_id`` is a run of ``family`` in the tracking store."""
+    client = MlflowClient()
+    try:
+        run = client.get_run(run_id)
+    except MlflowException:
+        raise ConfigError(f"--resume: no run {run_id!r} in tracking store {redact_secrets(mlflow.get_tracking_uri())}") from None
+    run_family = run.data.tags.get(TAG_FAMILY)
+    if run_family is not None and run_family != family:
+        raise ConfigError(f"--resume: run {run_id} is a {run_family!r} run, not {family!r}")
+
+
+
+def resumable_config(run_id: str, family: str) -> dict[str, Any]:
+    """The stored ``config.json`` of the run ``--resume`` names, after the checks a resume needs
+    (a reachable store, a run of this family, no undelivered spool); empty if it was killed before logging one."""
+    configure_tracking()
+    check_tracking_store(MlflowClient())
+    check_run_exists(run_id, family)
+    check_no_spool(run_id)
+    try:
+        return load_config(run_id, family)
+    except (MlflowException, OSError):
+        return {}
+
+
+
+def check_no_spool(run_id: str) -> None:
+    """A run must not resume while calls it spooled are undelivered: ``sync`` would later replay
+    them over what the resumed run logs (duplicate points, a stale ``last.pt``)."""
+    directory = spool_root() / run_id
+    if directory.exists() and (directory / "journal.jsonl").exists():
+        waiting = len(Spool(directory))
+        if waiting:
+            raise ConfigError(f"--resume {run_id}: {waiting} tracking calls of this run wait in {directory}; "
+                              "run `innerlens sync` first, then resume")
+
+
+
+def has_checkpoint(run_id: str, name: str = "last") -> bool:
+    """Whether the run has ``checkpoints/<name>.pt`` (a run killed before its first one has none)."""
+    return f"checkpoints/{name}.pt" in {a.path for a in MlflowClient().list_artifacts(run_id, "checkpoints")}
+

@@ -1,0 +1,159 @@
+"""Where runs go: the tracking store, the experiment, the tags innerlens sets, and how to look at them."""
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+from pathlib import Path
+
+import mlflow
+from mlflow.tracking import MlflowClient
+
+from innerlens.config import redact_secrets
+
+DEFAULT_EXPERIMENT = "innerlens"
+
+
+
+TAG_FAMILY = "innerlens.family"
+
+
+
+TAG_VARIANT = "innerlens.variant"
+
+
+
+TAG_SEED = "innerlens.seed"
+
+
+
+TAG_GIT_COMMIT = "innerlens.git_commit"
+
+
+
+TAG_STEP_UNIT = "innerlens.step_unit"
+
+
+
+TAG_TASK = "innerlens.task"  # a study's name for one of its runs: how a retried task finds the run it started
+
+
+
+TAG_RAY_NODE = "innerlens.ray_node_id"
+
+
+
+TAG_EXECUTOR = "innerlens.executor"  # on a study's parent run: where its runs executed
+
+
+
+def project_root() -> Path:
+    """The innerlens checkout (where MLproject lives); INNERLENS_HOME overrides it."""
+    if "INNERLENS_HOME" in os.environ:
+        return Path(os.environ["INNERLENS_HOME"]).resolve()
+    source_checkout = Path(__file__).resolve().parents[2]
+    if (source_checkout / "MLproject").exists():
+        return source_checkout
+    return Path.cwd()
+
+
+
+def models_root() -> Path:
+    """Where built-in models (the trained tiny LM) and downloaded registry versions are cached:
+    ``mlruns/models`` of the checkout, or ``INNERLENS_MODEL_CACHE`` (one cache for many checkouts)."""
+    if "INNERLENS_MODEL_CACHE" in os.environ:
+        return Path(os.environ["INNERLENS_MODEL_CACHE"]).resolve()
+    return project_root() / "mlruns" / "models"
+
+
+
+def embedded_store() -> tuple[str, Path]:
+    """The default local store: SQLite under ``mlruns/`` with artifacts beside it."""
+    mlruns = project_root() / "mlruns"
+    mlruns.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{mlruns / 'mlflow.db'}", mlruns / "artifacts"
+
+
+
+def configure_tracking() -> str:
+    """Point MLflow at ``MLFLOW_TRACKING_URI`` or, without it, at the embedded store.
+
+    Returns the tracking URI in use. With the embedded store, the experiment's artifacts are
+    pinned under ``mlruns/artifacts`` so they do not depend on the working directory.
+    """
+    # Small artifacts (config.json, history) are read often; a bar per read would break one-line errors.
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    uri = os.environ.get("MLFLOW_TRACKING_URI")
+    if not uri:
+        uri, _ = embedded_store()
+    mlflow.set_tracking_uri(uri)
+    detect_outages_quickly()
+    return uri
+
+
+
+def detect_outages_quickly() -> None:
+    """MLflow retries a failed request for minutes by default; a few seconds tell an outage, and the
+    tracker's spool (not a blocked call) rides it out. Settings the user made win."""
+    for name, value in {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+                        "MLFLOW_HTTP_REQUEST_TIMEOUT": "30"}.items():
+        os.environ.setdefault(name, value)
+
+
+
+# MLflow 3's UI opens an experiment without this tag in its GenAI view (traces, judges) after asking
+# for its type; innerlens experiments are model training, shown under "Model training".
+EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")
+
+
+
+def experiment_id(client: MlflowClient) -> str:
+    """The experiment runs go to: the one ``mlflow run`` chose, else MLFLOW_EXPERIMENT_NAME or 'innerlens'."""
+    if os.environ.get("MLFLOW_EXPERIMENT_ID"):
+        return os.environ["MLFLOW_EXPERIMENT_ID"]
+    name = os.environ.get("MLFLOW_EXPERIMENT_NAME", DEFAULT_EXPERIMENT)
+    experiment = client.get_experiment_by_name(name)
+    if experiment is not None:
+        return experiment.experiment_id
+    artifact_location = None
+    store_uri, artifact_root = embedded_store()
+    if mlflow.get_tracking_uri() == store_uri:
+        # (mlflow.set_tracking_uri exports MLFLOW_TRACKING_URI, so the env var cannot tell.)
+        artifact_location = (artifact_root / name).as_uri()
+    return client.create_experiment(name, artifact_location=artifact_location, tags=dict([EXPERIMENT_KIND]))
+
+
+
+def mark_as_model_training(client: MlflowClient, experiment_id: str) -> None:
+    """Tag an experiment someone else created (``mlflow run --experiment-name``) as model training, once."""
+    key, kind = EXPERIMENT_KIND
+    if key not in client.get_experiment(experiment_id).tags:
+        client.set_experiment_tag(experiment_id, key, kind)
+
+
+
+def git_commit() -> str:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=project_root(), capture_output=True, text=True, timeout=5
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    return out.stdout.strip() if out.returncode == 0 else "unknown"
+
+
+
+def figure_name(name: str) -> str:
+    """A safe artifact name: folders kept, every other character outside [A-Za-z0-9._=-] becomes '_'."""
+    parts = [re.sub(r"[^A-Za-z0-9._=-]+", "_", part).strip("._") or "_" for part in name.split("/")]
+    return "/".join(parts)
+
+
+
+def ui_hint() -> str:
+    """How to look at what was just logged."""
+    uri = redact_secrets(mlflow.get_tracking_uri())
+    if uri.startswith(("http://", "https://")):
+        return f"open {uri} in a browser"
+    return f"open the MLflow UI with:  mlflow ui --backend-store-uri {uri}"
+
