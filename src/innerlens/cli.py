@@ -7,110 +7,14 @@ true/false), so those spellings are accepted too.
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import click
 from click.core import ParameterSource
 
 from innerlens.config import Config, ConfigError, FieldSpec, RunFailed
-
-
-@dataclass(frozen=True)
-class EntryPoint:
-    """An MLproject entry point: its name, config class and what runs it."""
-
-    name: str
-    config: type[Config]
-    runner: Callable[[Config], str]
-    summary: str
-
-    @property
-    def command(self) -> str:
-        return self.name.replace("_", "-")
-
-
-def _runner(module: str, function: str = "run", package: str = "innerlens.families") -> Callable[[Config], str]:
-    """Import the family only when its command runs, so `--help` and errors stay fast."""
-
-    def run(config: Config) -> str:
-        import importlib
-
-        return getattr(importlib.import_module(f"{package}.{module}"), function)(config)
-
-    return run
-
-
-def entry_points() -> list[EntryPoint]:
-    from innerlens.configs.compare import CompareConfig
-    from innerlens.configs.generator import GeneratorConfig
-    from innerlens.configs.grokking import GrokkingConfig
-    from innerlens.configs.grokking_sweep import GrokkingSweepConfig
-    from innerlens.configs.introspection import IntrospectionConfig
-    from innerlens.configs.metalign import MetalignConfig
-    from innerlens.configs.selector import SelectorConfig
-    from innerlens.configs.self_modeling import SelfModelingConfig
-    from innerlens.configs.self_modeling_comparison import SelfModelingComparisonConfig
-    from innerlens.configs.tune import TuneConfig
-
-    return [
-        EntryPoint("self_modeling", SelfModelingConfig, _runner("self_modeling"), "Train one self-modeling variant."),
-        EntryPoint(
-            "self_modeling_comparison",
-            SelfModelingComparisonConfig,
-            _runner("self_modeling_comparison", "compare"),
-            "Train every self-modeling variant (x seeds) under one parent run and draw the comparison.",
-        ),
-        EntryPoint(
-            "grokking",
-            GrokkingConfig,
-            _runner("grokking"),
-            "Delayed generalization on modular arithmetic (Nanda et al. 2023 defaults), with phase detection.",
-        ),
-        EntryPoint(
-            "grokking_sweep",
-            GrokkingSweepConfig,
-            _runner("grokking_sweep", "sweep"),
-            "Sweep one grokking hyperparameter (or only seeds): nested runs, time-to-generalize and seed bands.",
-        ),
-        EntryPoint(
-            "introspection",
-            IntrospectionConfig,
-            _runner("introspection"),
-            "A TransformerLens model learns to report one of its own neuron activations.",
-        ),
-        EntryPoint(
-            "generator",
-            GeneratorConfig,
-            _runner("generator"),
-            "Fine-tune a TransformerLens language model on a corpus, log the gradient noise scale, register it.",
-        ),
-        EntryPoint(
-            "selector",
-            SelectorConfig,
-            _runner("selector"),
-            "A classifier head on a frozen generator's hidden states, with attention heatmaps and evaluation plots.",
-        ),
-        EntryPoint(
-            "metalign",
-            MetalignConfig,
-            _runner("metalign"),
-            "Meta-learn function learning over object embeddings; CKA with a reference embedding and learning curves against humans.",
-        ),
-        EntryPoint(
-            "tune",
-            TuneConfig,
-            _runner("tune", package="innerlens"),
-            "Optuna search over a family's hyperparameters on its validation metric; trials nested under the study's run.",
-        ),
-        EntryPoint(
-            "compare",
-            CompareConfig,
-            _runner("compare", package="innerlens"),
-            "Query the tracking server and compare runs by group: curves with bands, statistics, one HTML report.",
-        ),
-    ]
+from innerlens.registry import EntryPoint, entry_points
 
 
 def normalize_args(args: list[str], specs: list[FieldSpec]) -> list[str]:
@@ -238,7 +142,7 @@ def make_command(entry: EntryPoint) -> click.Command:
             context = click.get_current_context()
             given = {name for name in values if context.get_parameter_source(name) == ParameterSource.COMMANDLINE}
             config = config.resumed_from(resumable_config(config.resume, config.family_name), given)
-        run_id = entry.runner(config)
+        run_id = entry.run(config)
         from innerlens.tracking import ui_hint
 
         click.echo(f"run {run_id} finished")

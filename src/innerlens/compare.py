@@ -20,12 +20,15 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from scipy import stats
 
+from innerlens import registry
 from innerlens.analysis.stats import holm, paired_statistics
 from innerlens.config import ConfigError, redact_secrets
 from innerlens.configs.compare import FAMILY, CompareConfig
 from innerlens.tracking import DEFAULT_EXPERIMENT, TAG_FAMILY, TAG_SEED, TAG_VARIANT
 from innerlens.viz.compare import group_order
 from innerlens.viz.curves import TIDY_COLUMNS, metric_curves
+
+FAMILIES = {entry.name for entry in registry.ENTRY_POINTS if entry.is_family}
 
 
 def child_runs(client: MlflowClient, parent: Run) -> list[Run]:
@@ -76,14 +79,6 @@ def latest_parent_with_children(family: str, *, exclude: str) -> str:
 # The compare entry point: select runs, fetch their histories in bulk, group, test, draw, report.
 # ---------------------------------------------------------------------------------------------
 
-HEADLINE_METRICS = {
-    "self_modeling": ("train/acc", "val/acc", "test/acc", "val/loss", "weights/std"),
-    "grokking": ("train/acc", "val/acc", "test/acc", "train/loss", "val/loss"),
-    "introspection": ("train/loss", "val/loss", "test/loss"),
-    "selector": ("train/loss", "val/auc", "test/auc", "val/loss"),
-    "metalign": ("train/loss", "val/acc", "test/acc", "test/acc_last_quarter"),
-    "generator": ("train/loss", "val/loss"),
-}
 BULK_ENDPOINT = "/ajax-api/2.0/mlflow/metrics/get-history-bulk"
 BULK_MAX_POINTS = 25_000  # the server truncates a bulk answer here
 BULK_MAX_RUNS = 100
@@ -325,46 +320,6 @@ def _run_links(runs: pd.DataFrame) -> list[str]:
     return links
 
 
-def _family_figures(history: pd.DataFrame, runs: pd.DataFrame, summary: pd.DataFrame, client: MlflowClient) -> dict[str, Figure]:
-    """The families' own builders, when every compared run belongs to one family."""
-    families = set(runs["family"])
-    if len(families) != 1:
-        return {}
-    family = families.pop()
-    if family == "self_modeling":
-        from innerlens.families.self_modeling import figures
-
-        return {f"self_modeling_{name}": fig for name, fig in figures(history, group="group").items()}
-    if family == "grokking":
-        from innerlens.viz.grokking import time_to_generalize
-
-        steps = summary[summary["key"] == "grok/generalization_step"].rename(columns={"final": "generalization_step"})
-        if steps.empty:
-            return {}
-        return {"grokking_time_to_generalize": time_to_generalize(steps, "group", float(history["step"].max()))}
-    if family == "metalign":
-        from innerlens.viz.metalign import cka_layers
-
-        def table(run_id: str) -> pd.DataFrame:
-            return pd.read_csv(client.download_artifacts(run_id, "tables/cka.csv")).assign(run_id=run_id)
-
-        def positions(run_id: str) -> pd.DataFrame:
-            return pd.read_csv(client.download_artifacts(run_id, "tables/accuracy_by_position.csv")).assign(run_id=run_id)
-
-        with ThreadPoolExecutor(max_workers=8) as pool:
-            cka = pd.concat(list(pool.map(table, runs["run_id"])), ignore_index=True).merge(runs[["run_id", "group"]])
-            curves = pd.concat(list(pool.map(positions, runs["run_id"])), ignore_index=True).merge(runs[["run_id", "group"]])
-        drawn = {}
-        for group, rows in cka.groupby("group"):
-            mean = rows.groupby(["layer", "kind", "subset", "method"], sort=False)[["value", "low", "high"]].mean().reset_index()
-            drawn[f"metalign_cka_{group}"] = cka_layers(mean)
-        tidy = curves.rename(columns={"trial": "step", "p_correct": "value"}).assign(key=lambda f: "p(correct) " + f["learner"])
-        drawn["metalign_learning_curves"] = metric_curves(tidy, sorted(tidy["key"].unique()), group="group",
-                                                          title="Held-out learning curves by group", xlabel="trial")
-        return drawn
-    return {}
-
-
 def compare_runs(config: CompareConfig, *, progress: bool = True) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """(runs, tidy history with group, per-run summaries, group statistics) for the selected runs."""
     client = MlflowClient()
@@ -376,7 +331,8 @@ def compare_runs(config: CompareConfig, *, progress: bool = True) -> tuple[pd.Da
     if not keys:
         families = set(runs["family"])
         present = sorted({k for r in selected for k in r.data.metrics})
-        keys = [k for k in HEADLINE_METRICS.get(families.pop(), ()) if k in present] if len(families) == 1 else []
+        headline = registry.family(families.pop()).headline_metrics if len(families) == 1 and families <= FAMILIES else ()
+        keys = [k for k in headline if k in present]
         keys = keys or present
     history = fetch_histories(client, selected, keys, workers=config.workers, progress=progress)
     history = history.merge(runs[["run_id", "group", "seed"]], on="run_id")
@@ -405,7 +361,8 @@ def run(config: CompareConfig, *, nested: bool = False, progress: bool = True) -
         figures[f"{which}_values"] = viz.summary_strips(summary, statistics, which)
     if config.scatter:
         figures["scatter"] = viz.summary_scatter(summary, *config.scatter)
-    figures.update(_family_figures(history, runs, summary, MlflowClient()))
+    if runs["family"].nunique() == 1:  # the family's own figures, when every compared run belongs to one
+        figures.update(registry.comparison_figures(runs["family"].iloc[0], history, runs, summary))
     pngs = {name: viz.png(figure) for name, figure in figures.items()}
     query = {"tracking_uri": redact_secrets(mlflow.get_tracking_uri()), "experiments": list(config.experiments) or "default",
              "filter": _search_filter(config) or None, "states": list(config.states), "group_by": list(config.group_by),

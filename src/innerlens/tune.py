@@ -15,7 +15,6 @@ not drop workers. Every worker caps the study's total trials with ``MaxTrialsCal
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import json
 import os
 import socket
@@ -34,7 +33,7 @@ from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.study import MaxTrialsCallback
 from optuna.trial import TrialState
 
-from innerlens import tracking
+from innerlens import registry, tracking
 from innerlens.config import Config, ConfigError, RunFailed, redact_secrets
 from innerlens.configs.tune import TuneConfig
 from innerlens.drivers.executor import study_run
@@ -61,12 +60,9 @@ class Tunable:
 
 
 def tunable(family: str) -> Tunable:
-    module = importlib.import_module(f"innerlens.families.{family}")
-    config_class = next(
-        value for value in vars(module).values()
-        if isinstance(value, type) and issubclass(value, Config) and getattr(value, "family_name", None) == family
-    )
-    return Tunable(config_class, module.run, module.SEARCH)
+    entry = registry.family(family)
+    module = entry.load()
+    return Tunable(entry.config, module.run, module.SEARCH)
 
 
 def parse_fixed(fixed: str, config_class: type[Config]) -> dict[str, str]:

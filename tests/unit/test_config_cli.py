@@ -6,10 +6,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from innerlens.cli import entry_points, normalize_args
+from innerlens.cli import normalize_args
 from innerlens.config import ConfigError
 from innerlens.families.self_modeling import SelfModelingConfig
 from innerlens.mlproject import render_mlproject
+from innerlens.registry import entry_points
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -32,6 +32,9 @@ from innerlens.engine import EngineState, Selection, resolve_device, seed_everyt
 from innerlens.models.transformer import final_position_logits, nanda_init_, native_transformer
 from innerlens.search_space import SearchSpec
 from innerlens.tracking import RunTracker, snapshot
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 PATTERN_HOOK = "blocks.0.attn.hook_pattern"
 SNAPSHOT_PREFIX = "steps/step_"
@@ -354,3 +357,13 @@ def _final_key_frequencies(experiment: GrokkingExperiment) -> list[int]:
     from innerlens.analysis.fourier import key_frequencies
 
     return key_frequencies(frequency_norms(experiment.model.W_E[: experiment.config.p]), experiment.config.key_frequencies)
+
+
+def comparison_figures(history: pd.DataFrame, runs: pd.DataFrame, summary: pd.DataFrame) -> dict[str, Figure]:
+    """compare's figure for grokking runs: when each group generalized."""
+    from innerlens.viz.grokking import time_to_generalize
+
+    steps = summary[summary["key"] == "grok/generalization_step"].rename(columns={"final": "generalization_step"})
+    if steps.empty:
+        return {}
+    return {"grokking_time_to_generalize": time_to_generalize(steps, "group", float(history["step"].max()))}

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +29,7 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
+from matplotlib.figure import Figure
 
 from innerlens import tracking
 from innerlens.analysis.cka import cka_interval, debiased_cka, linear_cka
@@ -49,6 +51,7 @@ from innerlens.engine import EngineState, Selection, resolve_device, seed_everyt
 from innerlens.models.meta_learner import MetaLearner
 from innerlens.search_space import SearchSpec
 from innerlens.viz.curves import metric_curves
+from innerlens.viz.metalign import group_figures
 
 SYNTHETIC_HUMAN_TEMPERATURE = 0.5
 RIDGE = "ridge"  # the supervised linear control's layer name
@@ -337,3 +340,14 @@ def report(tracker: tracking.RunTracker, experiment: MetalignExperiment, data: P
     tracker.log_figure(viz.learning_curves(behaviour), "learning_curves")
     tracker.log_figure(viz.learning_curves_by_dimension(behaviour, names), "learning_curves_by_dimension")
     tracker.log_figure(viz.accuracy_by_dimension(behaviour, names), "accuracy_by_dimension")
+
+
+def comparison_figures(history: pd.DataFrame, runs: pd.DataFrame, summary: pd.DataFrame) -> dict[str, Figure]:
+    """compare's figures for metalign runs, drawn from each run's own tables."""
+
+    def tables(path: str) -> pd.DataFrame:
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            frames = pool.map(lambda run_id: tracking.read_csv_artifact(run_id, path).assign(run_id=run_id), runs["run_id"])
+            return pd.concat(list(frames), ignore_index=True).merge(runs[["run_id", "group"]])
+
+    return group_figures(tables("tables/cka.csv"), tables("tables/accuracy_by_position.csv"))

@@ -274,6 +274,11 @@ def figures(history: pd.DataFrame, group: str = SINGLE_RUN_GROUP) -> dict[str, F
     }
 
 
+def comparison_figures(history: pd.DataFrame, runs: pd.DataFrame, summary: pd.DataFrame) -> dict[str, Figure]:
+    """compare's figures for self-modeling runs: the six plots, one line and band per group."""
+    return {f"self_modeling_{name}": fig for name, fig in figures(history, group="group").items()}
+
+
 def run(config: SelfModelingConfig, *, nested: bool = False, progress: bool = True) -> str:
     """Train one variant with one seed into its own MLflow run, measure it at the end and at the
     best validation checkpoint; return the run id."""

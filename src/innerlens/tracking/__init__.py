@@ -43,6 +43,7 @@ from innerlens.tracking.reads import (  # noqa: F401
     load_checkpoint,
     load_config,
     load_history,
+    read_csv_artifact,
     task_run,
 )
 from innerlens.tracking.registry import (  # noqa: F401

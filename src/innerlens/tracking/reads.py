@@ -82,3 +82,8 @@ def task_run(parent_run_id: str, task: str) -> tuple[str, str] | None:
     )
     return (runs[0].info.run_id, runs[0].info.status) if runs else None
 
+
+
+def read_csv_artifact(run_id: str, path: str) -> pd.DataFrame:
+    """A table a run logged (``tables/...csv``), read back."""
+    return pd.read_csv(MlflowClient().download_artifacts(run_id, path))

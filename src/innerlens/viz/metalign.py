@@ -15,7 +15,7 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from innerlens.viz.curves import mean_and_band
+from innerlens.viz.curves import mean_and_band, metric_curves
 
 BASELINE = "backbone"
 LEARNER_ORDER = ("meta_learner", "cognitive", "human")
@@ -113,3 +113,16 @@ def accuracy_by_dimension(behaviour: pd.DataFrame, names: Sequence[str]) -> Figu
     ax.legend(fontsize="small")
     figure.tight_layout()
     return figure
+
+
+def group_figures(cka: pd.DataFrame, curves: pd.DataFrame) -> dict[str, Figure]:
+    """compare's metalign figures from every run's CKA table and learning curves (with a ``group``):
+    the mean CKA per layer of each group, and the held-out learning curves by group."""
+    drawn = {}
+    for group, rows in cka.groupby("group"):
+        mean = rows.groupby(["layer", "kind", "subset", "method"], sort=False)[["value", "low", "high"]].mean().reset_index()
+        drawn[f"metalign_cka_{group}"] = cka_layers(mean)
+    tidy = curves.rename(columns={"trial": "step", "p_correct": "value"}).assign(key=lambda f: "p(correct) " + f["learner"])
+    drawn["metalign_learning_curves"] = metric_curves(tidy, sorted(tidy["key"].unique()), group="group",
+                                                      title="Held-out learning curves by group", xlabel="trial")
+    return drawn

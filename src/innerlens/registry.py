@@ -1,0 +1,168 @@
+"""The explicit list of what innerlens runs: every family and driver, with its options and its code.
+
+The CLI and the MLproject file are rendered from this list, and tune finds a family's run and
+search space here. It imports only the option classes (light: no torch, mlflow or pandas); a
+family's code is imported by a plain ``import`` inside its loader, the first time it is needed,
+so ``innerlens --help`` and every option error stay fast.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from types import ModuleType
+from typing import TYPE_CHECKING, Callable
+
+from innerlens.config import Config
+from innerlens.configs.compare import CompareConfig
+from innerlens.configs.generator import GeneratorConfig
+from innerlens.configs.grokking import GrokkingConfig
+from innerlens.configs.grokking_sweep import GrokkingSweepConfig
+from innerlens.configs.introspection import IntrospectionConfig
+from innerlens.configs.metalign import MetalignConfig
+from innerlens.configs.selector import SelectorConfig
+from innerlens.configs.self_modeling import SelfModelingConfig
+from innerlens.configs.self_modeling_comparison import SelfModelingComparisonConfig
+from innerlens.configs.tune import TuneConfig
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from matplotlib.figure import Figure
+
+
+@dataclass(frozen=True)
+class EntryPoint:
+    """An MLproject entry point and CLI command: its options, what it is, and how to load its code.
+
+    ``load`` returns the module; a family's module has ``run(config) -> run id`` and ``SEARCH``
+    (its tune search space); a driver names the function that runs it in ``function``.
+    """
+
+    name: str
+    config: type[Config]
+    summary: str
+    load: Callable[[], ModuleType]
+    function: str = "run"
+    is_family: bool = True
+    headline_metrics: tuple[str, ...] = ()  # what compare shows when no --metrics are given
+
+    @property
+    def command(self) -> str:
+        return self.name.replace("_", "-")
+
+    def run(self, config: Config) -> str:
+        return getattr(self.load(), self.function)(config)
+
+
+def _self_modeling() -> ModuleType:
+    from innerlens.families import self_modeling
+
+    return self_modeling
+
+
+def _self_modeling_comparison() -> ModuleType:
+    from innerlens.families import self_modeling_comparison
+
+    return self_modeling_comparison
+
+
+def _grokking() -> ModuleType:
+    from innerlens.families import grokking
+
+    return grokking
+
+
+def _grokking_sweep() -> ModuleType:
+    from innerlens.families import grokking_sweep
+
+    return grokking_sweep
+
+
+def _introspection() -> ModuleType:
+    from innerlens.families import introspection
+
+    return introspection
+
+
+def _generator() -> ModuleType:
+    from innerlens.families import generator
+
+    return generator
+
+
+def _selector() -> ModuleType:
+    from innerlens.families import selector
+
+    return selector
+
+
+def _metalign() -> ModuleType:
+    from innerlens.families import metalign
+
+    return metalign
+
+
+def _tune() -> ModuleType:
+    from innerlens import tune
+
+    return tune
+
+
+def _compare() -> ModuleType:
+    from innerlens import compare
+
+    return compare
+
+
+ENTRY_POINTS: tuple[EntryPoint, ...] = (
+    EntryPoint("self_modeling", SelfModelingConfig, "Train one self-modeling variant.", _self_modeling,
+               headline_metrics=("train/acc", "val/acc", "test/acc", "val/loss", "weights/std")),
+    EntryPoint("self_modeling_comparison", SelfModelingComparisonConfig,
+               "Train every self-modeling variant (x seeds) under one parent run and draw the comparison.",
+               _self_modeling_comparison, function="compare", is_family=False),
+    EntryPoint("grokking", GrokkingConfig,
+               "Delayed generalization on modular arithmetic (Nanda et al. 2023 defaults), with phase detection.", _grokking,
+               headline_metrics=("train/acc", "val/acc", "test/acc", "train/loss", "val/loss")),
+    EntryPoint("grokking_sweep", GrokkingSweepConfig,
+               "Sweep one grokking hyperparameter (or only seeds): nested runs, time-to-generalize and seed bands.",
+               _grokking_sweep, function="sweep", is_family=False),
+    EntryPoint("introspection", IntrospectionConfig,
+               "A TransformerLens model learns to report one of its own neuron activations.", _introspection,
+               headline_metrics=("train/loss", "val/loss", "test/loss")),
+    EntryPoint("generator", GeneratorConfig,
+               "Fine-tune a TransformerLens language model on a corpus, log the gradient noise scale, register it.", _generator,
+               headline_metrics=("train/loss", "val/loss")),
+    EntryPoint("selector", SelectorConfig,
+               "A classifier head on a frozen generator's hidden states, with attention heatmaps and evaluation plots.", _selector,
+               headline_metrics=("train/loss", "val/auc", "test/auc", "val/loss")),
+    EntryPoint("metalign", MetalignConfig,
+               "Meta-learn function learning over object embeddings; CKA with a reference embedding and learning curves against humans.",
+               _metalign, headline_metrics=("train/loss", "val/acc", "test/acc", "test/acc_last_quarter")),
+    EntryPoint("tune", TuneConfig,
+               "Optuna search over a family's hyperparameters on its validation metric; trials nested under the study's run.",
+               _tune, is_family=False),
+    EntryPoint("compare", CompareConfig,
+               "Query the tracking server and compare runs by group: curves with bands, statistics, one HTML report.",
+               _compare, is_family=False),
+)
+
+
+def entry_points() -> list[EntryPoint]:
+    return list(ENTRY_POINTS)
+
+
+def comparison_figures(family_name: str, history: "pd.DataFrame", runs: "pd.DataFrame",
+                       summary: "pd.DataFrame") -> dict[str, "Figure"]:
+    """A family's own figures over many of its runs (its ``comparison_figures``), if it has any."""
+    try:
+        module = family(family_name).load()
+    except KeyError:
+        return {}
+    draw = getattr(module, "comparison_figures", None)
+    return draw(history, runs, summary) if draw is not None else {}
+
+
+def family(name: str) -> EntryPoint:
+    """The family called ``name`` (tune's ``--family`` choices are these names)."""
+    found = [entry for entry in ENTRY_POINTS if entry.is_family and entry.name == name]
+    if not found:
+        raise KeyError(name)
+    return found[0]
