@@ -14,7 +14,8 @@ from mlflow.entities import Metric, RunTag
 from mlflow.tracking import MlflowClient
 from scipy import stats
 
-from innerlens.compare import CompareConfig, _history_artifact, compare_runs, fetch_histories, holm, run
+from innerlens.compare import CompareConfig, compare_runs, holm, run
+from innerlens.tracking.history import _history_artifact, fetch_histories
 from innerlens.viz.curves import mean_and_band
 
 STEPS = 20
@@ -136,3 +137,22 @@ def test_figure_names_built_from_group_labels_are_path_safe() -> None:
     assert figure_name("dose_response/middle_layer w=0.01") == "dose_response/middle_layer_w=0.01"
     assert figure_name("heatmaps/../../etc passwd") == "heatmaps/_/_/etc_passwd"
     assert figure_name("curves") == "curves"
+
+
+def test_the_private_bulk_endpoint_answers_what_the_public_api_does(seeded: tuple[str, dict[str, str]], server_env: None,
+                                                                   mlflow_server: str) -> None:
+    """MLflow's bulk-history endpoint is its UI's, not public API: an upgrade that moves or reshapes it fails here."""
+    from mlflow.utils.credentials import get_default_host_creds
+
+    from innerlens.tracking import history
+
+    client = MlflowClient(mlflow_server)
+    _, ids = seeded
+    run_ids = [ids["A0"], ids["B1"], ids["A2"]]
+    public = pd.concat([history.metric_history(client, run_id, "val/acc") for run_id in run_ids], ignore_index=True)
+    expected = sorted(zip(public["run_id"], public["step"], public["value"]))
+    raw = history._bulk(get_default_host_creds(mlflow_server), run_ids, "val/acc")  # no fallback
+    assert sorted((p["run_id"], p["step"], p["value"]) for p in raw) == expected
+    with pytest.warns(UserWarning, match="bulk metric endpoint failed"):  # an endpoint that is gone: the public API
+        moved = history.bulk_metric_history(client, get_default_host_creds(f"{mlflow_server}/moved"), run_ids, "val/acc")
+    assert sorted(zip(moved["run_id"], moved["step"], moved["value"])) == expected

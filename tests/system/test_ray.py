@@ -17,11 +17,11 @@ from mlflow.tracking import MlflowClient
 from support import ROOT
 
 from innerlens import tracking
-from innerlens.compare import child_runs
 from innerlens.config import ConfigError
 from innerlens.configs.tune import TuneConfig
 from innerlens.drivers.ray_executor import is_local_store
 from innerlens.families.self_modeling_comparison import SelfModelingComparisonConfig, compare, run_summaries
+from innerlens.tracking import child_runs
 from innerlens.tune import run as tune
 
 TINY = dict(p=23, samples=400, n_layers=3, d_model=32, n_heads=4, d_mlp=64, batch_size=64, max_epochs=2,

@@ -9,11 +9,11 @@ import pandas as pd
 from mlflow.tracking import MlflowClient
 
 from innerlens import tracking
-from innerlens.compare import child_runs, fetch_history, latest_parent_with_children
 from innerlens.configs.grokking import GrokkingConfig
 from innerlens.configs.grokking_sweep import FAMILY, GrokkingSweepConfig
 from innerlens.drivers.executor import end_lost_runs, make_executor, study_run
 from innerlens.families.grokking import run
+from innerlens.tracking import child_runs, fetch_history, latest_parent_with_children
 from innerlens.viz.curves import metric_curves
 from innerlens.viz.grokking import split_curves, time_to_generalize
 

@@ -16,11 +16,11 @@ from mlflow.tracking import MlflowClient
 
 from innerlens import tracking
 from innerlens.analysis.stats import paired_statistics
-from innerlens.compare import child_runs, children_history, latest_parent_with_children
 from innerlens.configs.self_modeling_comparison import BASELINE, FAMILY, SelfModelingComparisonConfig
 from innerlens.drivers.executor import end_lost_runs, make_executor, study_run
 from innerlens.families.self_modeling import SelfModelingConfig, figures, run
 from innerlens.local_copy import check_output_dir, write_local_copy
+from innerlens.tracking import child_runs, children_history, latest_parent_with_children
 from innerlens.viz.compare import dose_response
 
 TAG_WEIGHT = "innerlens.self_model_weight"

@@ -5,6 +5,7 @@
 - ``delivery``: the spool of calls an outage held back, and ``innerlens sync``;
 - ``writer``: ``RunTracker``, one background writer per run;
 - ``reads``: checkpoints, configs, histories and artifacts read back;
+- ``history``: many runs at once: a study's nested runs, metric histories in bulk;
 - ``registry``: the model registry;
 - ``lifecycle``: starting, resuming, nesting and ending runs.
 
@@ -19,6 +20,16 @@ from innerlens.tracking.delivery import (  # noqa: F401
     send_entry,
     spool_root,
     sync,
+)
+from innerlens.tracking.history import (  # noqa: F401
+    bulk_metric_history,
+    child_runs,
+    children_history,
+    fetch_histories,
+    fetch_history,
+    latest_parent_with_children,
+    metric_history,
+    search_runs,
 )
 from innerlens.tracking.lifecycle import (  # noqa: F401
     RunContext,
@@ -71,6 +82,7 @@ from innerlens.tracking.store import (  # noqa: F401
     mark_as_model_training,
     models_root,
     project_root,
+    tracking_uri,
     ui_hint,
 )
 from innerlens.tracking.writer import (  # noqa: F401

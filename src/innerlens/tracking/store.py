@@ -157,3 +157,8 @@ def ui_hint() -> str:
         return f"open {uri} in a browser"
     return f"open the MLflow UI with:  mlflow ui --backend-store-uri {uri}"
 
+
+
+def tracking_uri() -> str:
+    """The tracking store in use (after :func:`configure_tracking`)."""
+    return mlflow.get_tracking_uri()
