@@ -366,3 +366,25 @@ class EpochConfig(TrainConfig):
     max_epochs: int = option(100, "Upper bound on training epochs.", check=positive)
     patience: int = option(30, "Stop after this many epochs without a better val/acc (0 disables).", check=non_negative)
     batch_size: int = option(256, "Minibatch size.", check=positive)
+
+
+@dataclass(frozen=True)
+class StepConfig(TrainConfig):
+    """Families that train for a number of optimisation steps and evaluate every ``eval_every`` of
+    them (one "round" of the engine); a family declares its own defaults for both."""
+
+    max_steps: int = option(1000, "Optimisation steps (a multiple of --eval-every).", check=positive)
+    eval_every: int = option(100, "Steps between evaluations.", check=positive)
+
+    def check(self) -> str | None:
+        base = super().check()
+        if base:
+            return base
+        if self.max_steps % self.eval_every:
+            return f"--max-steps {self.max_steps} must be a multiple of --eval-every {self.eval_every}"
+        return None
+
+    @property
+    def rounds(self) -> int:
+        """Evaluations in the whole budget: the engine's round count."""
+        return self.max_steps // self.eval_every

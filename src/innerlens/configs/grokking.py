@@ -4,7 +4,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from innerlens.config import TrainConfig, non_negative, open_fraction, option, positive, probability
+from innerlens.config import StepConfig, non_negative, open_fraction, option, positive, probability
 from innerlens.data.catalog import MODULAR_OPERATIONS
 
 FAMILY = "grokking"
@@ -20,7 +20,7 @@ def _odd_prime(p: int) -> str | None:
 
 
 @dataclass(frozen=True)
-class GrokkingConfig(TrainConfig):
+class GrokkingConfig(StepConfig):
     family_name = FAMILY
 
     train_fraction: float = option(0.3, "Fraction of all a∘b pairs used for training (0.3 in Nanda et al.).", check=open_fraction)
@@ -67,8 +67,6 @@ class GrokkingConfig(TrainConfig):
             return base
         if self.n_heads * self.d_head != self.d_model:
             return f"--n-heads {self.n_heads} x --d-head {self.d_head} must equal --d-model {self.d_model}"
-        if self.max_steps % self.eval_every:
-            return f"--max-steps {self.max_steps} must be a multiple of --eval-every {self.eval_every}"
         if self.analysis_every % self.eval_every:
             return f"--analysis-every {self.analysis_every} must be a multiple of --eval-every {self.eval_every}"
         rows = self.p * (self.p - 1) if self.task == "div" else self.p * self.p

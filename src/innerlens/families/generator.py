@@ -90,7 +90,7 @@ def run(config: GeneratorConfig, *, nested: bool = False, progress: bool = True)
             tracker,
             config,
             selection=Selection(monitor="val/loss", mode="min", patience=config.patience),
-            max_epochs=config.max_steps // config.eval_every,
+            max_epochs=config.rounds,  # one engine round = eval_every steps
             progress=progress,
             steps_per_round=config.eval_every,
         )

@@ -299,7 +299,7 @@ def run(config: GrokkingConfig, *, nested: bool = False, progress: bool = True, 
             tracker,
             config,
             selection=Selection(patience=config.patience, target_accuracy=config.target_accuracy, target_split=config.target_split),
-            max_epochs=config.max_steps // config.eval_every,
+            max_epochs=config.rounds,  # one engine round = eval_every steps
             progress=progress,
             steps_per_round=config.eval_every,
             callbacks=(snapshots,),

@@ -7,7 +7,6 @@ import os
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
-import mlflow
 from mlflow.entities import RunStatus
 from mlflow.tracking import MlflowClient
 
@@ -50,6 +49,10 @@ class RunContext:
 
 
 
+PARENT_RUN_TAG = "mlflow.parentRunId"
+# The runs this process has open, innermost last: ``nested=True`` nests under the last one. innerlens
+# keeps its own list instead of MLflow's fluent active-run stack, which is private.
+_open_runs: contextvars.ContextVar[tuple[str, ...]] = contextvars.ContextVar("innerlens_open_runs", default=())
 _run_context: contextvars.ContextVar[RunContext | None] = contextvars.ContextVar("innerlens_run_context", default=None)
 
 
@@ -113,29 +116,24 @@ def start_run(
     if resume:
         check_run_exists(resume, config.family_name)
         check_no_spool(resume)
-        active = mlflow.start_run(run_id=resume)
+        run_id = _reopen_run(client, resume)
     elif context is not None:
-        active = mlflow.start_run(
-            experiment_id=client.get_run(context.parent_run_id).info.experiment_id,
-            run_name=run_name,
-            nested=mlflow.active_run() is not None,
-            parent_run_id=context.parent_run_id,
-            tags={**context.tags, **_placement.get()},
-        )
+        experiment = client.get_run(context.parent_run_id).info.experiment_id
+        run_id = _create_run(client, experiment, run_name, context.parent_run_id, {**context.tags, **_placement.get()})
     else:
-        outer_run = os.environ.get("MLFLOW_RUN_ID") if not nested and mlflow.active_run() is None else None
-        active = mlflow.start_run(
-            run_id=outer_run,
-            experiment_id=None if outer_run else experiment_id(client),
-            run_name=None if outer_run else run_name,
-            nested=nested,
-        )
+        open_runs = _open_runs.get()
+        outer_run = os.environ.get("MLFLOW_RUN_ID") if not nested and not open_runs else None
+        if outer_run:
+            run_id = _reopen_run(client, outer_run)
+        else:
+            parent = open_runs[-1] if nested and open_runs else None
+            run_id = _create_run(client, experiment_id(client), run_name, parent, {})
     if outer_run:
         # Consumed: nested runs started later must not reopen the launcher's run.
         os.environ.pop("MLFLOW_RUN_ID", None)
     if not resume and context is None and not nested:
-        mark_as_model_training(client, active.info.experiment_id)
-    run_id = active.info.run_id
+        mark_as_model_training(client, client.get_run(run_id).info.experiment_id)
+    token = _open_runs.set((*_open_runs.get(), run_id))
     if context is not None and context.on_start is not None and not resume:
         context.on_start(run_id)
     tracker = RunTracker(run_id)
@@ -168,17 +166,21 @@ def start_run(
         try:
             tracker.close(status)  # the end status goes last, after every metric and artifact
         finally:
-            _leave_active_run()
+            _open_runs.reset(token)
 
 
+def _create_run(client: MlflowClient, experiment: str, run_name: str | None, parent_run_id: str | None,
+                tags: dict[str, str]) -> str:
+    """A new run with the source, user and git tags MLflow's UI shows (as ``mlflow.start_run`` adds them)."""
+    from mlflow.tracking.context.registry import resolve_tags
 
-def _leave_active_run() -> None:
-    """Pop MLflow's fluent active run without the server call ``mlflow.end_run`` makes.
+    resolved = resolve_tags(tags)
+    if parent_run_id:
+        resolved[PARENT_RUN_TAG] = parent_run_id
+    return client.create_run(experiment, run_name=run_name, tags=resolved).info.run_id
 
-    The tracker has delivered (or, during an outage, spooled) the run's end already; another
-    ``set_terminated`` here would fail in an outage and race the spool when the server returns.
-    """
-    stack = mlflow.tracking.fluent._active_run_stack.get()
-    if stack:
-        stack.pop()
 
+def _reopen_run(client: MlflowClient, run_id: str) -> str:
+    """Mark an existing run RUNNING again (a resumed run, or the one ``mlflow run`` created for us)."""
+    client.update_run(run_id, status=RunStatus.to_string(RunStatus.RUNNING))
+    return run_id
