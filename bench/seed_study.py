@@ -17,7 +17,7 @@ def train_unless_summarizing(description: str, experiment: str, train_one: Calla
     os.environ["MLFLOW_EXPERIMENT_NAME"] = experiment  # the workers inherit it
     if args.summarize_only:
         return
-    from innerlens.drivers.executor import LocalExecutor
+    from innerlens.drivers.local_executor import LocalExecutor
 
     for result in LocalExecutor(2, 1).run(train_one, jobs):
         print(f"{result.label}: {result.error or result.value}")

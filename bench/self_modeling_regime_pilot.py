@@ -15,7 +15,8 @@ from pathlib import Path
 import torch
 
 from innerlens.analysis.transitions import collapsed
-from innerlens.drivers.executor import LocalExecutor, default_workers
+from innerlens.drivers.executor import default_workers
+from innerlens.drivers.local_executor import LocalExecutor
 from innerlens.families.self_modeling import SelfModelingConfig, SelfModelingExperiment
 
 CANDIDATES = {

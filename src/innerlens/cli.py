@@ -13,8 +13,9 @@ from typing import Any
 import click
 from click.core import ParameterSource
 
+from innerlens.commands import entry_points
 from innerlens.config import Config, ConfigError, FieldSpec, RunFailed
-from innerlens.registry import EntryPoint, entry_points
+from innerlens.registry import EntryPoint
 
 
 def normalize_args(args: list[str], specs: list[FieldSpec]) -> list[str]:
@@ -181,11 +182,11 @@ def mlproject_command() -> None:
 @click.argument("run_id")
 def analyze_command(run_id: str) -> None:
     """Recompute a finished grokking run's analyses from its step snapshots and log them into it."""
-    from innerlens.families import grokking
+    from innerlens.families import grokking_analysis
     from innerlens.tracking import configure_tracking, ui_hint
 
     configure_tracking()
-    transitions = grokking.analyze(run_id)
+    transitions = grokking_analysis.analyze(run_id)
     click.echo(f"run {run_id}: memorized at step {transitions.memorization_step:g}, generalized at {transitions.generalization_step:g}")
     click.echo(ui_hint())
 

@@ -24,7 +24,7 @@ from innerlens.viz.curves import metric_curves
 if TYPE_CHECKING:
     from mlflow.entities import Run
 
-FAMILIES = {entry.name for entry in registry.ENTRY_POINTS if entry.is_family}
+FAMILIES = {entry.name for entry in registry.FAMILIES}
 
 
 def _search_filter(config: CompareConfig) -> str:

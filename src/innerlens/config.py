@@ -13,12 +13,7 @@ import re
 import types
 import typing
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterator, Optional
-
-if TYPE_CHECKING:  # pandas only for the annotation: configs stay importable without it
-    import pandas
-
+from typing import Any, Callable, ClassVar, Iterator, Optional
 
 # Fields that steer how a run is executed rather than what it computes; never logged as params
 # (a resumed run keeps the params it was started with).
@@ -289,42 +284,6 @@ _URL_PASSWORD = re.compile(r"(\b[a-z][a-z0-9+.-]*://[^:/@\s\"]+:)[^@\s\"]+@", re
 def redact_secrets(text: str) -> str:
     """Mask the password of every ``scheme://user:password@host`` URL: params and config.json are readable by all."""
     return _URL_PASSWORD.sub(r"\1***@", text)
-
-
-def existing_file(path: str | Path, option: str) -> Path:
-    """``path`` as a Path, or the one-line error every file option gives when it is not a file."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{option}: no such file {str(path)!r}")
-    return path
-
-
-def read_input_text(path: str | Path, option: str) -> str:
-    """A user's text file, decoded as UTF-8, or a one-line error saying where it is not UTF-8."""
-    path = existing_file(path, option)
-    data = path.read_bytes()
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as error:
-        raise ConfigError(f"{option} {str(path)!r}: not UTF-8 text (byte 0x{data[error.start]:02x} at offset "
-                          f"{error.start}); save it as UTF-8") from None
-
-
-def read_input_csv(path: str | Path, option: str) -> pandas.DataFrame:
-    """A user's CSV (UTF-8, with a header row), or a one-line error."""
-    import io
-
-    import pandas
-
-    text = read_input_text(path, option)
-    if "\x00" in text:
-        raise ConfigError(f"{option} {str(path)!r}: a binary file, not a CSV")
-    try:
-        return pandas.read_csv(io.StringIO(text))
-    except pandas.errors.EmptyDataError:
-        raise ConfigError(f"{option} {str(path)!r}: empty; expected a CSV with a header row") from None
-    except pandas.errors.ParserError as error:
-        raise ConfigError(f"{option} {str(path)!r}: not a readable CSV ({str(error).splitlines()[0]})") from None
 
 
 def open_fraction(value: float) -> str | None:

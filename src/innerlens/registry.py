@@ -1,7 +1,7 @@
-"""The explicit list of what innerlens runs: every family and driver, with its options and its code.
+"""The explicit list of families: each one's options, summary, headline metrics and code.
 
-The CLI and the MLproject file are rendered from this list, and tune finds a family's run and
-search space here. It imports only the option classes (light: no torch, mlflow or pandas); a
+Tune finds a family's run and search space here, compare its headline metrics and figures, and
+:mod:`innerlens.commands` adds the drivers to make the CLI and the MLproject file. It imports only the option classes (light: no torch, mlflow or pandas); a
 family's code is imported by a plain ``import`` inside its loader, the first time it is needed,
 so ``innerlens --help`` and every option error stay fast.
 """
@@ -12,16 +12,12 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Callable
 
 from innerlens.config import Config
-from innerlens.configs.compare import CompareConfig
 from innerlens.configs.generator import GeneratorConfig
 from innerlens.configs.grokking import GrokkingConfig
-from innerlens.configs.grokking_sweep import GrokkingSweepConfig
 from innerlens.configs.introspection import IntrospectionConfig
 from innerlens.configs.metalign import MetalignConfig
 from innerlens.configs.selector import SelectorConfig
 from innerlens.configs.self_modeling import SelfModelingConfig
-from innerlens.configs.self_modeling_comparison import SelfModelingComparisonConfig
-from innerlens.configs.tune import TuneConfig
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -58,22 +54,10 @@ def _self_modeling() -> ModuleType:
     return self_modeling
 
 
-def _self_modeling_comparison() -> ModuleType:
-    from innerlens.families import self_modeling_comparison
-
-    return self_modeling_comparison
-
-
 def _grokking() -> ModuleType:
     from innerlens.families import grokking
 
     return grokking
-
-
-def _grokking_sweep() -> ModuleType:
-    from innerlens.families import grokking_sweep
-
-    return grokking_sweep
 
 
 def _introspection() -> ModuleType:
@@ -100,30 +84,12 @@ def _metalign() -> ModuleType:
     return metalign
 
 
-def _tune() -> ModuleType:
-    from innerlens import tune
-
-    return tune
-
-
-def _compare() -> ModuleType:
-    from innerlens import compare
-
-    return compare
-
-
-ENTRY_POINTS: tuple[EntryPoint, ...] = (
+FAMILIES: tuple[EntryPoint, ...] = (
     EntryPoint("self_modeling", SelfModelingConfig, "Train one self-modeling variant.", _self_modeling,
                headline_metrics=("train/acc", "val/acc", "test/acc", "val/loss", "weights/std")),
-    EntryPoint("self_modeling_comparison", SelfModelingComparisonConfig,
-               "Train every self-modeling variant (x seeds) under one parent run and draw the comparison.",
-               _self_modeling_comparison, function="compare", is_family=False),
     EntryPoint("grokking", GrokkingConfig,
                "Delayed generalization on modular arithmetic (Nanda et al. 2023 defaults), with phase detection.", _grokking,
                headline_metrics=("train/acc", "val/acc", "test/acc", "train/loss", "val/loss")),
-    EntryPoint("grokking_sweep", GrokkingSweepConfig,
-               "Sweep one grokking hyperparameter (or only seeds): nested runs, time-to-generalize and seed bands.",
-               _grokking_sweep, function="sweep", is_family=False),
     EntryPoint("introspection", IntrospectionConfig,
                "A TransformerLens model learns to report one of its own neuron activations.", _introspection,
                headline_metrics=("train/loss", "val/loss", "test/loss")),
@@ -136,17 +102,7 @@ ENTRY_POINTS: tuple[EntryPoint, ...] = (
     EntryPoint("metalign", MetalignConfig,
                "Meta-learn function learning over object embeddings; CKA with a reference embedding and learning curves against humans.",
                _metalign, headline_metrics=("train/loss", "val/acc", "test/acc", "test/acc_last_quarter")),
-    EntryPoint("tune", TuneConfig,
-               "Optuna search over a family's hyperparameters on its validation metric; trials nested under the study's run.",
-               _tune, is_family=False),
-    EntryPoint("compare", CompareConfig,
-               "Query the tracking server and compare runs by group: curves with bands, statistics, one HTML report.",
-               _compare, is_family=False),
 )
-
-
-def entry_points() -> list[EntryPoint]:
-    return list(ENTRY_POINTS)
 
 
 def comparison_figures(family_name: str, history: "pd.DataFrame", runs: "pd.DataFrame",
@@ -162,7 +118,7 @@ def comparison_figures(family_name: str, history: "pd.DataFrame", runs: "pd.Data
 
 def family(name: str) -> EntryPoint:
     """The family called ``name`` (tune's ``--family`` choices are these names)."""
-    found = [entry for entry in ENTRY_POINTS if entry.is_family and entry.name == name]
+    found = [entry for entry in FAMILIES if entry.name == name]
     if not found:
         raise KeyError(name)
     return found[0]

@@ -7,7 +7,8 @@ from mlflow.tracking import MlflowClient
 
 from innerlens import tracking
 from innerlens.configs.self_modeling import SelfModelingConfig
-from innerlens.drivers.executor import WORKER_DIED, LocalExecutor, end_lost_runs, study_run
+from innerlens.drivers.executor import end_lost_runs, study_run
+from innerlens.drivers.local_executor import WORKER_DIED, LocalExecutor
 from innerlens.families.self_modeling import run
 
 TINY = dict(p=23, samples=400, n_layers=3, d_model=32, n_heads=4, d_mlp=64, batch_size=64, max_epochs=2,

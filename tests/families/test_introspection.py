@@ -9,7 +9,9 @@ from support import ROOT
 
 from innerlens.analysis.neurons import RunningStats, combined_score, hook_name, scan
 from innerlens.cli import main
-from innerlens.families.introspection import IntrospectionConfig, IntrospectionExperiment, trainable_parameters
+from innerlens.configs.introspection import IntrospectionConfig
+from innerlens.families.introspection_experiment import IntrospectionExperiment
+from innerlens.models.introspection_head import trainable_parameters
 from innerlens.models.loading import encode, load_model
 
 MODELS = ROOT / "mlruns" / "models"
@@ -133,7 +135,7 @@ def test_frozen_regression_head_predicts_held_out_texts(local_store: str) -> Non
 
 def test_the_head_reads_a_layer_strictly_below_the_target_unless_a_readout_is_asked_for() -> None:
     from innerlens.config import ConfigError
-    from innerlens.families.introspection import feature_layer_for
+    from innerlens.models.introspection_head import feature_layer_for
 
     assert feature_layer_for(IntrospectionConfig(), 2) == 1
     assert feature_layer_for(IntrospectionConfig(), 0) == -1  # the embeddings
@@ -159,7 +161,7 @@ def test_only_non_detached_live_targets_send_gradient_into_the_target_layer(targ
 
 
 def test_the_normalised_loss_does_not_reward_shrinking_the_target() -> None:
-    from innerlens.families.introspection import normalized_mse
+    from innerlens.analysis.probes import normalized_mse
 
     generator = torch.Generator().manual_seed(0)
     target = torch.randn(64, generator=generator)

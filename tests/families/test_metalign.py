@@ -96,7 +96,7 @@ def test_held_out_dimensions_never_reach_training(tmp_path: Path) -> None:
 
 
 def test_cka_controls_see_test_objects_only_and_the_ridge_map_is_fitted_on_training_objects(tmp_path: Path) -> None:
-    from innerlens.families.metalign import RIDGE, alignment_table
+    from innerlens.analysis.alignment import RIDGE, alignment_table
 
     config = MetalignConfig(synthetic_objects=400, synthetic_dimensions=6, eval_dims=(1, 4), sequence_length=20,
                             eval_episodes=16, d_model=16, n_layers=1, n_heads=2, d_mlp=32)

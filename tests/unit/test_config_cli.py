@@ -7,10 +7,10 @@ import pytest
 import yaml
 
 from innerlens.cli import normalize_args
+from innerlens.commands import entry_points
 from innerlens.config import ConfigError
 from innerlens.families.self_modeling import SelfModelingConfig
 from innerlens.mlproject import render_mlproject
-from innerlens.registry import entry_points
 
 ROOT = Path(__file__).resolve().parents[2]
 

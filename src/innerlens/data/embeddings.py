@@ -19,7 +19,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from innerlens.config import ConfigError, existing_file, read_input_csv, read_input_text
+from innerlens.config import ConfigError
+from innerlens.inputs import existing_file, read_input_csv, read_input_text
 
 HUMAN_COLUMNS = ("dimension", "trial", "correct", "participant")
 

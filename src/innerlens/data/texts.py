@@ -9,7 +9,8 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-from innerlens.config import ConfigError, read_input_text
+from innerlens.config import ConfigError
+from innerlens.inputs import read_input_text
 
 NAMES = ["Ada", "Bo", "Chen", "Dara", "Emeka", "Farah", "Goran", "Hana", "Ivo", "Jun", "Kai", "Lena", "Mateo", "Nia", "Omar", "Priya"]
 PLACES = ["the harbour", "a quiet library", "the old mill", "Lisbon", "the market", "a mountain hut", "the lab", "Nairobi", "the garden", "a night train"]

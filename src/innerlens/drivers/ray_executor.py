@@ -52,12 +52,11 @@ def cluster_is_local() -> bool:
 def _probe(tracking_uri: str) -> str:
     """On a worker: the node id, or raise the one-line reason this worker cannot reach the tracking server."""
     import ray
-    from mlflow.tracking import MlflowClient
 
     from innerlens import tracking
 
     tracking.configure_tracking()
-    tracking.check_tracking_store(MlflowClient(tracking_uri))
+    tracking.check_tracking_store(uri=tracking_uri)
     return ray.get_runtime_context().get_node_id()
 
 
@@ -87,7 +86,6 @@ class RayExecutor:
 
     def connect(self) -> None:
         """Join (or start) the cluster and check, in one line, that its workers can record runs."""
-        import mlflow
         import ray
 
         from innerlens import tracking
@@ -105,8 +103,8 @@ class RayExecutor:
             self.close()
             raise ConfigError(f"--executor ray: the tracking store {redact_secrets(uri)} is a file on this machine, which "
                               "other nodes cannot open; set MLFLOW_TRACKING_URI to the team's server (deploy/stack)")
-        self.env = worker_environment(mlflow.get_tracking_uri())
-        self._check_workers_reach(mlflow.get_tracking_uri())
+        self.env = worker_environment(tracking.tracking_uri())
+        self._check_workers_reach(tracking.tracking_uri())
 
     def _check_workers_reach(self, uri: str) -> None:
         import ray

@@ -6,14 +6,14 @@ import functools
 
 import click
 import pandas as pd
-from mlflow.tracking import MlflowClient
 
 from innerlens import tracking
 from innerlens.configs.grokking import GrokkingConfig
 from innerlens.configs.grokking_sweep import FAMILY, GrokkingSweepConfig
-from innerlens.drivers.executor import end_lost_runs, make_executor, study_run
+from innerlens.drivers.executor import end_lost_runs, study_run
+from innerlens.drivers.executors import make_executor
 from innerlens.families.grokking import run
-from innerlens.tracking import child_runs, fetch_history, latest_parent_with_children
+from innerlens.tracking import fetch_history, latest_parent_with_children
 from innerlens.viz.curves import metric_curves
 from innerlens.viz.grokking import split_curves, time_to_generalize
 
@@ -59,9 +59,8 @@ def _train_child(job: tuple[GrokkingConfig, str, str]) -> str:
 
 def sweep_results(parent_id: str, parameter: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Tidy history of the sweep's runs (with the swept value as a column) and one summary row per run."""
-    client = MlflowClient()
-    runs = child_runs(client, client.get_run(parent_id))
-    history = fetch_history(client, runs)
+    runs = tracking.children(parent_id)
+    history = fetch_history(None, runs)
     summary = pd.DataFrame(
         {
             "run_id": r.info.run_id,

@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from matplotlib.figure import Figure
 
 from innerlens import tracking
-from innerlens.analysis.cka import cka_interval, debiased_cka, linear_cka
+from innerlens.analysis.alignment import AT_INIT, RIDGE, alignment_table, beats_controls
 from innerlens.analysis.cognitive import (
     correct_probability,
     curve_by_dimension,
@@ -54,8 +54,6 @@ from innerlens.viz.curves import metric_curves
 from innerlens.viz.metalign import group_figures
 
 SYNTHETIC_HUMAN_TEMPERATURE = 0.5
-RIDGE = "ridge"  # the supervised linear control's layer name
-AT_INIT = "@init"  # suffix of the untrained model's layers
 
 
 SEARCH = SearchSpec(
@@ -230,35 +228,6 @@ class MetalignExperiment:
         ridge = RidgeCV(alphas=np.logspace(-2, 4, 13)).fit(features[train], reference[train][:, self.train_dims])
         return {"backbone": features[test], RIDGE: ridge.predict(features[test]),
                 **{f"{name}{AT_INIT}": values for name, values in self.object_representations(untrained).items()}}
-
-
-def alignment_table(layers: dict[str, np.ndarray], reference: np.ndarray, eval_dims: list[int], repeats: int, seed: int) -> pd.DataFrame:
-    """CKA of every layer and control with the reference on the same (test) objects: all dims and
-    held-out dims, linear and debiased, with intervals over object subsamples."""
-    rows = []
-    for subset, columns in (("all", slice(None)), ("heldout", eval_dims)):
-        target = reference[:, columns]
-        for layer, values in layers.items():
-            kind = "backbone" if layer == "backbone" else RIDGE if layer == RIDGE else "init" if layer.endswith(AT_INIT) else "trained"
-            for method, function in (("linear", linear_cka), ("debiased", debiased_cka)):
-                interval = cka_interval(values, target, function, repeats=repeats, seed=seed)
-                rows.append({"layer": layer, "kind": kind, "subset": subset, "method": method,
-                             "value": interval.value, "low": interval.low, "high": interval.high})
-    return pd.DataFrame(rows)
-
-
-def beats_controls(cka: pd.DataFrame) -> dict[str, float]:
-    """Per trained layer, subset and method: 1 when its CKA interval lies above every control's
-    (backbone, ridge map, the same layer at initialisation), else 0. The claim "more aligned than
-    the backbone" is made only where this is 1."""
-    result = {}
-    for (subset, method), rows in cka.groupby(["subset", "method"]):
-        by_layer = rows.set_index("layer")
-        for layer in rows.loc[rows["kind"] == "trained", "layer"]:
-            controls = [c for c in ("backbone", RIDGE, f"{layer}{AT_INIT}") if c in by_layer.index]
-            above = all(by_layer.loc[layer, "low"] > by_layer.loc[c, "high"] for c in controls)
-            result[f"cka_{method}/{layer}/{subset}/beats_controls"] = float(above)
-    return result
 
 
 def behaviour_table(experiment: MetalignExperiment, human: pd.DataFrame | None, l2: float) -> tuple[pd.DataFrame, dict[str, float]]:

@@ -12,15 +12,15 @@ from pathlib import Path
 
 import click
 import pandas as pd
-from mlflow.tracking import MlflowClient
 
 from innerlens import tracking
 from innerlens.analysis.stats import paired_statistics
 from innerlens.configs.self_modeling_comparison import BASELINE, FAMILY, SelfModelingComparisonConfig
-from innerlens.drivers.executor import end_lost_runs, make_executor, study_run
+from innerlens.drivers.executor import end_lost_runs, study_run
+from innerlens.drivers.executors import make_executor
 from innerlens.families.self_modeling import SelfModelingConfig, figures, run
 from innerlens.local_copy import check_output_dir, write_local_copy
-from innerlens.tracking import child_runs, children_history, latest_parent_with_children
+from innerlens.tracking import children_history, latest_parent_with_children
 from innerlens.viz.compare import dose_response
 
 TAG_WEIGHT = "innerlens.self_model_weight"
@@ -48,9 +48,8 @@ def _train_child(job: tuple[SelfModelingConfig, str]) -> str:
 
 def run_summaries(parent_id: str) -> pd.DataFrame:
     """(run_id, group, variant, weight, seed, key, value) of every child's end-of-training metrics."""
-    client = MlflowClient()
     rows = []
-    for child in child_runs(client, client.get_run(parent_id)):
+    for child in tracking.children(parent_id):
         if child.info.status != "FINISHED":
             continue
         tags, params = child.data.tags, child.data.params
@@ -132,8 +131,7 @@ def compare(config: SelfModelingComparisonConfig, progress: bool = True) -> str:
         if output_dir is not None:  # the parent's figures and tables, then each run's under its task name
             tracker.flush()
             target = write_local_copy(tracker.run_id, output_dir, config.force_overwrite)
-            client = MlflowClient()
-            for child in child_runs(client, client.get_run(parent_id)):
+            for child in tracking.children(parent_id):
                 name = tracking.figure_name(child.data.tags.get(tracking.TAG_TASK, child.info.run_id))
                 tracking.download_run_artifacts(child.info.run_id, target / "runs" / name)
         click.echo(verdict_table(statistics))

@@ -24,6 +24,7 @@ from innerlens.tracking.delivery import (  # noqa: F401
 from innerlens.tracking.history import (  # noqa: F401
     bulk_metric_history,
     child_runs,
+    children,
     children_history,
     fetch_histories,
     fetch_history,

@@ -39,7 +39,7 @@ def child_runs(client: MlflowClient, parent: Run) -> list[Run]:
     )
 
 
-def fetch_history(client: MlflowClient, runs: list[Run], workers: int = 8) -> pd.DataFrame:
+def fetch_history(client: MlflowClient | None, runs: list[Run], workers: int = 8) -> pd.DataFrame:
     """Every metric's full history of ``runs`` as tidy rows, with variant and seed columns."""
     keys = sorted({key for run in runs for key in run.data.metrics})
     tidy = fetch_histories(client, runs, keys, workers=workers)
@@ -49,6 +49,12 @@ def fetch_history(client: MlflowClient, runs: list[Run], workers: int = 8) -> pd
         "seed": [run.data.tags.get(TAG_SEED, "") for run in runs],
     })
     return tidy.merge(labels, on="run_id")[["run_id", "step", "key", "value", "variant", "seed"]]
+
+
+def children(parent_run_id: str) -> list[Run]:
+    """Runs nested under the run ``parent_run_id``, oldest first."""
+    client = MlflowClient()
+    return child_runs(client, client.get_run(parent_run_id))
 
 
 def children_history(parent_run_id: str) -> pd.DataFrame:
@@ -102,9 +108,9 @@ def _bulk(host_creds: Any, run_ids: list[str], key: str) -> list[dict[str, Any]]
 BULK_FIELDS = {"run_id", "key", "step", "value"}
 
 
-def metric_history(client: MlflowClient, run_id: str, key: str) -> pd.DataFrame:
+def metric_history(client: MlflowClient | None, run_id: str, key: str) -> pd.DataFrame:
     """One run's history of one metric through the public API."""
-    history = client.get_metric_history(run_id, key)
+    history = (client or MlflowClient()).get_metric_history(run_id, key)
     return pd.DataFrame({"run_id": run_id, "key": key, "step": [m.step for m in history], "value": [m.value for m in history]})
 
 

@@ -39,12 +39,12 @@ def _quick_requests() -> Iterator[None]:
 
 
 
-def check_tracking_store(client: MlflowClient | None = None) -> None:
+def check_tracking_store(client: MlflowClient | None = None, uri: str | None = None) -> None:
     """A one-line error, before anything is logged, when the tracking store cannot be used.
 
     Quiet when the store answers (or refuses) at once; after 3 s of waiting it says whom it waits for.
     """
-    client = client or MlflowClient()
+    client = client or MlflowClient(uri)
     uri = client.tracking_uri
     notice = threading.Timer(3.0, lambda: print(f"innerlens: contacting tracking server {redact_secrets(uri)} "
                                                 f"(up to {PREFLIGHT_TIMEOUT_S} s)...", file=sys.stderr, flush=True))

@@ -14,15 +14,15 @@ REGISTRY_PREFIX = "models:/"
 
 
 
-def register_model(run_id: str, artifact_path: str, name: str) -> str:
-    """Register ``artifact_path`` of a run as a new version of ``name``; return the version."""
+def register_model(run_id: str, artifact_path: str, name: str, tags: dict[str, str] | None = None) -> str:
+    """Register ``artifact_path`` of a run as a new version of ``name`` with ``tags``; return the version."""
     client = MlflowClient()
     try:
         client.get_registered_model(name)
     except MlflowException:
         client.create_registered_model(name)
     source = f"{client.get_run(run_id).info.artifact_uri}/{artifact_path}"
-    return str(client.create_model_version(name, source, run_id=run_id).version)
+    return str(client.create_model_version(name, source, run_id=run_id, tags=tags).version)
 
 
 

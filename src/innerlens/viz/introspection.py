@@ -2,72 +2,65 @@
 gradient flow and the target neuron's drift."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
-import pandas as pd
-import torch
 from matplotlib.figure import Figure
 
-from innerlens.viz.curves import metric_curves, plt
-
-if TYPE_CHECKING:
-    from innerlens.families.introspection import IntrospectionConfig, IntrospectionExperiment
+from innerlens.viz.curves import plt
 
 
-def scan_map(experiment: "IntrospectionExperiment") -> Figure:
+def scan_map(scores: np.ndarray, layers: list[int], layer_type: str, layer: int, neuron: int) -> Figure:
     """Combined score per (layer, neuron), the chosen unit circled."""
-    scores = experiment.scan.combined.numpy()
-    figure, ax = plt.subplots(figsize=(10, 1.2 + 0.5 * len(experiment.scan.layers)))
+    figure, ax = plt.subplots(figsize=(10, 1.2 + 0.5 * len(layers)))
     image = ax.imshow(scores, aspect="auto", cmap="viridis", interpolation="nearest")
-    ax.set_yticks(range(len(experiment.scan.layers)), [str(layer) for layer in experiment.scan.layers])
+    ax.set_yticks(range(len(layers)), [str(item) for item in layers])
     ax.set_ylabel("layer")
-    ax.set_xlabel(f"neuron ({experiment.scan.layer_type})")
-    row = experiment.scan.layers.index(experiment.layer)
-    ax.scatter([experiment.neuron], [row], s=120, facecolors="none", edgecolors="red", linewidths=1.5)
+    ax.set_xlabel(f"neuron ({layer_type})")
+    ax.scatter([neuron], [layers.index(layer)], s=120, facecolors="none", edgecolors="red", linewidths=1.5)
     figure.colorbar(image, ax=ax, label="combined score")
-    ax.set_title(f"Neuron scan: sqrt(variance x range), each scaled to its max; chosen L{experiment.layer} N{experiment.neuron}")
+    ax.set_title(f"Neuron scan: sqrt(variance x range), each scaled to its max; chosen L{layer} N{neuron}")
     figure.tight_layout()
     return figure
 
 
-def target_histogram(experiment: "IntrospectionExperiment") -> Figure:
+def target_histogram(values_by_split: dict[str, np.ndarray], edges: list[float], layer: int, neuron: int) -> Figure:
+    """The target neuron's original activations per split, with the class bins' edges."""
     figure, ax = plt.subplots(figsize=(5.5, 3.6))
-    values = experiment.targets.values
-    for name, rows in experiment.splits.items():
-        ax.hist(values[rows].numpy(), bins=30, alpha=0.5, label=name)
-    for edge in experiment.targets.edges.tolist():
+    for name, values in values_by_split.items():
+        ax.hist(values, bins=30, alpha=0.5, label=name)
+    for edge in edges:
         ax.axvline(edge, color="black", linestyle="--", linewidth=0.7)
     ax.set_xlabel("activation")
-    ax.set_title(f"Target L{experiment.layer} N{experiment.neuron} (dashed: class bins)")
+    ax.set_title(f"Target L{layer} N{neuron} (dashed: class bins)")
     ax.legend()
     figure.tight_layout()
     return figure
 
 
-def predictions(config: "IntrospectionConfig", experiment: "IntrospectionExperiment", output: torch.Tensor, live: torch.Tensor) -> Figure:
-    rows = experiment.splits.test
-    truth = live.cpu() if config.targets == "live" else experiment.targets.values[rows]
+def reports_against_truth(truth: np.ndarray, reported: np.ndarray) -> Figure:
+    """Regression: the reported activation of each test text against the actual one."""
     figure, ax = plt.subplots(figsize=(4.6, 4.2))
-    if config.task == "regression":
-        predicted = (output.cpu() * experiment.targets.std + experiment.targets.mean).numpy()
-        ax.scatter(truth.numpy(), predicted, s=12)
-        low, high = float(min(truth.min(), predicted.min())), float(max(truth.max(), predicted.max()))
-        ax.plot([low, high], [low, high], color="grey", linestyle="--")
-        ax.set_xlabel("actual activation")
-        ax.set_ylabel("reported activation")
-        ax.set_title("Test texts: report vs actual")
-    else:
-        labels = experiment.targets.labels(truth, "classification").numpy()
-        matrix = np.zeros((config.num_bins, config.num_bins), dtype=int)
-        for actual, guess in zip(labels, output.argmax(-1).cpu().numpy()):
-            matrix[actual, guess] += 1
-        ax.imshow(matrix, cmap="Blues")
-        for (i, j), count in np.ndenumerate(matrix):
-            ax.text(j, i, str(count), ha="center", va="center")
-        ax.set_xlabel("predicted bin")
-        ax.set_ylabel("actual bin")
-        ax.set_title("Test confusion matrix")
+    ax.scatter(truth, reported, s=12)
+    low, high = float(min(truth.min(), reported.min())), float(max(truth.max(), reported.max()))
+    ax.plot([low, high], [low, high], color="grey", linestyle="--")
+    ax.set_xlabel("actual activation")
+    ax.set_ylabel("reported activation")
+    ax.set_title("Test texts: report vs actual")
+    figure.tight_layout()
+    return figure
+
+
+def confusion(actual: np.ndarray, predicted: np.ndarray, num_bins: int) -> Figure:
+    """Classification: the test confusion matrix of activation bins."""
+    matrix = np.zeros((num_bins, num_bins), dtype=int)
+    for row, column in zip(actual, predicted):
+        matrix[row, column] += 1
+    figure, ax = plt.subplots(figsize=(4.6, 4.2))
+    ax.imshow(matrix, cmap="Blues")
+    for (i, j), count in np.ndenumerate(matrix):
+        ax.text(j, i, str(count), ha="center", va="center")
+    ax.set_xlabel("predicted bin")
+    ax.set_ylabel("actual bin")
+    ax.set_title("Test confusion matrix")
     figure.tight_layout()
     return figure
 
@@ -85,23 +78,3 @@ def gradient_flow(log: list[dict]) -> Figure:
     ax.set_title("Gradient flow")
     figure.tight_layout()
     return figure
-
-
-def figures(
-    config: "IntrospectionConfig", experiment: "IntrospectionExperiment", history: pd.DataFrame, output: torch.Tensor, live: torch.Tensor
-) -> dict[str, Figure]:
-    score = "r2" if config.task == "regression" else "acc"
-    curves = history.assign(run="run")
-    drawn = {
-        "scan_scores": scan_map(experiment),
-        "target_histogram": target_histogram(experiment),
-        "predictions": predictions(config, experiment, output, live),
-        "learning_curves": metric_curves(curves, ["train/loss", "val/loss", f"val/{score}", f"test/{score}"], group="run",
-                                         title="Introspection training", log_y={"train/loss", "val/loss"}),
-    }
-    if experiment.gradient_log:
-        drawn["gradient_flow"] = gradient_flow(experiment.gradient_log)
-    drift_keys = [k for k in ("drift/variance", "drift/entropy", "drift/ks") if k in set(history["key"])]
-    if drift_keys:
-        drawn["activation_drift"] = metric_curves(curves, drift_keys, group="run", title="Target neuron drift (validation texts)")
-    return drawn

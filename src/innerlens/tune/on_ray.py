@@ -18,7 +18,7 @@ from innerlens.config import ConfigError
 from innerlens.configs.tune import TuneConfig
 from innerlens.drivers.ray_executor import RayExecutor, cluster_is_local, is_local_store, result_of
 from innerlens.search_space import space_from_yaml
-from innerlens.tune import (
+from innerlens.tune.study import (
     CONFIG_ERROR_ATTR,
     ENDED_STATES,
     ERROR_ATTR,

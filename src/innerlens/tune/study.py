@@ -1,53 +1,50 @@
-"""Optuna studies over a family's hyperparameters, each trial a full family run nested in MLflow.
-
-The study is one parent MLflow run; each trial runs the family inside
-:func:`tracking.run_context` (nested under the parent, tagged with the study and trial number,
-the trial number also a param) and :func:`engine.observing` (a callback that reports the
-family's validation metric every evaluation and prunes). The objective is the best value of
-that validation metric over the run, read from the tracking server: the same number the
-family's own checkpoint selection used; test metrics are never read.
-
-Storage: Optuna's journal file under ``mlruns/optuna/`` by default (several processes on one
-machine share it); an RDB URL (``sqlite:///...``, ``postgresql://...``) adds heartbeats, so
-trials of killed workers are failed and retried, and ``pool_pre_ping`` so idle connections do
-not drop workers. Every worker caps the study's total trials with ``MaxTrialsCallback``.
-"""
+"""The parts of a tune study: the family's search target, storage, sampler, pruner, the objective and its failure limits."""
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import socket
-import subprocess
 import sys
-import warnings
 from dataclasses import dataclass
 from typing import Any, Callable
 
-import mlflow
 import optuna
-import pandas as pd
-from mlflow.entities import RunStatus
-from mlflow.tracking import MlflowClient
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
-from optuna.study import MaxTrialsCallback
 from optuna.trial import TrialState
 
 from innerlens import registry, tracking
 from innerlens.config import Config, ConfigError, RunFailed, redact_secrets
 from innerlens.configs.tune import TuneConfig
 from innerlens.drivers.executor import study_run
-from innerlens.drivers.signals import stop_processes
 from innerlens.engine import EngineState, observing
-from innerlens.search_space import SearchSpec, space_from_yaml
+from innerlens.search_space import SearchSpec
 
 PARENT_ATTR = "mlflow_parent_run_id"
+
+
+
 RUN_ATTR = "mlflow_run_id"
+
+
+
 ERROR_ATTR = "error"
+
+
+
 CONFIG_ERROR_ATTR = "config_error"
+
+
+
 STORAGE_ENV = "INNERLENS_TUNE_STORAGE"  # how workers get the URL: the environment, not argv
+
+
+
 OWNER_ATTR = "worker"  # host:pid running the trial (how the journal storage finds dead workers' trials)
+
+
+
 ENDED_STATES = (TrialState.COMPLETE, TrialState.PRUNED)
+
 
 
 @dataclass(frozen=True)
@@ -59,10 +56,12 @@ class Tunable:
     search: SearchSpec
 
 
+
 def tunable(family: str) -> Tunable:
     entry = registry.family(family)
     module = entry.load()
     return Tunable(entry.config, module.run, module.SEARCH)
+
 
 
 def parse_fixed(fixed: str, config_class: type[Config]) -> dict[str, str]:
@@ -80,10 +79,12 @@ def parse_fixed(fixed: str, config_class: type[Config]) -> dict[str, str]:
     return values
 
 
+
 class PruneRun(optuna.TrialPruned):
     """Optuna counts the trial PRUNED; its MLflow run ends KILLED (never FINISHED)."""
 
-    run_status = RunStatus.to_string(RunStatus.KILLED)
+    run_status = "KILLED"
+
 
 
 class PruningReporter:
@@ -101,13 +102,15 @@ class PruningReporter:
         pass
 
 
+
 def best_validation_value(run_id: str, metric: str, direction: str) -> float:
     """The best value of the run's validation metric over its history (what its best.pt holds)."""
     assert metric.startswith("val/"), "objectives read validation metrics only"
-    values = [m.value for m in MlflowClient().get_metric_history(run_id, metric)]
+    values = tracking.metric_history(None, run_id, metric)["value"].tolist()
     if not values:
         raise RuntimeError(f"run {run_id} logged no {metric}")
     return max(values) if direction == "maximize" else min(values)
+
 
 
 def make_objective(target: Tunable, base: dict[str, str], space: Callable[[Any], dict[str, Any]],
@@ -132,19 +135,22 @@ def make_objective(target: Tunable, base: dict[str, str], space: Callable[[Any],
     return objective
 
 
+
 class FailedTrialCallback(RetryHeartbeatStaleTrialCallback):  # Optuna 5's name for RetryFailedTrialCallback
     """A trial whose worker stopped beating: end its MLflow run FAILED, then queue a retry."""
 
     def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         run_id = trial.user_attrs.get(RUN_ATTR)
         if run_id:
-            MlflowClient().set_terminated(run_id, RunStatus.to_string(RunStatus.FAILED))
+            tracking.end_run_as(run_id, "FAILED")
         super().__call__(study, trial)
+
 
 
 def storage_url(config: TuneConfig) -> str | None:
     """The RDB storage URL (from --storage, else $INNERLENS_TUNE_STORAGE); None: the local journal file."""
     return config.storage or os.environ.get(STORAGE_ENV) or None
+
 
 
 def _process_alive(pid: int) -> bool:
@@ -155,6 +161,7 @@ def _process_alive(pid: int) -> bool:
     except PermissionError:  # somebody else's process
         return True
     return True
+
 
 
 def fail_orphaned_trials(study: optuna.Study) -> int:
@@ -171,10 +178,11 @@ def fail_orphaned_trials(study: optuna.Study) -> int:
             continue
         run_id = trial.user_attrs.get(RUN_ATTR)
         if run_id:
-            MlflowClient().set_terminated(run_id, RunStatus.to_string(RunStatus.FAILED))
+            tracking.end_run_as(run_id, "FAILED")
         study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
         ended += 1
     return ended
+
 
 
 def open_storage(config: TuneConfig) -> optuna.storages.BaseStorage:
@@ -200,12 +208,14 @@ def open_storage(config: TuneConfig) -> optuna.storages.BaseStorage:
         raise ConfigError(f"--storage: cannot open {url.split('@')[-1]!r} ({type(error).__name__})") from None
 
 
+
 def make_sampler(config: TuneConfig, seed: int) -> optuna.samplers.BaseSampler:
     if config.sampler == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     if config.sampler == "cmaes":
         return optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False)
     return optuna.samplers.TPESampler(seed=seed)
+
 
 
 def make_pruner(config: TuneConfig) -> optuna.pruners.BasePruner:
@@ -216,8 +226,10 @@ def make_pruner(config: TuneConfig) -> optuna.pruners.BasePruner:
     return optuna.pruners.NopPruner()
 
 
+
 class SurplusTrial(Exception):
     """Another worker already started the study's last trial."""
+
 
 
 def capped(objective: Callable[[optuna.Trial], float], n_trials: int) -> Callable[[optuna.Trial], float]:
@@ -239,8 +251,10 @@ def capped(objective: Callable[[optuna.Trial], float], n_trials: int) -> Callabl
     return guarded
 
 
+
 class StudyFailed(RunFailed):
     """The study's trials keep failing: it stops, and its parent run ends FAILED."""
+
 
 
 class FailureLimit:
@@ -275,6 +289,7 @@ class FailureLimit:
         return self.in_a_row >= self.consecutive or self.failed >= self.total
 
 
+
 def remembering_errors(objective: Callable[[optuna.Trial], float]) -> Callable[[optuna.Trial], float]:
     """Record a failed trial's first error line; a configuration error stops the study at once
     (every later trial would fail the same way) and reaches the user as one line."""
@@ -291,152 +306,3 @@ def remembering_errors(objective: Callable[[optuna.Trial], float]) -> Callable[[
             raise
 
     return recorded
-
-
-def optimize(config: TuneConfig, target: Tunable, study: optuna.Study, parent_run_id: str, seed: int) -> None:
-    base = parse_fixed(config.fixed, target.config_class)
-    space = space_from_yaml(config.space, target.config_class) if config.space else target.search.space
-    objective = make_objective(target, base, space, parent_run_id, study.study_name)
-    study.sampler = make_sampler(config, seed)
-    if storage_url(config) is None and (orphans := fail_orphaned_trials(study)):
-        print(f"tune: {orphans} trial(s) whose worker died were marked FAIL", file=sys.stderr)
-    done = len(study.get_trials(deepcopy=False, states=ENDED_STATES))
-    if done >= config.n_trials:
-        return
-    limit = FailureLimit(config.max_consecutive_failures, config.n_trials)
-    study.optimize(
-        capped(remembering_errors(objective), config.n_trials),
-        timeout=config.timeout,
-        callbacks=[MaxTrialsCallback(config.n_trials, states=ENDED_STATES + (TrialState.RUNNING,)), limit],
-        catch=(Exception,),
-        gc_after_trial=True,
-    )
-    config_errors = [t.user_attrs[CONFIG_ERROR_ATTR] for t in study.get_trials(deepcopy=False) if CONFIG_ERROR_ATTR in t.user_attrs]
-    if config_errors:
-        raise ConfigError(f"a trial's configuration is invalid: {config_errors[-1]}")
-    if limit.tripped:
-        raise StudyFailed(f"study stopped after {limit.failed} failed trials ({limit.in_a_row} in a row); last error: {limit.last_error}")
-
-
-def worker_command(config: TuneConfig, parent_run_id: str, index: int) -> list[str]:
-    """The command line of spawned worker ``index``: this study's options, without the storage URL."""
-    worker = config.replace(n_workers=1, worker_of=parent_run_id, seed=config.seed + index, storage=None)
-    args = [f"--{name.replace('_', '-')}={value}" for name, value in worker.cli_values().items()]
-    return [sys.executable, "-c", "from innerlens.cli import main; main()", "tune", *args]
-
-
-def _spawn_workers(config: TuneConfig, parent_run_id: str) -> None:
-    """``n_workers`` processes of this same command joining the study, reporting to the parent run."""
-    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_RUN_ID"}
-    env["MLFLOW_TRACKING_URI"] = mlflow.get_tracking_uri()
-    if config.storage:
-        env[STORAGE_ENV] = config.storage  # not in argv, where `ps` shows a URL's password to every user
-    processes: list[subprocess.Popen] = []
-    try:
-        for index in range(config.n_workers):
-            processes.append(subprocess.Popen(worker_command(config, parent_run_id, index), env=env))
-        failed = [p.args for p in processes if p.wait() != 0]
-    finally:
-        stop_processes(processes)  # after Ctrl-C or SIGTERM: no orphaned workers, their trial runs end KILLED
-    if failed:
-        raise RunFailed(f"{len(failed)} of {config.n_workers} tune workers exited with an error (their own lines above say why)")
-
-
-def run(config: TuneConfig, *, nested: bool = False, progress: bool = True) -> str:
-    """Run (or join) the study; return the parent run id."""
-    target = tunable(config.family)
-    base = parse_fixed(config.fixed, target.config_class)
-    target.config_class.from_strings(base)  # a bad fixed value fails here, before any run
-    if config.space:
-        space_from_yaml(config.space, target.config_class)
-    optuna.logging.set_verbosity(optuna.logging.ERROR)  # failed trials are reported in one line each by FailureLimit
-    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-    tracking.configure_tracking()
-    study = optuna.create_study(
-        study_name=config.resolved_study_name,
-        storage=open_storage(config),
-        direction=target.search.direction,
-        pruner=make_pruner(config),
-        load_if_exists=True,
-    )
-    if config.worker_of:
-        optimize(config, target, study, config.worker_of, config.seed)
-        return config.worker_of
-    parent = study.user_attrs.get(PARENT_ATTR)
-    if parent is None:
-        with tracking.start_run(config, variant=config.family, run_name=config.resolved_study_name, nested=nested) as tracker:
-            study.set_user_attr(PARENT_ATTR, tracker.run_id)
-            tracker.set_tags({"innerlens.study": config.resolved_study_name, "innerlens.tuned_family": config.family})
-            _work(config, target, study, tracker.run_id)
-            summarize(tracker, study, target, config)
-            return tracker.run_id
-    _work(config, target, study, parent)  # joining a study another command started
-    with tracking.open_finished_run(parent) as tracker:
-        summarize(tracker, study, target, config)
-    return parent
-
-
-def _work(config: TuneConfig, target: Tunable, study: optuna.Study, parent_run_id: str) -> None:
-    if config.executor == "ray":
-        from innerlens.tune_ray import optimize_on_ray
-
-        optimize_on_ray(config, target, study, parent_run_id)
-    elif config.n_workers > 1:
-        _spawn_workers(config, parent_run_id)
-    else:
-        optimize(config, target, study, parent_run_id, config.seed)
-
-
-def trial_table(study: optuna.Study) -> pd.DataFrame:
-    table = study.trials_dataframe(attrs=("number", "value", "state", "params", "duration", "user_attrs"))
-    return table.rename(columns=lambda c: c.replace("user_attrs_", ""))
-
-
-def summarize(tracker: tracking.RunTracker, study: optuna.Study, target: Tunable, config: TuneConfig) -> None:
-    """Best trial, trial table, Optuna's figures (PNG + one HTML) and the registered best checkpoint."""
-    table = trial_table(study)
-    tracker.log_text(table.to_csv(index=False), "trials.csv")
-    counts = table["state"].value_counts().to_dict()
-    tracker.log_metrics(0, {f"trials/{state.lower()}": float(n) for state, n in counts.items()})
-    ended = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    if not ended:
-        tracker.set_tags({"innerlens.best": "no trial completed"})
-        return
-    best = study.best_trial
-    tracker.log_metrics(0, {"best/value": float(best.value), "best/trial": float(best.number)})
-    tracker.set_tags({f"innerlens.best.{k}": str(v) for k, v in best.params.items()}
-                     | {"innerlens.best_run_id": best.user_attrs.get(RUN_ATTR, "")})
-    tracker.log_text(json.dumps({"trial": best.number, "value": best.value, "params": best.params,
-                                 "run_id": best.user_attrs.get(RUN_ATTR)}, indent=2), "best.json")
-    _log_figures(tracker, study)
-    if config.register and best.user_attrs.get(RUN_ATTR):
-        tracker.flush()
-        name = f"innerlens-{config.family}-tuned"
-        version = tracking.register_model(best.user_attrs[RUN_ATTR], "checkpoints", name)
-        client = MlflowClient()
-        for key, value in {**best.params, "study": study.study_name, "trial": best.number, "value": best.value}.items():
-            client.set_model_version_tag(name, version, key, str(value))
-        tracker.set_tags({"innerlens.registered_version": f"{name}/{version}"})
-
-
-def _log_figures(tracker: tracking.RunTracker, study: optuna.Study) -> None:
-    """Each figure whose preconditions hold (importances need two completed trials and a varied param)."""
-    import matplotlib.pyplot as plt
-    import optuna.visualization as interactive
-    import optuna.visualization.matplotlib as static
-
-    names = ("optimization_history", "param_importances", "slice", "parallel_coordinate")
-    html_parts = []
-    for name in names:
-        try:
-            axes = getattr(static, f"plot_{name}")(study)
-            figure = (axes.flat[0] if hasattr(axes, "flat") else axes).figure
-            tracker.log_figure(figure, name)
-            html_parts.append(getattr(interactive, f"plot_{name}")(study).to_html(
-                full_html=False, include_plotlyjs=not html_parts))
-        except (ValueError, RuntimeError) as error:
-            plt.close("all")
-            tracker.set_tags({f"innerlens.figure.{name}": f"skipped: {error}"[:250]})
-    if html_parts:
-        page = "<html><head><meta charset='utf-8'><title>study</title></head><body>" + "".join(html_parts) + "</body></html>"
-        tracker.log_text(page, "figures/study.html")
