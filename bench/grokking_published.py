@@ -107,7 +107,7 @@ def published_run(published: GrokkingConfig, max_steps: int) -> dict:
     import mlflow
 
     start = time.perf_counter()
-    run_id = run(published.replace(max_steps=max_steps, target_accuracy=0.99), progress=False)
+    run_id = run(published.replace(max_steps=max_steps, target_accuracy=0.99), progress=False).run_id
     wall = time.perf_counter() - start
     metrics = mlflow.MlflowClient().get_run(run_id).data.metrics
     steps_done = max(m.step for m in mlflow.MlflowClient().get_metric_history(run_id, "val/acc"))

@@ -37,7 +37,7 @@ def train_one(job: tuple[str, int]) -> str:
 
     condition, seed = job
     unfreeze, targets = CONDITIONS[condition]
-    return run(IntrospectionConfig(seed=seed, layer=LAYER, unfreeze=unfreeze, targets=targets), progress=False)
+    return run(IntrospectionConfig(seed=seed, layer=LAYER, unfreeze=unfreeze, targets=targets), progress=False).run_id
 
 
 def condition_of(run) -> tuple[str, int]:

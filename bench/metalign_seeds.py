@@ -28,7 +28,7 @@ RESULTS = Path(__file__).parent / "results"
 def train_one(seed: int) -> str:
     from innerlens.families.metalign import MetalignConfig, run
 
-    return run(MetalignConfig(seed=seed), progress=False)
+    return run(MetalignConfig(seed=seed), progress=False).run_id
 
 
 def collect() -> tuple[pd.DataFrame, pd.DataFrame]:

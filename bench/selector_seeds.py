@@ -27,7 +27,7 @@ RESULTS = Path(__file__).parent / "results"
 def train_one(seed: int) -> str:
     from innerlens.families.selector import SelectorConfig, run
 
-    return run(SelectorConfig(seed=seed, register=False, num_examples=0), progress=False)
+    return run(SelectorConfig(seed=seed, register=False, num_examples=0), progress=False).run_id
 
 
 def collect() -> pd.DataFrame:

@@ -143,7 +143,8 @@ def make_command(entry: EntryPoint) -> click.Command:
             context = click.get_current_context()
             given = {name for name in values if context.get_parameter_source(name) == ParameterSource.COMMANDLINE}
             config = config.resumed_from(resumable_config(config.resume, config.family_name), given)
-        run_id = entry.run(config)
+        outcome = entry.run(config)  # a family: its RunResult; a driver: its parent run id
+        run_id = outcome if isinstance(outcome, str) else outcome.run_id
         from innerlens.tracking import ui_hint
 
         click.echo(f"run {run_id} finished")

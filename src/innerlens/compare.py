@@ -161,7 +161,7 @@ def compare_runs(config: CompareConfig, *, progress: bool = True) -> tuple[pd.Da
     return runs, history, summary, group_statistics(summary, reference)
 
 
-def run(config: CompareConfig, *, nested: bool = False, progress: bool = True) -> str:
+def run(config: CompareConfig, *, progress: bool = True) -> str:
     """Compare, then log the report, figures and tables as artifacts of a ``compare`` run."""
     from innerlens import tracking
     from innerlens.viz import compare as viz
@@ -186,7 +186,7 @@ def run(config: CompareConfig, *, nested: bool = False, progress: bool = True) -
               "final and best values": summary.groupby(["key", "group"])[["final", "best"]].agg(["mean", "std", "count"]).reset_index(),
               "statistics against the reference": statistics}
     report = viz.html_report("innerlens comparison", query, pngs, tables, _run_links(runs))
-    with tracking.start_run(config, variant="/".join(config.group_by), run_name="compare", nested=nested) as tracker:
+    with tracking.start_run(config, variant="/".join(config.group_by), run_name="compare") as tracker:
         tracker.log_text(report, "report.html")
         for name, data in pngs.items():
             tracker.log_bytes(data, f"figures/{name}.png")

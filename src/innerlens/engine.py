@@ -7,12 +7,10 @@ checkpoints, analyses), so the loop itself stays one screen long.
 """
 from __future__ import annotations
 
-import contextlib
-import contextvars
 import math
 import random
 from dataclasses import asdict, dataclass, field
-from typing import Any, Iterator, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -136,23 +134,6 @@ def restore(experiment: Experiment, checkpoint: dict[str, Any]) -> EngineState:
     return EngineState(**checkpoint["engine"])
 
 
-_observers: contextvars.ContextVar[tuple[Any, ...]] = contextvars.ContextVar("innerlens_observers", default=())
-
-
-@contextlib.contextmanager
-def observing(*callbacks: Any) -> Iterator[None]:
-    """Add callbacks to every :func:`fit` in this context, after the family's own.
-
-    This is how a driver around a family (an Optuna trial's pruning) watches its epochs
-    without every family's ``run`` growing a parameter for it.
-    """
-    token = _observers.set(_observers.get() + callbacks)
-    try:
-        yield
-    finally:
-        _observers.reset(token)
-
-
 def fit(
     experiment: Experiment,
     *,
@@ -168,7 +149,6 @@ def fit(
     A round is one epoch, or for step-based families ``steps_per_round`` optimisation steps
     between two evaluations (``Experiment.train_epoch`` runs a round); patience counts rounds.
     """
-    callbacks = [*callbacks, *_observers.get()]
     state = state or EngineState(steps_per_round=steps_per_round)
     assert state.steps_per_round == steps_per_round, "a resumed fit keeps its evaluation interval"
     if state.stop_reason == "max_epochs" and max_epochs > state.epoch:

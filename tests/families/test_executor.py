@@ -15,16 +15,17 @@ TINY = dict(p=23, samples=400, n_layers=3, d_model=32, n_heads=4, d_mlp=64, batc
             measure_llc=False, checkpoint_interval=0.0, device="cpu")
 
 
-def _die_inside_the_run(config: SelfModelingConfig, progress: bool = False) -> str:
+def _die_inside_the_run(config: SelfModelingConfig, *, parent: tracking.RunContext, callbacks: tuple = (),
+                        progress: bool = False) -> str:
     """A worker killed mid-run (out of memory, a native crash): the run exists, its process vanishes."""
-    with tracking.start_run(config, variant=config.variant, run_name="doomed") as tracker:
+    with tracking.start_run(config, variant=config.variant, run_name="doomed", parent=parent) as tracker:
         tracker.flush()
         os._exit(9)
 
 
 def _train_or_die(job: tuple[SelfModelingConfig, str, str]) -> str:
     single, parent_id, task = job
-    return study_run(_die_inside_the_run if task == "doomed" else run, single, parent_id, task, {})
+    return study_run(_die_inside_the_run if task == "doomed" else run, single, parent_id, task, {}).run_id
 
 
 def test_a_worker_that_dies_marks_its_run_failed_and_the_study_goes_on(local_store: str) -> None:

@@ -38,7 +38,7 @@ def _final(run_id: str) -> dict[str, float]:
 @pytest.mark.parametrize("family", FAMILIES)
 def test_crash_then_resume_matches_uninterrupted(family: str, local_store: str, monkeypatch: pytest.MonkeyPatch) -> None:
     module, config, experiment_class, steps = FAMILIES[family]
-    straight = module.run(config, progress=False)
+    straight = module.run(config, progress=False).run_id
 
     real_evaluate = experiment_class.evaluate
 
@@ -56,7 +56,7 @@ def test_crash_then_resume_matches_uninterrupted(family: str, local_store: str, 
     assert tracking.load_checkpoint(crashed_id)["epoch"] == 2
 
     monkeypatch.setattr(experiment_class, "evaluate", real_evaluate)
-    resumed = module.run(config.replace(resume=crashed_id), progress=False)
+    resumed = module.run(config.replace(resume=crashed_id), progress=False).run_id
     assert resumed == crashed_id
     client = MlflowClient()
     assert client.get_run(crashed_id).info.status == "FINISHED"

@@ -11,6 +11,8 @@ import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Protocol
 
+from innerlens.results import RunResult
+
 if TYPE_CHECKING:
     from innerlens.config import Config
 
@@ -47,23 +49,24 @@ def end_lost_runs(parent_run_id: str, results: list[TaskResult]) -> None:
                 tracking.end_run_as(found[0], "FAILED")
 
 
-def study_run(run: Callable[..., str], config: Config, parent_run_id: str, task: str, tags: dict[str, str],
-              params: dict[str, str] | None = None, on_start: Callable[[str], None] | None = None) -> str:
-    """One run of a study, nested under the parent and named ``task``; the run id.
+def study_run(run: Callable[..., RunResult], config: Config, parent_run_id: str, task: str, tags: dict[str, str],
+              params: dict[str, str] | None = None, on_start: Callable[[str], None] | None = None,
+              callbacks: tuple[Any, ...] = ()) -> RunResult:
+    """One run of a study, nested under the parent and named ``task`` (``callbacks`` watch its fit).
 
     An executor may run a task again after its worker died: the attempt then continues the run the
     earlier one started, from its last checkpoint, so the study keeps one run per task with every
-    metric logged once. A run that already finished is not trained again.
+    metric logged once. A run that already finished is not trained again: its result carries only its id.
     """
     from innerlens import tracking
 
     earlier = tracking.task_run(parent_run_id, task)
     if earlier is not None and earlier[1] == "FINISHED":
-        return earlier[0]
+        return RunResult(earlier[0])
     if earlier is not None:
         config = config.replace(resume=earlier[0])
-    with tracking.run_context(parent_run_id, {**tags, tracking.TAG_TASK: task}, params or {}, on_start):
-        return run(config, progress=False)  # nested by the run context, in any process
+    parent = tracking.RunContext(parent_run_id, {**tags, tracking.TAG_TASK: task}, params or {}, on_start)
+    return run(config, parent=parent, callbacks=callbacks, progress=False)
 
 
 def settle(label: str, produce: Callable[[], Any]) -> TaskResult:

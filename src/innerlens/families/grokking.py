@@ -23,14 +23,15 @@ from innerlens.analysis.attention import head_statistics
 from innerlens.analysis.features import effective_dimension
 from innerlens.analysis.fourier import frequency_norms, gini, progress_measures
 from innerlens.analysis.transitions import Transitions, detect_transitions, progress_phases
-from innerlens.callbacks import history_frame, tracked_fit
+from innerlens.callbacks import history_frame, metrics_at, tracked_fit
 from innerlens.configs.grokking import GrokkingConfig
 from innerlens.data.splits import SplitIndices, split_indices
 from innerlens.data.tasks import SequenceTask, modular_table, with_shortcut
 from innerlens.engine import EngineState, Selection, resolve_device, seed_everything
 from innerlens.models.transformer import final_position_logits, nanda_init_, native_transformer
+from innerlens.results import RunResult
 from innerlens.search_space import SearchSpec
-from innerlens.tracking import RunTracker, snapshot
+from innerlens.tracking import RunContext, RunTracker, snapshot
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -278,13 +279,13 @@ def snapshot_evolution(experiment: GrokkingExperiment, snapshots: dict[int, dict
     return evolution
 
 
-def run(config: GrokkingConfig, *, nested: bool = False, progress: bool = True, run_name: str | None = None) -> str:
+def run(config: GrokkingConfig, *, parent: RunContext | None = None, callbacks: tuple[Any, ...] = (), progress: bool = True, run_name: str | None = None) -> RunResult:
     """Train one grokking run into its own MLflow run; return the run id."""
     device = resolve_device(config.device)
     experiment = GrokkingExperiment(config, device)
     steps = snapshot_steps(config.max_steps, config.eval_every, config.snapshots)
     with tracking.start_run(
-        config, variant=config.task, run_name=run_name or f"{config.task}-p{config.p}-s{config.seed}", nested=nested, step_unit="step"
+        config, variant=config.task, run_name=run_name or f"{config.task}-p{config.p}-s{config.seed}", parent=parent, step_unit="step"
     ) as tracker:
         snapshots = Snapshots(tracker, experiment, steps)
         if config.resume:
@@ -301,14 +302,14 @@ def run(config: GrokkingConfig, *, nested: bool = False, progress: bool = True, 
             max_epochs=config.rounds,  # one engine round = eval_every steps
             progress=progress,
             steps_per_round=config.eval_every,
-            callbacks=(snapshots,),
+            callbacks=(*callbacks, snapshots,),
         )
         if state.step not in snapshots.taken:
             snapshots.take(state.step)
         history = history_frame(state.history)
         log_transitions(tracker, config, history)
         log_figures(tracker, config, experiment, history, snapshots.taken)
-        return tracker.run_id
+        return RunResult(tracker.run_id, metrics_at(state, state.best_step), None, history_frame(state.history))
 
 
 def load_snapshots(run_id: str) -> dict[int, dict[str, torch.Tensor]]:

@@ -54,7 +54,7 @@ def task_name(sweep: str, single: GrokkingConfig) -> str:
 
 def _train_child(job: tuple[GrokkingConfig, str, str]) -> str:
     single, parent_id, task = job
-    return study_run(functools.partial(run, run_name=task), single, parent_id, task, {})
+    return study_run(functools.partial(run, run_name=task), single, parent_id, task, {}).run_id
 
 
 def sweep_results(parent_id: str, parameter: str) -> tuple[pd.DataFrame, pd.DataFrame]:

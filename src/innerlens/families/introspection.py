@@ -19,7 +19,9 @@ from innerlens.families.introspection_experiment import IntrospectionExperiment
 from innerlens.families.introspection_report import at_best, figures, log_dataset
 from innerlens.local_copy import check_output_dir, write_local_copy
 from innerlens.models.loading import load_model
+from innerlens.results import RunResult
 from innerlens.search_space import SearchSpec
+from innerlens.tracking import RunContext
 
 if TYPE_CHECKING:
     pass
@@ -36,22 +38,21 @@ def _introspection_space(trial: Any) -> dict[str, Any]:
 SEARCH = SearchSpec(metric=lambda config: config.monitor, direction="maximize", space=_introspection_space)
 
 
-def run(config: IntrospectionConfig, *, nested: bool = False, progress: bool = True) -> str:
+def run(config: IntrospectionConfig, *, parent: RunContext | None = None, callbacks: tuple[Any, ...] = (), progress: bool = True) -> RunResult:
     """Scan, build the activation dataset, train the introspection head; return the run id."""
     device = resolve_device(config.device)
     output_dir = check_output_dir(config.output_dir, config.force_overwrite) if config.output_dir else None
     models_root = tracking.models_root()
     experiment = IntrospectionExperiment(config, device, models_root)
     cross = load_model(config.cross_model, device, cache_root=models_root, seed=1) if config.cross_model else None
-    with tracking.start_run(config, variant=f"{config.task}-{config.unfreeze}", run_name=f"{config.model}-L{experiment.layer}N{experiment.neuron}-s{config.seed}", nested=nested) as tracker:
+    with tracking.start_run(config, variant=f"{config.task}-{config.unfreeze}", run_name=f"{config.model}-L{experiment.layer}N{experiment.neuron}-s{config.seed}", parent=parent) as tracker:
         baselines = experiment.baselines(cross)
         if not config.resume:
             log_dataset(tracker, config, experiment)
             tracker.log_metrics(0, baselines)
         state = tracked_fit(
             experiment, tracker, config, max_epochs=config.max_epochs, progress=progress,
-            selection=Selection(monitor=config.monitor, patience=config.patience, target_accuracy=config.target_accuracy, target_split=config.target_split),
-        )
+            selection=Selection(monitor=config.monitor, patience=config.patience, target_accuracy=config.target_accuracy, target_split=config.target_split), callbacks=callbacks)
         tracker.log_metrics(state.step, at_best(metrics_at(state, state.best_step), baselines))
         if experiment.gradient_log:
             tracker.log_text(json.dumps(experiment.gradient_log), "monitors/gradients.json")
@@ -64,4 +65,4 @@ def run(config: IntrospectionConfig, *, nested: bool = False, progress: bool = T
         tracker.flush()
         if output_dir is not None:
             write_local_copy(tracker.run_id, output_dir, config.force_overwrite)
-        return tracker.run_id
+        return RunResult(tracker.run_id, metrics_at(state, state.best_step), None, history_frame(state.history))

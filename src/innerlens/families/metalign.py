@@ -24,6 +24,7 @@ import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -41,7 +42,7 @@ from innerlens.analysis.cognitive import (
     online_logistic_logits,
     prototype_logits,
 )
-from innerlens.callbacks import history_frame, tracked_fit
+from innerlens.callbacks import BestWeights, history_frame, metrics_at, tracked_fit
 from innerlens.config import ConfigError
 from innerlens.configs.metalign import MetalignConfig
 from innerlens.data.embeddings import HUMAN_COLUMNS, ObjectData, load_human_data, load_objects, synthetic_objects, zscore
@@ -49,7 +50,9 @@ from innerlens.data.episodes import LABEL_CHANNELS, Episodes, EpisodeSampler
 from innerlens.data.splits import split_indices
 from innerlens.engine import EngineState, Selection, resolve_device, seed_everything
 from innerlens.models.meta_learner import MetaLearner
+from innerlens.results import RunResult
 from innerlens.search_space import SearchSpec
+from innerlens.tracking import RunContext
 from innerlens.viz.curves import metric_curves
 from innerlens.viz.metalign import group_figures
 
@@ -262,25 +265,25 @@ def behaviour_table(experiment: MetalignExperiment, human: pd.DataFrame | None, 
     return table[["learner", "unit", "dimension", "trial", "p_correct"]], scores
 
 
-def run(config: MetalignConfig, *, nested: bool = False, progress: bool = True) -> str:
+def run(config: MetalignConfig, *, parent: RunContext | None = None, callbacks: tuple[Any, ...] = (), progress: bool = True) -> RunResult:
     device = resolve_device(config.device)
     with tempfile.TemporaryDirectory(prefix="innerlens-metalign-") as scratch:
         data = prepare_data(config, Path(scratch))
         experiment = MetalignExperiment(config, data.objects, device)
         with tracking.start_run(config, variant="fixed_label" if config.fixed_label else "flipped_label",
-                                run_name=f"metalign-s{config.seed}", nested=nested) as tracker:
+                                run_name=f"metalign-s{config.seed}", parent=parent) as tracker:
             tracker.set_tags({"innerlens.data": "synthetic" if data.source_dir else "files",
                               "innerlens.train_dims": ",".join(map(str, experiment.train_dims))})
             if data.source_dir and not config.resume:
                 tracker.log_directory(data.source_dir, "data")
+            best = BestWeights(experiment.model)
             state = tracked_fit(
                 experiment, tracker, config, max_epochs=config.max_epochs, progress=progress,
-                selection=Selection(patience=config.patience, target_accuracy=config.target_accuracy, target_split=config.target_split),
-            )
+                selection=Selection(patience=config.patience, target_accuracy=config.target_accuracy, target_split=config.target_split), callbacks=(best, *callbacks))
             tracker.flush()
-            experiment.model.load_state_dict(tracking.load_checkpoint(tracker.run_id, "best")["model"])
+            experiment.model.load_state_dict(best.state or tracking.load_checkpoint(tracker.run_id, "best")["model"])
             report(tracker, experiment, data, config, state)
-            return tracker.run_id
+            return RunResult(tracker.run_id, metrics_at(state, state.best_step), best.state, history_frame(state.history))
 
 
 def report(tracker: tracking.RunTracker, experiment: MetalignExperiment, data: PreparedData,

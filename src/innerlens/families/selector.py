@@ -12,6 +12,7 @@ import io
 import json
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -21,7 +22,7 @@ from sklearn.metrics import roc_auc_score
 
 from innerlens import tracking
 from innerlens.analysis.calibration import calibration_metrics, platt_fit
-from innerlens.callbacks import history_frame, tracked_fit
+from innerlens.callbacks import BestWeights, history_frame, metrics_at, tracked_fit
 from innerlens.config import ConfigError
 from innerlens.configs.selector import REGISTERED_NAME, SelectorConfig
 from innerlens.data.labelled import order_corpus, read_labelled
@@ -31,7 +32,9 @@ from innerlens.inputs import read_input_text
 from innerlens.models.hooks import resid_post
 from innerlens.models.loading import LoadedModel, encode, load_model
 from innerlens.models.selector_head import SelectorHead, valid_heads
+from innerlens.results import RunResult
 from innerlens.search_space import SearchSpec
+from innerlens.tracking import RunContext
 
 SEARCH = SearchSpec(
     metric="val/auc",
@@ -132,21 +135,22 @@ def bag_of_words_auc(frame: pd.DataFrame, train: torch.Tensor, test: torch.Tenso
     return float(roc_auc_score(frame["label"].iloc[test.numpy()], model.predict_proba(x_test)[:, 1]))
 
 
-def run(config: SelectorConfig, *, nested: bool = False, progress: bool = True) -> str:
+def run(config: SelectorConfig, *, parent: RunContext | None = None, callbacks: tuple[Any, ...] = (), progress: bool = True) -> RunResult:
     from innerlens.viz import selector as viz
 
     device = resolve_device(config.device)
     experiment = SelectorExperiment(config, device, tracking.models_root())
     examples = _examples(config, experiment)
     generator_version = experiment.generator_model.version or Path(config.generator).name
-    with tracking.start_run(config, variant=f"L{'-'.join(map(str, experiment.layers))}", run_name=f"selector-{generator_version}-s{config.seed}", nested=nested) as tracker:
+    with tracking.start_run(config, variant=f"L{'-'.join(map(str, experiment.layers))}", run_name=f"selector-{generator_version}-s{config.seed}", parent=parent) as tracker:
         tracker.set_tags({"innerlens.generator_version": generator_version, "innerlens.heads": str(experiment.heads),
                           "innerlens.feature_layers": ",".join(map(str, experiment.layers))})
+        best = BestWeights(experiment.model)
         state = tracked_fit(experiment, tracker, config, max_epochs=config.max_epochs, progress=progress,
                             selection=Selection(monitor="val/auc", patience=config.patience,
-                                                target_accuracy=config.target_accuracy, target_split=config.target_split))
+                                                target_accuracy=config.target_accuracy, target_split=config.target_split), callbacks=(best, *callbacks))
         tracker.flush()
-        experiment.model.load_state_dict(tracking.load_checkpoint(tracker.run_id, "best")["model"])
+        experiment.model.load_state_dict(best.state or tracking.load_checkpoint(tracker.run_id, "best")["model"])
         val, test = experiment.splits.val, experiment.splits.test
         test_labels = experiment.labels[test.to(device)].cpu().numpy()
         test_scores = experiment.scores(test)
@@ -176,7 +180,7 @@ def run(config: SelectorConfig, *, nested: bool = False, progress: bool = True) 
             np.savez(buffer, tokens=np.array(tokens), **arrays)
             tracker.log_bytes(buffer.getvalue(), f"figures/heatmaps/{stem}.npz")  # redraw without rerunning
         tracker.log_history(history_frame(state.history))
-        return tracker.run_id
+        return RunResult(tracker.run_id, metrics_at(state, state.best_step), best.state, history_frame(state.history))
 
 
 def _examples(config: SelectorConfig, experiment: SelectorExperiment) -> list[tuple[str, str]]:

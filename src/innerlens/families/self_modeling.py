@@ -9,7 +9,7 @@ Targets are detached by default, as in the paper's code.
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Callable
+from typing import Any, Callable
 
 import pandas as pd
 import torch
@@ -28,8 +28,9 @@ from innerlens.engine import Selection, resolve_device, seed_everything
 from innerlens.local_copy import check_output_dir, write_local_copy
 from innerlens.models.hooks import resid_post
 from innerlens.models.transformer import last_position_residuals, native_transformer, supports_plain_forward
+from innerlens.results import RunResult
 from innerlens.search_space import SearchSpec
-from innerlens.tracking import snapshot
+from innerlens.tracking import RunContext, snapshot
 from innerlens.viz.curves import learning_dynamics, llc_traces, metric_curves
 
 FINAL_RESIDUAL = "unembed.hook_in"
@@ -279,14 +280,14 @@ def comparison_figures(history: pd.DataFrame, runs: pd.DataFrame, summary: pd.Da
     return {f"self_modeling_{name}": fig for name, fig in figures(history, group="group").items()}
 
 
-def run(config: SelfModelingConfig, *, nested: bool = False, progress: bool = True) -> str:
+def run(config: SelfModelingConfig, *, parent: RunContext | None = None, callbacks: tuple[Any, ...] = (), progress: bool = True) -> RunResult:
     """Train one variant with one seed into its own MLflow run, measure it at the end and at the
     best validation checkpoint; return the run id."""
     device = resolve_device(config.device)
     output_dir = check_output_dir(config.output_dir, config.force_overwrite) if config.output_dir else None
     experiment = SelfModelingExperiment(config, device)
     with tracking.start_run(
-        config, variant=config.variant, run_name=f"{config.variant}-s{config.seed}", nested=nested
+        config, variant=config.variant, run_name=f"{config.variant}-s{config.seed}", parent=parent
     ) as tracker:
         settings = config.llc_settings
         tracker.set_tags({"innerlens.target_split": config.target_split, "innerlens.device": str(device)})
@@ -298,7 +299,7 @@ def run(config: SelfModelingConfig, *, nested: bool = False, progress: bool = Tr
             selection=Selection(
                 patience=config.patience, target_accuracy=config.target_accuracy, target_split=config.target_split
             ),
-            callbacks=(best,),
+            callbacks=(*callbacks, best,),
         )
         at_best = metrics_at(state, state.best_step)
         summary = {"test/acc_at_best": at_best["test/acc"], "test/loss_at_best": at_best["test/loss"],
@@ -326,4 +327,4 @@ def run(config: SelfModelingConfig, *, nested: bool = False, progress: bool = Tr
         if output_dir is not None:
             tracker.flush()
             write_local_copy(tracker.run_id, output_dir, config.force_overwrite)
-        return tracker.run_id
+        return RunResult(tracker.run_id, metrics_at(state, state.best_step), best.state, history_frame(state.history))

@@ -43,7 +43,7 @@ def task_name(single: SelfModelingConfig) -> str:
 def _train_child(job: tuple[SelfModelingConfig, str]) -> str:
     """One nested run (in a worker process): the run id."""
     single, parent_id = job
-    return study_run(run, single, parent_id, task_name(single), {TAG_WEIGHT: f"{single.self_model_weight:g}"})
+    return study_run(run, single, parent_id, task_name(single), {TAG_WEIGHT: f"{single.self_model_weight:g}"}).run_id
 
 
 def run_summaries(parent_id: str) -> pd.DataFrame:

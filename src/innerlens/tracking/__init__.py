@@ -33,11 +33,11 @@ from innerlens.tracking.history import (  # noqa: F401
     search_runs,
 )
 from innerlens.tracking.lifecycle import (  # noqa: F401
+    EndsRunAs,
     RunContext,
     end_run_as,
     open_finished_run,
     placement,
-    run_context,
     start_run,
 )
 from innerlens.tracking.preflight import (  # noqa: F401

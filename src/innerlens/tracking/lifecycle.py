@@ -38,9 +38,15 @@ def open_finished_run(run_id: str) -> Iterator[RunTracker]:
 
 
 
+class EndsRunAs(Exception):
+    """Raised inside a run to end it with ``status`` rather than FAILED; any other exception fails it."""
+
+    status = "FAILED"
+
+
 @dataclass(frozen=True)
 class RunContext:
-    """Where runs started inside :func:`run_context` belong: a parent run, extra tags and params."""
+    """Where a driver's run belongs: its parent run, extra tags and params, and who to tell its id."""
 
     parent_run_id: str
     tags: dict[str, str]
@@ -50,10 +56,9 @@ class RunContext:
 
 
 PARENT_RUN_TAG = "mlflow.parentRunId"
-# The runs this process has open, innermost last: ``nested=True`` nests under the last one. innerlens
-# keeps its own list instead of MLflow's fluent active-run stack, which is private.
+# The runs this process has open, innermost last (innerlens keeps its own list instead of MLflow's
+# private fluent active-run stack): a run started inside another never reopens `mlflow run`'s run.
 _open_runs: contextvars.ContextVar[tuple[str, ...]] = contextvars.ContextVar("innerlens_open_runs", default=())
-_run_context: contextvars.ContextVar[RunContext | None] = contextvars.ContextVar("innerlens_run_context", default=None)
 
 
 
@@ -80,28 +85,16 @@ def end_run_as(run_id: str, status: str) -> None:
 
 
 @contextlib.contextmanager
-def run_context(
-    parent_run_id: str, tags: dict[str, str], params: dict[str, str], on_start: Callable[[str], None] | None = None
-) -> Iterator[None]:
-    """Runs a family starts in here are nested under ``parent_run_id`` (in any process) and carry these tags/params."""
-    token = _run_context.set(RunContext(parent_run_id, tags, params, on_start))
-    try:
-        yield
-    finally:
-        _run_context.reset(token)
-
-
-
-@contextlib.contextmanager
 def start_run(
     config: Config,
     *,
     variant: str,
     run_name: str | None = None,
-    nested: bool = False,
+    parent: RunContext | None = None,
     step_unit: str = "epoch",
 ) -> Iterator[RunTracker]:
-    """Open (or, with ``config.resume``, reopen) an MLflow run for ``config``.
+    """Open (or, with ``config.resume``, reopen) an MLflow run for ``config``, nested under
+    ``parent`` when a driver gives one.
 
     A new run gets params, tags and ``config.json``; a resumed run keeps the params it has (and
     gets any it was killed before logging). A crash ends the run FAILED (KILLED on Ctrl-C) after
@@ -112,7 +105,7 @@ def start_run(
     client = MlflowClient()
     check_tracking_store(client)
     outer_run = None
-    context = _run_context.get()
+    context = parent
     if resume:
         check_run_exists(resume, config.family_name)
         check_no_spool(resume)
@@ -121,17 +114,15 @@ def start_run(
         experiment = client.get_run(context.parent_run_id).info.experiment_id
         run_id = _create_run(client, experiment, run_name, context.parent_run_id, {**context.tags, **_placement.get()})
     else:
-        open_runs = _open_runs.get()
-        outer_run = os.environ.get("MLFLOW_RUN_ID") if not nested and not open_runs else None
+        outer_run = os.environ.get("MLFLOW_RUN_ID") if not _open_runs.get() else None
         if outer_run:
             run_id = _reopen_run(client, outer_run)
         else:
-            parent = open_runs[-1] if nested and open_runs else None
-            run_id = _create_run(client, experiment_id(client), run_name, parent, {})
+            run_id = _create_run(client, experiment_id(client), run_name, None, {})
     if outer_run:
         # Consumed: nested runs started later must not reopen the launcher's run.
         os.environ.pop("MLFLOW_RUN_ID", None)
-    if not resume and context is None and not nested:
+    if not resume and context is None:
         mark_as_model_training(client, client.get_run(run_id).info.experiment_id)
     token = _open_runs.set((*_open_runs.get(), run_id))
     if context is not None and context.on_start is not None and not resume:
@@ -158,9 +149,8 @@ def start_run(
     except KeyboardInterrupt:
         status = RunStatus.to_string(RunStatus.KILLED)
         raise
-    except Exception as error:
-        # An exception may say how its run ends (a pruned Optuna trial: KILLED); anything else is FAILED.
-        status = getattr(error, "run_status", status)
+    except EndsRunAs as error:  # a stop that is not a failure (a pruned Optuna trial: KILLED)
+        status = error.status
         raise
     finally:
         try:

@@ -1,11 +1,10 @@
 """Optuna studies over a family's hyperparameters, each trial a full family run nested in MLflow.
 
-The study is one parent MLflow run; each trial runs the family inside
-:func:`tracking.run_context` (nested under the parent, tagged with the study and trial number,
-the trial number also a param) and :func:`engine.observing` (a callback that reports the
-family's validation metric every evaluation and prunes). The objective is the best value of
-that validation metric over the run, read from the tracking server: the same number the
-family's own checkpoint selection used; test metrics are never read.
+The study is one parent MLflow run. Each trial is Optuna's plain objective: build the config from
+the trial, run the family nested under the parent (tagged with the study and trial number) with a
+pruning callback that reports the validation metric at every evaluation, and return that metric at
+the validation-chosen step from the run's result: the number the family's own checkpoint selection
+used. Test metrics are never read.
 
 Storage: Optuna's journal file under ``mlruns/optuna/`` by default (several processes on one
 machine share it); an RDB URL (``sqlite:///...``, ``postgresql://...``) adds heartbeats, so
@@ -27,7 +26,7 @@ from innerlens.tune.local import _work, optimize
 from innerlens.tune.study import PARENT_ATTR, RUN_ATTR, Tunable, make_pruner, open_storage, parse_fixed, tunable
 
 
-def run(config: TuneConfig, *, nested: bool = False, progress: bool = True) -> str:
+def run(config: TuneConfig, *, progress: bool = True) -> str:
     """Run (or join) the study; return the parent run id."""
     target = tunable(config.family)
     base = parse_fixed(config.fixed, target.config_class)
@@ -49,7 +48,7 @@ def run(config: TuneConfig, *, nested: bool = False, progress: bool = True) -> s
         return config.worker_of
     parent = study.user_attrs.get(PARENT_ATTR)
     if parent is None:
-        with tracking.start_run(config, variant=config.family, run_name=config.resolved_study_name, nested=nested) as tracker:
+        with tracking.start_run(config, variant=config.family, run_name=config.resolved_study_name) as tracker:
             study.set_user_attr(PARENT_ATTR, tracker.run_id)
             tracker.set_tags({"innerlens.study": config.resolved_study_name, "innerlens.tuned_family": config.family})
             _work(config, target, study, tracker.run_id)

@@ -16,7 +16,8 @@ from innerlens import registry, tracking
 from innerlens.config import Config, ConfigError, RunFailed, redact_secrets
 from innerlens.configs.tune import TuneConfig
 from innerlens.drivers.executor import study_run
-from innerlens.engine import EngineState, observing
+from innerlens.engine import EngineState
+from innerlens.results import RunResult
 from innerlens.search_space import SearchSpec
 
 PARENT_ATTR = "mlflow_parent_run_id"
@@ -52,7 +53,7 @@ class Tunable:
     """What the driver needs of a family: its Config, how to run it, and its search spec."""
 
     config_class: type[Config]
-    run: Callable[..., str]
+    run: Callable[..., RunResult]
     search: SearchSpec
 
 
@@ -80,10 +81,10 @@ def parse_fixed(fixed: str, config_class: type[Config]) -> dict[str, str]:
 
 
 
-class PruneRun(optuna.TrialPruned):
+class PruneRun(optuna.TrialPruned, tracking.EndsRunAs):
     """Optuna counts the trial PRUNED; its MLflow run ends KILLED (never FINISHED)."""
 
-    run_status = "KILLED"
+    status = "KILLED"
 
 
 
@@ -127,10 +128,11 @@ def make_objective(target: Tunable, base: dict[str, str], space: Callable[[Any],
         def remember(run_id: str) -> None:
             trial.set_user_attr(RUN_ATTR, run_id)  # so a dead worker's run can be marked FAILED
 
-        with observing(PruningReporter(trial, metric)):
-            run_id = study_run(target.run, config, parent_run_id, f"trial {trial.number}", tags,
-                               {"trial_number": str(trial.number)}, remember)
-        return best_validation_value(run_id, metric, target.search.direction)
+        result = study_run(target.run, config, parent_run_id, f"trial {trial.number}", tags,
+                           {"trial_number": str(trial.number)}, remember, callbacks=(PruningReporter(trial, metric),))
+        if metric in result.best_metrics:  # the evaluation at the validation-chosen step, as the fit saw it
+            return result.best_metrics[metric]
+        return best_validation_value(result.run_id, metric, target.search.direction)  # an earlier attempt finished it
 
     return objective
 
