@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import functools
 
-import click
 import pandas as pd
 
 from innerlens import tracking
 from innerlens.configs.grokking import GrokkingConfig
 from innerlens.configs.grokking_sweep import FAMILY, GrokkingSweepConfig
-from innerlens.drivers.executor import end_lost_runs, study_run
-from innerlens.drivers.executors import make_executor
+from innerlens.drivers.executor import study_run
+from innerlens.drivers.study import train_or_reuse
 from innerlens.families.grokking import run
-from innerlens.tracking import fetch_history, latest_parent_with_children
+from innerlens.tracking import fetch_history
 from innerlens.viz.curves import metric_curves
 from innerlens.viz.grokking import split_curves, time_to_generalize
 
@@ -21,17 +20,9 @@ from innerlens.viz.grokking import split_curves, time_to_generalize
 def sweep(config: GrokkingSweepConfig, progress: bool = True) -> str:
     """Train every (value, seed) as a nested run (unless skipped) and draw the sweep; return the parent id."""
     with tracking.start_run(config, variant=config.sweep, run_name=f"grokking-sweep-{config.sweep}", step_unit="step") as tracker:
-        parent_id = tracker.run_id
-        if config.skip_training:
-            parent_id = latest_parent_with_children(FAMILY, exclude=tracker.run_id)
-            tracker.set_tags({"innerlens.drawn_from": parent_id})
-        else:
-            singles = config.single_runs()
-            executor = make_executor(config, config.workers, progress)
-            tracker.set_tags({tracking.TAG_EXECUTOR: executor.describe()})
-            click.echo(f"training {len(singles)} runs on {executor.describe()}", err=True)
-            tasks = [(task_name(config.sweep, s), (s, parent_id, task_name(config.sweep, s))) for s in singles]
-            end_lost_runs(parent_id, executor.run(_train_child, tasks))
+        tasks = [(task_name(config.sweep, s), (s, tracker.run_id, task_name(config.sweep, s))) for s in config.single_runs()]
+        parent_id = train_or_reuse(config, tracker, FAMILY, tasks, _train_child, skip_training=config.skip_training,
+                                   workers=config.workers, progress=progress)
         history, summary = sweep_results(parent_id, config.sweep)
         group = config.sweep if config.sweep != "none" else "variant"
         curves = split_curves(history).assign(group=lambda f: f["split"] + " " + f[group].astype(str))

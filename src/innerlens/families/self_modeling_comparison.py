@@ -16,11 +16,11 @@ import pandas as pd
 from innerlens import tracking
 from innerlens.analysis.stats import paired_statistics
 from innerlens.configs.self_modeling_comparison import BASELINE, FAMILY, SelfModelingComparisonConfig
-from innerlens.drivers.executor import end_lost_runs, study_run
-from innerlens.drivers.executors import make_executor
+from innerlens.drivers.executor import study_run
+from innerlens.drivers.study import train_or_reuse
 from innerlens.families.self_modeling import SelfModelingConfig, figures, run
 from innerlens.local_copy import check_output_dir, write_local_copy
-from innerlens.tracking import children_history, latest_parent_with_children
+from innerlens.tracking import children_history
 from innerlens.viz.compare import dose_response
 
 TAG_WEIGHT = "innerlens.self_model_weight"
@@ -99,18 +99,8 @@ def compare(config: SelfModelingComparisonConfig, progress: bool = True) -> str:
     singles = config.single_runs()
     output_dir = check_output_dir(config.output_dir, config.force_overwrite) if config.output_dir else None
     with tracking.start_run(config, variant="comparison", run_name="self-modeling-comparison") as tracker:
-        parent_id = tracker.run_id
-        if config.skip_training:
-            parent_id = latest_parent_with_children(FAMILY, exclude=tracker.run_id)
-            tracker.set_tags({"innerlens.drawn_from": parent_id})
-        else:
-            executor = make_executor(config, config.workers, progress)
-            tracker.set_tags({tracking.TAG_EXECUTOR: executor.describe()})
-            click.echo(f"training {len(singles)} runs on {executor.describe()}", err=True)
-            results = executor.run(_train_child, [(task_name(s), (s, parent_id)) for s in singles])
-            end_lost_runs(parent_id, results)
-            failed = [r for r in results if r.error]
-            tracker.set_tags({"innerlens.failed_runs": str(len(failed))})
+        parent_id = train_or_reuse(config, tracker, FAMILY, [(task_name(s), (s, tracker.run_id)) for s in singles],
+                                   _train_child, skip_training=config.skip_training, workers=config.workers, progress=progress)
         summaries = run_summaries(parent_id)
         statistics = study_statistics(summaries)
         gammas = gamma_table(summaries)

@@ -1,0 +1,36 @@
+"""The nested study every many-run command shares: under one parent run, train each task as a
+nested run on the executor the options ask for (or, with ``--skip-training``, draw again from the
+newest finished study), then hand the parent's id to the study's own analysis.
+
+The self-modeling comparison and the grokking sweep are configurations of this: their own code is
+which runs to make (``tasks``) and what to compute and draw from them afterwards.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Callable
+
+import click
+
+from innerlens import tracking
+from innerlens.drivers.executor import end_lost_runs
+from innerlens.drivers.executors import make_executor
+
+if TYPE_CHECKING:
+    from innerlens.configs.executor import ExecutorOptions
+
+
+def train_or_reuse(config: ExecutorOptions, parent: tracking.RunTracker, family: str, tasks: list[tuple[str, Any]],
+                   train: Callable[[Any], str], *, skip_training: bool, workers: int | None, progress: bool) -> str:
+    """The id of the parent whose nested runs the study analyses: this one, after training
+    ``tasks`` (label, picklable argument of ``train``), or the newest finished one to redraw."""
+    if skip_training:
+        drawn_from = tracking.latest_parent_with_children(family, exclude=parent.run_id)
+        parent.set_tags({"innerlens.drawn_from": drawn_from})
+        return drawn_from
+    executor = make_executor(config, workers, progress)
+    parent.set_tags({tracking.TAG_EXECUTOR: executor.describe()})
+    click.echo(f"training {len(tasks)} runs on {executor.describe()}", err=True)
+    results = executor.run(train, tasks)
+    end_lost_runs(parent.run_id, results)
+    parent.set_tags({"innerlens.failed_runs": str(sum(bool(result.error) for result in results))})
+    return parent.run_id
