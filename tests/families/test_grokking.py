@@ -73,3 +73,15 @@ def test_nanda_init_has_the_papers_scales_and_the_native_init_does_not() -> None
     assert float(native[output].std()) == pytest.approx(0.8 / 128**0.5 / 2**0.5, rel=0.1)  # TransformerLens's own
     again = dict(build_model(config, task, torch.device("cpu")).named_parameters())
     assert all(torch.equal(again[name], weight) for name, weight in nanda.items())  # seeded
+
+
+def test_attention_statistics_read_the_last_block_whatever_the_depth() -> None:
+    from innerlens.families.grokking import GrokkingExperiment
+    from innerlens.models.hooks import attention_pattern
+
+    config = GrokkingConfig(p=11, n_layers=2, d_model=32, n_heads=2, d_head=16, d_mlp=64, max_steps=100, eval_every=100)
+    experiment = GrokkingExperiment(config, torch.device("cpu"))
+    stats = experiment.head_stats()
+    _, cache = experiment.model.run_with_cache(experiment.data["train"][0])
+    last, first = cache[attention_pattern(1)][:, :, -1, :].double().mean(0), cache[attention_pattern(0)][:, :, -1, :].double().mean(0)
+    assert torch.allclose(stats["share"], last) and not torch.allclose(stats["share"], first)

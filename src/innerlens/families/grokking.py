@@ -28,6 +28,7 @@ from innerlens.configs.grokking import GrokkingConfig
 from innerlens.data.splits import SplitIndices, split_indices
 from innerlens.data.tasks import SequenceTask, modular_table, with_shortcut
 from innerlens.engine import EngineState, Selection, resolve_device, seed_everything
+from innerlens.models.hooks import attention_pattern
 from innerlens.models.transformer import final_position_logits, nanda_init_, native_transformer
 from innerlens.results import RunResult
 from innerlens.search_space import SearchSpec
@@ -36,7 +37,6 @@ from innerlens.tracking import RunContext, RunTracker, snapshot
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-PATTERN_HOOK = "blocks.0.attn.hook_pattern"
 SNAPSHOT_PREFIX = "steps/step_"
 
 
@@ -182,8 +182,9 @@ class GrokkingExperiment:
         return final_position_logits(self.model, grid).view(p, p, p)
 
     def head_stats(self) -> dict[str, torch.Tensor]:
-        _, cache = self.model.run_with_cache(self.data["train"][0], names_filter=lambda name: name == PATTERN_HOOK)
-        return head_statistics(cache[PATTERN_HOOK], query=-1)
+        hook = attention_pattern(self.config.n_layers - 1)  # the last block's heads (the only one in Nanda's model)
+        _, cache = self.model.run_with_cache(self.data["train"][0], names_filter=lambda name: name == hook)
+        return head_statistics(cache[hook], query=-1)
 
 
 class Snapshots:
@@ -262,17 +263,18 @@ def log_figures(
 def snapshot_evolution(experiment: GrokkingExperiment, snapshots: dict[int, dict[str, torch.Tensor]]) -> dict[int, dict[str, Any]]:
     """Per snapshot step: embedding of the p residues and mean attention pattern per head (query '=')."""
     current = snapshot(experiment.model.state_dict())
+    hook = attention_pattern(experiment.config.n_layers - 1)
     evolution: dict[int, dict[str, Any]] = {}
     try:
         for step in sorted(snapshots):
             experiment.model.load_state_dict(snapshots[step])
             with torch.no_grad():
                 _, cache = experiment.model.run_with_cache(
-                    experiment.data["train"][0], names_filter=lambda name: name == PATTERN_HOOK
+                    experiment.data["train"][0], names_filter=lambda name: name == hook
                 )
             evolution[step] = {
                 "embedding": experiment.model.W_E[: experiment.config.p].detach().cpu().to(torch.float64),
-                "pattern": cache[PATTERN_HOOK][:, :, -1, :].mean(0).cpu().to(torch.float64),  # heads x keys
+                "pattern": cache[hook][:, :, -1, :].mean(0).cpu().to(torch.float64),  # heads x keys
             }
     finally:
         experiment.model.load_state_dict(current)

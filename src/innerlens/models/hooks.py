@@ -10,6 +10,11 @@ def resid_post(layer: int) -> str:
     return f"blocks.{layer}.hook_resid_post"
 
 
+def attention_pattern(layer: int) -> str:
+    """Hook name of a block's attention pattern (batch, head, query, key)."""
+    return f"blocks.{layer}.attn.hook_pattern"
+
+
 def residual_after(layer: int) -> str:
     """The residual stream after block ``layer``; -1 is the stream entering block 0 (the embeddings)."""
     return "blocks.0.hook_resid_pre" if layer == -1 else resid_post(layer)
