@@ -16,7 +16,7 @@ install: $(BIN)/innerlens
 
 ## The main job: the self-modeling comparison into the embedded store under mlruns/.
 demo: install
-	$(BIN)/innerlens self-modeling-comparison --variants baseline,middle_layer --self-model-weights 0.01 --seeds 0,1,2,3,4 --no-gamma-sensitivity
+	$(BIN)/innerlens self-modeling-comparison --variants baseline,middle_layer --self-model-weights 0.01 --seeds 0,1,2,3,4 --no-gamma-sensitivity --no-llc-at-best
 	@echo "see it with:  $(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlruns/mlflow.db"
 
 ## Every tier: tests/unit (pure), tests/families (in-process, local store), tests/system (mlflow run, servers, faults).

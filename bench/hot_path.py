@@ -100,7 +100,7 @@ def main() -> None:
     def innerlens_epoch() -> None:
         nonlocal epoch
         epoch += 1
-        ours.train_epoch(epoch)
+        ours.train_round(epoch)
         ours.evaluate(epoch)
 
     def timed(step: object) -> float:

@@ -33,7 +33,7 @@ def main() -> None:
     experiment = SelfModelingExperiment(config, torch.device("cpu"))
     start = time.perf_counter()
     for epoch in range(1, TIMED_EPOCHS + 1):
-        experiment.train_epoch(epoch)
+        experiment.train_round(epoch)
         experiment.evaluate(epoch)
     epoch_s = (time.perf_counter() - start) / TIMED_EPOCHS
     training_s = epoch_s * config.max_epochs

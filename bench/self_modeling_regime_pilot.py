@@ -33,7 +33,7 @@ def pilot(overrides: dict, seed: int) -> dict:
     train_acc, val_acc = [], []
     start = time.perf_counter()
     for epoch in range(1, config.max_epochs + 1):
-        train_acc.append(experiment.train_epoch(epoch)["train/acc"])
+        train_acc.append(experiment.train_round(epoch)["train/acc"])
         val_acc.append(experiment.evaluate(epoch)["val/acc"])
     reached = next((i + 1 for i, a in enumerate(val_acc) if a >= 0.95), None)
     return {"seed": seed, "epoch_val_acc_0.95": reached, "best_val_acc": max(val_acc), "final_val_acc": val_acc[-1], "collapsed": collapsed(train_acc),

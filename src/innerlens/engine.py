@@ -26,9 +26,11 @@ class Experiment(Protocol):
     optimizer: torch.optim.Optimizer
     generator: torch.Generator  # every random draw of the data pipeline comes from here
 
-    def train_epoch(self, epoch: int) -> dict[str, float]: ...
+    def train_round(self, round_index: int) -> dict[str, float]:
+        """Train until the next evaluation: one epoch, or ``eval_every`` steps for step-based families."""
+        ...
 
-    def evaluate(self, epoch: int) -> dict[str, float]: ...
+    def evaluate(self, round_index: int) -> dict[str, float]: ...
 
 
 @dataclass
@@ -147,7 +149,7 @@ def fit(
     """Train until ``max_epochs`` rounds, patience runs out or the target accuracy is reached.
 
     A round is one epoch, or for step-based families ``steps_per_round`` optimisation steps
-    between two evaluations (``Experiment.train_epoch`` runs a round); patience counts rounds.
+    between two evaluations (``Experiment.train_round`` runs one: an epoch, or ``eval_every`` steps); patience counts rounds.
     """
     state = state or EngineState(steps_per_round=steps_per_round)
     assert state.steps_per_round == steps_per_round, "a resumed fit keeps its evaluation interval"
@@ -164,7 +166,7 @@ def fit(
         leave=False,
     )
     for epoch in bar:
-        metrics = experiment.train_epoch(epoch)
+        metrics = experiment.train_round(epoch)
         metrics.update(experiment.evaluate(epoch))
         state.epoch = epoch
         value = selection.score(metrics)

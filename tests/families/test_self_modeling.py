@@ -31,7 +31,7 @@ def test_self_model_outputs_have_activation_shapes(variant: str) -> None:
     for prediction, target in pairs.values():
         assert prediction.shape == target.shape == (7, 32)
         assert not target.requires_grad  # detached by default
-    metrics = experiment.train_epoch(1)
+    metrics = experiment.train_round(1)
     assert sorted(k for k in metrics if k.startswith("selfmodel/")) == [
         f"selfmodel/layer_{layer}/loss" for layer in self_model_layers(variant, 4)
     ]
@@ -55,7 +55,7 @@ def test_same_seed_same_metrics_on_cpu() -> None:
     runs = []
     for _ in range(2):
         experiment = SelfModelingExperiment(SelfModelingConfig(variant="all_layers", **SMALL), torch.device("cpu"))
-        runs.append([{**experiment.train_epoch(e), **experiment.evaluate(e)} for e in (1, 2)])
+        runs.append([{**experiment.train_round(e), **experiment.evaluate(e)} for e in (1, 2)])
     assert runs[0] == runs[1]
 
 
@@ -109,7 +109,7 @@ def test_default_regime_generalises_without_collapse_on_an_unpicked_seed() -> No
         experiment = SelfModelingExperiment(config, torch.device("cpu"))
         train_acc, val_acc = [], []
         for epoch in range(1, config.max_epochs + 1):
-            train_acc.append(experiment.train_epoch(epoch)["train/acc"])
+            train_acc.append(experiment.train_round(epoch)["train/acc"])
             val_acc.append(experiment.evaluate(epoch)["val/acc"])
     finally:
         torch.set_num_threads(threads)

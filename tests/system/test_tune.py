@@ -42,7 +42,7 @@ class OppositeExperiment:
         self.optimizer = torch.optim.SGD(self.model.parameters(), lr=0.1)
         self.generator = torch.Generator()
 
-    def train_epoch(self, epoch: int) -> dict[str, float]:
+    def train_round(self, epoch: int) -> dict[str, float]:
         return {"train/loss": 1.0 / epoch}
 
     def evaluate(self, epoch: int) -> dict[str, float]:

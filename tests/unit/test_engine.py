@@ -22,7 +22,7 @@ class ScriptedExperiment:
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=0.1)
         self.generator = torch.Generator().manual_seed(0)
 
-    def train_epoch(self, epoch: int) -> dict[str, float]:
+    def train_round(self, epoch: int) -> dict[str, float]:
         x = torch.randn(8, 2, generator=self.generator)
         loss = self.model(x).pow(2).mean()
         self.optimizer.zero_grad()

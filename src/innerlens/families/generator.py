@@ -54,7 +54,7 @@ class GeneratorExperiment:
     def sample(self, size: int) -> torch.Tensor:
         return self.splits.train[torch.randperm(len(self.splits.train), generator=self.generator)[:size]].to(self.device)
 
-    def train_epoch(self, round_index: int) -> dict[str, float]:
+    def train_round(self, round_index: int) -> dict[str, float]:
         self.model.train()
         total = torch.zeros((), device=self.device)
         for _ in range(self.config.eval_every):

@@ -109,7 +109,7 @@ class GrokkingExperiment:
     def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(logits.to(self.loss_dtype), labels)
 
-    def train_epoch(self, round_index: int) -> dict[str, float]:
+    def train_round(self, round_index: int) -> dict[str, float]:
         """``eval_every`` optimisation steps (the engine's round)."""
         self.model.train()
         x, y = self.data["train"]

@@ -108,7 +108,7 @@ class IntrospectionExperiment:
             return normalized_mse(output, labels)
         return F.mse_loss(output, labels)
 
-    def train_epoch(self, epoch: int) -> dict[str, float]:
+    def train_round(self, epoch: int) -> dict[str, float]:
         self.model.head.train()  # the language model stays in eval mode: no dropout noise in its own targets
         order = self.splits.train[torch.randperm(len(self.splits.train), generator=self.generator)]
         total, count = torch.zeros((), device=self.device), 0

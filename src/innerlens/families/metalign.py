@@ -172,7 +172,7 @@ class MetalignExperiment:
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
         self.generator = torch.Generator().manual_seed(config.seed)
 
-    def train_epoch(self, epoch: int) -> dict[str, float]:
+    def train_round(self, epoch: int) -> dict[str, float]:
         self.model.train()
         steps = math.ceil(self.config.episodes_per_epoch / self.config.batch_size)
         loss_sum, correct = torch.zeros((), device=self.device), torch.zeros((), device=self.device)

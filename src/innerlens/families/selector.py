@@ -92,7 +92,7 @@ class SelectorExperiment:
         rows = rows.to(self.device)
         return self.model([f[rows] for f in self.features], self.last[rows])
 
-    def train_epoch(self, epoch: int) -> dict[str, float]:
+    def train_round(self, epoch: int) -> dict[str, float]:
         self.model.train()
         order = self.splits.train[torch.randperm(len(self.splits.train), generator=self.generator)]
         total = torch.zeros((), device=self.device)

@@ -150,7 +150,7 @@ class SelfModelingExperiment:
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
         self.generator = torch.Generator().manual_seed(config.seed)
 
-    def train_epoch(self, epoch: int) -> dict[str, float]:
+    def train_round(self, epoch: int) -> dict[str, float]:
         self.model.train()
         x, y = self.data["train"]
         order = torch.randperm(len(y), generator=self.generator).to(x.device)
