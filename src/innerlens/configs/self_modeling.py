@@ -12,7 +12,7 @@ FAMILY = "self_modeling"
 VARIANTS = ("baseline", "first_layer", "middle_layer", "last_layer", "all_layers")
 TASKS = ("digits", "modular_sum", "modular_sum_seq")
 SELF_MODEL_LOSSES = ("normalized", "mse")
-# Calibrated against a known answer (bench/llc_calibration.py, tests/test_llc.py).
+# Calibrated against a known answer (bench/llc_calibration.py, tests/unit/test_llc.py).
 # The named configurations. stable: the defaults, where the baseline generalises on every seed
 # (bench/self_modeling_regime_pilot.py); any option may change. grokking: the old defaults, where
 # the baseline memorises, collapses and generalises late or never, for the time-to-generalise study.
