@@ -5,7 +5,7 @@ from __future__ import annotations
 import mlflow
 import pytest
 
-from innerlens.families.self_modeling import dynamics_summary
+from innerlens.analysis.transitions import dynamics_summary
 from innerlens.families.self_modeling_comparison import SelfModelingComparisonConfig, compare, run_summaries
 
 TINY = dict(p=23, samples=400, n_layers=3, d_model=32, n_heads=4, d_mlp=64, batch_size=64, max_epochs=2,

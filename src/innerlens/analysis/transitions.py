@@ -205,3 +205,16 @@ def collapses(train_acc: list[float], reached: float = 0.99, floor: float = 0.9)
 def collapsed(train_acc: list[float], reached: float = 0.99, floor: float = 0.9) -> bool:
     """True when training accuracy, once at ``reached``, later falls below ``floor``."""
     return collapses(train_acc, reached, floor) > 0
+
+
+def dynamics_summary(history: list[dict[str, float]], max_epochs: int, threshold: float = 0.95) -> dict[str, float]:
+    """When validation accuracy first reached ``threshold`` (``max_epochs + 1``: censored, it never
+    did within the budget) and how many times training collapsed after memorising."""
+    val_acc = [entry["val/acc"] for entry in history]
+    reached = next((int(entry["step"]) for entry in history if entry["val/acc"] >= threshold), None)
+    return {
+        "val/epoch_to_acc_0.95": float(reached if reached is not None else max_epochs + 1),
+        "val/censored": float(reached is None),
+        "train/collapses": float(collapses([entry["train/acc"] for entry in history])),
+        "val/acc_final": val_acc[-1],
+    }

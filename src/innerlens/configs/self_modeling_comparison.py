@@ -26,6 +26,7 @@ class SelfModelingComparisonConfig(ExecutorOptions, SelfModelingConfig):
     workers: Optional[int] = option(None, "Worker processes (empty: one per core; 0: in this process).", check=non_negative)
     skip_training: bool = option(False, "Redraw the figures and statistics from the latest existing comparison instead of training.")
     show_plots: bool = option(False, "Open the figures once drawn.")
+    stack_seeds: bool = option(False, "Train each cell's seeds as one stacked model (torch.func), one thread per seed in one worker, each seed still its own run; pays on a GPU, not on a CPU (bench/vectorised_seeds.py). Needs --patience 0 and no --target-accuracy.")
     gamma_sensitivity: bool = option(True, "Estimate the final LLC at γ/10, γ and 10γ on the first seed's runs (tables/gamma_sensitivity.csv).")
 
     def check(self) -> str | None:
@@ -33,6 +34,8 @@ class SelfModelingComparisonConfig(ExecutorOptions, SelfModelingConfig):
             return message
         if not self.variants:
             return "--variants: give at least one variant"
+        if self.stack_seeds and (self.patience or self.target_accuracy is not None):
+            return "--stack-seeds: stacked seeds train in lockstep; use --patience 0 and no --target-accuracy"
         if not self.self_model_weights or any(w <= 0 for w in self.self_model_weights):
             return "--self-model-weights: give weights > 0, e.g. 0.1,1 (the baseline is the weight-0 control)"
         for config in self.single_runs():

@@ -8,6 +8,7 @@ Targets are detached by default, as in the paper's code.
 """
 from __future__ import annotations
 
+import contextlib
 from dataclasses import replace
 from typing import Any, Callable
 
@@ -18,20 +19,23 @@ from matplotlib.figure import Figure
 
 from innerlens import tracking
 from innerlens.analysis.llc import LLCEstimate, LLCSettings, estimate_llc
-from innerlens.analysis.transitions import collapses
+from innerlens.analysis.transitions import dynamics_summary
 from innerlens.analysis.weights import weight_std
 from innerlens.callbacks import BestWeights, history_frame, metrics_at, tracked_fit
 from innerlens.configs.self_modeling import SelfModelingConfig
 from innerlens.data.splits import split_indices
 from innerlens.data.tasks import SequenceTask, digit_patches, modular_sum, modular_sum_seq
-from innerlens.engine import Selection, resolve_device, seed_everything
+from innerlens.engine import EngineState, Selection, resolve_device, seed_everything
+from innerlens.families.seed_stack import SeedStack
+from innerlens.families.self_modeling_training import round_metrics, training_loss
 from innerlens.local_copy import check_output_dir, write_local_copy
 from innerlens.models.hooks import resid_post
 from innerlens.models.transformer import last_position_residuals, native_transformer, supports_plain_forward
 from innerlens.results import RunResult
 from innerlens.search_space import SearchSpec
 from innerlens.tracking import RunContext, snapshot
-from innerlens.viz.curves import learning_dynamics, llc_traces, metric_curves
+from innerlens.viz.curves import llc_traces
+from innerlens.viz.self_modeling import figures
 
 FINAL_RESIDUAL = "unembed.hook_in"
 
@@ -149,41 +153,35 @@ class SelfModelingExperiment:
         self.model = SelfModelingNet(config, task, device)
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
         self.generator = torch.Generator().manual_seed(config.seed)
+        self.stack: tuple[SeedStack, int] | None = None  # set when this seed trains inside a stacked cell
 
     def train_round(self, epoch: int) -> dict[str, float]:
+        if self.stack is not None:  # one seed of a stacked cell: the stack trains every seed at once
+            stack, index = self.stack
+            return stack.train_round(self, index)
         self.model.train()
         x, y = self.data["train"]
-        order = torch.randperm(len(y), generator=self.generator).to(x.device)
+        order = self.epoch_order()
         # Sums stay on the device; one sync at the end of the epoch, not one per step.
         loss_sum = torch.zeros((), device=x.device)
         correct = torch.zeros((), device=x.device)
         layer_sums = {layer: torch.zeros((), device=x.device) for layer in self.model.layers}
         for start in range(0, len(y), self.config.batch_size):
             batch = order[start : start + self.config.batch_size]
-            logits, pairs = self.model.forward_with_self_model(x[batch])
-            task_loss = F.cross_entropy(logits, y[batch])
-            loss = task_loss
-            if pairs:
-                layer_losses = {layer: self.self_model_loss(pred, target) for layer, (pred, target) in pairs.items()}
-                loss = loss + self.config.self_model_weight * torch.stack(list(layer_losses.values())).mean()
-                for layer, value in layer_losses.items():
-                    layer_sums[layer] += value.detach() * len(batch)
+            loss, task_loss, logits, layer_losses = training_loss(self.model, self.config, x[batch], y[batch])
+            for layer, value in layer_losses.items():
+                layer_sums[layer] += value.detach() * len(batch)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
             loss_sum += task_loss.detach() * len(batch)
             correct += (logits.argmax(-1) == y[batch]).sum()
-        metrics = {"train/loss": loss_sum.item() / len(y), "train/acc": correct.item() / len(y)}
-        metrics.update({f"selfmodel/layer_{layer}/loss": value.item() / len(y) for layer, value in layer_sums.items()})
-        return metrics
+        return round_metrics(loss_sum, correct, layer_sums, len(y))
 
-    def self_model_loss(self, prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """Plain MSE lets a transformer shrink its residual stream until the task is never learned
-        (seen with weight 1 at the default size); dividing by the target's mean square removes that exit."""
-        mse = F.mse_loss(prediction, target)
-        if self.config.self_model_loss == "mse":
-            return mse
-        return mse / target.detach().pow(2).mean().clamp_min(1e-8)
+    def epoch_order(self) -> torch.Tensor:
+        """This epoch's order of the training examples, from the run's own data generator."""
+        x, y = self.data["train"]
+        return torch.randperm(len(y), generator=self.generator).to(x.device)
 
     @torch.no_grad()
     def evaluate(self, epoch: int) -> dict[str, float]:
@@ -244,48 +242,58 @@ class SelfModelingExperiment:
         return metrics, pd.DataFrame(traces)
 
 
-def dynamics_summary(history: list[dict[str, float]], max_epochs: int, threshold: float = 0.95) -> dict[str, float]:
-    """When validation accuracy first reached ``threshold`` (``max_epochs + 1``: censored, it never
-    did within the budget) and how many times training collapsed after memorising."""
-    val_acc = [entry["val/acc"] for entry in history]
-    reached = next((int(entry["step"]) for entry in history if entry["val/acc"] >= threshold), None)
-    return {
-        "val/epoch_to_acc_0.95": float(reached if reached is not None else max_epochs + 1),
-        "val/censored": float(reached is None),
-        "train/collapses": float(collapses([entry["train/acc"] for entry in history])),
-        "val/acc_final": val_acc[-1],
-    }
-
-
-SINGLE_RUN_GROUP = "variant"
-
-
-def figures(history: pd.DataFrame, group: str = SINGLE_RUN_GROUP) -> dict[str, Figure]:
-    """The six self-modeling plots from a tidy frame with a ``group`` column (one or many runs)."""
-    selfmodel_keys = sorted(k for k in history["key"].unique() if k.startswith("selfmodel/"))
-    return {
-        "accuracy": metric_curves(history, ["train/acc", "val/acc", "test/acc"], group=group, title="Accuracy"),
-        "loss": metric_curves(history, ["train/loss", "val/loss", "test/loss"], group=group, title="Task loss", log_y=True),
-        "weight_std": metric_curves(history, ["weights/std"], group=group, title="Weight std"),
-        "rlct": metric_curves(history, ["llc/mean"], group=group, title="RLCT (local learning coefficient)"),
-        "self_model_loss": metric_curves(
-            history, selfmodel_keys or ["selfmodel/loss"], group=group, title="Self-model loss (MSE)", log_y=bool(selfmodel_keys)
-        ),
-        "learning_dynamics": learning_dynamics(history, ["val", "test"], group=group, title="Learning dynamics"),
-    }
-
-
 def comparison_figures(history: pd.DataFrame, runs: pd.DataFrame, summary: pd.DataFrame) -> dict[str, Figure]:
     """compare's figures for self-modeling runs: the six plots, one line and band per group."""
     return {f"self_modeling_{name}": fig for name, fig in figures(history, group="group").items()}
 
 
-def run(config: SelfModelingConfig, *, parent: RunContext | None = None, callbacks: tuple[Any, ...] = (), progress: bool = True) -> RunResult:
+def report(tracker: tracking.RunTracker, experiment: SelfModelingExperiment, state: EngineState,
+           best_weights: dict[str, torch.Tensor], summary: dict[str, float]) -> None:
+    """Measure the run at its end and at its best checkpoint the same way for every run, log the
+    measurements (into the history too) and draw its figures."""
+    config = experiment.config
+    final, final_traces = experiment.measure("final", snapshot(experiment.model.state_dict()))
+    if state.best_step == state.step:  # the last epoch is the best: one measurement serves both
+        at_best_weights = {key.replace("_final", "_best").replace("/final_", "/best_"): value
+                           for key, value in final.items() if "_gamma_" not in key}
+        best_traces = final_traces.iloc[0:0]
+    else:
+        at_best_weights, best_traces = experiment.measure("best", best_weights)
+    measured = {**summary, **final, **at_best_weights}
+    tracker.log_metrics(state.step, measured)
+    # history.parquet holds every logged metric (compare reads it first), the measurements included.
+    tracker.log_history(history_frame([*state.history, {"step": float(state.step), **measured}]))
+    traces = pd.concat([final_traces, best_traces], ignore_index=True)
+    drawn = figures(history_frame(state.history).assign(run_id=tracker.run_id, variant=config.variant))
+    if not traces.empty:
+        tracker.log_text(traces.to_csv(index=False), "tables/llc_traces.csv")
+        drawn["llc_traces"] = llc_traces(traces)
+    for name, figure in drawn.items():
+        tracker.log_figure(figure, name)
+
+
+def run(config: SelfModelingConfig, *, parent: RunContext | None = None, callbacks: tuple[Any, ...] = (), progress: bool = True,
+        stack: tuple[SeedStack, int] | None = None) -> RunResult:
     """Train one variant with one seed into its own MLflow run, measure it at the end and at the
-    best validation checkpoint; return the run id."""
+    best validation checkpoint. With ``stack`` (the cell's :class:`SeedStack` and this seed's place
+    in it) the epochs are trained together with the cell's other seeds."""
+    if stack is None:
+        return _run(config, parent, callbacks, progress, None)
+    try:
+        return _run(config, parent, callbacks, progress, stack)
+    except BaseException:
+        stack[0].abort()  # the other seeds stop waiting for this one
+        raise
+
+
+def _run(config: SelfModelingConfig, parent: RunContext | None, callbacks: tuple[Any, ...], progress: bool,
+         stack: tuple[SeedStack, int] | None) -> RunResult:
     device = resolve_device(config.device)
     output_dir = check_output_dir(config.output_dir, config.force_overwrite) if config.output_dir else None
-    experiment = SelfModelingExperiment(config, device)
+    one_at_a_time = stack[0].lock if stack is not None else contextlib.nullcontext()
+    with one_at_a_time:  # seeding touches torch's global generator
+        experiment = SelfModelingExperiment(config, device)
+    experiment.stack = stack
     with tracking.start_run(
         config, variant=config.variant, run_name=f"{config.variant}-s{config.seed}", parent=parent
     ) as tracker:
@@ -306,24 +314,8 @@ def run(config: SelfModelingConfig, *, parent: RunContext | None = None, callbac
                    "val/acc_at_best": at_best["val/acc"], "train/acc_final": state.history[-1]["train/acc"],
                    **dynamics_summary(state.history, config.max_epochs)}
         best_weights = best.state or tracking.load_checkpoint(tracker.run_id, "best")["model"]
-        final, final_traces = experiment.measure("final", snapshot(experiment.model.state_dict()))
-        if state.best_step == state.step:  # the last epoch is the best: one measurement serves both
-            at_best_weights = {key.replace("_final", "_best").replace("/final_", "/best_"): value
-                               for key, value in final.items() if "_gamma_" not in key}
-            best_traces = final_traces.iloc[0:0]
-        else:
-            at_best_weights, best_traces = experiment.measure("best", best_weights)
-        measured = {**summary, **final, **at_best_weights}
-        tracker.log_metrics(state.step, measured)
-        # history.parquet holds every logged metric (compare reads it first), the measurements included.
-        tracker.log_history(history_frame([*state.history, {"step": float(state.step), **measured}]))
-        traces = pd.concat([final_traces, best_traces], ignore_index=True)
-        drawn = figures(history_frame(state.history).assign(run_id=tracker.run_id, variant=config.variant))
-        if not traces.empty:
-            tracker.log_text(traces.to_csv(index=False), "tables/llc_traces.csv")
-            drawn["llc_traces"] = llc_traces(traces)
-        for name, figure in drawn.items():
-            tracker.log_figure(figure, name)
+        with one_at_a_time:  # the LLC's chains seed torch's global generator; matplotlib draws one figure at a time
+            report(tracker, experiment, state, best_weights, summary)
         if output_dir is not None:
             tracker.flush()
             write_local_copy(tracker.run_id, output_dir, config.force_overwrite)

@@ -7,7 +7,9 @@ test accuracy at the best validation checkpoint; Holm corrects over each metric'
 """
 from __future__ import annotations
 
+import functools
 import tempfile
+import threading
 from pathlib import Path
 
 import click
@@ -18,10 +20,12 @@ from innerlens.analysis.stats import paired_statistics
 from innerlens.configs.self_modeling_comparison import BASELINE, FAMILY, SelfModelingComparisonConfig
 from innerlens.drivers.executor import study_run
 from innerlens.drivers.study import train_or_reuse
-from innerlens.families.self_modeling import SelfModelingConfig, figures, run
+from innerlens.families.seed_stack import SeedStack
+from innerlens.families.self_modeling import SelfModelingConfig, run
 from innerlens.local_copy import check_output_dir, write_local_copy
 from innerlens.tracking import children_history
 from innerlens.viz.compare import dose_response
+from innerlens.viz.self_modeling import figures
 
 TAG_WEIGHT = "innerlens.self_model_weight"
 # Pre-declared primary metrics (one number per run) and the direction a simpler network moves them.
@@ -40,10 +44,42 @@ def task_name(single: SelfModelingConfig) -> str:
     return f"{single.variant} w={single.self_model_weight:g} seed {single.seed}"
 
 
-def _train_child(job: tuple[SelfModelingConfig, str]) -> str:
+def _train_child(job: tuple[SelfModelingConfig, str], stack: tuple[SeedStack, int] | None = None) -> str:
     """One nested run (in a worker process): the run id."""
     single, parent_id = job
-    return study_run(run, single, parent_id, task_name(single), {TAG_WEIGHT: f"{single.self_model_weight:g}"}).run_id
+    train = run if stack is None else functools.partial(run, stack=stack)
+    return study_run(train, single, parent_id, task_name(single), {TAG_WEIGHT: f"{single.self_model_weight:g}"}).run_id
+
+
+def _train_cell(job: tuple[list[SelfModelingConfig], str]) -> list[str]:
+    """Every seed of one (variant, weight) cell as one stacked model, a thread and a run per seed."""
+    singles, parent_id = job
+    stack = SeedStack(len(singles))
+    run_ids: list[str] = [""] * len(singles)
+    errors: list[BaseException] = []
+
+    def train(index: int) -> None:
+        try:
+            run_ids[index] = _train_child((singles[index], parent_id), (stack, index))
+        except BaseException as error:  # reported once every seed has stopped
+            errors.append(error)
+
+    threads = [threading.Thread(target=train, args=(index,), daemon=True) for index in range(len(singles))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise errors[0]
+    return run_ids
+
+
+def cell_tasks(singles: list[SelfModelingConfig], parent_id: str) -> list[tuple[str, tuple[list[SelfModelingConfig], str]]]:
+    """One task per (variant, weight) with all its seeds, for --stack-seeds."""
+    cells: dict[str, list[SelfModelingConfig]] = {}
+    for single in singles:
+        cells.setdefault(group_label(single.variant, single.self_model_weight), []).append(single)
+    return [(label, (members, parent_id)) for label, members in cells.items()]
 
 
 def run_summaries(parent_id: str) -> pd.DataFrame:
@@ -99,8 +135,10 @@ def compare(config: SelfModelingComparisonConfig, progress: bool = True) -> str:
     singles = config.single_runs()
     output_dir = check_output_dir(config.output_dir, config.force_overwrite) if config.output_dir else None
     with tracking.start_run(config, variant="comparison", run_name="self-modeling-comparison") as tracker:
-        parent_id = train_or_reuse(config, tracker, FAMILY, [(task_name(s), (s, tracker.run_id)) for s in singles],
-                                   _train_child, skip_training=config.skip_training, workers=config.workers, progress=progress)
+        tasks, train = ((cell_tasks(singles, tracker.run_id), _train_cell) if config.stack_seeds else
+                        ([(task_name(s), (s, tracker.run_id)) for s in singles], _train_child))
+        parent_id = train_or_reuse(config, tracker, FAMILY, tasks, train, skip_training=config.skip_training,
+                                   workers=config.workers, progress=progress)
         summaries = run_summaries(parent_id)
         statistics = study_statistics(summaries)
         gammas = gamma_table(summaries)

@@ -1,0 +1,37 @@
+"""One self-modeling minibatch: the task loss plus the weighted self-model loss, and an epoch's metrics
+(shared by a single run and by stacked seeds)."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from innerlens.configs.self_modeling import SelfModelingConfig
+
+
+def self_model_loss(kind: str, prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Plain MSE lets a transformer shrink its residual stream until the task is never learned
+    (seen with weight 1 at the default size); dividing by the target's mean square removes that exit."""
+    mse = F.mse_loss(prediction, target)
+    if kind == "mse":
+        return mse
+    return mse / target.detach().pow(2).mean().clamp_min(1e-8)
+
+
+def training_loss(model: torch.nn.Module, config: SelfModelingConfig, x: torch.Tensor,
+                  y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict[int, torch.Tensor]]:
+    """(loss to minimise, task loss, logits, self-model loss per layer) of one minibatch of a
+    ``SelfModelingNet`` (anything with its ``forward_with_self_model``)."""
+    logits, pairs = model.forward_with_self_model(x)
+    task_loss = F.cross_entropy(logits, y)
+    layer_losses = {layer: self_model_loss(config.self_model_loss, prediction, target) for layer, (prediction, target) in pairs.items()}
+    loss = task_loss
+    if layer_losses:
+        loss = loss + config.self_model_weight * torch.stack(list(layer_losses.values())).mean()
+    return loss, task_loss, logits, layer_losses
+
+
+def round_metrics(loss_sum: torch.Tensor, correct: torch.Tensor, layer_sums: dict[int, torch.Tensor], n: int) -> dict[str, float]:
+    """One epoch's training metrics from its on-device sums (task loss only in ``train/loss``)."""
+    metrics = {"train/loss": loss_sum.item() / n, "train/acc": correct.item() / n}
+    metrics.update({f"selfmodel/layer_{layer}/loss": value.item() / n for layer, value in layer_sums.items()})
+    return metrics

@@ -1,0 +1,43 @@
+"""Vectorised seeds: a cell's seeds trained as one stacked model give the runs the unstacked seeds give."""
+from __future__ import annotations
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from innerlens import tracking
+from innerlens.config import ConfigError
+from innerlens.families.self_modeling_comparison import SelfModelingComparisonConfig, compare, run_summaries
+
+TINY = dict(p=23, samples=400, n_layers=3, d_model=32, n_heads=4, d_mlp=64, batch_size=64, max_epochs=3,
+            measure_llc=False, checkpoint_interval=0.0, device="cpu", gamma_sensitivity=False, workers=0)
+
+
+def _histories(parent_id: str) -> dict[tuple[str, str], dict[str, list[float]]]:
+    client = MlflowClient()
+    return {(child.data.tags[tracking.TAG_VARIANT], child.data.tags[tracking.TAG_SEED]):
+            {key: [m.value for m in sorted(client.get_metric_history(child.info.run_id, key), key=lambda m: m.step)]
+             for key in ("train/loss", "val/loss", "val/acc", "weights/std", "selfmodel/layer_1/loss") if key in child.data.metrics}
+            for child in tracking.children(parent_id)}
+
+
+def test_stacked_seeds_equal_unstacked_ones_run_for_run(local_store: str) -> None:
+    parents = {}
+    for stacked in (False, True):
+        config = SelfModelingComparisonConfig(variants=("baseline", "middle_layer"), seeds=(0, 1, 2), self_model_weights=(0.1,),
+                                              stack_seeds=stacked, **TINY)
+        parents[stacked] = compare(config, progress=False)
+    unstacked, stacked = _histories(parents[False]), _histories(parents[True])
+    assert sorted(stacked) == sorted(unstacked) and len(stacked) == 6  # one run per (variant, seed), same tags
+    for run, curves in unstacked.items():
+        assert set(stacked[run]) == set(curves)
+        for key, values in curves.items():
+            assert stacked[run][key] == pytest.approx(values, rel=2e-3, abs=2e-3), (run, key)
+    summaries = {s: run_summaries(p).set_index(["group", "seed", "key"])["value"].sort_index() for s, p in parents.items()}
+    assert list(summaries[True].index) == list(summaries[False].index)
+    assert summaries[True].to_numpy() == pytest.approx(summaries[False].to_numpy(), rel=2e-3, abs=2e-3)
+    assert all(child.info.status == "FINISHED" for child in tracking.children(parents[True]))
+
+
+def test_stacking_needs_a_fixed_budget() -> None:
+    with pytest.raises(ConfigError, match="--stack-seeds"):
+        SelfModelingComparisonConfig(stack_seeds=True, patience=5)
