@@ -54,7 +54,7 @@ class SeedStack:
         self.size = size
         self.members: dict[int, StackMember] = {}
         self.results: dict[int, dict[str, float]] = {}
-        self.barrier = threading.Barrier(size, action=self._train_everyone)
+        self.barrier = threading.Barrier(size, action=lambda: self.train_epoch([self.members[i] for i in range(size)]))
         # Building an experiment and measuring it seed torch's global generator: one seed at a time.
         self.lock = threading.Lock()
         self.params: dict[str, torch.Tensor] | None = None
@@ -69,8 +69,8 @@ class SeedStack:
         """A seed failed: the others stop waiting for it (their runs end FAILED too)."""
         self.barrier.abort()
 
-    def _train_everyone(self) -> None:
-        members = [self.members[index] for index in range(self.size)]
+    def train_epoch(self, members: list[StackMember]) -> list[dict[str, float]]:
+        """One epoch of every member at once, each on its own batch order; each member's metrics."""
         first = members[0]
         if self.params is None:
             self.params = {name: value.detach().clone().requires_grad_()
@@ -107,6 +107,7 @@ class SeedStack:
         for index in range(seeds):
             self.results[index] = round_metrics(loss_sum[index], correct[index],
                                                 {layer: sums[index] for layer, sums in layer_sums.items()}, n)
+        return [self.results[index] for index in range(seeds)]
 
     def _write_back(self, members: list[StackMember]) -> None:
         """Each seed's slice of the weights and of AdamW's state, into its own model and optimiser."""
