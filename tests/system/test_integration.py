@@ -6,7 +6,7 @@ import subprocess
 import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
-from support import ROOT, TINY, clean_env
+from support import ROOT, TINY, MlflowRun, clean_env
 
 from innerlens import tracking
 from innerlens.families.self_modeling import SelfModelingConfig
@@ -14,14 +14,9 @@ from innerlens.families.self_modeling import SelfModelingConfig
 EPOCH_METRIC_PREFIXES = ("train/", "val/", "test/", "weights/", "selfmodel/")
 
 
-def _mlflow_run(server: str, entry: str, params: dict[str, str], experiment: str) -> str:
-    args = ["mlflow", "run", str(ROOT), "-e", entry, "--env-manager", "local", "--experiment-name", experiment]
-    for key, value in params.items():
-        args += ["-P", f"{key}={value}"]
-    result = subprocess.run(
-        args, env=clean_env(MLFLOW_TRACKING_URI=server), capture_output=True, text=True, timeout=900
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
+def _latest(mlflow_run: MlflowRun, server: str, entry: str, params: dict[str, str], experiment: str) -> str:
+    """``mlflow run`` the entry point against ``server``; the id of its newest run of that family."""
+    mlflow_run(entry, params, experiment=experiment, env=clean_env(MLFLOW_TRACKING_URI=server))
     client = MlflowClient(server)
     runs = client.search_runs(
         [client.get_experiment_by_name(experiment).experiment_id],
@@ -31,9 +26,9 @@ def _mlflow_run(server: str, entry: str, params: dict[str, str], experiment: str
     return runs[0].info.run_id
 
 
-def test_self_modeling_run_is_fully_tracked(mlflow_server: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_self_modeling_run_is_fully_tracked(mlflow_run: MlflowRun, mlflow_server: str, monkeypatch: pytest.MonkeyPatch) -> None:
     params = {**TINY, "variant": "all_layers", "max_epochs": "4", "patience": "0", "llc_every": "2"}
-    run_id = _mlflow_run(mlflow_server, "self_modeling", params, "integration")
+    run_id = _latest(mlflow_run, mlflow_server, "self_modeling", params, "integration")
     client = MlflowClient(mlflow_server)
     run = client.get_run(run_id)
     config = SelfModelingConfig.from_strings(params)
@@ -79,9 +74,9 @@ def test_self_modeling_run_is_fully_tracked(mlflow_server: str, monkeypatch: pyt
     assert set(history["key"]) >= set(epoch_keys) and history["step"].max() == 4
 
 
-def test_comparison_nests_variants_and_draws_from_the_server(mlflow_server: str) -> None:
+def test_comparison_nests_variants_and_draws_from_the_server(mlflow_run: MlflowRun, mlflow_server: str) -> None:
     params = {**TINY, "variants": "baseline,last_layer", "seeds": "0,1", "max_epochs": "2", "llc_every": "2"}
-    parent_id = _mlflow_run(mlflow_server, "self_modeling_comparison", params, "comparison")
+    parent_id = _latest(mlflow_run, mlflow_server, "self_modeling_comparison", params, "comparison")
     client = MlflowClient(mlflow_server)
     parent = client.get_run(parent_id)
     children = client.search_runs(
@@ -106,10 +101,10 @@ def test_comparison_nests_variants_and_draws_from_the_server(mlflow_server: str)
         assert means[(variant, 2)] == pytest.approx(sum(values) / 2)
 
 
-def test_skip_training_redraws_the_latest_comparison(mlflow_server: str) -> None:
+def test_skip_training_redraws_the_latest_comparison(mlflow_run: MlflowRun, mlflow_server: str) -> None:
     params = {**TINY, "variants": "baseline", "seeds": "0", "max_epochs": "2", "llc_every": "0"}
-    trained = _mlflow_run(mlflow_server, "self_modeling_comparison", params, "redraw")
-    redrawn = _mlflow_run(mlflow_server, "self_modeling_comparison", {**params, "skip_training": "true"}, "redraw")
+    trained = _latest(mlflow_run, mlflow_server, "self_modeling_comparison", params, "redraw")
+    redrawn = _latest(mlflow_run, mlflow_server, "self_modeling_comparison", {**params, "skip_training": "true"}, "redraw")
     client = MlflowClient(mlflow_server)
     run = client.get_run(redrawn)
     assert redrawn != trained and run.data.tags["innerlens.drawn_from"] == trained

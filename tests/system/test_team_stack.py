@@ -10,7 +10,7 @@ import urllib.request
 import boto3
 import pandas as pd
 import psycopg
-from support import ROOT, TINY, TeamStack, clean_env
+from support import ROOT, TINY, MlflowRun, TeamStack, clean_env
 
 
 def _search_experiments(stack: TeamStack, authorization: str | None) -> int:
@@ -53,13 +53,9 @@ def test_status_reports_every_service(team_stack: TeamStack) -> None:
     assert [line.split()[:2] for line in result.stdout.splitlines()] == [["postgres", "up"], ["s3", "up"], ["mlflow", "up"]]
 
 
-def test_family_run_lands_in_postgres_and_s3(team_stack: TeamStack) -> None:
+def test_family_run_lands_in_postgres_and_s3(team_stack: TeamStack, mlflow_run: MlflowRun) -> None:
     params = {**TINY, "max_epochs": "3", "llc_every": "0"}
-    args = ["mlflow", "run", str(ROOT), "-e", "self_modeling", "--env-manager", "local", "--experiment-name", "stack"]
-    for key, value in params.items():
-        args += ["-P", f"{key}={value}"]
-    result = subprocess.run(args, env=clean_env(**team_stack.env), capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stderr[-3000:]
+    mlflow_run("self_modeling", params, experiment="stack", env=clean_env(**team_stack.env), timeout=600)
 
     with psycopg.connect(team_stack.database_url("mlflow"), password=team_stack.env["PGPASSWORD"]) as db:
         run_id, status, artifact_uri = db.execute(
