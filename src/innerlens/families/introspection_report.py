@@ -20,6 +20,7 @@ def figures(config: IntrospectionConfig, experiment: IntrospectionExperiment, hi
             live: torch.Tensor) -> dict[str, Figure]:
     """The run's figures, each drawn from plain arrays taken off the experiment."""
     from innerlens.viz import introspection as viz
+    from innerlens.viz.curves import metric_curves
 
     targets, test = experiment.targets, experiment.splits.test
     truth = live.cpu() if config.targets == "live" else targets.values[test]
@@ -35,14 +36,14 @@ def figures(config: IntrospectionConfig, experiment: IntrospectionExperiment, hi
         "target_histogram": viz.target_histogram({name: targets.values[rows].numpy() for name, rows in experiment.splits.items()},
                                                  targets.edges.tolist(), experiment.layer, experiment.neuron),
         "predictions": predictions,
-        "learning_curves": viz.metric_curves(curves, ["train/loss", "val/loss", f"val/{score}", f"test/{score}"], group="run",
+        "learning_curves": metric_curves(curves, ["train/loss", "val/loss", f"val/{score}", f"test/{score}"], group="run",
                                              title="Introspection training", log_y={"train/loss", "val/loss"}),
     }
     if experiment.gradient_log:
         drawn["gradient_flow"] = viz.gradient_flow(experiment.gradient_log)
     drift_keys = [k for k in ("drift/variance", "drift/entropy", "drift/ks") if k in set(history["key"])]
     if drift_keys:
-        drawn["activation_drift"] = viz.metric_curves(curves, drift_keys, group="run", title="Target neuron drift (validation texts)")
+        drawn["activation_drift"] = metric_curves(curves, drift_keys, group="run", title="Target neuron drift (validation texts)")
     return drawn
 
 
