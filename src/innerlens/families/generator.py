@@ -101,8 +101,8 @@ def run(config: GeneratorConfig, *, parent: RunContext | None = None, callbacks:
         tracker.log_figure(metric_curves(history, ["train/loss", "val/loss", "test/loss"], group="run", title="Language-model loss", xlabel="step"), "loss")
         tracker.log_figure(metric_curves(history, ["gns/b_simple", "gns/grad_sq", "gns/trace"], group="run", title="Gradient noise scale (McCandlish et al. 2018)", xlabel="step"), "gradient_noise_scale")
         tracker.flush()
-        best = tracking.load_checkpoint(tracker.run_id, "best")
-        experiment.model.load_state_dict(best["model"])  # register the validation-best weights
+        # register the validation-best weights, kept in memory during the fit
+        experiment.model.load_state_dict(best.state or tracking.load_checkpoint(tracker.run_id, "best")["model"])
         with tempfile.TemporaryDirectory() as tmp:
             save_checkpoint_dir(experiment.loaded, Path(tmp))
             tracker.log_directory(tmp, "model")

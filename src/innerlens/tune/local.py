@@ -85,7 +85,7 @@ def _spawn_workers(config: TuneConfig, parent_run_id: str) -> None:
 
 def _work(config: TuneConfig, target: Tunable, study: optuna.Study, parent_run_id: str) -> None:
     if config.executor == "ray":
-        from innerlens.tune_ray import optimize_on_ray
+        from innerlens.tune.on_ray import optimize_on_ray
 
         optimize_on_ray(config, target, study, parent_run_id)
     elif config.n_workers > 1:
