@@ -73,9 +73,8 @@ class SeedStack:
         """One epoch of every member at once, each on its own batch order; each member's metrics."""
         first = members[0]
         if self.params is None:
-            self.params = {name: value.detach().clone().requires_grad_()
-                           for name, value in stack_module_state([m.model for m in members])[0].items()}
-            self.buffers = stack_module_state([m.model for m in members])[1]
+            params, self.buffers = stack_module_state([m.model for m in members])
+            self.params = {name: value.detach().clone().requires_grad_() for name, value in params.items()}
             self.optimizer = torch.optim.AdamW(self.params.values(), lr=first.config.lr, weight_decay=first.config.weight_decay)
             self.template = _Loss(copy.deepcopy(first.model).to("meta"), first.config).train()
             self._load_optimizer_state(members)
