@@ -24,7 +24,8 @@ import click
 import torch
 import torch.nn.functional as F
 
-from innerlens.families.grokking import GrokkingConfig, GrokkingExperiment, run
+from innerlens import session
+from innerlens.families.grokking import GrokkingConfig, GrokkingExperiment
 
 
 def plain_loop_steps_per_s(config: GrokkingConfig, steps: int) -> float:
@@ -50,7 +51,7 @@ def plain_loop_steps_per_s(config: GrokkingConfig, steps: int) -> float:
 
 def innerlens_steps_per_s(config: GrokkingConfig) -> float:
     start = time.perf_counter()
-    run(config, progress=False)
+    session.run("grokking", config, progress=False)
     return config.max_steps / (time.perf_counter() - start)
 
 
@@ -107,7 +108,7 @@ def published_run(published: GrokkingConfig, max_steps: int) -> dict:
     import mlflow
 
     start = time.perf_counter()
-    run_id = run(published.replace(max_steps=max_steps, target_accuracy=0.99), progress=False).run_id
+    run_id = session.run("grokking", published.replace(max_steps=max_steps, target_accuracy=0.99), progress=False).run_id
     wall = time.perf_counter() - start
     metrics = mlflow.MlflowClient().get_run(run_id).data.metrics
     steps_done = max(m.step for m in mlflow.MlflowClient().get_metric_history(run_id, "val/acc"))

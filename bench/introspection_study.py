@@ -33,11 +33,12 @@ RESULTS = Path(__file__).parent / "results"
 
 
 def train_one(job: tuple[str, int]) -> str:
-    from innerlens.families.introspection import IntrospectionConfig, run
+    from innerlens import session
+    from innerlens.configs.introspection import IntrospectionConfig
 
     condition, seed = job
     unfreeze, targets = CONDITIONS[condition]
-    return run(IntrospectionConfig(seed=seed, layer=LAYER, unfreeze=unfreeze, targets=targets), progress=False).run_id
+    return session.run("introspection", IntrospectionConfig(seed=seed, layer=LAYER, unfreeze=unfreeze, targets=targets), progress=False).run_id
 
 
 def condition_of(run) -> tuple[str, int]:

@@ -26,9 +26,10 @@ RESULTS = Path(__file__).parent / "results"
 
 
 def train_one(seed: int) -> str:
-    from innerlens.families.metalign import MetalignConfig, run
+    from innerlens import session
+    from innerlens.configs.metalign import MetalignConfig
 
-    return run(MetalignConfig(seed=seed), progress=False).run_id
+    return session.run("metalign", MetalignConfig(seed=seed), progress=False).run_id
 
 
 def collect() -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -25,9 +25,10 @@ RESULTS = Path(__file__).parent / "results"
 
 
 def train_one(seed: int) -> str:
-    from innerlens.families.selector import SelectorConfig, run
+    from innerlens import session
+    from innerlens.configs.selector import SelectorConfig
 
-    return run(SelectorConfig(seed=seed, register=False, num_examples=0), progress=False).run_id
+    return session.run("selector", SelectorConfig(seed=seed, register=False, num_examples=0), progress=False).run_id
 
 
 def collect() -> pd.DataFrame:

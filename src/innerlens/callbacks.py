@@ -5,11 +5,10 @@ import time
 from typing import Any
 
 import pandas as pd
-import torch
 
 from innerlens import tracking
 from innerlens.config import Config, TrainConfig
-from innerlens.engine import EngineState, Experiment, Selection, fit, restore, training_state
+from innerlens.engine import EngineState, Experiment, FitResult, Selection, fit, restore, training_state
 from innerlens.tracking import RunTracker, snapshot
 
 
@@ -83,26 +82,6 @@ class Checkpointer:
         pass
 
 
-class BestWeights:
-    """The model's weights at the best validation evaluation, kept in memory for end-of-fit measurements."""
-
-    def __init__(self, model: torch.nn.Module) -> None:
-        self.model = model
-        self.state: dict[str, Any] | None = None
-
-    def on_epoch_end(self, state: EngineState, metrics: dict[str, float], improved: bool) -> None:
-        if improved:
-            self.state = snapshot(self.model.state_dict())
-
-    def on_fit_end(self, state: EngineState) -> None:
-        pass
-
-
-def metrics_at(state: EngineState, step: int) -> dict[str, float]:
-    """The evaluation logged at ``step`` (e.g. the best validation step) from the engine's history."""
-    return next(entry for entry in state.history if int(entry["step"]) == step)
-
-
 def tracked_fit(
     experiment: Experiment,
     tracker: RunTracker,
@@ -113,16 +92,17 @@ def tracked_fit(
     progress: bool,
     steps_per_round: int = 1,
     callbacks: tuple[Any, ...] = (),
-) -> EngineState:
+) -> FitResult:
     """:func:`fit` with the callbacks every run uses (then ``callbacks``); with ``config.resume``,
-    continue from the run's ``last.pt`` (from the start if it was killed before writing one) and
-    log only the evaluations it had not logged yet."""
+    continue from the run's ``last.pt`` (from the start if it was killed before writing one), log
+    only the evaluations it had not logged yet, and take the best weights from ``best.pt`` when the
+    best evaluation came before the resume."""
     state, logged_through = EngineState(steps_per_round=steps_per_round), 0
     if config.resume:
         if tracking.has_checkpoint(config.resume):
             state = restore(experiment, tracking.load_checkpoint(config.resume))
         logged_through = tracking.last_logged_step(config.resume, selection.monitor)
-    return fit(
+    result = fit(
         experiment,
         max_epochs=max_epochs,
         selection=selection,
@@ -135,3 +115,6 @@ def tracked_fit(
         progress=progress,
         steps_per_round=steps_per_round,
     )
+    if result.best_state is None and config.resume:
+        result.best_state = tracking.load_checkpoint(config.resume, "best")["model"]
+    return result

@@ -143,8 +143,12 @@ def make_command(entry: EntryPoint) -> click.Command:
             context = click.get_current_context()
             given = {name for name in values if context.get_parameter_source(name) == ParameterSource.COMMANDLINE}
             config = config.resumed_from(resumable_config(config.resume, config.family_name), given)
-        outcome = entry.run(config)  # a family: its RunResult; a driver: its parent run id
-        run_id = outcome if isinstance(outcome, str) else outcome.run_id
+        if entry.is_family:
+            from innerlens import session
+
+            run_id = session.run(entry, config).run_id
+        else:  # a driver returns its parent run's id
+            run_id = getattr(entry.load(), entry.function)(config)
         from innerlens.tracking import ui_hint
 
         click.echo(f"run {run_id} finished")

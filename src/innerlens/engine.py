@@ -82,6 +82,23 @@ class EngineState:
         return asdict(self)
 
 
+@dataclass
+class FitResult:
+    """What a fit produced: its state (history, best step, why it stopped) and the model's weights at
+    the best validation evaluation, kept in memory so that nothing has to read ``best.pt`` back.
+
+    ``best_state`` is None only for a resumed fit whose best evaluation came before the resume.
+    """
+
+    state: EngineState
+    best_state: dict[str, torch.Tensor] | None = None
+
+    @property
+    def best_metrics(self) -> dict[str, float]:
+        """The evaluation at the validation-chosen step."""
+        return next(entry for entry in self.state.history if int(entry["step"]) == self.state.best_step)
+
+
 class Callback(Protocol):
     def on_epoch_end(self, state: EngineState, metrics: dict[str, float], improved: bool) -> None: ...
 
@@ -109,6 +126,11 @@ def resolve_device(name: str) -> torch.device:
     if name == "mps" and not torch.backends.mps.is_available():
         raise ConfigError("--device mps: no MPS device is available here; use --device auto or cpu")
     return torch.device(name)
+
+
+def weights_copy(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The model's weights on the CPU, safe from later optimiser steps."""
+    return {key: value.detach().to("cpu", copy=True) for key, value in model.state_dict().items()}
 
 
 def training_state(experiment: Experiment, state: EngineState) -> dict[str, Any]:
@@ -145,13 +167,14 @@ def fit(
     state: EngineState | None = None,
     progress: bool = True,
     steps_per_round: int = 1,
-) -> EngineState:
+) -> FitResult:
     """Train until ``max_epochs`` rounds, patience runs out or the target accuracy is reached.
 
     A round is one epoch, or for step-based families ``steps_per_round`` optimisation steps
     between two evaluations (``Experiment.train_round`` runs one: an epoch, or ``eval_every`` steps); patience counts rounds.
     """
     state = state or EngineState(steps_per_round=steps_per_round)
+    best_state = None
     assert state.steps_per_round == steps_per_round, "a resumed fit keeps its evaluation interval"
     if state.stop_reason == "max_epochs" and max_epochs > state.epoch:
         state.stop_reason = ""  # resumed with a larger budget: train on
@@ -173,6 +196,7 @@ def fit(
         improved = value > state.best_value
         if improved:
             state.best_value, state.best_epoch, state.epochs_since_best = value, epoch, 0
+            best_state = weights_copy(experiment.model)
         else:
             state.epochs_since_best += 1
         state.history.append({"step": float(state.step), **metrics})
@@ -189,4 +213,4 @@ def fit(
             break
     for callback in callbacks:
         callback.on_fit_end(state)
-    return state
+    return FitResult(state, best_state)

@@ -28,8 +28,9 @@ if TYPE_CHECKING:
 class EntryPoint:
     """An MLproject entry point and CLI command: its options, what it is, and how to load its code.
 
-    ``load`` returns the module; a family's module has ``run(config) -> run id`` and ``SEARCH``
-    (its tune search space); a driver names the function that runs it in ``function``.
+    ``load`` returns the module; a family's module has ``build`` and ``report`` (what
+    :func:`innerlens.session.run` needs) and ``SEARCH`` (its tune search space); a driver names the
+    function that runs it in ``function``.
     """
 
     name: str
@@ -43,9 +44,6 @@ class EntryPoint:
     @property
     def command(self) -> str:
         return self.name.replace("_", "-")
-
-    def run(self, config: Config) -> str:
-        return getattr(self.load(), self.function)(config)
 
 
 def _self_modeling() -> ModuleType:

@@ -1,9 +1,18 @@
-"""One run of a family, with everything said explicitly: ``session.run(family, config, parent=...,
-callbacks=...)`` returns what the run produced, not only where it was logged.
+"""One run of a family: ``session.run(family, config, parent=..., callbacks=...)`` owns the whole
+lifecycle and returns what the run produced, not only where it was logged.
 
-A driver (tune, a study) nests a run under its parent by passing a :class:`RunContext`, watches
-its evaluations by passing engine callbacks (an Optuna pruner), and reads the objective from the
-returned :class:`RunResult` instead of asking the tracking server for it again.
+A family supplies two things and nothing else of the lifecycle:
+
+- ``build(config, device, **options) -> Plan`` (:mod:`innerlens.plan`): the :class:`~innerlens.engine.Experiment` and how
+  to run it (selection, rounds, name, tags). A :class:`Plan` subclass's ``start`` may log what the run needs before
+  training (its dataset, step-0 snapshot) and return extra engine callbacks.
+- ``report(tracker, plan, fit)``: what the family measures and draws once the fit has ended,
+  from the fit's validation-chosen weights.
+
+The session resolves the device, opens the MLflow run (nested under ``parent`` when a driver gives
+one), trains with the shared callbacks (metrics, checkpoints, resume) and the caller's (an Optuna
+pruner), calls ``report``, keeps the local copy ``--output-dir`` asks for, and returns a
+:class:`RunResult`. Drivers read the objective from the result instead of asking the server again.
 """
 from __future__ import annotations
 
@@ -14,12 +23,36 @@ from innerlens.results import RunResult
 
 if TYPE_CHECKING:
     from innerlens.config import Config
+    from innerlens.plan import Family
     from innerlens.registry import EntryPoint
     from innerlens.tracking import RunContext
 
 
-def run(family: str | EntryPoint, config: Config, *, parent: RunContext | None = None,
-        callbacks: Sequence[Any] = (), progress: bool = True) -> RunResult:
-    """Train ``config`` as one run of ``family`` (a name in :mod:`innerlens.registry`)."""
-    entry = registry.family(family) if isinstance(family, str) else family
-    return entry.load().run(config, parent=parent, callbacks=tuple(callbacks), progress=progress)
+def run(family: str | EntryPoint | Family, config: Config, *, parent: RunContext | None = None,
+        callbacks: Sequence[Any] = (), progress: bool = True, run_name: str | None = None, **options: Any) -> RunResult:
+    """Train ``config`` as one run of ``family`` (a name in :mod:`innerlens.registry`, its entry, or
+    any object with ``build`` and ``report``); ``options`` go to the family's ``build``."""
+    from innerlens import tracking
+    from innerlens.callbacks import history_frame, tracked_fit
+    from innerlens.engine import resolve_device
+    from innerlens.local_copy import check_output_dir, write_local_copy
+
+    code: Family = family if hasattr(family, "build") else (  # type: ignore[assignment]
+        registry.family(family) if isinstance(family, str) else family).load()
+    device = resolve_device(config.device)
+    output_dir = getattr(config, "output_dir", None)
+    output_dir = check_output_dir(output_dir, config.force_overwrite) if output_dir else None
+    plan = code.build(config, device, **options)
+    with tracking.start_run(config, variant=plan.variant, run_name=run_name or plan.run_name, parent=parent,
+                            step_unit=plan.step_unit) as tracker:
+        target_split = getattr(config, "target_split", None)
+        tracker.set_tags({"innerlens.device": str(device), **plan.tags,
+                          **({"innerlens.target_split": target_split} if target_split else {})})
+        extra = plan.start(tracker, bool(config.resume))
+        fit = tracked_fit(plan.experiment, tracker, config, selection=plan.selection, max_epochs=plan.rounds,
+                          progress=progress, steps_per_round=plan.steps_per_round, callbacks=(*callbacks, *extra))
+        code.report(tracker, plan, fit)
+        if output_dir is not None:
+            tracker.flush()
+            write_local_copy(tracker.run_id, output_dir, config.force_overwrite)
+        return RunResult(tracker.run_id, fit.best_metrics, fit.best_state, history_frame(fit.state.history))

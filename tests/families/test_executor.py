@@ -1,15 +1,15 @@
 """The local executor: a worker process that dies does not stop the study; its run ends FAILED."""
 from __future__ import annotations
 
+import functools
 import os
 
 from mlflow.tracking import MlflowClient
 
-from innerlens import tracking
+from innerlens import session, tracking
 from innerlens.configs.self_modeling import SelfModelingConfig
 from innerlens.drivers.executor import end_lost_runs, study_run
 from innerlens.drivers.local_executor import WORKER_DIED, LocalExecutor
-from innerlens.families.self_modeling import run
 
 TINY = dict(p=23, samples=400, n_layers=3, d_model=32, n_heads=4, d_mlp=64, batch_size=64, max_epochs=2,
             measure_llc=False, checkpoint_interval=0.0, device="cpu")
@@ -25,7 +25,7 @@ def _die_inside_the_run(config: SelfModelingConfig, *, parent: tracking.RunConte
 
 def _train_or_die(job: tuple[SelfModelingConfig, str, str]) -> str:
     single, parent_id, task = job
-    return study_run(_die_inside_the_run if task == "doomed" else run, single, parent_id, task, {}).run_id
+    return study_run(_die_inside_the_run if task == "doomed" else functools.partial(session.run, "self_modeling"), single, parent_id, task, {}).run_id
 
 
 def test_a_worker_that_dies_marks_its_run_failed_and_the_study_goes_on(local_store: str) -> None:

@@ -8,21 +8,20 @@ import torch
 from mlflow.tracking import MlflowClient
 from support import TINY
 
-from innerlens import tracking
-from innerlens.families import grokking, self_modeling
+from innerlens import session, tracking
 from innerlens.families.grokking import GrokkingConfig, GrokkingExperiment
 from innerlens.families.self_modeling import SelfModelingConfig, SelfModelingExperiment
 
-# (family module, config, experiment class, logged steps): 4 evaluations each
+# (family, config, experiment class, logged steps): 4 evaluations each
 FAMILIES = {
     "self_modeling": (
-        self_modeling,
+        "self_modeling",
         SelfModelingConfig.from_strings({**TINY, "max_epochs": "4", "llc_every": "0", "patience": "0", "checkpoint_interval": "0"}),
         SelfModelingExperiment,
         [1, 2, 3, 4],
     ),
     "grokking": (
-        grokking,
+        "grokking",
         GrokkingConfig(p=23, d_model=32, d_head=8, d_mlp=64, max_steps=80, eval_every=20, analysis_every=40,
                        snapshots=3, checkpoint_interval=0, dashboard=False),
         GrokkingExperiment,
@@ -37,8 +36,8 @@ def _final(run_id: str) -> dict[str, float]:
 
 @pytest.mark.parametrize("family", FAMILIES)
 def test_crash_then_resume_matches_uninterrupted(family: str, local_store: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    module, config, experiment_class, steps = FAMILIES[family]
-    straight = module.run(config, progress=False).run_id
+    name, config, experiment_class, steps = FAMILIES[family]
+    straight = session.run(name, config, progress=False).run_id
 
     real_evaluate = experiment_class.evaluate
 
@@ -49,14 +48,14 @@ def test_crash_then_resume_matches_uninterrupted(family: str, local_store: str, 
 
     monkeypatch.setattr(experiment_class, "evaluate", crash_at_round_3)
     with pytest.raises(RuntimeError, match="simulated crash"):
-        module.run(config, progress=False)
+        session.run(name, config, progress=False)
     crashed = mlflow.search_runs(order_by=["attributes.start_time DESC"]).iloc[0]
     crashed_id = crashed["run_id"]
     assert crashed["status"] == "FAILED"
     assert tracking.load_checkpoint(crashed_id)["epoch"] == 2
 
     monkeypatch.setattr(experiment_class, "evaluate", real_evaluate)
-    resumed = module.run(config.replace(resume=crashed_id), progress=False).run_id
+    resumed = session.run(name, config.replace(resume=crashed_id), progress=False).run_id
     assert resumed == crashed_id
     client = MlflowClient()
     assert client.get_run(crashed_id).info.status == "FINISHED"

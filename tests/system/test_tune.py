@@ -17,7 +17,7 @@ from mlflow.tracking import MlflowClient
 from support import TINY_SELF_MODELING, clean_env
 
 from innerlens import tracking
-from innerlens.callbacks import MetricsLogger, metrics_at
+from innerlens.callbacks import MetricsLogger
 from innerlens.config import Config, ConfigError, option
 from innerlens.configs.tune import TuneConfig
 from innerlens.engine import EngineState, Selection, fit
@@ -53,10 +53,10 @@ class OppositeExperiment:
 def run_opposite(config: OppositeConfig, *, parent: tracking.RunContext | None = None, callbacks: tuple = (),
                  progress: bool = True) -> RunResult:
     with tracking.start_run(config, variant=f"x{config.x}", parent=parent) as tracker:
-        state = fit(OppositeExperiment(config), max_epochs=config.epochs, selection=Selection(patience=0),
+        result = fit(OppositeExperiment(config), max_epochs=config.epochs, selection=Selection(patience=0),
                     callbacks=[MetricsLogger(tracker), *callbacks], state=EngineState(), progress=False)
         tracker.flush()
-        return RunResult(tracker.run_id, metrics_at(state, state.best_step))
+        return RunResult(tracker.run_id, result.best_metrics)
 
 
 OPPOSITE = Tunable(OppositeConfig, run_opposite, SearchSpec("val/acc", "maximize", lambda trial: {"x": trial.suggest_categorical("x", [0, 1])}))

@@ -55,19 +55,19 @@ def test_early_stopping_picks_the_validation_optimum() -> None:
     recorder = Recorder()
     state = fit(
         ScriptedExperiment(VAL, TEST), max_epochs=8, selection=Selection(patience=3), callbacks=[recorder], progress=False
-    )
+    ).state
     assert state.best_epoch == 3 and state.best_value == 0.7  # test's best (epoch 4) is ignored
     assert state.epoch == 6 and "no val/acc improvement" in state.stop_reason
     assert recorder.improved == [1, 2, 3] and recorder.ended
 
 
 def test_without_patience_runs_to_max_epochs() -> None:
-    state = fit(ScriptedExperiment(VAL, TEST), max_epochs=8, selection=Selection(patience=0), callbacks=[], progress=False)
+    state = fit(ScriptedExperiment(VAL, TEST), max_epochs=8, selection=Selection(patience=0), callbacks=[], progress=False).state
     assert state.epoch == 8 and state.best_epoch == 8 and state.stop_reason == "max_epochs"
 
 
 def test_target_accuracy_reads_validation_unless_test_is_named() -> None:
-    on_val = fit(ScriptedExperiment(VAL, TEST), max_epochs=8, selection=Selection(patience=0, target_accuracy=0.9), callbacks=[], progress=False)
+    on_val = fit(ScriptedExperiment(VAL, TEST), max_epochs=8, selection=Selection(patience=0, target_accuracy=0.9), callbacks=[], progress=False).state
     assert on_val.epoch == 8
     on_test = fit(
         ScriptedExperiment(VAL, TEST),
@@ -75,7 +75,7 @@ def test_target_accuracy_reads_validation_unless_test_is_named() -> None:
         selection=Selection(patience=0, target_accuracy=0.9, target_split="test"),
         callbacks=[],
         progress=False,
-    )
+    ).state
     assert on_test.epoch == 4 and "test/acc" in on_test.stop_reason
 
 
@@ -86,7 +86,7 @@ def test_resume_from_a_checkpoint_matches_an_uninterrupted_fit() -> None:
 
     torch.manual_seed(0)
     first = ScriptedExperiment(VAL, TEST)
-    state = fit(first, max_epochs=3, selection=Selection(patience=0), callbacks=[], progress=False)
+    state = fit(first, max_epochs=3, selection=Selection(patience=0), callbacks=[], progress=False).state
     buffer = io.BytesIO()
     torch.save(training_state(first, state), buffer)  # the way a checkpoint travels: file, then a safe load
     buffer.seek(0)
@@ -96,7 +96,33 @@ def test_resume_from_a_checkpoint_matches_an_uninterrupted_fit() -> None:
     torch.manual_seed(12345)  # the process that resumes starts from another RNG state
 
     second = ScriptedExperiment(VAL, TEST)
-    resumed = fit(second, max_epochs=6, selection=Selection(patience=0), callbacks=[], state=restore(second, checkpoint), progress=False)
+    resumed = fit(second, max_epochs=6, selection=Selection(patience=0), callbacks=[], state=restore(second, checkpoint), progress=False).state
     assert resumed.epoch == 6 and len(resumed.history) == 6
     for a, b in zip(straight.model.parameters(), second.model.parameters()):
         assert torch.equal(a, b)
+
+
+class WeightsAtImprovement(Recorder):
+    """Records the model's weights whenever validation improves."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model = model
+        self.weights: dict[int, dict[str, torch.Tensor]] = {}
+
+    def on_epoch_end(self, state: EngineState, metrics: dict[str, float], improved: bool) -> None:
+        if improved:
+            self.weights[state.epoch] = {k: v.clone() for k, v in self.model.state_dict().items()}
+
+
+def test_fit_returns_the_weights_and_metrics_of_the_validation_best_epoch() -> None:
+    torch.manual_seed(0)
+    experiment = ScriptedExperiment(VAL, TEST)
+    recorder = WeightsAtImprovement(experiment.model)
+    result = fit(experiment, max_epochs=8, selection=Selection(patience=3), callbacks=[recorder], progress=False)
+    assert result.state.best_epoch == 3 and result.state.epoch == 6
+    assert result.best_metrics["val/acc"] == 0.7 and result.best_metrics["test/acc"] == 0.6
+    assert result.best_state is not None
+    for key, value in recorder.weights[3].items():
+        assert torch.equal(result.best_state[key], value), key
+    assert any(not torch.equal(result.best_state[k], v) for k, v in experiment.model.state_dict().items())

@@ -96,6 +96,14 @@ def test_the_registry_lists_every_family_and_the_commands_every_entry_point() ->
     from innerlens.registry import FAMILIES
 
     runnable = {path.stem for path in (PACKAGE / "families").glob("*.py")
-                if "def run(" in path.read_text() and not path.stem.endswith(("_comparison", "_sweep"))}
+                if "def build(" in path.read_text() and "def report(" in path.read_text()}
     assert {family.name for family in FAMILIES} == runnable
     assert {entry.name for entry in entry_points()} == {path.stem for path in (ROOT / "entrypoints").glob("*.py")}
+
+
+def test_families_leave_the_run_lifecycle_to_the_session() -> None:
+    """A family supplies build and report; only the session (and the drivers' own parent runs) open runs and fit."""
+    for path in (PACKAGE / "families").glob("*.py"):
+        text = path.read_text()
+        if "def build(" in text:
+            assert "def run(" not in text and "tracked_fit" not in text and "start_run" not in text, path.name

@@ -9,21 +9,19 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
-from typing import Any
 
 import torch
 
 from innerlens import tracking
 from innerlens.analysis.noise_scale import noise_scale
-from innerlens.callbacks import BestWeights, history_frame, metrics_at, tracked_fit
+from innerlens.callbacks import history_frame
 from innerlens.config import ConfigError
 from innerlens.configs.generator import REGISTERED_NAME, GeneratorConfig
 from innerlens.data.splits import split_indices
 from innerlens.data.texts import generate_texts, read_texts
-from innerlens.engine import Selection, resolve_device, seed_everything
+from innerlens.engine import FitResult, Selection, seed_everything
 from innerlens.models.loading import encode, lm_loss, load_model, real_tokens, save_checkpoint_dir
-from innerlens.results import RunResult
-from innerlens.tracking import RunContext
+from innerlens.plan import Plan
 from innerlens.viz.curves import metric_curves
 
 
@@ -84,30 +82,26 @@ class GeneratorExperiment:
         return metrics
 
 
-def run(config: GeneratorConfig, *, parent: RunContext | None = None, callbacks: tuple[Any, ...] = (), progress: bool = True) -> RunResult:
-    device = resolve_device(config.device)
-    experiment = GeneratorExperiment(config, device, tracking.models_root())
-    with tracking.start_run(config, variant=config.model, run_name=f"generator-{Path(config.model).name}-s{config.seed}", parent=parent, step_unit="step") as tracker:
-        best = BestWeights(experiment.model)
-        state = tracked_fit(
-            experiment,
-            tracker,
-            config,
-            selection=Selection(monitor="val/loss", mode="min", patience=config.patience),
-            max_epochs=config.rounds,  # one engine round = eval_every steps
-            progress=progress,
-            steps_per_round=config.eval_every, callbacks=(best, *callbacks))
-        history = history_frame(state.history).assign(run="generator")
-        tracker.log_figure(metric_curves(history, ["train/loss", "val/loss", "test/loss"], group="run", title="Language-model loss", xlabel="step"), "loss")
-        tracker.log_figure(metric_curves(history, ["gns/b_simple", "gns/grad_sq", "gns/trace"], group="run", title="Gradient noise scale (McCandlish et al. 2018)", xlabel="step"), "gradient_noise_scale")
+def build(config: GeneratorConfig, device: torch.device) -> Plan:
+    """Step-based: one engine round = ``eval_every`` steps; the validation loss chooses."""
+    return Plan(GeneratorExperiment(config, device, tracking.models_root()), variant=config.model,
+                run_name=f"generator-{Path(config.model).name}-s{config.seed}",
+                selection=Selection(monitor="val/loss", mode="min", patience=config.patience),
+                rounds=config.rounds, steps_per_round=config.eval_every, step_unit="step")
+
+
+def report(tracker: tracking.RunTracker, plan: Plan, fit: FitResult) -> None:
+    """The loss and noise-scale curves; the validation-best weights logged as ``model/`` and registered."""
+    experiment: GeneratorExperiment = plan.experiment
+    history = history_frame(fit.state.history).assign(run="generator")
+    tracker.log_figure(metric_curves(history, ["train/loss", "val/loss", "test/loss"], group="run", title="Language-model loss", xlabel="step"), "loss")
+    tracker.log_figure(metric_curves(history, ["gns/b_simple", "gns/grad_sq", "gns/trace"], group="run", title="Gradient noise scale (McCandlish et al. 2018)", xlabel="step"), "gradient_noise_scale")
+    assert fit.best_state is not None
+    experiment.model.load_state_dict(fit.best_state)
+    with tempfile.TemporaryDirectory() as tmp:
+        save_checkpoint_dir(experiment.loaded, Path(tmp))
+        tracker.log_directory(tmp, "model")
+    if experiment.config.register:
         tracker.flush()
-        # register the validation-best weights, kept in memory during the fit
-        experiment.model.load_state_dict(best.state or tracking.load_checkpoint(tracker.run_id, "best")["model"])
-        with tempfile.TemporaryDirectory() as tmp:
-            save_checkpoint_dir(experiment.loaded, Path(tmp))
-            tracker.log_directory(tmp, "model")
-        if config.register:
-            tracker.flush()
-            version = tracking.register_model(tracker.run_id, "model", REGISTERED_NAME)
-            tracker.set_tags({"innerlens.registered_version": version})
-        return RunResult(tracker.run_id, metrics_at(state, state.best_step), best.state, history_frame(state.history))
+        version = tracking.register_model(tracker.run_id, "model", REGISTERED_NAME)
+        tracker.set_tags({"innerlens.registered_version": version})

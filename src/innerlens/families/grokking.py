@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -23,16 +24,16 @@ from innerlens.analysis.attention import head_statistics
 from innerlens.analysis.features import effective_dimension
 from innerlens.analysis.fourier import frequency_norms, gini, progress_measures
 from innerlens.analysis.transitions import Transitions, detect_transitions, progress_phases
-from innerlens.callbacks import history_frame, metrics_at, tracked_fit
+from innerlens.callbacks import history_frame
 from innerlens.configs.grokking import GrokkingConfig
 from innerlens.data.splits import SplitIndices, split_indices
 from innerlens.data.tasks import SequenceTask, modular_table, with_shortcut
-from innerlens.engine import EngineState, Selection, resolve_device, seed_everything
+from innerlens.engine import EngineState, FitResult, Selection, seed_everything
 from innerlens.models.hooks import attention_pattern
 from innerlens.models.transformer import final_position_logits, nanda_init_, native_transformer
-from innerlens.results import RunResult
+from innerlens.plan import Plan
 from innerlens.search_space import SearchSpec
-from innerlens.tracking import RunContext, RunTracker, snapshot
+from innerlens.tracking import RunTracker, snapshot
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -281,37 +282,40 @@ def snapshot_evolution(experiment: GrokkingExperiment, snapshots: dict[int, dict
     return evolution
 
 
-def run(config: GrokkingConfig, *, parent: RunContext | None = None, callbacks: tuple[Any, ...] = (), progress: bool = True, run_name: str | None = None) -> RunResult:
-    """Train one grokking run into its own MLflow run; return the run id."""
-    device = resolve_device(config.device)
-    experiment = GrokkingExperiment(config, device)
-    steps = snapshot_steps(config.max_steps, config.eval_every, config.snapshots)
-    with tracking.start_run(
-        config, variant=config.task, run_name=run_name or f"{config.task}-p{config.p}-s{config.seed}", parent=parent, step_unit="step"
-    ) as tracker:
-        snapshots = Snapshots(tracker, experiment, steps)
-        if config.resume:
-            snapshots.taken.update(load_snapshots(config.resume))
-        else:
-            tracker.set_tags({"innerlens.device": str(device), "innerlens.target_split": config.target_split})
-        if 0 in steps and 0 not in snapshots.taken:
-            snapshots.take(0)
-        state = tracked_fit(
-            experiment,
-            tracker,
-            config,
-            selection=Selection(patience=config.patience, target_accuracy=config.target_accuracy, target_split=config.target_split),
-            max_epochs=config.rounds,  # one engine round = eval_every steps
-            progress=progress,
-            steps_per_round=config.eval_every,
-            callbacks=(*callbacks, snapshots,),
-        )
-        if state.step not in snapshots.taken:
-            snapshots.take(state.step)
-        history = history_frame(state.history)
-        log_transitions(tracker, config, history)
-        log_figures(tracker, config, experiment, history, snapshots.taken)
-        return RunResult(tracker.run_id, metrics_at(state, state.best_step), None, history_frame(state.history))
+@dataclass
+class GrokkingPlan(Plan):
+    """A grokking run and the log-spaced snapshots its figures are drawn from."""
+
+    snapshots: Snapshots | None = None
+
+    def start(self, tracker: RunTracker, resumed: bool) -> tuple[Snapshots]:
+        experiment: GrokkingExperiment = self.experiment
+        config = experiment.config
+        self.snapshots = Snapshots(tracker, experiment, snapshot_steps(config.max_steps, config.eval_every, config.snapshots))
+        if resumed:
+            self.snapshots.taken.update(load_snapshots(config.resume))
+        if 0 in self.snapshots.steps and 0 not in self.snapshots.taken:
+            self.snapshots.take(0)
+        return (self.snapshots,)
+
+
+def build(config: GrokkingConfig, device: torch.device) -> GrokkingPlan:
+    """One grokking run: step-based, one engine round = ``eval_every`` steps."""
+    return GrokkingPlan(GrokkingExperiment(config, device), variant=config.task,
+                        run_name=f"{config.task}-p{config.p}-s{config.seed}",
+                        selection=Selection(patience=config.patience, target_accuracy=config.target_accuracy,
+                                            target_split=config.target_split),
+                        rounds=config.rounds, steps_per_round=config.eval_every, step_unit="step")
+
+
+def report(tracker: RunTracker, plan: GrokkingPlan, fit: FitResult) -> None:
+    """The last snapshot, the transitions and every figure."""
+    assert plan.snapshots is not None
+    if fit.state.step not in plan.snapshots.taken:
+        plan.snapshots.take(fit.state.step)
+    history = history_frame(fit.state.history)
+    log_transitions(tracker, plan.experiment.config, history)
+    log_figures(tracker, plan.experiment.config, plan.experiment, history, plan.snapshots.taken)
 
 
 def load_snapshots(run_id: str) -> dict[int, dict[str, torch.Tensor]]:

@@ -6,12 +6,11 @@ import functools
 
 import pandas as pd
 
-from innerlens import tracking
+from innerlens import session, tracking
 from innerlens.configs.grokking import GrokkingConfig
 from innerlens.configs.grokking_sweep import FAMILY, GrokkingSweepConfig
 from innerlens.drivers.executor import study_run
 from innerlens.drivers.study import train_or_reuse
-from innerlens.families.grokking import run
 from innerlens.tracking import fetch_history
 from innerlens.viz.curves import metric_curves
 from innerlens.viz.grokking import split_curves, time_to_generalize
@@ -45,7 +44,7 @@ def task_name(sweep: str, single: GrokkingConfig) -> str:
 
 def _train_child(job: tuple[GrokkingConfig, str, str]) -> str:
     single, parent_id, task = job
-    return study_run(functools.partial(run, run_name=task), single, parent_id, task, {}).run_id
+    return study_run(functools.partial(session.run, "grokking", run_name=task), single, parent_id, task, {}).run_id
 
 
 def sweep_results(parent_id: str, parameter: str) -> tuple[pd.DataFrame, pd.DataFrame]:

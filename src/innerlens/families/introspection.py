@@ -9,22 +9,22 @@ the drift metrics say whether it made that neuron easier to predict.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from innerlens import tracking
-from innerlens.callbacks import history_frame, metrics_at, tracked_fit
+from innerlens.callbacks import history_frame
 from innerlens.configs.introspection import IntrospectionConfig
-from innerlens.engine import Selection, resolve_device
+from innerlens.engine import FitResult, Selection
 from innerlens.families.introspection_experiment import IntrospectionExperiment
 from innerlens.families.introspection_report import at_best, figures, log_dataset
-from innerlens.local_copy import check_output_dir, write_local_copy
-from innerlens.models.loading import load_model
-from innerlens.results import RunResult
+from innerlens.models.loading import LoadedModel, load_model
+from innerlens.plan import Plan
 from innerlens.search_space import SearchSpec
-from innerlens.tracking import RunContext
+from innerlens.tracking import RunTracker
 
 if TYPE_CHECKING:
-    pass
+    import torch
 
 
 def _introspection_space(trial: Any) -> dict[str, Any]:
@@ -38,31 +38,44 @@ def _introspection_space(trial: Any) -> dict[str, Any]:
 SEARCH = SearchSpec(metric=lambda config: config.monitor, direction="maximize", space=_introspection_space)
 
 
-def run(config: IntrospectionConfig, *, parent: RunContext | None = None, callbacks: tuple[Any, ...] = (), progress: bool = True) -> RunResult:
-    """Scan, build the activation dataset, train the introspection head; return the run id."""
-    device = resolve_device(config.device)
-    output_dir = check_output_dir(config.output_dir, config.force_overwrite) if config.output_dir else None
+@dataclass
+class IntrospectionPlan(Plan):
+    """An introspection run, the model compared across (``--cross-model``) and the frozen baselines."""
+
+    cross: LoadedModel | None = None
+    baselines: dict[str, float] = field(default_factory=dict)
+
+    def start(self, tracker: RunTracker, resumed: bool) -> tuple[()]:
+        experiment: IntrospectionExperiment = self.experiment
+        self.baselines = experiment.baselines(self.cross)
+        if not resumed:
+            log_dataset(tracker, experiment.config, experiment)
+            tracker.log_metrics(0, self.baselines)
+        return ()
+
+
+def build(config: IntrospectionConfig, device: torch.device) -> IntrospectionPlan:
+    """Scan for the neuron, build the activation dataset and the head."""
     models_root = tracking.models_root()
     experiment = IntrospectionExperiment(config, device, models_root)
     cross = load_model(config.cross_model, device, cache_root=models_root, seed=1) if config.cross_model else None
-    with tracking.start_run(config, variant=f"{config.task}-{config.unfreeze}", run_name=f"{config.model}-L{experiment.layer}N{experiment.neuron}-s{config.seed}", parent=parent) as tracker:
-        baselines = experiment.baselines(cross)
-        if not config.resume:
-            log_dataset(tracker, config, experiment)
-            tracker.log_metrics(0, baselines)
-        state = tracked_fit(
-            experiment, tracker, config, max_epochs=config.max_epochs, progress=progress,
-            selection=Selection(monitor=config.monitor, patience=config.patience, target_accuracy=config.target_accuracy, target_split=config.target_split), callbacks=callbacks)
-        tracker.log_metrics(state.step, at_best(metrics_at(state, state.best_step), baselines))
-        if experiment.gradient_log:
-            tracker.log_text(json.dumps(experiment.gradient_log), "monitors/gradients.json")
-        if experiment.activation_log:
-            tracker.log_text(json.dumps(experiment.activation_log), "monitors/activations.json")
-        output, live = experiment.predict(experiment.splits.test)
-        history = history_frame(state.history)
-        for name, figure in figures(config, experiment, history, output, live).items():
-            tracker.log_figure(figure, name)
-        tracker.flush()
-        if output_dir is not None:
-            write_local_copy(tracker.run_id, output_dir, config.force_overwrite)
-        return RunResult(tracker.run_id, metrics_at(state, state.best_step), None, history_frame(state.history))
+    return IntrospectionPlan(
+        experiment, variant=f"{config.task}-{config.unfreeze}",
+        run_name=f"{config.model}-L{experiment.layer}N{experiment.neuron}-s{config.seed}",
+        selection=Selection(monitor=config.monitor, patience=config.patience, target_accuracy=config.target_accuracy,
+                            target_split=config.target_split),
+        rounds=config.max_epochs, cross=cross)
+
+
+def report(tracker: RunTracker, plan: IntrospectionPlan, fit: FitResult) -> None:
+    """The headline against the probe at the validation-chosen step, the drift monitors and the figures."""
+    experiment: IntrospectionExperiment = plan.experiment
+    tracker.log_metrics(fit.state.step, at_best(fit.best_metrics, plan.baselines))
+    if experiment.gradient_log:
+        tracker.log_text(json.dumps(experiment.gradient_log), "monitors/gradients.json")
+    if experiment.activation_log:
+        tracker.log_text(json.dumps(experiment.activation_log), "monitors/activations.json")
+    output, live = experiment.predict(experiment.splits.test)
+    history = history_frame(fit.state.history)
+    for name, figure in figures(experiment.config, experiment, history, output, live).items():
+        tracker.log_figure(figure, name)

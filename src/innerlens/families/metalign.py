@@ -24,7 +24,6 @@ import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -42,17 +41,16 @@ from innerlens.analysis.cognitive import (
     online_logistic_logits,
     prototype_logits,
 )
-from innerlens.callbacks import BestWeights, history_frame, metrics_at, tracked_fit
+from innerlens.callbacks import history_frame
 from innerlens.config import ConfigError
 from innerlens.configs.metalign import MetalignConfig
 from innerlens.data.embeddings import HUMAN_COLUMNS, ObjectData, load_human_data, load_objects, synthetic_objects, zscore
 from innerlens.data.episodes import LABEL_CHANNELS, Episodes, EpisodeSampler
 from innerlens.data.splits import split_indices
-from innerlens.engine import EngineState, Selection, resolve_device, seed_everything
+from innerlens.engine import FitResult, Selection, seed_everything
 from innerlens.models.meta_learner import MetaLearner
-from innerlens.results import RunResult
+from innerlens.plan import Plan
 from innerlens.search_space import SearchSpec
-from innerlens.tracking import RunContext
 from innerlens.viz.curves import metric_curves
 from innerlens.viz.metalign import group_figures
 
@@ -265,31 +263,41 @@ def behaviour_table(experiment: MetalignExperiment, human: pd.DataFrame | None, 
     return table[["learner", "unit", "dimension", "trial", "p_correct"]], scores
 
 
-def run(config: MetalignConfig, *, parent: RunContext | None = None, callbacks: tuple[Any, ...] = (), progress: bool = True) -> RunResult:
-    device = resolve_device(config.device)
-    with tempfile.TemporaryDirectory(prefix="innerlens-metalign-") as scratch:
-        data = prepare_data(config, Path(scratch))
-        experiment = MetalignExperiment(config, data.objects, device)
-        with tracking.start_run(config, variant="fixed_label" if config.fixed_label else "flipped_label",
-                                run_name=f"metalign-s{config.seed}", parent=parent) as tracker:
-            tracker.set_tags({"innerlens.data": "synthetic" if data.source_dir else "files",
-                              "innerlens.train_dims": ",".join(map(str, experiment.train_dims))})
-            if data.source_dir and not config.resume:
-                tracker.log_directory(data.source_dir, "data")
-            best = BestWeights(experiment.model)
-            state = tracked_fit(
-                experiment, tracker, config, max_epochs=config.max_epochs, progress=progress,
-                selection=Selection(patience=config.patience, target_accuracy=config.target_accuracy, target_split=config.target_split), callbacks=(best, *callbacks))
-            tracker.flush()
-            experiment.model.load_state_dict(best.state or tracking.load_checkpoint(tracker.run_id, "best")["model"])
-            report(tracker, experiment, data, config, state)
-            return RunResult(tracker.run_id, metrics_at(state, state.best_step), best.state, history_frame(state.history))
+@dataclass
+class MetalignPlan(Plan):
+    """A metalign run and its data; ``scratch`` holds synthetic files until they are logged."""
+
+    data: PreparedData | None = None
+    scratch: tempfile.TemporaryDirectory[str] | None = None
+
+    def start(self, tracker: tracking.RunTracker, resumed: bool) -> tuple[()]:
+        assert self.data is not None
+        if self.data.source_dir and not resumed:
+            tracker.log_directory(self.data.source_dir, "data")
+        return ()
 
 
-def report(tracker: tracking.RunTracker, experiment: MetalignExperiment, data: PreparedData,
-           config: MetalignConfig, state: EngineState) -> None:
-    """Alignment metrics, tables and figures of the best model."""
+def build(config: MetalignConfig, device: torch.device) -> MetalignPlan:
+    """Load (or write) the embeddings and human data, checked before any run exists."""
+    scratch = tempfile.TemporaryDirectory(prefix="innerlens-metalign-")
+    data = prepare_data(config, Path(scratch.name))
+    experiment = MetalignExperiment(config, data.objects, device)
+    return MetalignPlan(
+        experiment, variant="fixed_label" if config.fixed_label else "flipped_label", run_name=f"metalign-s{config.seed}",
+        selection=Selection(patience=config.patience, target_accuracy=config.target_accuracy, target_split=config.target_split),
+        rounds=config.max_epochs, data=data, scratch=scratch,
+        tags={"innerlens.data": "synthetic" if data.source_dir else "files",
+              "innerlens.train_dims": ",".join(map(str, experiment.train_dims))})
+
+
+def report(tracker: tracking.RunTracker, plan: MetalignPlan, fit: FitResult) -> None:
+    """Alignment metrics, tables and figures of the validation-best model."""
     from innerlens.viz import metalign as viz
+
+    experiment: MetalignExperiment = plan.experiment
+    config, data, state = experiment.config, plan.data, fit.state
+    assert data is not None and fit.best_state is not None
+    experiment.model.load_state_dict(fit.best_state)
 
     names = data.objects.dimension_names
     test = experiment.splits.test.numpy()

@@ -11,8 +11,8 @@ from __future__ import annotations
 import io
 import json
 import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -22,19 +22,17 @@ from sklearn.metrics import roc_auc_score
 
 from innerlens import tracking
 from innerlens.analysis.calibration import calibration_metrics, platt_fit
-from innerlens.callbacks import BestWeights, history_frame, metrics_at, tracked_fit
 from innerlens.config import ConfigError
 from innerlens.configs.selector import REGISTERED_NAME, SelectorConfig
 from innerlens.data.labelled import order_corpus, read_labelled
 from innerlens.data.splits import split_indices
-from innerlens.engine import Selection, resolve_device, seed_everything
+from innerlens.engine import FitResult, Selection, seed_everything
 from innerlens.inputs import read_input_text
 from innerlens.models.hooks import resid_post
 from innerlens.models.loading import LoadedModel, encode, load_model
 from innerlens.models.selector_head import SelectorHead, valid_heads
-from innerlens.results import RunResult
+from innerlens.plan import Plan
 from innerlens.search_space import SearchSpec
-from innerlens.tracking import RunContext
 
 SEARCH = SearchSpec(
     metric="val/auc",
@@ -135,52 +133,63 @@ def bag_of_words_auc(frame: pd.DataFrame, train: torch.Tensor, test: torch.Tenso
     return float(roc_auc_score(frame["label"].iloc[test.numpy()], model.predict_proba(x_test)[:, 1]))
 
 
-def run(config: SelectorConfig, *, parent: RunContext | None = None, callbacks: tuple[Any, ...] = (), progress: bool = True) -> RunResult:
+@dataclass
+class SelectorPlan(Plan):
+    """A selector run, the texts whose attention it draws and the generator's version."""
+
+    examples: list[tuple[str, str]] = field(default_factory=list)
+    generator_version: str = ""
+
+
+def build(config: SelectorConfig, device: torch.device) -> SelectorPlan:
+    """The head on the frozen generator's hidden states; the validation AUC chooses."""
+    experiment = SelectorExperiment(config, device, tracking.models_root())
+    version = experiment.generator_model.version or Path(config.generator).name
+    return SelectorPlan(
+        experiment, variant=f"L{'-'.join(map(str, experiment.layers))}", run_name=f"selector-{version}-s{config.seed}",
+        selection=Selection(monitor="val/auc", patience=config.patience, target_accuracy=config.target_accuracy,
+                            target_split=config.target_split),
+        rounds=config.max_epochs, examples=_examples(config, experiment), generator_version=version,
+        tags={"innerlens.generator_version": version, "innerlens.heads": str(experiment.heads),
+              "innerlens.feature_layers": ",".join(map(str, experiment.layers))})
+
+
+def report(tracker: tracking.RunTracker, plan: SelectorPlan, fit: FitResult) -> None:
+    """Test AUC and calibration of the validation-best head, its evaluation plots, registration and heatmaps."""
     from innerlens.viz import selector as viz
 
-    device = resolve_device(config.device)
-    experiment = SelectorExperiment(config, device, tracking.models_root())
-    examples = _examples(config, experiment)
-    generator_version = experiment.generator_model.version or Path(config.generator).name
-    with tracking.start_run(config, variant=f"L{'-'.join(map(str, experiment.layers))}", run_name=f"selector-{generator_version}-s{config.seed}", parent=parent) as tracker:
-        tracker.set_tags({"innerlens.generator_version": generator_version, "innerlens.heads": str(experiment.heads),
-                          "innerlens.feature_layers": ",".join(map(str, experiment.layers))})
-        best = BestWeights(experiment.model)
-        state = tracked_fit(experiment, tracker, config, max_epochs=config.max_epochs, progress=progress,
-                            selection=Selection(monitor="val/auc", patience=config.patience,
-                                                target_accuracy=config.target_accuracy, target_split=config.target_split), callbacks=(best, *callbacks))
-        tracker.flush()
-        experiment.model.load_state_dict(best.state or tracking.load_checkpoint(tracker.run_id, "best")["model"])
-        val, test = experiment.splits.val, experiment.splits.test
-        test_labels = experiment.labels[test.to(device)].cpu().numpy()
-        test_scores = experiment.scores(test)
-        probabilities = torch.sigmoid(test_scores).numpy()
-        final = {"test/auc_best": float(roc_auc_score(test_labels, test_scores.numpy())),
-                 **calibration_metrics("test/ece", probabilities, test_labels),
-                 "baseline/bow/test_auc": bag_of_words_auc(experiment.frame, experiment.splits.train, test)}
-        if config.calibrate:
-            a, b = platt_fit(experiment.scores(val), experiment.labels[val.to(device)].cpu())
-            probabilities = torch.sigmoid(a * test_scores.double() + b).numpy()
-            final.update({"calibration/a": a, "calibration/b": b, **calibration_metrics("test/ece_calibrated", probabilities, test_labels)})
-            # Stated, not hidden: the validation split that chose the checkpoint also fits Platt's (a, b).
-            tracker.set_tags({"innerlens.calibration_split": "val (also the early-stopping split)"})
-        tracker.log_metrics(state.step, final)
-        tracker.log_figure(viz.evaluation(test_labels, probabilities), "evaluation")
-        selector_version = _register(tracker, config, experiment) if config.register else "unregistered"
-        for name, text in examples:
-            ids, last = encode(experiment.generator_model.tokenizer, [text], device, config.max_length)
-            experiment.model.eval()
-            with torch.no_grad():
-                _, weights = experiment.model(experiment.hidden_states(ids, last), last)
-            tokens = [experiment.generator_model.tokenizer.decode([int(t)]) for t in ids[0, : int(last[0]) + 1]]
-            stem = f"example_{name}_{generator_version}_selector_{selector_version}"
-            arrays = {f"h_select_h{layer}": w[0, :, : len(tokens)].cpu().numpy() for layer, w in zip(experiment.layers, weights)}
-            tracker.log_figure(viz.attention_heatmap(tokens, arrays), f"heatmaps/{stem}")
-            buffer = io.BytesIO()
-            np.savez(buffer, tokens=np.array(tokens), **arrays)
-            tracker.log_bytes(buffer.getvalue(), f"figures/heatmaps/{stem}.npz")  # redraw without rerunning
-        tracker.log_history(history_frame(state.history))
-        return RunResult(tracker.run_id, metrics_at(state, state.best_step), best.state, history_frame(state.history))
+    experiment: SelectorExperiment = plan.experiment
+    config, device = experiment.config, experiment.device
+    assert fit.best_state is not None
+    experiment.model.load_state_dict(fit.best_state)
+    val, test = experiment.splits.val, experiment.splits.test
+    test_labels = experiment.labels[test.to(device)].cpu().numpy()
+    test_scores = experiment.scores(test)
+    probabilities = torch.sigmoid(test_scores).numpy()
+    final = {"test/auc_best": float(roc_auc_score(test_labels, test_scores.numpy())),
+             **calibration_metrics("test/ece", probabilities, test_labels),
+             "baseline/bow/test_auc": bag_of_words_auc(experiment.frame, experiment.splits.train, test)}
+    if config.calibrate:
+        a, b = platt_fit(experiment.scores(val), experiment.labels[val.to(device)].cpu())
+        probabilities = torch.sigmoid(a * test_scores.double() + b).numpy()
+        final.update({"calibration/a": a, "calibration/b": b, **calibration_metrics("test/ece_calibrated", probabilities, test_labels)})
+        # Stated, not hidden: the validation split that chose the checkpoint also fits Platt's (a, b).
+        tracker.set_tags({"innerlens.calibration_split": "val (also the early-stopping split)"})
+    tracker.log_metrics(fit.state.step, final)
+    tracker.log_figure(viz.evaluation(test_labels, probabilities), "evaluation")
+    selector_version = _register(tracker, config, experiment) if config.register else "unregistered"
+    for name, text in plan.examples:
+        ids, last = encode(experiment.generator_model.tokenizer, [text], device, config.max_length)
+        experiment.model.eval()
+        with torch.no_grad():
+            _, weights = experiment.model(experiment.hidden_states(ids, last), last)
+        tokens = [experiment.generator_model.tokenizer.decode([int(t)]) for t in ids[0, : int(last[0]) + 1]]
+        stem = f"example_{name}_{plan.generator_version}_selector_{selector_version}"
+        arrays = {f"h_select_h{layer}": w[0, :, : len(tokens)].cpu().numpy() for layer, w in zip(experiment.layers, weights)}
+        tracker.log_figure(viz.attention_heatmap(tokens, arrays), f"heatmaps/{stem}")
+        buffer = io.BytesIO()
+        np.savez(buffer, tokens=np.array(tokens), **arrays)
+        tracker.log_bytes(buffer.getvalue(), f"figures/heatmaps/{stem}.npz")  # redraw without rerunning
 
 
 def _examples(config: SelectorConfig, experiment: SelectorExperiment) -> list[tuple[str, str]]:

@@ -21,19 +21,18 @@ from innerlens import tracking
 from innerlens.analysis.llc import LLCEstimate, LLCSettings, estimate_llc
 from innerlens.analysis.transitions import dynamics_summary
 from innerlens.analysis.weights import weight_std
-from innerlens.callbacks import BestWeights, history_frame, metrics_at, tracked_fit
+from innerlens.callbacks import history_frame
 from innerlens.configs.self_modeling import SelfModelingConfig
 from innerlens.data.splits import split_indices
 from innerlens.data.tasks import SequenceTask, digit_patches, modular_sum, modular_sum_seq
-from innerlens.engine import EngineState, Selection, resolve_device, seed_everything
+from innerlens.engine import FitResult, Selection, seed_everything
 from innerlens.families.seed_stack import SeedStack
 from innerlens.families.self_modeling_training import round_metrics, training_loss
-from innerlens.local_copy import check_output_dir, write_local_copy
 from innerlens.models.hooks import resid_post
 from innerlens.models.transformer import last_position_residuals, native_transformer, supports_plain_forward
-from innerlens.results import RunResult
+from innerlens.plan import Plan
 from innerlens.search_space import SearchSpec
-from innerlens.tracking import RunContext, snapshot
+from innerlens.tracking import snapshot
 from innerlens.viz.curves import llc_traces
 from innerlens.viz.self_modeling import figures
 
@@ -247,76 +246,50 @@ def comparison_figures(history: pd.DataFrame, runs: pd.DataFrame, summary: pd.Da
     return {f"self_modeling_{name}": fig for name, fig in figures(history, group="group").items()}
 
 
-def report(tracker: tracking.RunTracker, experiment: SelfModelingExperiment, state: EngineState,
-           best_weights: dict[str, torch.Tensor], summary: dict[str, float]) -> None:
-    """Measure the run at its end and at its best checkpoint the same way for every run, log the
-    measurements (into the history too) and draw its figures."""
-    config = experiment.config
-    final, final_traces = experiment.measure("final", snapshot(experiment.model.state_dict()))
-    if state.best_step == state.step:  # the last epoch is the best: one measurement serves both
-        at_best_weights = {key.replace("_final", "_best").replace("/final_", "/best_"): value
-                           for key, value in final.items() if "_gamma_" not in key}
-        best_traces = final_traces.iloc[0:0]
-    else:
-        at_best_weights, best_traces = experiment.measure("best", best_weights)
-    measured = {**summary, **final, **at_best_weights}
-    tracker.log_metrics(state.step, measured)
-    # history.parquet holds every logged metric (compare reads it first), the measurements included.
-    tracker.log_history(history_frame([*state.history, {"step": float(state.step), **measured}]))
-    traces = pd.concat([final_traces, best_traces], ignore_index=True)
-    drawn = figures(history_frame(state.history).assign(run_id=tracker.run_id, variant=config.variant))
-    if not traces.empty:
-        tracker.log_text(traces.to_csv(index=False), "tables/llc_traces.csv")
-        drawn["llc_traces"] = llc_traces(traces)
-    for name, figure in drawn.items():
-        tracker.log_figure(figure, name)
-
-
-def run(config: SelfModelingConfig, *, parent: RunContext | None = None, callbacks: tuple[Any, ...] = (), progress: bool = True,
-        stack: tuple[SeedStack, int] | None = None) -> RunResult:
-    """Train one variant with one seed into its own MLflow run, measure it at the end and at the
-    best validation checkpoint. With ``stack`` (the cell's :class:`SeedStack` and this seed's place
+def build(config: SelfModelingConfig, device: torch.device, stack: tuple[SeedStack, int] | None = None) -> Plan:
+    """One variant with one seed. With ``stack`` (the cell's :class:`SeedStack` and this seed's place
     in it) the epochs are trained together with the cell's other seeds."""
-    if stack is None:
-        return _run(config, parent, callbacks, progress, None)
-    try:
-        return _run(config, parent, callbacks, progress, stack)
-    except BaseException:
-        stack[0].abort()  # the other seeds stop waiting for this one
-        raise
-
-
-def _run(config: SelfModelingConfig, parent: RunContext | None, callbacks: tuple[Any, ...], progress: bool,
-         stack: tuple[SeedStack, int] | None) -> RunResult:
-    device = resolve_device(config.device)
-    output_dir = check_output_dir(config.output_dir, config.force_overwrite) if config.output_dir else None
-    one_at_a_time = stack[0].lock if stack is not None else contextlib.nullcontext()
-    with one_at_a_time:  # seeding touches torch's global generator
+    with _one_at_a_time(stack):  # seeding touches torch's global generator
         experiment = SelfModelingExperiment(config, device)
     experiment.stack = stack
-    with tracking.start_run(
-        config, variant=config.variant, run_name=f"{config.variant}-s{config.seed}", parent=parent
-    ) as tracker:
-        settings = config.llc_settings
-        tracker.set_tags({"innerlens.target_split": config.target_split, "innerlens.device": str(device)})
-        if not config.resume:
-            tracker.set_tags({"innerlens.llc_nbeta": str(settings.resolved_nbeta(config.train_size))})
-        best = BestWeights(experiment.model)
-        state = tracked_fit(
-            experiment, tracker, config, max_epochs=config.max_epochs, progress=progress,
-            selection=Selection(
-                patience=config.patience, target_accuracy=config.target_accuracy, target_split=config.target_split
-            ),
-            callbacks=(*callbacks, best,),
-        )
-        at_best = metrics_at(state, state.best_step)
-        summary = {"test/acc_at_best": at_best["test/acc"], "test/loss_at_best": at_best["test/loss"],
-                   "val/acc_at_best": at_best["val/acc"], "train/acc_final": state.history[-1]["train/acc"],
-                   **dynamics_summary(state.history, config.max_epochs)}
-        best_weights = best.state or tracking.load_checkpoint(tracker.run_id, "best")["model"]
-        with one_at_a_time:  # the LLC's chains seed torch's global generator; matplotlib draws one figure at a time
-            report(tracker, experiment, state, best_weights, summary)
-        if output_dir is not None:
-            tracker.flush()
-            write_local_copy(tracker.run_id, output_dir, config.force_overwrite)
-        return RunResult(tracker.run_id, metrics_at(state, state.best_step), best.state, history_frame(state.history))
+    nbeta = config.llc_settings.resolved_nbeta(config.train_size)
+    return Plan(experiment, variant=config.variant, run_name=f"{config.variant}-s{config.seed}",
+                selection=Selection(patience=config.patience, target_accuracy=config.target_accuracy,
+                                    target_split=config.target_split),
+                rounds=config.max_epochs, tags={"innerlens.llc_nbeta": str(nbeta)})
+
+
+def _one_at_a_time(stack: tuple[SeedStack, int] | None) -> contextlib.AbstractContextManager[Any]:
+    """The stacked cell's lock (its seeds run as threads of one process), else nothing."""
+    return stack[0].lock if stack is not None else contextlib.nullcontext()
+
+
+def report(tracker: tracking.RunTracker, plan: Plan, fit: FitResult) -> None:
+    """Measure the run at its end and at its best checkpoint the same way for every run, log the
+    measurements (into the history too) and draw its figures."""
+    experiment: SelfModelingExperiment = plan.experiment
+    config, state = experiment.config, fit.state
+    at_best = fit.best_metrics
+    summary = {"test/acc_at_best": at_best["test/acc"], "test/loss_at_best": at_best["test/loss"],
+               "val/acc_at_best": at_best["val/acc"], "train/acc_final": state.history[-1]["train/acc"],
+               **dynamics_summary(state.history, config.max_epochs)}
+    with _one_at_a_time(experiment.stack):  # the LLC's chains seed torch's global generator; matplotlib draws one figure at a time
+        final, final_traces = experiment.measure("final", snapshot(experiment.model.state_dict()))
+        if state.best_step == state.step:  # the last epoch is the best: one measurement serves both
+            at_best_weights = {key.replace("_final", "_best").replace("/final_", "/best_"): value
+                               for key, value in final.items() if "_gamma_" not in key}
+            best_traces = final_traces.iloc[0:0]
+        else:
+            assert fit.best_state is not None
+            at_best_weights, best_traces = experiment.measure("best", fit.best_state)
+        measured = {**summary, **final, **at_best_weights}
+        tracker.log_metrics(state.step, measured)
+        # history.parquet holds every logged metric (compare reads it first), the measurements included.
+        tracker.log_history(history_frame([*state.history, {"step": float(state.step), **measured}]))
+        traces = pd.concat([final_traces, best_traces], ignore_index=True)
+        drawn = figures(history_frame(state.history).assign(run_id=tracker.run_id, variant=config.variant))
+        if not traces.empty:
+            tracker.log_text(traces.to_csv(index=False), "tables/llc_traces.csv")
+            drawn["llc_traces"] = llc_traces(traces)
+        for name, figure in drawn.items():
+            tracker.log_figure(figure, name)

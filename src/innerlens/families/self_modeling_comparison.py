@@ -15,13 +15,13 @@ from pathlib import Path
 import click
 import pandas as pd
 
-from innerlens import tracking
+from innerlens import session, tracking
 from innerlens.analysis.stats import paired_statistics
 from innerlens.configs.self_modeling_comparison import BASELINE, FAMILY, SelfModelingComparisonConfig
 from innerlens.drivers.executor import study_run
 from innerlens.drivers.study import train_or_reuse
 from innerlens.families.seed_stack import SeedStack
-from innerlens.families.self_modeling import SelfModelingConfig, run
+from innerlens.families.self_modeling import SelfModelingConfig
 from innerlens.local_copy import check_output_dir, write_local_copy
 from innerlens.tracking import children_history
 from innerlens.viz.compare import dose_response
@@ -47,7 +47,7 @@ def task_name(single: SelfModelingConfig) -> str:
 def _train_child(job: tuple[SelfModelingConfig, str], stack: tuple[SeedStack, int] | None = None) -> str:
     """One nested run (in a worker process): the run id."""
     single, parent_id = job
-    train = run if stack is None else functools.partial(run, stack=stack)
+    train = functools.partial(session.run, "self_modeling", stack=stack)
     return study_run(train, single, parent_id, task_name(single), {TAG_WEIGHT: f"{single.self_model_weight:g}"}).run_id
 
 
@@ -62,6 +62,7 @@ def _train_cell(job: tuple[list[SelfModelingConfig], str]) -> list[str]:
         try:
             run_ids[index] = _train_child((singles[index], parent_id), (stack, index))
         except BaseException as error:  # reported once every seed has stopped
+            stack.abort()  # the other seeds stop waiting for this one
             errors.append(error)
 
     threads = [threading.Thread(target=train, args=(index,), daemon=True) for index in range(len(singles))]

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import socket
 import sys
@@ -12,7 +13,7 @@ import optuna
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 
-from innerlens import registry, tracking
+from innerlens import registry, session, tracking
 from innerlens.config import Config, ConfigError, RunFailed, redact_secrets
 from innerlens.configs.tune import TuneConfig
 from innerlens.drivers.executor import study_run
@@ -60,8 +61,7 @@ class Tunable:
 
 def tunable(family: str) -> Tunable:
     entry = registry.family(family)
-    module = entry.load()
-    return Tunable(entry.config, module.run, module.SEARCH)
+    return Tunable(entry.config, functools.partial(session.run, entry.name), entry.load().SEARCH)
 
 
 
