@@ -123,9 +123,9 @@ def test_live_targets_follow_the_model(targets: str) -> None:
 
 
 def test_frozen_regression_head_predicts_held_out_texts(local_store: str) -> None:
-    from innerlens.families import introspection
+    from innerlens import session
 
-    run_id = introspection.run(IntrospectionConfig(num_samples=200, max_epochs=20, unfreeze="none"), progress=False).run_id
+    run_id = session.run("introspection", IntrospectionConfig(num_samples=200, max_epochs=20, unfreeze="none"), progress=False).run_id
     metrics = MlflowClient().get_run(run_id).data.metrics
     assert metrics["test/r2_at_best"] > metrics["baseline/mean/test_r2"] + 0.5
     # the headline is the head's R² beyond a frozen ridge probe on the same features, both logged
