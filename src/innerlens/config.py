@@ -63,11 +63,6 @@ def non_negative(value: float) -> str | None:
 SEED_LIMIT = 2**32  # NumPy's generators take seeds in [0, 2**32); torch's would wrap larger ones silently
 
 
-def heads_divide_width(n_heads: int, d_model: int) -> str | None:
-    """The one-line error for an attention shape whose heads cannot split the residual width."""
-    return None if d_model % n_heads == 0 else f"--n-heads {n_heads} must divide --d-model {d_model}"
-
-
 def valid_seed(seed: int) -> str | None:
     return None if 0 <= seed < SEED_LIMIT else f"a seed must be between 0 and {SEED_LIMIT - 1}, got {seed}"
 
@@ -172,6 +167,9 @@ class Config:
     # Named configurations of the ``regime`` field: name -> the field values it fixes. The CLI fills
     # them in as defaults, and a config whose values contradict its regime is refused.
     regimes: ClassVar[dict[str, dict[str, Any]]] = {}
+    # Bases whose own ``check`` does not apply here: a study checks each of its single runs in full
+    # (as it builds them) instead of the hidden single-run fields it inherits.
+    unchecked_bases: ClassVar[tuple[type, ...]] = ()
 
     def __post_init__(self) -> None:
         for spec in self.specs():
@@ -192,9 +190,18 @@ class Config:
                 message = check(value)
                 if message:
                     raise ConfigError(f"{spec.cli_flag}: {message}")
-        message = self.regime_check() or self.check()
+        message = self.regime_check() or self.checks()
         if message:
             raise ConfigError(message)
+
+    def checks(self) -> str | None:
+        """Every class's own :meth:`check`, base classes first: each covers its own fields and none
+        calls ``super()``, so a mixin's check (a model's shape, an executor's options) runs once."""
+        for cls in reversed(type(self).__mro__):
+            own = cls.__dict__.get("check")
+            if own is not None and cls not in self.unchecked_bases and (message := own(self)):
+                return message
+        return None
 
     def regime_check(self) -> str | None:
         """A named regime holds exactly its own values, so its name in the params never misleads."""
@@ -207,7 +214,7 @@ class Config:
         return f"--regime {self.regime} means {spelled}; got {given} (use --regime stable to change them)"
 
     def check(self) -> str | None:
-        """Cross-field checks; return a one-line message or None."""
+        """This class's cross-field checks (see :meth:`checks`); a one-line message or None."""
         return None
 
     @classmethod
@@ -336,9 +343,6 @@ class StepConfig(TrainConfig):
     eval_every: int = option(100, "Steps between evaluations.", check=positive)
 
     def check(self) -> str | None:
-        base = super().check()
-        if base:
-            return base
         if self.max_steps % self.eval_every:
             return f"--max-steps {self.max_steps} must be a multiple of --eval-every {self.eval_every}"
         return None

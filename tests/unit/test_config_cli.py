@@ -84,3 +84,30 @@ def test_a_named_regime_fills_its_values_and_refuses_contradictions() -> None:
     with pytest.raises(ConfigError, match="--regime grokking means .*got --batch-size 64"):
         SelfModelingConfig(regime="grokking", **{**REGIMES["grokking"], "batch_size": 64})
     assert SelfModelingConfig(regime="stable", batch_size=32).batch_size == 32
+
+
+def test_each_class_checks_its_own_fields_once_and_studies_check_their_runs_in_full() -> None:
+    from innerlens.configs.grokking import GrokkingConfig
+    from innerlens.configs.self_modeling import SelfModelingConfig
+    from innerlens.configs.self_modeling_comparison import SelfModelingComparisonConfig
+
+    # the shared shape check reaches every family that mixes ModelShape in, without a super() call
+    with pytest.raises(ConfigError, match="--n-heads 5 must divide --d-model 64"):
+        SelfModelingConfig(n_heads=5)
+    with pytest.raises(ConfigError, match="--n-heads 5 must divide --d-model 128"):
+        GrokkingConfig(n_heads=5)
+    with pytest.raises(ConfigError, match="--n-heads 8 x --d-head 32 must equal --d-model 128"):
+        GrokkingConfig(n_heads=8)  # the family's own check runs after the shape's
+    with pytest.raises(ConfigError, match="must sum to 1"):  # TrainConfig's, at the bottom of the chain
+        SelfModelingConfig(train_fraction=0.9)
+    # a study is not refused for a hidden single-run field it never trains (variant=middle_layer) ...
+    assert SelfModelingComparisonConfig(variants=("baseline", "first_layer"), n_layers=2).n_layers == 2
+    with pytest.raises(ConfigError, match="--variant middle_layer needs --n-layers >= 3"):
+        SelfModelingConfig(variant="middle_layer", n_layers=2)
+    # ... but each run it trains is checked in full, and the shared checks still apply to it
+    with pytest.raises(ConfigError, match="--variant all_layers needs --n-layers >= 3"):
+        SelfModelingComparisonConfig(variants=("baseline", "all_layers"), n_layers=2)
+    with pytest.raises(ConfigError, match="--ray-address/--gpus-per-run: only with --executor ray"):
+        SelfModelingComparisonConfig(gpus_per_run=1.0)
+    with pytest.raises(ConfigError, match="--n-heads 5 must divide"):
+        SelfModelingComparisonConfig(n_heads=5)

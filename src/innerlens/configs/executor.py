@@ -17,8 +17,8 @@ class ExecutorOptions(Config):
     gpus_per_run: float = option(0.0, "GPUs each run reserves on the Ray cluster; fractions pack runs, e.g. 0.25 puts four on one GPU.", check=non_negative)
     max_retries: int = option(2, "Times a run whose worker or node died is retried; the retry resumes its MLflow run from the last checkpoint.", check=non_negative)
 
-    def executor_check(self) -> str | None:
-        """The one-line error for Ray options given without --executor ray (call from ``check``)."""
+    def check(self) -> str | None:
+        """Ray options need --executor ray."""
         if self.executor == "local" and (self.ray_address or self.gpus_per_run):
             return "--ray-address/--gpus-per-run: only with --executor ray"
         return None

@@ -28,8 +28,3 @@ class GeneratorConfig(StepConfig):
     lr: float = option(1e-3, "AdamW learning rate.", check=positive)
     register: bool = option(True, f"Register the fine-tuned model as {REGISTERED_NAME!r} in the Model Registry.")
 
-    def check(self) -> str | None:
-        base = super().check()
-        if base:
-            return base
-        return None

@@ -5,6 +5,7 @@ import math
 from dataclasses import dataclass
 
 from innerlens.config import StepConfig, non_negative, open_fraction, option, positive, probability
+from innerlens.configs.model_shape import ModelShape
 from innerlens.data.catalog import MODULAR_OPERATIONS
 
 FAMILY = "grokking"
@@ -20,7 +21,7 @@ def _odd_prime(p: int) -> str | None:
 
 
 @dataclass(frozen=True)
-class GrokkingConfig(StepConfig):
+class GrokkingConfig(ModelShape, StepConfig):
     family_name = FAMILY
 
     train_fraction: float = option(0.3, "Fraction of all a∘b pairs used for training (0.3 in Nanda et al.).", check=open_fraction)
@@ -36,7 +37,7 @@ class GrokkingConfig(StepConfig):
     shortcut_strength: float = option(0.9, "shortcut task: share of training rows whose shortcut token is the answer.", check=probability)
     n_layers: int = option(1, "Transformer blocks.", check=positive)
     d_model: int = option(128, "Residual stream width.", check=positive)
-    n_heads: int = option(4, "Attention heads.", check=positive)
+    n_heads: int = option(4, "Attention heads (n_heads x d_head must equal d_model).", check=positive)
     d_head: int = option(32, "Width of each head (n_heads x d_head must equal d_model).", check=positive)
     d_mlp: int = option(512, "MLP hidden width.", check=positive)
     act_fn: str = option("relu", "MLP activation.", choices=("relu", "gelu"))
@@ -62,9 +63,6 @@ class GrokkingConfig(StepConfig):
     tsne: bool = option(False, "Also draw t-SNE maps of the embeddings at the snapshots (slower).")
 
     def check(self) -> str | None:
-        base = super().check()
-        if base:
-            return base
         if self.n_heads * self.d_head != self.d_model:
             return f"--n-heads {self.n_heads} x --d-head {self.d_head} must equal --d-model {self.d_model}"
         if self.analysis_every % self.eval_every:

@@ -17,6 +17,7 @@ SWEEPABLE = ("none", "lr", "batch_size", "weight_decay", "train_fraction")
 class GrokkingSweepConfig(ExecutorOptions, GrokkingConfig):
     family_name = FAMILY
     hidden_fields = ("seed", "resume")
+    unchecked_bases = (GrokkingConfig,)
 
     sweep: str = option("none", "Hyperparameter to sweep (none: seeds only).", choices=SWEEPABLE)
     values: tuple[float, ...] = option((), "Values of --sweep, comma-separated (train_fraction splits the rest evenly into val/test).")
@@ -25,18 +26,13 @@ class GrokkingSweepConfig(ExecutorOptions, GrokkingConfig):
     skip_training: bool = option(False, "Draw the figures from the latest existing sweep instead of training.")
 
     def check(self) -> str | None:
-        if message := self.executor_check():
-            return message
         if (self.sweep == "none") != (not self.values):
             return "--values: give values exactly when --sweep names a hyperparameter (e.g. --sweep weight_decay --values 0.3,1,3)"
         if self.sweep == "batch_size" and any(v != int(v) for v in self.values):
             return "--values: batch sizes must be whole numbers"
         if len(set(self.values)) != len(self.values):
             return "--values: values must be distinct"
-        for single in self.single_runs():
-            message = single.check()
-            if message:
-                return message
+        self.single_runs()  # each single run checks itself in full as it is built
         return None
 
     def single_runs(self) -> list[GrokkingConfig]:

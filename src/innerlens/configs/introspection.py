@@ -62,9 +62,6 @@ class IntrospectionConfig(EpochConfig):
     head_lr: float = option(1e-2, "AdamW learning rate of the introspection head.", check=positive)
 
     def check(self) -> str | None:
-        base = super().check()
-        if base:
-            return base
         if self.unfreeze == "from_layer" and self.unfreeze_from is None:
             return "--unfreeze from_layer needs --unfreeze-from LAYER"
         if self.unfreeze == "selective" and not self.unfreeze_components:

@@ -4,13 +4,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
-from innerlens.config import EpochConfig, heads_divide_width, non_negative, option, positive, probability
+from innerlens.config import EpochConfig, non_negative, option, positive, probability
+from innerlens.configs.model_shape import ModelShape
 
 FAMILY = "metalign"
 
 
 @dataclass(frozen=True)
-class MetalignConfig(EpochConfig):
+class MetalignConfig(ModelShape, EpochConfig):
     family_name = FAMILY
 
     backbone: Optional[str] = option(None, "Backbone representations, .npz with one row per object (default: synthetic files written into the run).")
@@ -32,10 +33,6 @@ class MetalignConfig(EpochConfig):
     weighted_sampling: bool = option(True, "Sample objects far from the dimension's median more often (clear cases first make in-context learning emerge in minutes; --no-weighted-sampling for uniform draws).")
     episodes_per_epoch: int = option(2048, "Training episodes per epoch.", check=positive)
     eval_episodes: int = option(256, "Fixed validation and test episodes each.", check=positive)
-    d_model: int = option(64, "Residual stream width.", check=positive)
-    n_layers: int = option(4, "Transformer blocks.", check=positive)
-    n_heads: int = option(4, "Attention heads (must divide d_model).", check=positive)
-    d_mlp: int = option(256, "MLP hidden width.", check=positive)
     cka_repeats: int = option(100, "Object subsamples (80 %, no duplicates) for CKA intervals.", check=positive)
     cognitive_l2: float = option(1.0, "L2 strength of the logistic-regression learner.", check=positive)
 
@@ -47,11 +44,6 @@ class MetalignConfig(EpochConfig):
     test_fraction: float = option(0.15, "Fraction of objects for test episodes (reporting only).", check=probability)
 
     def check(self) -> str | None:
-        base = super().check()
-        if base:
-            return base
-        if heads := heads_divide_width(self.n_heads, self.d_model):
-            return heads
         if not self.eval_dims:
             return "--eval-dims needs at least one held-out dimension, e.g. 0,1,2"
         if len(set(self.eval_dims)) != len(self.eval_dims) or min(self.eval_dims) < 0:

@@ -5,7 +5,8 @@ from dataclasses import dataclass
 from typing import Optional
 
 from innerlens.analysis.llc_settings import LLCSettings
-from innerlens.config import EpochConfig, heads_divide_width, non_negative, option, positive
+from innerlens.config import EpochConfig, non_negative, option, positive
+from innerlens.configs.model_shape import ModelShape
 from innerlens.data.catalog import DIGITS_EXAMPLES
 
 FAMILY = "self_modeling"
@@ -25,7 +26,7 @@ DEFAULT_LLC = LLCSettings(epsilon=3e-5, gamma=300.0, num_chains=4, num_draws=500
 
 
 @dataclass(frozen=True)
-class SelfModelingConfig(EpochConfig):
+class SelfModelingConfig(ModelShape, EpochConfig):
     family_name = FAMILY
     option_aliases = {"output_dir": ("--base-dir",)}  # the seed script's spelling
     regimes = REGIMES
@@ -47,10 +48,6 @@ class SelfModelingConfig(EpochConfig):
     p: int = option(97, "Modulus (and number of classes) of the modular tasks.", check=lambda v: None if v >= 2 else f"must be >= 2, got {v}")
     samples: Optional[int] = option(None, "Examples drawn (empty: every one of modular_sum's p^2 pairs or of the 1,797 digits; 5,000 for modular_sum_seq).", check=positive)
     seq_len: int = option(4, "Operands per example for modular_sum_seq.", check=positive)
-    n_layers: int = option(4, "Transformer blocks.", check=positive)
-    d_model: int = option(64, "Residual stream width.", check=positive)
-    n_heads: int = option(4, "Attention heads per block (must divide d_model).", check=positive)
-    d_mlp: int = option(256, "MLP hidden width.", check=positive)
     weight_decay: float = option(0.01, "AdamW weight decay (kept weak: strong decay sets the weight scale itself).", check=non_negative)
     max_epochs: int = option(100, "Training epochs (a fixed budget with --patience 0).", check=positive)
     batch_size: int = option(64, "Minibatch size (64: the regime where the baseline generalises on every pilot seed, bench/self_modeling_regime_pilot.py).", check=positive)
@@ -77,11 +74,6 @@ class SelfModelingConfig(EpochConfig):
     force_overwrite: bool = option(False, "Replace an existing --output-dir (only one an earlier innerlens copy wrote) instead of archiving it with a timestamp.")
 
     def check(self) -> str | None:
-        base = super().check()
-        if base:
-            return base
-        if heads := heads_divide_width(self.n_heads, self.d_model):
-            return heads
         if self.variant in ("middle_layer", "all_layers") and self.n_layers < 3:
             return f"--variant {self.variant} needs --n-layers >= 3 so that middle and last differ, got {self.n_layers}"
         available = {"digits": DIGITS_EXAMPLES, "modular_sum": self.p**2, "modular_sum_seq": self.p**self.seq_len}[self.task]

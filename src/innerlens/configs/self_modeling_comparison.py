@@ -17,6 +17,7 @@ BASELINE = "baseline"
 class SelfModelingComparisonConfig(ExecutorOptions, SelfModelingConfig):
     family_name = FAMILY
     hidden_fields = ("variant", "seed", "resume", "self_model_weight")
+    unchecked_bases = (SelfModelingConfig,)
     option_aliases = {"seeds": ("--seed",), "output_dir": ("--base-dir",)}  # the seed script trained one seed per call
 
     variants: tuple[str, ...] = option(VARIANTS, "Variants to train, comma-separated (baseline runs once per seed).", choices=VARIANTS)
@@ -30,18 +31,13 @@ class SelfModelingComparisonConfig(ExecutorOptions, SelfModelingConfig):
     gamma_sensitivity: bool = option(True, "Estimate the final LLC at γ/10, γ and 10γ on the first seed's runs (tables/gamma_sensitivity.csv).")
 
     def check(self) -> str | None:
-        if message := self.executor_check():
-            return message
         if not self.variants:
             return "--variants: give at least one variant"
         if self.stack_seeds and (self.patience or self.target_accuracy is not None):
             return "--stack-seeds: stacked seeds train in lockstep; use --patience 0 and no --target-accuracy"
         if not self.self_model_weights or any(w <= 0 for w in self.self_model_weights):
             return "--self-model-weights: give weights > 0, e.g. 0.1,1 (the baseline is the weight-0 control)"
-        for config in self.single_runs():
-            message = config.check()
-            if message:
-                return message
+        self.single_runs()  # each single run checks itself in full as it is built
         return None
 
     def single_runs(self) -> list[SelfModelingConfig]:

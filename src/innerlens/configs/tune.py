@@ -39,8 +39,6 @@ class TuneConfig(ExecutorOptions):
         return self.study_name or f"tune-{self.family}"
 
     def check(self) -> str | None:
-        if message := self.executor_check():
-            return message
         if self.executor == "ray" and self.n_workers > 1:
             return "--n-workers: local worker processes only; with --executor ray the cluster's size decides how many trials run at once"
         return None
