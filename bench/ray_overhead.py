@@ -23,7 +23,7 @@ TINY = dict(p=23, samples=400, n_layers=3, d_model=32, n_heads=4, d_mlp=64, batc
 
 
 def sweep(executor: str, address: str | None) -> float:
-    from innerlens.families.self_modeling_comparison import SelfModelingComparisonConfig, compare
+    from innerlens.drivers.self_modeling_comparison import SelfModelingComparisonConfig, compare
 
     config = SelfModelingComparisonConfig(variants=("baseline",), seeds=tuple(range(RUNS)), gamma_sensitivity=False,
                                           workers=2 if executor == "local" else None, executor=executor,

@@ -46,7 +46,7 @@ def combine(prefix: str, parents: list[str]) -> None:
     import mlflow
 
     from innerlens import tracking
-    from innerlens.families.self_modeling_comparison import run_summaries, study_statistics, verdict_table
+    from innerlens.drivers.self_modeling_comparison import run_summaries, study_statistics, verdict_table
 
     tracking.configure_tracking()
     frames = []

@@ -21,7 +21,7 @@ from pathlib import Path
 
 def study(workers: int, epochs: int, draws: int, burnin: int) -> tuple[float, int]:
     """Wall seconds of one comparison, and how many runs it trained."""
-    from innerlens.families.self_modeling_comparison import SelfModelingComparisonConfig, compare
+    from innerlens.drivers.self_modeling_comparison import SelfModelingComparisonConfig, compare
 
     config = SelfModelingComparisonConfig(variants=("baseline", "middle_layer"), self_model_weights=(0.01,),
                                           seeds=(0, 1, 2, 3, 4), gamma_sensitivity=False, workers=workers,

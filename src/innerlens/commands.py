@@ -14,13 +14,13 @@ from innerlens.registry import EntryPoint, family
 
 
 def _self_modeling_comparison() -> ModuleType:
-    from innerlens.families import self_modeling_comparison
+    from innerlens.drivers import self_modeling_comparison
 
     return self_modeling_comparison
 
 
 def _grokking_sweep() -> ModuleType:
-    from innerlens.families import grokking_sweep
+    from innerlens.drivers import grokking_sweep
 
     return grokking_sweep
 

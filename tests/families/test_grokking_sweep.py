@@ -6,7 +6,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from innerlens.config import ConfigError
-from innerlens.families.grokking_sweep import GrokkingSweepConfig, sweep, sweep_results
+from innerlens.drivers.grokking_sweep import GrokkingSweepConfig, sweep, sweep_results
 
 TINY_SWEEP = dict(
     p=23, train_fraction=0.7, val_fraction=0.15, test_fraction=0.15, lr=3e-3, d_model=32, n_heads=4, d_head=8,

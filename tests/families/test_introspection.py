@@ -11,7 +11,7 @@ from innerlens.analysis.neurons import RunningStats, combined_score, hook_name, 
 from innerlens.cli import main
 from innerlens.configs.introspection import IntrospectionConfig
 from innerlens.families.introspection_experiment import IntrospectionExperiment
-from innerlens.models.introspection_head import trainable_parameters
+from innerlens.families.introspection_setup import trainable_parameters
 from innerlens.models.loading import encode, load_model
 
 MODELS = ROOT / "mlruns" / "models"
@@ -135,7 +135,7 @@ def test_frozen_regression_head_predicts_held_out_texts(local_store: str) -> Non
 
 def test_the_head_reads_a_layer_strictly_below_the_target_unless_a_readout_is_asked_for() -> None:
     from innerlens.config import ConfigError
-    from innerlens.models.introspection_head import feature_layer_for
+    from innerlens.families.introspection_setup import feature_layer_for
 
     assert feature_layer_for(IntrospectionConfig(), 2) == 1
     assert feature_layer_for(IntrospectionConfig(), 0) == -1  # the embeddings

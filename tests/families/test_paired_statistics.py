@@ -14,7 +14,7 @@ from scipy import stats
 from innerlens import tracking
 from innerlens.analysis.stats import holm, paired_statistics
 from innerlens.compare import summaries
-from innerlens.families.self_modeling_comparison import BASELINE, TAG_WEIGHT, run_summaries, study_statistics
+from innerlens.drivers.self_modeling_comparison import BASELINE, TAG_WEIGHT, run_summaries, study_statistics
 
 SEEDS = range(8)
 CELLS = {(BASELINE, 0.0): 0.0, ("middle_layer", 0.1): -0.3, ("last_layer", 0.1): 0.05}

@@ -6,7 +6,7 @@ import mlflow
 import pytest
 
 from innerlens.analysis.transitions import dynamics_summary
-from innerlens.families.self_modeling_comparison import SelfModelingComparisonConfig, compare, run_summaries
+from innerlens.drivers.self_modeling_comparison import SelfModelingComparisonConfig, compare, run_summaries
 
 TINY = dict(p=23, samples=400, n_layers=3, d_model=32, n_heads=4, d_mlp=64, batch_size=64, max_epochs=2,
             llc_chains=2, llc_draws=5, llc_burnin=2, checkpoint_interval=0.0, device="cpu")

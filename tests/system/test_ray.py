@@ -20,7 +20,7 @@ from innerlens import tracking
 from innerlens.config import ConfigError
 from innerlens.configs.tune import TuneConfig
 from innerlens.drivers.ray_executor import is_local_store
-from innerlens.families.self_modeling_comparison import SelfModelingComparisonConfig, compare, run_summaries
+from innerlens.drivers.self_modeling_comparison import SelfModelingComparisonConfig, compare, run_summaries
 from innerlens.tracking import child_runs
 from innerlens.tune import run as tune
 

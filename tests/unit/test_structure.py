@@ -107,3 +107,26 @@ def test_families_leave_the_run_lifecycle_to_the_session() -> None:
         text = path.read_text()
         if "def build(" in text:
             assert "def run(" not in text and "tracked_fit" not in text and "start_run" not in text, path.name
+
+
+def _part(module: str) -> str:
+    """innerlens.analysis.llc -> analysis; innerlens.session -> session."""
+    return module.split(".")[1]
+
+
+def test_parts_import_each_other_in_layers() -> None:
+    modules = _modules()
+    graph: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        if name == "innerlens":
+            continue
+        targets = {_part(t) for t in _imports(path) if t in modules and t != "innerlens"}
+        graph.setdefault(_part(name), set()).update(targets - {_part(name)})
+    for targets in list(graph.values()):
+        for target in targets:
+            graph.setdefault(target, set())
+    assert _cycles(graph) == []
+    pure = {"tracking", "families", "drivers", "session", "tune", "compare", "cli", "callbacks"}
+    assert graph["analysis"] & pure == set() and graph["viz"] & pure == set()  # arrays in, numbers or figures out
+    assert graph["engine"] & {"tracking", "families", "viz"} == set()  # the loop knows no MLflow and no experiment
+    assert graph["families"] & {"drivers", "tune", "compare", "cli", "commands"} == set()  # drivers run families, not back

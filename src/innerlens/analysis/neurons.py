@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 import torch
 
 from innerlens.models.hooks import LAYER_TYPES
+from innerlens.models.introspection_head import at_position
 
 
 def hook_name(layer_type: str, layer: int) -> str:
@@ -82,13 +83,6 @@ def combined_score(variance: torch.Tensor, value_range: torch.Tensor) -> torch.T
     """Geometric mean of variance and range, each divided by its maximum over all scanned units:
     a unit scores high only when it both varies a lot and spans a wide range (1 = best on both)."""
     return torch.sqrt(variance / variance.max().clamp_min(1e-30) * value_range / value_range.max().clamp_min(1e-30))
-
-
-def at_position(activations: torch.Tensor, last: torch.Tensor, position: int | None) -> torch.Tensor:
-    """(batch, pos, units) -> (batch, units) at each text's last real token (``None``) or a fixed index."""
-    rows = torch.arange(activations.shape[0], device=activations.device)
-    index = last if position is None else torch.full_like(last, position)
-    return activations[rows, index]
 
 
 @torch.no_grad()

@@ -1,4 +1,4 @@
-"""grokking_sweep's options: one grokking hyperparameter x seeds (see innerlens.families.grokking_sweep)."""
+"""grokking_sweep's options: one grokking hyperparameter x seeds (see innerlens.drivers.grokking_sweep)."""
 from __future__ import annotations
 
 import dataclasses

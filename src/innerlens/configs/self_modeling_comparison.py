@@ -1,4 +1,4 @@
-"""self_modeling_comparison's options: the self-modeling study's grid (see innerlens.families.self_modeling_comparison)."""
+"""self_modeling_comparison's options: the self-modeling study's grid (see innerlens.drivers.self_modeling_comparison)."""
 from __future__ import annotations
 
 import dataclasses

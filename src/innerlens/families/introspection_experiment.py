@@ -18,14 +18,9 @@ from innerlens.configs.introspection import IntrospectionConfig
 from innerlens.data.splits import split_indices
 from innerlens.data.texts import generate_texts, read_texts
 from innerlens.engine import seed_everything
+from innerlens.families.introspection_setup import check_against_model, feature_layer_for, trainable_parameters
 from innerlens.models.hooks import hook_layer, resid_post, residual_after
-from innerlens.models.introspection_head import (
-    IntrospectionHead,
-    Predictor,
-    check_against_model,
-    feature_layer_for,
-    trainable_parameters,
-)
+from innerlens.models.introspection_head import IntrospectionHead, Predictor
 from innerlens.models.loading import LoadedModel, encode, lm_loss, load_model, real_tokens
 
 if TYPE_CHECKING:
