@@ -128,6 +128,18 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def adamw(parameters: Any, device: torch.device, **options: Any) -> torch.optim.AdamW:
+    """AdamW updating all tensors per op instead of one tensor after another (bench/adamw_kinds.py).
+
+    CUDA gets the fused kernel. A CPU gets the foreach one: the fused CPU kernel is a little faster
+    still but rounds a seed inside a stacked tensor differently from the same seed alone, and stacked
+    seeds must train as they would unstacked (tests/families/test_seed_stack.py).
+    """
+    if device.type == "cuda":
+        return torch.optim.AdamW(parameters, fused=True, **options)
+    return torch.optim.AdamW(parameters, foreach=True, **options)
+
+
 def weights_copy(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     """The model's weights on the CPU, safe from later optimiser steps."""
     return {key: value.detach().to("cpu", copy=True) for key, value in model.state_dict().items()}

@@ -19,7 +19,7 @@ from innerlens.config import ConfigError
 from innerlens.configs.generator import REGISTERED_NAME, GeneratorConfig
 from innerlens.data.splits import split_indices
 from innerlens.data.texts import generate_texts, read_texts
-from innerlens.engine import FitResult, Selection, seed_everything
+from innerlens.engine import FitResult, Selection, adamw, seed_everything
 from innerlens.models.loading import encode, lm_loss, load_model, real_tokens, save_checkpoint_dir
 from innerlens.plan import Plan
 from innerlens.viz.curves import metric_curves
@@ -46,7 +46,7 @@ class GeneratorExperiment:
         if len(self.splits.train) < config.batch_size * config.big_batch_factor:
             raise ConfigError(f"{len(self.splits.train)} training texts are fewer than the noise-scale batch "
                               f"({config.batch_size} x {config.big_batch_factor}); use more texts or a smaller --batch-size")
-        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        self.optimizer = adamw(self.model.parameters(), device, lr=config.lr, weight_decay=config.weight_decay)
         self.generator = torch.Generator().manual_seed(config.seed)
 
     def sample(self, size: int) -> torch.Tensor:

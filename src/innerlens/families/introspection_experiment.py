@@ -17,7 +17,7 @@ from innerlens.config import ConfigError
 from innerlens.configs.introspection import IntrospectionConfig
 from innerlens.data.splits import split_indices
 from innerlens.data.texts import generate_texts, read_texts
-from innerlens.engine import seed_everything
+from innerlens.engine import adamw, seed_everything
 from innerlens.families.introspection_setup import check_against_model, feature_layer_for, trainable_parameters
 from innerlens.models.hooks import hook_layer, resid_post, residual_after
 from innerlens.models.introspection_head import IntrospectionHead, Predictor
@@ -75,7 +75,7 @@ class IntrospectionExperiment:
         model_parameters = [p for p in bridge.parameters() if p.requires_grad]
         if model_parameters:
             groups.append({"params": model_parameters, "lr": config.lr})
-        self.optimizer = torch.optim.AdamW(groups, weight_decay=config.weight_decay)
+        self.optimizer = adamw(groups, device, weight_decay=config.weight_decay)
         self.generator = torch.Generator().manual_seed(config.seed)
         self.step = 0
         self.gradient_log: list[dict[str, Any]] = []

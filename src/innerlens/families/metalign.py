@@ -47,7 +47,7 @@ from innerlens.configs.metalign import MetalignConfig
 from innerlens.data.embeddings import HUMAN_COLUMNS, ObjectData, load_human_data, load_objects, synthetic_objects, zscore
 from innerlens.data.episodes import LABEL_CHANNELS, Episodes, EpisodeSampler
 from innerlens.data.splits import split_indices
-from innerlens.engine import FitResult, Selection, seed_everything
+from innerlens.engine import FitResult, Selection, adamw, seed_everything
 from innerlens.models.meta_learner import MetaLearner
 from innerlens.plan import Plan
 from innerlens.search_space import SearchSpec
@@ -167,7 +167,7 @@ class MetalignExperiment:
         self.model = MetaLearner(self.features.shape[1] + LABEL_CHANNELS, label_channels=LABEL_CHANNELS, sequence_length=config.sequence_length,
                                  d_model=config.d_model, n_layers=config.n_layers, n_heads=config.n_heads,
                                  d_mlp=config.d_mlp, seed=config.seed, device=device)
-        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        self.optimizer = adamw(self.model.parameters(), device, lr=config.lr, weight_decay=config.weight_decay)
         self.generator = torch.Generator().manual_seed(config.seed)
 
     def train_round(self, epoch: int) -> dict[str, float]:

@@ -20,6 +20,7 @@ from typing import Any, Protocol
 import torch
 from torch.func import functional_call, grad, stack_module_state, vmap
 
+from innerlens.engine import adamw
 from innerlens.families.self_modeling_training import round_metrics, training_loss
 
 
@@ -75,7 +76,8 @@ class SeedStack:
         if self.params is None:
             params, self.buffers = stack_module_state([m.model for m in members])
             self.params = {name: value.detach().clone().requires_grad_() for name, value in params.items()}
-            self.optimizer = torch.optim.AdamW(self.params.values(), lr=first.config.lr, weight_decay=first.config.weight_decay)
+            self.optimizer = adamw(self.params.values(), next(iter(self.params.values())).device, lr=first.config.lr,
+                                   weight_decay=first.config.weight_decay)
             self.template = _Loss(copy.deepcopy(first.model).to("meta"), first.config).train()
             self._load_optimizer_state(members)
 

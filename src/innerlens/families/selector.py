@@ -26,7 +26,7 @@ from innerlens.config import ConfigError
 from innerlens.configs.selector import REGISTERED_NAME, SelectorConfig
 from innerlens.data.labelled import order_corpus, read_labelled
 from innerlens.data.splits import split_indices
-from innerlens.engine import FitResult, Selection, seed_everything
+from innerlens.engine import FitResult, Selection, adamw, seed_everything
 from innerlens.inputs import read_input_text
 from innerlens.models.hooks import resid_post
 from innerlens.models.loading import LoadedModel, encode, load_model
@@ -69,7 +69,7 @@ class SelectorExperiment:
         self.features = self.hidden_states(self.ids, self.last)
         self.splits = split_indices(len(self.frame), (config.train_fraction, config.val_fraction, config.test_fraction), config.seed)
         self.model = SelectorHead(self.generator_model.d_model, len(self.layers), self.heads, config.mlp_ratio, config.dropout).to(device)
-        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        self.optimizer = adamw(self.model.parameters(), device, lr=config.lr, weight_decay=config.weight_decay)
         self.generator = torch.Generator().manual_seed(config.seed)
 
     @torch.no_grad()
