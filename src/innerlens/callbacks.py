@@ -8,8 +8,8 @@ import pandas as pd
 
 from innerlens import tracking
 from innerlens.config import Config, TrainConfig
-from innerlens.engine import EngineState, Experiment, FitResult, Selection, fit, restore, training_state
-from innerlens.tracking import RunTracker, snapshot
+from innerlens.engine import EngineState, Experiment, FitResult, Selection, fit, restore, snapshot, training_state
+from innerlens.tracking import RunTracker
 
 
 def history_frame(history: list[dict[str, float]]) -> pd.DataFrame:

@@ -131,7 +131,7 @@ def resolve_device(name: str) -> torch.device:
 def adamw(parameters: Any, device: torch.device, **options: Any) -> torch.optim.AdamW:
     """AdamW applying each op to all tensors at once instead of one tensor after another (bench/adamw_kinds.py).
 
-    CUDA gets the fused kernel. A CPU gets the foreach one (1.14x a self-modeling epoch over the
+    CUDA gets the fused kernel. A CPU gets the foreach one (a median 1.14x a self-modeling epoch over the
     loop): the fused CPU kernel is no faster there and rounds a seed inside a stacked tensor
     differently from the same seed alone, and stacked seeds must train as they would unstacked
     (tests/families/test_seed_stack.py).
@@ -141,9 +141,15 @@ def adamw(parameters: Any, device: torch.device, **options: Any) -> torch.optim.
     return torch.optim.AdamW(parameters, foreach=True, **options)
 
 
-def weights_copy(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    """The model's weights on the CPU, safe from later optimiser steps."""
-    return {key: value.detach().to("cpu", copy=True) for key, value in model.state_dict().items()}
+def snapshot(value: Any) -> Any:
+    """A copy of nested dicts/lists whose tensors no later optimiser step can change."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().to("cpu", copy=True)
+    if isinstance(value, dict):
+        return {k: snapshot(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(snapshot(v) for v in value)
+    return value
 
 
 def training_state(experiment: Experiment, state: EngineState) -> dict[str, Any]:
@@ -209,7 +215,7 @@ def fit(
         improved = value > state.best_value
         if improved:
             state.best_value, state.best_epoch, state.epochs_since_best = value, epoch, 0
-            best_state = weights_copy(experiment.model)
+            best_state = snapshot(experiment.model.state_dict())
         else:
             state.epochs_since_best += 1
         state.history.append({"step": float(state.step), **metrics})

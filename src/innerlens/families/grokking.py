@@ -28,12 +28,12 @@ from innerlens.callbacks import history_frame
 from innerlens.configs.grokking import GrokkingConfig
 from innerlens.data.splits import SplitIndices, split_indices
 from innerlens.data.tasks import SequenceTask, modular_table, with_shortcut
-from innerlens.engine import EngineState, FitResult, Selection, adamw, seed_everything
+from innerlens.engine import EngineState, FitResult, Selection, adamw, seed_everything, snapshot
 from innerlens.models.hooks import attention_pattern
 from innerlens.models.transformer import final_position_logits, nanda_init_, native_transformer
 from innerlens.plan import Plan
 from innerlens.search_space import SearchSpec
-from innerlens.tracking import RunTracker, snapshot
+from innerlens.tracking import RunTracker
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure

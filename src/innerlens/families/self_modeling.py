@@ -25,14 +25,13 @@ from innerlens.callbacks import history_frame
 from innerlens.configs.self_modeling import SelfModelingConfig
 from innerlens.data.splits import split_indices
 from innerlens.data.tasks import SequenceTask, digit_patches, modular_sum, modular_sum_seq
-from innerlens.engine import FitResult, Selection, adamw, seed_everything
+from innerlens.engine import FitResult, Selection, adamw, seed_everything, snapshot
 from innerlens.families.seed_stack import SeedStack
 from innerlens.families.self_modeling_training import round_metrics, training_loss
 from innerlens.models.hooks import resid_post
 from innerlens.models.transformer import last_position_residuals, native_transformer, supports_plain_forward
 from innerlens.plan import Plan
 from innerlens.search_space import SearchSpec
-from innerlens.tracking import snapshot
 from innerlens.viz.curves import llc_traces
 from innerlens.viz.self_modeling import figures
 

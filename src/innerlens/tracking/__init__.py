@@ -88,5 +88,4 @@ from innerlens.tracking.store import (  # noqa: F401
 )
 from innerlens.tracking.writer import (  # noqa: F401
     RunTracker,
-    snapshot,
 )

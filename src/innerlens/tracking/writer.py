@@ -160,7 +160,7 @@ class RunTracker:
         self._write_and_upload("history.parquet", lambda path: history.to_parquet(path, index=False))
 
     def save_checkpoint(self, name: str, payload: dict[str, Any]) -> None:
-        """Serialise and upload ``checkpoints/<name>.pt`` in the background; pass a :func:`snapshot`.
+        """Serialise and upload ``checkpoints/<name>.pt`` in the background; pass a :func:`innerlens.engine.snapshot`.
 
         Buffered metrics are queued first: the single ordered worker then delivers every metric a
         checkpoint covers before the checkpoint, so a kill in between cannot leave ``--resume``
@@ -208,16 +208,3 @@ class RunTracker:
         finally:
             self._worker.shutdown(wait=True)
             shutil.rmtree(self._staging, ignore_errors=True)
-
-
-
-def snapshot(value: Any) -> Any:
-    """A copy of nested dicts/lists whose tensors no later optimiser step can change."""
-    if isinstance(value, torch.Tensor):
-        return value.detach().to("cpu", copy=True)
-    if isinstance(value, dict):
-        return {k: snapshot(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return type(value)(snapshot(v) for v in value)
-    return value
-
