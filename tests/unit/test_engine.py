@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import io
 
+import pytest
 import torch
 
-from innerlens.engine import EngineState, Selection, fit, restore, training_state
+from innerlens.engine import EngineState, FlatAdamW, Selection, fit, restore, training_state
 
 
 class ScriptedExperiment:
@@ -15,11 +16,12 @@ class ScriptedExperiment:
     peeked at test would pick the wrong epoch.
     """
 
-    def __init__(self, val: list[float], test: list[float]) -> None:
+    def __init__(self, val: list[float], test: list[float], flat: bool = False) -> None:
         self.val, self.test = val, test
         # Dropout and AdamW: a resume must restore the torch RNG and the optimizer's moments to match.
         self.model = torch.nn.Sequential(torch.nn.Linear(2, 8), torch.nn.Dropout(0.5), torch.nn.Linear(8, 1))
-        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=0.1)
+        self.optimizer = (FlatAdamW(self.model, torch.device("cpu"), lr=0.1) if flat else
+                          torch.optim.AdamW(self.model.parameters(), lr=0.1))
         self.generator = torch.Generator().manual_seed(0)
 
     def train_round(self, epoch: int) -> dict[str, float]:
@@ -79,13 +81,14 @@ def test_target_accuracy_reads_validation_unless_test_is_named() -> None:
     assert on_test.epoch == 4 and "test/acc" in on_test.stop_reason
 
 
-def test_resume_from_a_checkpoint_matches_an_uninterrupted_fit() -> None:
+@pytest.mark.parametrize("flat", [False, True], ids=["adamw", "flat_adamw"])
+def test_resume_from_a_checkpoint_matches_an_uninterrupted_fit(flat: bool) -> None:
     torch.manual_seed(0)
-    straight = ScriptedExperiment(VAL, TEST)
+    straight = ScriptedExperiment(VAL, TEST, flat)
     fit(straight, max_epochs=6, selection=Selection(patience=0), callbacks=[], progress=False)
 
     torch.manual_seed(0)
-    first = ScriptedExperiment(VAL, TEST)
+    first = ScriptedExperiment(VAL, TEST, flat)
     state = fit(first, max_epochs=3, selection=Selection(patience=0), callbacks=[], progress=False).state
     buffer = io.BytesIO()
     torch.save(training_state(first, state), buffer)  # the way a checkpoint travels: file, then a safe load
@@ -95,7 +98,7 @@ def test_resume_from_a_checkpoint_matches_an_uninterrupted_fit() -> None:
     state.stop_reason = checkpoint["engine"]["stop_reason"] = ""
     torch.manual_seed(12345)  # the process that resumes starts from another RNG state
 
-    second = ScriptedExperiment(VAL, TEST)
+    second = ScriptedExperiment(VAL, TEST, flat)
     resumed = fit(second, max_epochs=6, selection=Selection(patience=0), callbacks=[], state=restore(second, checkpoint), progress=False).state
     assert resumed.epoch == 6 and len(resumed.history) == 6
     for a, b in zip(straight.model.parameters(), second.model.parameters()):
@@ -126,3 +129,41 @@ def test_fit_returns_the_weights_and_metrics_of_the_validation_best_epoch() -> N
     for key, value in recorder.weights[3].items():
         assert torch.equal(result.best_state[key], value), key
     assert any(not torch.equal(result.best_state[k], v) for k, v in experiment.model.state_dict().items())
+
+
+def _two_layers() -> torch.nn.Module:
+    torch.manual_seed(0)
+    return torch.nn.Sequential(torch.nn.Linear(3, 5), torch.nn.LayerNorm(5), torch.nn.ReLU(), torch.nn.Linear(5, 2))
+
+
+def test_flat_adamw_steps_exactly_as_adamw_over_the_separate_tensors() -> None:
+    plain_model, flat_model = _two_layers(), _two_layers()
+    plain = torch.optim.AdamW(plain_model.parameters(), lr=0.05, weight_decay=0.1, foreach=True)
+    flat = FlatAdamW(flat_model, torch.device("cpu"), lr=0.05, weight_decay=0.1)
+    x = torch.randn(16, 3, generator=torch.Generator().manual_seed(1))
+    for _ in range(5):
+        for model, optimizer in ((plain_model, plain), (flat_model, flat)):
+            optimizer.zero_grad()
+            model(x).pow(2).mean().backward()
+            optimizer.step()
+    moments = flat.moments()
+    for (name, a), b in zip(plain_model.named_parameters(), flat_model.parameters()):
+        assert torch.equal(a, b), name
+        assert torch.equal(plain.state[a]["exp_avg_sq"], moments[name]["exp_avg_sq"]), name
+    assert not torch.equal(plain_model[0].weight, _two_layers()[0].weight)  # it trained
+
+
+def test_flat_adamw_refuses_to_step_once_a_parameter_or_gradient_left_its_buffer() -> None:
+    model = _two_layers()
+    optimizer = FlatAdamW(model, torch.device("cpu"), lr=0.05)
+    model(torch.ones(1, 3)).sum().backward()
+    optimizer.step()  # in place: fine
+    model.zero_grad(set_to_none=True)  # the gradient views are gone: autograd would fill new tensors
+    model(torch.ones(1, 3)).sum().backward()
+    with pytest.raises(RuntimeError, match="left FlatAdamW's buffer"):
+        optimizer.step()
+    model = _two_layers()
+    optimizer = FlatAdamW(model, torch.device("cpu"), lr=0.05)
+    model[3].weight.data = model[3].weight.data.clone()  # what .to(other device) does
+    with pytest.raises(RuntimeError, match="left FlatAdamW's buffer"):
+        optimizer.step()

@@ -5,9 +5,10 @@ import math
 
 import pytest
 import torch
+from torch.utils.data import DataLoader, TensorDataset
 
 from innerlens.analysis.known_llc import LinearRegression as Linear
-from innerlens.analysis.llc import LLCSettings, estimate_llc
+from innerlens.analysis.llc import LLCSettings, estimate_llc, shuffled_minibatches
 
 D, N, NOISE = 10, 4000, 0.5
 
@@ -67,3 +68,14 @@ def test_family_default_settings_recover_d_over_2_at_the_family_training_size(sa
     estimate = estimate_llc(model, x, y, loss, settings, seed=0)
     assert abs(estimate.mean - answer) <= 0.10 * answer, estimate.mean
     assert len(estimate.loss_traces) == settings.num_chains and len(estimate.loss_traces[0]) == settings.num_draws
+
+
+def test_minibatches_by_index_are_the_ones_a_shuffled_loader_draws_epoch_after_epoch() -> None:
+    x, y = torch.arange(50).view(25, 2), torch.arange(25)
+    reference = DataLoader(TensorDataset(x, y), batch_size=4, shuffle=True, generator=torch.Generator().manual_seed(7))
+    fast = shuffled_minibatches(x, y, 4, seed=7)
+    assert len(fast) == len(reference) == 7
+    for _ in range(3):  # each epoch reshuffles from the same generator
+        drawn = [(a, b) for a, b in fast]
+        assert len(drawn) == 7 and all(torch.equal(a, c) and torch.equal(b, d) for (a, b), (c, d) in zip(drawn, reference))
+    assert not torch.equal(drawn[0][1], y[:4])  # shuffled

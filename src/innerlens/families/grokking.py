@@ -28,7 +28,7 @@ from innerlens.callbacks import history_frame
 from innerlens.configs.grokking import GrokkingConfig
 from innerlens.data.splits import SplitIndices, split_indices
 from innerlens.data.tasks import SequenceTask, modular_table, with_shortcut
-from innerlens.engine import EngineState, FitResult, Selection, adamw, seed_everything, snapshot
+from innerlens.engine import EngineState, FitResult, FlatAdamW, Selection, seed_everything, snapshot
 from innerlens.models.hooks import attention_pattern
 from innerlens.models.transformer import final_position_logits, nanda_init_, native_transformer
 from innerlens.plan import Plan
@@ -96,8 +96,8 @@ class GrokkingExperiment:
         self.task, splits = make_task(config)
         self.data = {name: (self.task.x[idx].to(device), self.task.y[idx].to(device)) for name, idx in splits.items()}
         self.model = build_model(config, self.task, device)
-        self.optimizer = adamw(self.model.parameters(), device, lr=config.lr, weight_decay=config.weight_decay,
-                               betas=(config.beta1, config.beta2))
+        self.optimizer = FlatAdamW(self.model, device, lr=config.lr, weight_decay=config.weight_decay,
+                                   betas=(config.beta1, config.beta2))
         self.generator = torch.Generator().manual_seed(config.seed)
         self.loss_dtype = getattr(torch, config.loss_dtype)
         self.grid = modular_table("add", config.p).x.to(device) if config.fourier_ready else None

@@ -1,6 +1,6 @@
 """Vectorised seeds: the S seeds of one self-modeling cell trained as one stacked model.
 
-Each seed still runs the family's own ``run`` in its own thread, with its own MLflow run, data,
+Each seed still runs ``session.run`` in its own thread, with its own MLflow run, data,
 initialisation, batch order, checkpoints and end-of-run measurements. Only the training epoch is
 shared: when every seed has asked for its epoch, one of them runs it for all at once, with the S
 models' parameters stacked (``torch.func.stack_module_state``), per-seed gradients from ``vmap``
@@ -20,7 +20,7 @@ from typing import Any, Protocol
 import torch
 from torch.func import functional_call, grad, stack_module_state, vmap
 
-from innerlens.engine import adamw
+from innerlens.engine import FlatAdamW, adamw
 from innerlens.families.self_modeling_training import round_metrics, training_loss
 
 
@@ -28,7 +28,7 @@ class StackMember(Protocol):
     """What the stack needs of one seed's experiment (a ``StackMember``)."""
 
     model: torch.nn.Module
-    optimizer: torch.optim.Optimizer
+    optimizer: FlatAdamW
     config: Any
     data: dict[str, tuple[torch.Tensor, torch.Tensor]]
 
@@ -114,22 +114,21 @@ class SeedStack:
         """Each seed's slice of the weights and of AdamW's state, into its own model and optimiser."""
         with torch.no_grad():
             for index, member in enumerate(members):
+                moments = member.optimizer.moments()
                 for name, parameter in member.model.named_parameters():
                     stacked = self.params[name]
                     parameter.copy_(stacked[index])
                     state = self.optimizer.state[stacked]
-                    member.optimizer.state[parameter] = {"step": state["step"].clone(),
-                                                         "exp_avg": state["exp_avg"][index].clone(),
-                                                         "exp_avg_sq": state["exp_avg_sq"][index].clone()}
+                    moments[name]["exp_avg"].copy_(state["exp_avg"][index])
+                    moments[name]["exp_avg_sq"].copy_(state["exp_avg_sq"][index])
+                moments[name]["step"].copy_(state["step"])  # one step count, shared by every parameter
 
     def _load_optimizer_state(self, members: list[StackMember]) -> None:
-        """A resumed seed's AdamW state (or none, at the start), stacked."""
-        states = [[member.optimizer.state.get(parameter) for _, parameter in member.model.named_parameters()] for member in members]
-        if not all(all(states_of) for states_of in states):
-            return
-        for position, name in enumerate(name for name, _ in members[0].model.named_parameters()):
-            per_seed = [states_of[position] for states_of in states]
-            self.optimizer.state[self.params[name]] = {
+        """Each seed's AdamW state (zero at the start, a resumed seed's own after a resume), stacked."""
+        moments = [member.optimizer.moments() for member in members]
+        for name, stacked in self.params.items():
+            per_seed = [seed_moments[name] for seed_moments in moments]
+            self.optimizer.state[stacked] = {
                 "step": per_seed[0]["step"].clone(),
                 "exp_avg": torch.stack([state["exp_avg"] for state in per_seed]),
                 "exp_avg_sq": torch.stack([state["exp_avg_sq"] for state in per_seed]),

@@ -25,7 +25,7 @@ from innerlens.callbacks import history_frame
 from innerlens.configs.self_modeling import SelfModelingConfig
 from innerlens.data.splits import split_indices
 from innerlens.data.tasks import SequenceTask, digit_patches, modular_sum, modular_sum_seq
-from innerlens.engine import FitResult, Selection, adamw, seed_everything, snapshot
+from innerlens.engine import FitResult, FlatAdamW, Selection, seed_everything, snapshot
 from innerlens.families.seed_stack import SeedStack
 from innerlens.families.self_modeling_training import round_metrics, training_loss
 from innerlens.models.hooks import resid_post
@@ -149,7 +149,7 @@ class SelfModelingExperiment:
         )
         self.data = {name: (task.x[idx].to(device), task.y[idx].to(device)) for name, idx in splits.items()}
         self.model = SelfModelingNet(config, task, device)
-        self.optimizer = adamw(self.model.parameters(), device, lr=config.lr, weight_decay=config.weight_decay)
+        self.optimizer = FlatAdamW(self.model, device, lr=config.lr, weight_decay=config.weight_decay)
         self.generator = torch.Generator().manual_seed(config.seed)
         self.stack: tuple[SeedStack, int] | None = None  # set when this seed trains inside a stacked cell
 

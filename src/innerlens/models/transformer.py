@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 import transformer_lens.model_bridge.sources  # noqa: F401  (attaches boot_native to TransformerBridge)
 from transformer_lens.config import TransformerBridgeConfig
 from transformer_lens.model_bridge import TransformerBridge
@@ -75,33 +76,13 @@ def final_position_logits(model: TransformerBridge, tokens: torch.Tensor) -> tor
     The last block only needs its query, attention output, MLP and unembedding at the final
     position (keys and values still come from every position), which on a three-token
     modular-arithmetic input cuts a training step's arithmetic by more than half. The result
-    and its gradients equal the full forward's; hooks do not fire on the last block, so
-    analyses that read activations use the full forward. Models this shortcut does not cover
-    (rotary positions, bidirectional attention, a non-native source) take the full forward.
+    and its gradients equal the full forward's (to float rounding, tested); hooks do not fire,
+    so analyses that read activations use the full forward. Models the plain path does not
+    cover (:func:`supports_plain_forward`) take the full forward.
     """
-    native = model.original_model
-    cfg = model.cfg
-    if not hasattr(native, "tok_embed") or native.pos is None or cfg.attention_dir != "causal":
+    if not supports_plain_forward(model):
         return model(tokens)[:, -1]
-    batch, seq = tokens.shape
-    hidden = native.tok_embed(tokens) + native.pos(torch.arange(seq, device=tokens.device))
-    *earlier, last_block = native.layers
-    for block in earlier:
-        (hidden,) = block(hidden)
-    block = last_block.original_component
-    attention = block.attn.original_component
-    attn_in = block.ln1(hidden)
-    query = attention.q(attn_in[:, -1:]).view(batch, 1, attention.n_heads, attention.d_head).transpose(1, 2)
-    key = attention.k(attn_in).view(batch, seq, attention.n_kv_heads, attention.d_head).transpose(1, 2)
-    value = attention.v(attn_in).view(batch, seq, attention.n_kv_heads, attention.d_head).transpose(1, 2)
-    if attention.kv_repeats > 1:
-        key, value = key.repeat_interleave(attention.kv_repeats, 1), value.repeat_interleave(attention.kv_repeats, 1)
-    scores = apply_softcap(query @ key.transpose(-2, -1) / attention.scale, attention.attn_scores_soft_cap)
-    # The last query sees every key: the causal mask removes nothing from its row.
-    last = hidden[:, -1] + attention.o((scores.softmax(-1) @ value).reshape(batch, -1))
-    if not cfg.attn_only:
-        last = last + block.mlp(block.ln2(last))
-    return apply_softcap(native.head(native.ln_out(last)), native.output_logits_soft_cap)
+    return last_position_residuals(model, tokens)[0]
 
 
 def _raw(module: torch.nn.Module) -> torch.nn.Module:
@@ -115,15 +96,21 @@ def _attend(attention: torch.nn.Module, attn_in: torch.Tensor, queries: slice) -
     heads, d_head = attention.n_heads, attention.d_head
     query = _raw(attention.q)(attn_in[:, queries])
     n_queries = query.shape[1]
+    assert n_queries in (1, seq), "every position or the final one (the masks below assume so)"
     query = query.view(batch, n_queries, heads, d_head).transpose(1, 2)
     key = _raw(attention.k)(attn_in).view(batch, seq, attention.n_kv_heads, d_head).transpose(1, 2)
     value = _raw(attention.v)(attn_in).view(batch, seq, attention.n_kv_heads, d_head).transpose(1, 2)
     if attention.kv_repeats > 1:
         key, value = key.repeat_interleave(attention.kv_repeats, 1), value.repeat_interleave(attention.kv_repeats, 1)
-    scores = apply_softcap(query @ key.transpose(-2, -1) / attention.scale, attention.attn_scores_soft_cap)
-    if n_queries > 1:
-        scores = scores.masked_fill(attention.causal_mask[:seq, :seq][-n_queries:], float("-inf"))
-    return _raw(attention.o)((scores.softmax(-1) @ value).transpose(1, 2).reshape(batch, n_queries, -1))
+    if attention.attn_scores_soft_cap > 0:  # capped scores: the bridge's own arithmetic, step by step
+        scores = apply_softcap(query @ key.transpose(-2, -1) / attention.scale, attention.attn_scores_soft_cap)
+        if n_queries > 1:
+            scores = scores.masked_fill(attention.causal_mask[:seq, :seq][-n_queries:], float("-inf"))
+        attended = scores.softmax(-1) @ value
+    else:  # one fused kernel: on a few tokens, far fewer tiny matmuls and softmaxes than the step-by-step path
+        # All queries: the causal mask; the final query alone sees every key, so no mask.
+        attended = F.scaled_dot_product_attention(query, key, value, is_causal=n_queries > 1, scale=1 / attention.scale)
+    return _raw(attention.o)(attended.transpose(1, 2).reshape(batch, n_queries, -1))
 
 
 def _block(block: torch.nn.Module, hidden: torch.Tensor, last_only: bool) -> torch.Tensor:
