@@ -16,6 +16,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from innerlens.flat_parameters import FlatParameters
+
 SELECTION_METRIC = "val/acc"
 
 
@@ -142,31 +144,22 @@ def adamw(parameters: Any, device: torch.device, **options: Any) -> torch.optim.
 
 
 class FlatAdamW(torch.optim.AdamW):
-    """AdamW over one contiguous buffer that every parameter of a module is a view into.
-
-    A small transformer has ~70 weight tensors; stepping them as one flat tensor runs each of
-    AdamW's ops once instead of once per tensor, and zeroing the gradients is one fill
-    (bench/adamw_kinds.py). The gradients are views into one buffer too, so autograd accumulates
-    straight into it. The per-element arithmetic is AdamW's, unchanged.
+    """AdamW over one contiguous buffer that every parameter of a module is a view into
+    (:class:`~innerlens.flat_parameters.FlatParameters`): each of AdamW's ops runs once instead of once
+    per weight tensor (bench/adamw_kinds.py), with AdamW's per-element arithmetic unchanged (tested).
 
     Every parameter must train with the same options (no frozen parts, no groups), and the module
     must not move its parameters afterwards (``.to(...)``): :meth:`step` refuses if one has moved.
     """
 
     def __init__(self, module: torch.nn.Module, device: torch.device, **options: Any) -> None:
-        self.names, self.views = zip(*module.named_parameters())
-        assert all(p.requires_grad for p in self.views), "FlatAdamW trains every parameter"
-        flat = torch.nn.Parameter(torch.cat([p.detach().reshape(-1) for p in self.views]))
-        flat.grad = torch.zeros_like(flat)
-        offset = 0
-        for parameter in self.views:
-            size = parameter.numel()
-            parameter.data = flat.data[offset : offset + size].view_as(parameter)
-            parameter.grad = flat.grad[offset : offset + size].view_as(parameter)
-            offset += size
-        self.flat = flat
+        names, parameters = zip(*module.named_parameters())
+        assert all(p.requires_grad for p in parameters), "FlatAdamW trains every parameter"
+        self.names, self.buffers = names, FlatParameters(parameters)
+        self.flat = torch.nn.Parameter(self.buffers.data)
+        self.flat.grad = self.buffers.grad
         kind = {"fused": True} if device.type == "cuda" else {"foreach": True}
-        super().__init__([flat], **kind, **options)
+        super().__init__([self.flat], **kind, **options)
 
     def moments(self) -> dict[str, dict[str, torch.Tensor]]:
         """Each named parameter's AdamW state: the shared step and views into the flat moments
@@ -178,29 +171,17 @@ class FlatAdamW(torch.optim.AdamW):
             state["step"] = torch.zeros((), dtype=torch.float32, device=self.flat.device if fused else "cpu")
             state["exp_avg"] = torch.zeros_like(self.flat)
             state["exp_avg_sq"] = torch.zeros_like(self.flat)
-        moments, offset = {}, 0
-        for name, parameter in zip(self.names, self.views):
-            size = parameter.numel()
-            moments[name] = {"step": state["step"]} | {
-                key: state[key][offset : offset + size].view_as(parameter) for key in ("exp_avg", "exp_avg_sq")}
-            offset += size
-        return moments
+        first, second = self.buffers.slices(state["exp_avg"]), self.buffers.slices(state["exp_avg_sq"])
+        return {name: {"step": state["step"], "exp_avg": a, "exp_avg_sq": b} for name, a, b in zip(self.names, first, second)}
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         """One fill of the shared gradient buffer (the views must stay; ``set_to_none`` is ignored)."""
-        self.flat.grad.zero_()
+        self.buffers.grad.zero_()
 
     @torch.no_grad()
     def step(self, closure: Any = None) -> Any:
-        if not all(_inside(p, self.flat) and _inside(p.grad, self.flat.grad) for p in self.views):
-            raise RuntimeError("a parameter or its gradient left FlatAdamW's buffer (moved, replaced or set to None "
-                               "after the optimiser was built)")
+        self.buffers.check_bound("FlatAdamW")
         return super().step(closure)
-
-
-def _inside(view: torch.Tensor | None, buffer: torch.Tensor) -> bool:
-    start = buffer.data_ptr()
-    return view is not None and start <= view.data_ptr() < start + buffer.numel() * buffer.element_size()
 
 
 def snapshot(value: Any) -> Any:

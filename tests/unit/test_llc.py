@@ -8,7 +8,7 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from innerlens.analysis.known_llc import LinearRegression as Linear
-from innerlens.analysis.llc import LLCSettings, estimate_llc, shuffled_minibatches
+from innerlens.analysis.llc import FlatSGLD, LLCSettings, estimate_llc, shuffled_minibatches
 
 D, N, NOISE = 10, 4000, 0.5
 
@@ -79,3 +79,30 @@ def test_minibatches_by_index_are_the_ones_a_shuffled_loader_draws_epoch_after_e
         drawn = [(a, b) for a, b in fast]
         assert len(drawn) == 7 and all(torch.equal(a, c) and torch.equal(b, d) for (a, b), (c, d) in zip(drawn, reference))
     assert not torch.equal(drawn[0][1], y[:4])  # shuffled
+
+
+def _sgld_walk(optimizer_class: type, model: torch.nn.Module, steps: int) -> torch.Tensor:
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # devinterp's SGLD warns that it is deprecated
+        optimizer = optimizer_class(model.parameters(), lr=1e-3, localization=50.0, nbeta=30.0)
+    x, y = _data()
+    torch.manual_seed(3)  # devinterp seeds each chain's global generator; both draw their noise from it
+    for step in range(steps):
+        gaussian_nll(model, x[step * 20 : (step + 1) * 20], y[step * 20 : (step + 1) * 20]).backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    return torch.cat([p.detach().reshape(-1) for p in model.parameters()])
+
+
+def test_flat_sgld_steps_as_devinterps_sgld_noise_included() -> None:
+    from devinterp.optim.sgld import SGLD
+
+    def one_tensor() -> torch.nn.Module:
+        torch.manual_seed(0)
+        return torch.nn.Linear(D, 1, bias=False)
+
+    reference, flat = _sgld_walk(SGLD, one_tensor(), 30), _sgld_walk(FlatSGLD, one_tensor(), 30)
+    assert torch.equal(reference, flat)
+    assert not torch.equal(flat, torch.cat([p.detach().reshape(-1) for p in one_tensor().parameters()]))  # it moved

@@ -6,7 +6,8 @@ compared. L(w*) is computed on the whole dataset, not on a few minibatches: mini
 in L(w*) multiplied by nβ otherwise dominates the estimate.
 
 Two samplers run the same SGLD (devinterp's update: w ← w − ε/2 (nβ ∇L_B(w) + γ (w − w*)) + √ε N(0, 1)):
-``devinterp`` runs the library's sampler chain after chain (the default and the reference);
+``devinterp`` runs the library's sampler chain after chain (the default and the reference), with
+its SGLD step applied to one flat buffer (:class:`FlatSGLD`, equal to devinterp's, tested);
 ``vectorised`` steps every chain at once as one batched model (``torch.func``), for devices a
 single small model leaves idle. On a CPU core it is not faster (bench/llc_cost.py).
 """
@@ -21,6 +22,7 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from innerlens.analysis.llc_settings import LLCEstimate, LLCSettings
+from innerlens.flat_parameters import FlatParameters
 from innerlens.models.transformer import release_transient_captures
 
 LossFn = Callable[[torch.nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
@@ -119,6 +121,40 @@ def _sample_vectorised(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
     return traces.cpu()
 
 
+class FlatSGLD(torch.optim.Optimizer):
+    """devinterp 1.3's SGLD step, w ← w − ε/2 (nβ ∇L_B(w) + γ (w − w*)) + √ε N(0, 1), on one flat buffer.
+
+    devinterp's own ``SGLD`` runs about seven ops per weight tensor each step; on the ~70 tensors of
+    a small transformer that is a tenth of an LLC estimate on a CPU. This runs them once on a
+    buffer every parameter is a view into (:class:`~innerlens.flat_parameters.FlatParameters`),
+    in devinterp's order, with the noise from torch's global generator (which devinterp seeds per
+    chain). Equal to devinterp's step, noise included, for a model with one weight tensor (tested);
+    with more, the noise is the same distribution drawn in one call. Parameters the loss does not
+    read (no gradient) move by localisation and noise alone, as in devinterp. Only the options the
+    LLC uses: ``lr`` (ε), ``localization`` (γ), ``nbeta``.
+    """
+
+    def __init__(self, params: Any, lr: float, localization: float, nbeta: float, metrics: list[str] | None = None) -> None:
+        if metrics:
+            raise ValueError(f"FlatSGLD tracks no metrics, asked for {metrics}")
+        self.buffers = FlatParameters(params)
+        super().__init__(self.buffers.views, {"lr": lr, "localization": localization, "nbeta": nbeta})
+        self.initial = self.buffers.data.clone()
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        self.buffers.grad.zero_()
+
+    @torch.no_grad()
+    def step(self, closure: Any = None) -> None:
+        self.buffers.check_bound("FlatSGLD")
+        group, weights = self.param_groups[0], self.buffers.data
+        drift = self.buffers.grad * group["nbeta"]
+        drift.add_(weights - self.initial, alpha=group["localization"])
+        noise = torch.normal(mean=0.0, std=1.0, size=weights.size(), device=weights.device)
+        weights.add_(drift, alpha=-0.5 * group["lr"])
+        weights.add_(noise, alpha=group["lr"] ** 0.5)
+
+
 class _WholeBatches(TensorDataset):
     """A TensorDataset that a DataLoader indexes one whole minibatch at a time."""
 
@@ -141,8 +177,8 @@ def shuffled_minibatches(x: torch.Tensor, y: torch.Tensor, batch_size: int, seed
 
 def _sample_devinterp(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, loss_fn: LossFn,
                       settings: LLCSettings, seed: int, nbeta: float, init_loss: float) -> torch.Tensor:
-    """devinterp 1.3's sampler, one chain after another (the reference implementation)."""
-    from devinterp.optim.sgld import SGLD
+    """devinterp 1.3's sampler (its chains, seeds, minibatches and loss traces), one chain after
+    another, stepping with :class:`FlatSGLD`."""
     from devinterp.slt.sampler import estimate_learning_coeff_with_summary
 
     wrapped = _EvalModeOnly(model).eval()
@@ -153,7 +189,7 @@ def _sample_devinterp(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, 
             wrapped,
             loader,
             evaluate=lambda m, batch: (loss_fn(m, batch[0], batch[1]), {}),
-            sampling_method=SGLD,
+            sampling_method=FlatSGLD,
             optimizer_kwargs={"lr": settings.epsilon, "localization": settings.gamma, "nbeta": nbeta},
             num_chains=settings.num_chains,
             num_draws=settings.num_draws,

@@ -46,8 +46,8 @@ class LocalExecutor:
     reported failed (:func:`end_lost_runs` ends its run FAILED) and the study goes on.
     """
 
-    def __init__(self, workers: int, threads: int, progress: bool = True, max_retries: int = 2) -> None:
-        self.workers, self.threads, self.progress, self.max_retries = workers, threads, progress, max_retries
+    def __init__(self, workers: int, threads: int, progress: bool = True, max_retries: int = 2, unit: str = "runs") -> None:
+        self.workers, self.threads, self.progress, self.max_retries, self.unit = workers, threads, progress, max_retries, unit
 
     def describe(self) -> str:
         return f"{max(self.workers, 1)} local worker(s) x {self.threads} thread(s)"
@@ -55,7 +55,7 @@ class LocalExecutor:
     def run(self, function: Callable[[Any], Any], tasks: Iterable[tuple[str, Any]]) -> list[TaskResult]:
         """Every task's result in submission order, with one progress bar over the study."""
         tasks = list(tasks)
-        bar = tqdm(total=len(tasks), desc="runs", disable=not self.progress)
+        bar = tqdm(total=len(tasks), desc=self.unit, disable=not self.progress)
         results: dict[int, TaskResult] = {}
         if self.workers == 0:
             import torch

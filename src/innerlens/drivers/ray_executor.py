@@ -76,9 +76,9 @@ class RayExecutor:
     """One Ray task per run on the cluster at ``address`` (None: ``RAY_ADDRESS``, else a local Ray)."""
 
     def __init__(self, address: str | None, cpus_per_run: float, gpus_per_run: float, max_retries: int,
-                 progress: bool = True) -> None:
+                 progress: bool = True, unit: str = "runs") -> None:
         self.address, self.cpus, self.gpus = address, cpus_per_run, gpus_per_run
-        self.max_retries, self.progress = max_retries, progress
+        self.max_retries, self.progress, self.unit = max_retries, progress, unit
         self._started = False
 
     def describe(self) -> str:
@@ -156,7 +156,7 @@ class RayExecutor:
 
         tasks = list(tasks)
         self.connect()
-        bar = tqdm(total=len(tasks), desc="runs", disable=not self.progress)
+        bar = tqdm(total=len(tasks), desc=self.unit, disable=not self.progress)
         pending = {self.submit(function, argument): index for index, (_, argument) in enumerate(tasks)}
         results: dict[int, TaskResult] = {}
         failed = 0

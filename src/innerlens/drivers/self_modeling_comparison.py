@@ -138,8 +138,9 @@ def compare(config: SelfModelingComparisonConfig, progress: bool = True) -> str:
     with tracking.start_run(config, variant="comparison", run_name="self-modeling-comparison") as tracker:
         tasks, train = ((cell_tasks(singles, tracker.run_id), _train_cell) if config.stack_seeds else
                         ([(task_name(s), (s, tracker.run_id)) for s in singles], _train_child))
+        unit = f"cells of {len(config.seeds)} stacked seeds" if config.stack_seeds else "runs"
         parent_id = train_or_reuse(config, tracker, FAMILY, tasks, train, skip_training=config.skip_training,
-                                   workers=config.workers, progress=progress)
+                                   workers=config.workers, progress=progress, unit=unit)
         summaries = run_summaries(parent_id)
         statistics = study_statistics(summaries)
         gammas = gamma_table(summaries)

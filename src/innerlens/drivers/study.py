@@ -20,16 +20,18 @@ if TYPE_CHECKING:
 
 
 def train_or_reuse(config: ExecutorOptions, parent: tracking.RunTracker, family: str, tasks: list[tuple[str, Any]],
-                   train: Callable[[Any], str], *, skip_training: bool, workers: int | None, progress: bool) -> str:
+                   train: Callable[[Any], str], *, skip_training: bool, workers: int | None, progress: bool,
+                   unit: str = "runs") -> str:
     """The id of the parent whose nested runs the study analyses: this one, after training
-    ``tasks`` (label, picklable argument of ``train``), or the newest finished one to redraw."""
+    ``tasks`` (label, picklable argument of ``train``; ``unit`` says what one is), or the newest
+    finished one to redraw."""
     if skip_training:
         drawn_from = tracking.latest_parent_with_children(family, exclude=parent.run_id)
         parent.set_tags({"innerlens.drawn_from": drawn_from})
         return drawn_from
-    executor = make_executor(config, workers, progress)
+    executor = make_executor(config, workers, progress, unit)
     parent.set_tags({tracking.TAG_EXECUTOR: executor.describe()})
-    click.echo(f"training {len(tasks)} runs on {executor.describe()}", err=True)
+    click.echo(f"training {len(tasks)} {unit} on {executor.describe()}", err=True)
     results = executor.run(train, tasks)
     end_lost_runs(parent.run_id, results)
     parent.set_tags({"innerlens.failed_runs": str(sum(bool(result.error) for result in results))})

@@ -102,7 +102,9 @@ def _attend(attention: torch.nn.Module, attn_in: torch.Tensor, queries: slice) -
     value = _raw(attention.v)(attn_in).view(batch, seq, attention.n_kv_heads, d_head).transpose(1, 2)
     if attention.kv_repeats > 1:
         key, value = key.repeat_interleave(attention.kv_repeats, 1), value.repeat_interleave(attention.kv_repeats, 1)
-    if attention.attn_scores_soft_cap > 0:  # capped scores: the bridge's own arithmetic, step by step
+    # Step by step for capped scores (the bridge's own arithmetic) and inside torch.func transforms
+    # (stacked seeds, the vectorised sampler): vmap has no batching rule for the CPU SDPA kernel.
+    if attention.attn_scores_soft_cap > 0 or torch._C._functorch.is_functorch_wrapped_tensor(query):
         scores = apply_softcap(query @ key.transpose(-2, -1) / attention.scale, attention.attn_scores_soft_cap)
         if n_queries > 1:
             scores = scores.masked_fill(attention.causal_mask[:seq, :seq][-n_queries:], float("-inf"))
