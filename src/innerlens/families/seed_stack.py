@@ -112,6 +112,7 @@ class SeedStack:
 
     def _write_back(self, members: list[StackMember]) -> None:
         """Each seed's slice of the weights and of AdamW's state, into its own model and optimiser."""
+        step = self.optimizer.state[next(iter(self.params.values()))]["step"]  # every tensor's step count is the same
         with torch.no_grad():
             for index, member in enumerate(members):
                 moments = member.optimizer.moments()
@@ -121,7 +122,7 @@ class SeedStack:
                     state = self.optimizer.state[stacked]
                     moments[name]["exp_avg"].copy_(state["exp_avg"][index])
                     moments[name]["exp_avg_sq"].copy_(state["exp_avg_sq"][index])
-                moments[name]["step"].copy_(state["step"])  # one step count, shared by every parameter
+                next(iter(moments.values()))["step"].copy_(step)  # one step tensor, shared by the seed's every weight
 
     def _load_optimizer_state(self, members: list[StackMember]) -> None:
         """Each seed's AdamW state (zero at the start, a resumed seed's own after a resume), stacked."""
