@@ -152,7 +152,7 @@ def make_command(entry: EntryPoint) -> click.Command:
         from innerlens.tracking import ui_hint
 
         click.echo(f"run {run_id} finished")
-        click.echo(ui_hint())
+        click.echo(ui_hint(run_id, getattr(entry.load(), "LINKED_ARTIFACTS", ()) if not entry.is_family else ()))
 
     params = [_option(spec) for spec in entry.config.specs(include_hidden=False)]
     if entry.config.regimes:
@@ -193,7 +193,7 @@ def analyze_command(run_id: str) -> None:
     configure_tracking()
     transitions = grokking_analysis.analyze(run_id)
     click.echo(f"run {run_id}: memorized at step {transitions.memorization_step:g}, generalized at {transitions.generalization_step:g}")
-    click.echo(ui_hint())
+    click.echo(ui_hint(run_id))
 
 
 @cli.command("sync")

@@ -72,7 +72,8 @@ def estimate_llc(
     nbeta = settings.resolved_nbeta(len(x))
     sample = _sample_vectorised if settings.sampler == "vectorised" else _sample_devinterp
     traces = sample(model, x, y, loss_fn, settings, seed, nbeta, init_loss)  # [chains, draws]
-    chains = (nbeta * (traces.mean(dim=1) - init_loss)).tolist()
+    kept = traces[:, int(settings.num_draws * settings.trace_discard):]
+    chains = (nbeta * (kept.mean(dim=1) - init_loss)).tolist()
     mean = sum(chains) / len(chains)
     std = math.sqrt(sum((c - mean) ** 2 for c in chains) / (len(chains) - 1)) if len(chains) > 1 else 0.0
     return LLCEstimate(mean=mean, std=std, chain_means=chains, loss_traces=traces.tolist())

@@ -18,10 +18,23 @@ class LLCSettings:
     num_burnin: int = 200
     batch_size: int = 256
     sampler: str = "devinterp"  # or "vectorised": all chains as one batched model (bench/llc_cost.py: slower on CPU)
+    # Fraction of each chain's draws left out of the average after the burn-in: the paper's code
+    # averages the second half of devinterp's online trace, a burn-in by another name.
+    trace_discard: float = 0.0
 
     def resolved_nbeta(self, n: int) -> float:
         """nβ for a dataset of n examples; β = 1/log n is where the free energy's λ log n term is calibrated."""
         return self.nbeta if self.nbeta is not None else n / math.log(n)
+
+
+PAPER_BATCH = 512  # the paper's training and SGLD minibatch
+
+
+# Premakumar et al.'s RLCT (official code, MNIST/run_rlct_calculation.py, devinterp 0.2): nβ from
+# devinterp's optimal_temperature (batch / ln batch, about 82), ε 1e-4, γ 100, 4 chains x 1,000 draws,
+# no burn-in steps, the mean of the second half of the trace.
+PAPER_LLC = LLCSettings(epsilon=1e-4, gamma=100.0, nbeta=PAPER_BATCH / math.log(PAPER_BATCH), num_chains=4,
+                        num_draws=1000, num_burnin=0, batch_size=PAPER_BATCH, trace_discard=0.5)
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,11 @@ import re
 import torch
 
 
+def spread(tensors: list[torch.Tensor]) -> float:
+    """Std of every entry of ``tensors`` taken together."""
+    return torch.cat([t.detach().flatten() for t in tensors]).std().item()
+
+
 def weight_std(model: torch.nn.Module) -> dict[str, float]:
     """Std of all weight matrices together (``all``) and per transformer block (``layer_<l>``).
 

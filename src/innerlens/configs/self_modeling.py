@@ -4,14 +4,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
-from innerlens.analysis.llc_settings import LLCSettings
+from innerlens.analysis.llc_settings import PAPER_LLC, LLCSettings
 from innerlens.config import EpochConfig, non_negative, option, positive
 from innerlens.configs.model_shape import ModelShape
-from innerlens.data.catalog import DIGITS_EXAMPLES
+from innerlens.data.catalog import DIGITS_EXAMPLES, FASHION_MNIST_EXAMPLES, fashion_mnist_missing
 
 FAMILY = "self_modeling"
 VARIANTS = ("baseline", "first_layer", "middle_layer", "last_layer", "all_layers")
-TASKS = ("digits", "modular_sum", "modular_sum_seq")
+MODELS = ("transformer", "mlp")
+TASKS = ("digits", "modular_sum", "modular_sum_seq", "fashion_mnist")
+MODEL_TASKS = {"transformer": ("digits", "modular_sum", "modular_sum_seq"), "mlp": ("fashion_mnist", "digits")}
+OPTIMIZERS = ("adamw", "sgd")
+LLC_ESTIMATORS = ("calibrated", "paper")
 SELF_MODEL_LOSSES = ("normalized", "mse")
 # Calibrated against a known answer (bench/llc_calibration.py, tests/unit/test_llc.py).
 # The named configurations. stable: the defaults, where the baseline generalises on every seed
@@ -21,6 +25,9 @@ REGIMES: dict[str, dict[str, object]] = {
     "stable": {},
     "grokking": {"samples": 5000, "weight_decay": 1.0, "batch_size": 256, "lr": 1e-3, "max_epochs": 300,
                  "patience": 0, "self_model_loss": "normalized"},
+    # Premakumar et al.'s optimiser and budget (official code, MNIST/run_experiment.py).
+    "paper": {"optimizer": "sgd", "lr": 0.005, "momentum": 0.9, "weight_decay": 0.0, "batch_size": 512,
+              "max_epochs": 50, "patience": 0, "self_model_loss": "mse"},
 }
 DEFAULT_LLC = LLCSettings(epsilon=3e-5, gamma=300.0, num_chains=4, num_draws=500, num_burnin=200, batch_size=256)
 
@@ -35,16 +42,28 @@ class SelfModelingConfig(ModelShape, EpochConfig):
         "stable",
         "Named configuration. stable: the defaults (every pair, batch 64, weight decay 0.01, 100 epochs), any option may "
         "change; grokking: the memorise-then-generalise setting (5,000 pairs, batch 256, weight decay 1, 300 epochs, "
-        "normalized self-model loss), its values fixed.",
+        "normalized self-model loss), its values fixed; paper: Premakumar et al.'s optimiser and budget (SGD lr 0.005, "
+        "Nesterov momentum 0.9, batch 512, no weight decay, 50 epochs, plain MSE), its values fixed.",
         choices=tuple(REGIMES),
     )
-    variant: str = option("middle_layer", "Which layer(s) the self-model predicts.", choices=VARIANTS)
+    variant: str = option("middle_layer", "Which layer(s) the self-model predicts (transformer blocks, or the MLP's hidden layers).", choices=VARIANTS)
+    model: str = option(
+        "transformer",
+        "transformer: a TransformerLens classifier with a self-model head on its final residual; mlp: the paper's "
+        "ReLU MLP, whose output layer has extra units predicting its own (detached) hidden activations.",
+        choices=MODELS,
+    )
+    hidden: int = option(128, "--model mlp: width of each hidden layer (the paper: 64-512).", check=positive)
+    hidden_layers: int = option(1, "--model mlp: hidden layers (the paper: 1; self-modeled: the last one, --variant last_layer).", check=positive)
     task: str = option(
         "modular_sum",
         "modular_sum: 'a b =' -> (a+b) mod p; modular_sum_seq: 'x1..xk =' -> sum mod p; "
-        "digits: scikit-learn's 8x8 handwritten digits as binary 2x2 patch tokens (the paper's MNIST, offline).",
+        "digits: scikit-learn's 8x8 handwritten digits (patch tokens for the transformer, 64 pixels for the MLP); "
+        "fashion_mnist (--model mlp): Fashion-MNIST's 70,000 images from Debian's dataset-fashion-mnist.",
         choices=TASKS,
     )
+    optimizer: str = option("adamw", "adamw, or sgd: SGD with Nesterov momentum (the paper's).", choices=OPTIMIZERS)
+    momentum: float = option(0.9, "--optimizer sgd: Nesterov momentum.", check=non_negative)
     p: int = option(97, "Modulus (and number of classes) of the modular tasks.", check=lambda v: None if v >= 2 else f"must be >= 2, got {v}")
     samples: Optional[int] = option(None, "Examples drawn (empty: every one of modular_sum's p^2 pairs or of the 1,797 digits; 5,000 for modular_sum_seq).", check=positive)
     seq_len: int = option(4, "Operands per example for modular_sum_seq.", check=positive)
@@ -52,7 +71,9 @@ class SelfModelingConfig(ModelShape, EpochConfig):
     max_epochs: int = option(100, "Training epochs (a fixed budget with --patience 0).", check=positive)
     batch_size: int = option(64, "Minibatch size (64: the regime where the baseline generalises on every pilot seed, bench/self_modeling_regime_pilot.py).", check=positive)
     patience: int = option(0, "Stop after this many epochs without a better val/acc (0: fixed budget, every run measured at the same point).", check=non_negative)
-    self_model_weight: float = option(1.0, "Weight of the self-model loss added to the task loss.", check=non_negative)
+    self_model_weight: float = option(
+        0.01, "Weight of the self-model loss added to the task loss (0.01: the transformer still learns; the paper's MLP "
+        "used 1-100, e.g. --model mlp --regime paper --self-model-weight 10).", check=non_negative)
     detach_target: bool = option(True, "Detach the activations the self-model predicts (the paper's choice).")
     self_model_loss: str = option(
         "mse",
@@ -67,6 +88,12 @@ class SelfModelingConfig(ModelShape, EpochConfig):
     llc_draws: int = option(DEFAULT_LLC.num_draws, "SGLD draws per chain.", check=positive)
     llc_burnin: int = option(DEFAULT_LLC.num_burnin, "SGLD steps discarded before the draws (with the draws, past the localisation time 2/(εγ)).", check=non_negative)
     llc_sampler: str = option(DEFAULT_LLC.sampler, "SGLD sampler: devinterp (chain after chain) or vectorised (all chains as one batched model; for GPUs).", choices=("devinterp", "vectorised"))
+    llc_estimators: tuple[str, ...] = option(
+        LLC_ESTIMATORS,
+        "End-of-run LLC estimators. calibrated: the --llc-* settings, nβ = n/ln n (about 3 s per 1,000 SGLD steps of the default "
+        "transformer on a CPU core); paper: Premakumar et al.'s, nβ = batch/ln(batch), ε 1e-4, γ 100, 4 x 1,000 draws "
+        "(4,000 steps), logged as llc/final_mean_paper.", choices=LLC_ESTIMATORS)
+    settle_window: int = option(10, "Epochs the training loss must have held still (or memorised) for a run to count as settled.", check=positive)
     measure_llc: bool = option(True, "Estimate the LLC at the end of training and at the best checkpoint (weight std is always measured).")
     llc_at_best: bool = option(True, "Also estimate the LLC at the best checkpoint (a secondary metric; the final LLC is primary). Off halves a study's LLC cost.")
     llc_gamma_sensitivity: bool = option(False, "Also estimate the final LLC at γ/10 and 10γ (logged as llc/final_mean_gamma_<γ>).")
@@ -74,9 +101,15 @@ class SelfModelingConfig(ModelShape, EpochConfig):
     force_overwrite: bool = option(False, "Replace an existing --output-dir (only one an earlier innerlens copy wrote) instead of archiving it with a timestamp.")
 
     def check(self) -> str | None:
-        if self.variant in ("middle_layer", "all_layers") and self.n_layers < 3:
-            return f"--variant {self.variant} needs --n-layers >= 3 so that middle and last differ, got {self.n_layers}"
-        available = {"digits": DIGITS_EXAMPLES, "modular_sum": self.p**2, "modular_sum_seq": self.p**self.seq_len}[self.task]
+        if self.task not in MODEL_TASKS[self.model]:
+            return f"--task {self.task} does not fit --model {self.model}; choose from {', '.join(MODEL_TASKS[self.model])}"
+        depth, flag = (self.n_layers, "--n-layers") if self.model == "transformer" else (self.hidden_layers, "--hidden-layers")
+        if self.variant in ("middle_layer", "all_layers") and depth < 3:
+            return f"--variant {self.variant} needs {flag} >= 3 so that middle and last differ, got {depth}"
+        if self.task == "fashion_mnist" and (missing := fashion_mnist_missing()):
+            return missing
+        available = {"digits": DIGITS_EXAMPLES, "modular_sum": self.p**2, "modular_sum_seq": self.p**self.seq_len,
+                     "fashion_mnist": FASHION_MNIST_EXAMPLES}[self.task]
         if self.n_samples > available:
             where = "" if self.task == "digits" else f" with p={self.p}"
             return f"--samples {self.n_samples} exceeds the {available} distinct examples of {self.task}{where}"
@@ -89,13 +122,17 @@ class SelfModelingConfig(ModelShape, EpochConfig):
     def n_samples(self) -> int:
         if self.samples is not None:
             return self.samples
-        return {"digits": DIGITS_EXAMPLES, "modular_sum": self.p**2}.get(self.task, 5000)
+        return {"digits": DIGITS_EXAMPLES, "modular_sum": self.p**2, "fashion_mnist": FASHION_MNIST_EXAMPLES}.get(self.task, 5000)
 
     @property
     def train_size(self) -> int:
         """Training examples (what nβ = n/log n counts), as :func:`split_indices` cuts them."""
         n = self.n_samples
         return n - int(n * self.val_fraction) - int(n * self.test_fraction)
+
+    def llc_estimator(self, name: str) -> LLCSettings:
+        """The named estimator's settings: ``paper`` fixed, ``calibrated`` from the --llc-* options."""
+        return PAPER_LLC if name == "paper" else self.llc_settings
 
     @property
     def llc_settings(self) -> LLCSettings:

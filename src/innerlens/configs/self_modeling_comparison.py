@@ -22,7 +22,8 @@ class SelfModelingComparisonConfig(ExecutorOptions, SelfModelingConfig):
 
     variants: tuple[str, ...] = option(VARIANTS, "Variants to train, comma-separated (baseline runs once per seed).", choices=VARIANTS)
     seeds: tuple[int, ...] = option((0, 1, 2, 3, 4), "Seeds; every cell is trained once per seed and paired with the baseline on it.", check=distinct_seeds)
-    self_model_weights: tuple[float, ...] = option((1.0,), "Self-model loss weights (dose-response), e.g. 0.1,0.3,1,3,10.")
+    self_model_weights: tuple[float, ...] = option((0.01,), "Self-model loss weights (dose-response), e.g. 0.003,0.01,0.03 for the transformer, 1,2,5,10,20 for --model mlp --regime paper.")
+    study_name: Optional[str] = option(None, "Name of the study's parent run. Re-running under the same name continues that study: finished runs are kept, unfinished ones resume from their last checkpoint (the options must match).")
     dose_variant: Optional[str] = option(None, "Only this variant gets every weight; the others get the first weight (empty: all get all).", choices=VARIANTS)
     workers: Optional[int] = option(None, "Worker processes (empty: one per core; 0: in this process).", check=non_negative)
     skip_training: bool = option(False, "Redraw the figures and statistics from the latest existing comparison instead of training.")
@@ -35,6 +36,8 @@ class SelfModelingComparisonConfig(ExecutorOptions, SelfModelingConfig):
             return "--variants: give at least one variant"
         if self.stack_seeds and (self.patience or self.target_accuracy is not None):
             return "--stack-seeds: stacked seeds train in lockstep; use --patience 0 and no --target-accuracy"
+        if self.stack_seeds and (self.model != "transformer" or self.optimizer != "adamw"):
+            return "--stack-seeds: stacks the transformer with AdamW only; for --model mlp or --optimizer sgd use a different --workers count as the rounding control"
         if not self.self_model_weights or any(w <= 0 for w in self.self_model_weights):
             return "--self-model-weights: give weights > 0, e.g. 0.1,1 (the baseline is the weight-0 control)"
         self.single_runs()  # each single run checks itself in full as it is built

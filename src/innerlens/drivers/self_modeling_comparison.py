@@ -2,8 +2,12 @@
 then paired statistics against the baseline on the same seed, a dose-response figure and a verdict.
 
 Runs that share a seed share data, split, initialisation and batch order, so every contrast is
-paired on the seed. The pre-declared primary metrics are the final LLC, the final weight std and
-test accuracy at the best validation checkpoint; Holm corrects over each metric's contrasts.
+paired on the seed. The pre-declared primary metrics are the final LLC by both estimators
+(calibrated and the paper's), the final weight std of the classifier and test accuracy at the best
+validation checkpoint; Holm corrects the permutation p-values over every primary contrast at once.
+Each is tested for equivalence (TOST) against a declared smallest effect of interest: 10 % of the
+baseline mean for the LLC and the weight std, half a point of accuracy. Every row says how many
+runs on each side had settled (:mod:`innerlens.analysis.settling`).
 """
 from __future__ import annotations
 
@@ -16,7 +20,8 @@ import click
 import pandas as pd
 
 from innerlens import session, tracking
-from innerlens.analysis.stats import paired_statistics
+from innerlens.config import ConfigError
+from innerlens.analysis.stats import Margin, paired_statistics
 from innerlens.configs.self_modeling_comparison import BASELINE, FAMILY, SelfModelingComparisonConfig
 from innerlens.drivers.executor import study_run
 from innerlens.drivers.study import train_or_reuse
@@ -29,19 +34,29 @@ from innerlens.viz.self_modeling import figures
 
 TAG_WEIGHT = "innerlens.self_model_weight"
 # Pre-declared primary metrics (one number per run) and the direction a simpler network moves them.
-PRIMARY_METRICS = {"llc/final_mean": "lower", "weights/std_final": "lower", "test/acc_at_best": "higher"}
-SECONDARY_METRICS = {"llc/best_mean": "lower", "weights/std_best": "lower", "val/acc_at_best": "higher",
+PRIMARY_METRICS = {"llc/final_mean": "lower", "llc/final_mean_paper": "lower", "weights/std_final": "lower",
+                   "test/acc_at_best": "higher"}
+SECONDARY_METRICS = {"weights/std_all_final": "lower", "llc/best_mean": "lower", "weights/std_best": "lower",
+                     "val/acc_at_best": "higher", "test/acc_final": "higher",
                      # The grokking regime's questions: a run that never reaches 0.95 counts as max_epochs + 1
                      # (censored at the top, which the rank-based Wilcoxon test treats conservatively).
                      "val/epoch_to_acc_0.95": "lower", "train/collapses": "lower"}
 
 
+# The smallest effect of interest per metric, for TOST: a fraction of the baseline mean, or absolute.
+MARGINS: dict[str, Margin] = {"llc/final_mean": ("relative", 0.10), "llc/final_mean_paper": ("relative", 0.10),
+                              "weights/std_final": ("relative", 0.10), "weights/std_all_final": ("relative", 0.10),
+                              "test/acc_at_best": ("absolute", 0.005), "test/acc_final": ("absolute", 0.005)}
+SETTLED = "train/settled"
+
+
 def group_label(variant: str, weight: float) -> str:
-    return BASELINE if variant == BASELINE else f"{variant} w={weight:g}"
+    return BASELINE if variant == BASELINE else f"{variant} w={weight!r}"
 
 
 def task_name(single: SelfModelingConfig) -> str:
-    return f"{single.variant} w={single.self_model_weight:g} seed {single.seed}"
+    """The nested run's task label: exact weights (``repr``), so 0.1000001 and 0.1 are two cells."""
+    return f"{single.variant} w={single.self_model_weight!r} seed {single.seed}"
 
 
 def _train_child(job: tuple[SelfModelingConfig, str], stack: tuple[SeedStack, int] | None = None) -> str:
@@ -100,14 +115,33 @@ def run_summaries(parent_id: str) -> pd.DataFrame:
 
 
 def study_statistics(summaries: pd.DataFrame) -> pd.DataFrame:
-    """Paired statistics of every cell against the baseline on the same seed, primary metrics first."""
-    keys = [*PRIMARY_METRICS, *SECONDARY_METRICS]
-    table = summaries[summaries["key"].isin(keys)]
-    statistics = paired_statistics(table, BASELINE, unit="seed")
-    statistics["primary"] = statistics["key"].isin(list(PRIMARY_METRICS))
+    """Paired statistics of every cell against the baseline on the same seed, primary metrics first:
+    Holm over all primary contrasts together, over each secondary metric's own; the difference as a
+    percentage of the baseline mean; how many runs of each side had settled."""
+    primary = paired_statistics(summaries[summaries["key"].isin(list(PRIMARY_METRICS))], BASELINE, unit="seed",
+                                margins=MARGINS, holm_family="all")
+    secondary = paired_statistics(summaries[summaries["key"].isin(list(SECONDARY_METRICS))], BASELINE, unit="seed",
+                                  margins=MARGINS)
+    statistics = pd.concat([primary.assign(primary=True), secondary.assign(primary=False)], ignore_index=True)
     statistics["simpler_direction"] = statistics["key"].map({**PRIMARY_METRICS, **SECONDARY_METRICS})
-    order = {key: i for i, key in enumerate(keys)}
+    for column in ("mean_difference", "t_ci_low", "t_ci_high", "margin"):
+        statistics[f"{column}_pct"] = 100 * statistics[column] / statistics["mean_reference"].abs()
+    settled = summaries[summaries["key"] == SETTLED].groupby("group")["value"].agg(["sum", "count"])
+    for side, column in (("group", "group"), ("reference", "reference")):
+        statistics[f"settled_{side}"] = statistics[column].map(
+            lambda g: f"{int(settled.loc[g, 'sum'])}/{int(settled.loc[g, 'count'])}" if g in settled.index else "n/a")
+    order = {key: i for i, key in enumerate([*PRIMARY_METRICS, *SECONDARY_METRICS])}
     return statistics.sort_values(["key", "group"], key=lambda c: c.map(order) if c.name == "key" else c, ignore_index=True)
+
+
+def verdict(row: pd.Series) -> str:
+    """One metric's answer: an effect (its t interval excludes 0 and its Holm permutation p < 0.05),
+    equivalence (TOST p < 0.05: no effect as large as the margin), or neither (inconclusive)."""
+    if row.permutation_p_holm < 0.05 and not (row.t_ci_low <= 0 <= row.t_ci_high):
+        return "higher" if row.mean_difference > 0 else "lower"
+    if row.tost_p < 0.05:
+        return "equivalent"
+    return "inconclusive"
 
 
 def gamma_table(summaries: pd.DataFrame) -> pd.DataFrame:
@@ -123,19 +157,72 @@ def gamma_table(summaries: pd.DataFrame) -> pd.DataFrame:
 
 
 def verdict_table(statistics: pd.DataFrame) -> str:
-    """The primary contrasts as a terminal table: difference [CI], Holm-corrected p."""
-    lines = [f"{'metric':20s} {'cell':24s} {'n':>3s} {'diff vs baseline [95% CI]':>34s} {'Wilcoxon p (Holm)':>18s} {'t p (Holm)':>11s}"]
+    """The primary contrasts as a terminal table: % difference [t 95 % CI], Holm permutation p, TOST p,
+    settled runs per side, and the verdict."""
+    lines = [f"{'metric':22s} {'cell':22s} {'n':>3s} {'diff % of baseline [t 95% CI]':>32s} {'perm p Holm':>11s} "
+             f"{'TOST p (±margin)':>18s} {'settled':>11s}  verdict"]
     for row in statistics[statistics["primary"]].itertuples():
-        interval = f"{row.mean_difference:+.4g} [{row.ci_low:+.3g}, {row.ci_high:+.3g}]"
-        lines.append(f"{row.key:20s} {row.group:24s} {row.n_pairs:3d} {interval:>34s} {row.wilcoxon_p_holm:18.3g} {row.paired_t_p_holm:11.3g}")
+        interval = f"{row.mean_difference_pct:+.1f}% [{row.t_ci_low_pct:+.1f}, {row.t_ci_high_pct:+.1f}]"
+        tost = f"{row.tost_p:.3g} (±{row.margin_pct:.1f}%)"
+        settled = f"{row.settled_group} v {row.settled_reference}"
+        lines.append(f"{row.key:22s} {row.group:22s} {row.n_pairs:3d} {interval:>32s} {row.permutation_p_holm:11.3g} "
+                     f"{tost:>18s} {settled:>11s}  {verdict(pd.Series(row._asdict()))}")
     return "\n".join(lines)
+
+
+LINKED_ARTIFACTS = ("summary.md", "tables/paired_statistics.csv", "figures")  # printed as links when the study ends
+# Options that may differ when a named study is continued: where and how it runs, not what it computes.
+CONTINUABLE = {"workers", "executor", "ray_address", "cpus_per_run", "gpus_per_run", "max_retries", "show_plots",
+               "skip_training", "output_dir", "force_overwrite", "device", "checkpoint_interval"}
+
+
+def continued(config: SelfModelingComparisonConfig) -> SelfModelingComparisonConfig:
+    """With ``--study-name`` of an earlier study, this config resuming that study's parent run
+    (refused in one line if it computes something else)."""
+    if config.study_name is None or config.skip_training:
+        return config
+    found = tracking.named_study(FAMILY, config.study_name)
+    if found is None:
+        return config
+    run_id, params = found
+    differing = sorted(name for name, value in config.to_params().items()
+                       if name not in CONTINUABLE and name in params and params[name] != value)
+    if differing:
+        spelled = ", ".join(f"--{name.replace('_', '-')} (study has {params[name]})" for name in differing)
+        raise ConfigError(f"--study-name {config.study_name}: continuing a study keeps its options; these differ: {spelled}")
+    return config.replace(resume=run_id)
+
+
+def summary_markdown(config: SelfModelingComparisonConfig, statistics: pd.DataFrame, table: str) -> str:
+    """The study's answer for its run page: the verdict table, how to read it, the settings and the command."""
+    primary = statistics[statistics["primary"]]
+    estimators = "calibrated (`llc/final_mean`: the --llc-* settings, nβ = n/ln n) and paper (`llc/final_mean_paper`: nβ = 512/ln 512, ε 1e-4, γ 100, 4 x 1,000 draws, second half averaged)"
+    return "\n".join([
+        f"# Self-modeling study `{config.study_name or 'self-modeling-comparison'}`", "",
+        f"{len(config.seeds)} paired seeds; each cell against the baseline on the same seed. Difference as % of the baseline mean "
+        "with a t 95 % interval; p: exact sign-flip permutation, Holm over all "
+        f"{len(primary)} primary contrasts; TOST against ±10 % of the baseline mean (LLC, weight std) or ±0.5 point (accuracy). "
+        "`settled`: runs whose training loss had held still (or memorised) over the last "
+        f"{config.settle_window} epochs, cell v baseline. LLC estimators: {estimators}.", "",
+        "```", table, "```", "",
+        f"model `{config.model}`, task `{config.task}`, regime `{config.regime}`, variants `{','.join(config.variants)}`, "
+        f"weights `{','.join(map(repr, config.self_model_weights))}`, seeds `{','.join(map(str, config.seeds))}`", "",
+        f"command: `innerlens self-modeling-comparison {changed_options(config)}`", ""])
+
+
+def changed_options(config: SelfModelingComparisonConfig) -> str:
+    """The command line that gives ``config``: every option whose value is not its default."""
+    defaults = {spec.name: spec.render(spec.default) for spec in config.specs(include_hidden=False)}
+    return " ".join(f"--{name.replace('_', '-')} {value}" for name, value in config.cli_values().items()
+                    if value != defaults.get(name))
 
 
 def compare(config: SelfModelingComparisonConfig, progress: bool = True) -> str:
     """Train (unless skipped) and analyse the study; return the parent run id."""
+    config = continued(config)
     singles = config.single_runs()
     output_dir = check_output_dir(config.output_dir, config.force_overwrite) if config.output_dir else None
-    with tracking.start_run(config, variant="comparison", run_name="self-modeling-comparison") as tracker:
+    with tracking.start_run(config, variant="comparison", run_name=config.study_name or "self-modeling-comparison") as tracker:
         tasks, train = ((cell_tasks(singles, tracker.run_id), _train_cell) if config.stack_seeds else
                         ([(task_name(s), (s, tracker.run_id)) for s in singles], _train_child))
         unit = f"cells of {len(config.seeds)} stacked seeds" if config.stack_seeds else "runs"
@@ -147,15 +234,17 @@ def compare(config: SelfModelingComparisonConfig, progress: bool = True) -> str:
         history = children_history(parent_id)
         drawn = figures(history, group="variant")
         drawn["dose_response"] = dose_response(summaries, list(PRIMARY_METRICS), baseline=BASELINE)
+        table = verdict_table(statistics)
         tracker.log_text(statistics.to_csv(index=False), "tables/paired_statistics.csv")
         tracker.log_text(summaries.to_csv(index=False), "tables/run_summaries.csv")
         tracker.log_text(gammas.to_csv(index=False), "tables/gamma_sensitivity.csv")
-        out_dir = Path(tempfile.mkdtemp(prefix="innerlens-comparison-"))
+        tracker.log_text(summary_markdown(config, statistics, table), "summary.md")
         for name, figure in drawn.items():
             if config.show_plots:
-                path = out_dir / f"{name}.png"
-                figure.savefig(path, dpi=120, bbox_inches="tight")
-                click.launch(str(path))
+                with tempfile.TemporaryDirectory(prefix="innerlens-comparison-") as folder:
+                    path = Path(folder) / f"{name}.png"
+                    figure.savefig(path, dpi=120, bbox_inches="tight")
+                    click.launch(str(path), wait=True)
             tracker.log_figure(figure, name)
         tracker.log_history(history)
         if output_dir is not None:  # the parent's figures and tables, then each run's under its task name
@@ -164,7 +253,7 @@ def compare(config: SelfModelingComparisonConfig, progress: bool = True) -> str:
             for child in tracking.children(parent_id):
                 name = tracking.figure_name(child.data.tags.get(tracking.TAG_TASK, child.info.run_id))
                 tracking.download_run_artifacts(child.info.run_id, target / "runs" / name)
-        click.echo(verdict_table(statistics))
+        click.echo(table)
         if not gammas.empty:
             click.echo("final LLC rank of each cell at each γ (first seed):\n" + gammas.to_string(index=False))
         return tracker.run_id

@@ -1,10 +1,18 @@
-"""Self-modeling: a transformer classifier that also predicts its own hidden activations.
+"""Self-modeling: a classifier that also predicts its own hidden activations.
 
 Premakumar et al. 2024 ("Unexpected benefits of self-modeling in neural systems") add an
 auxiliary output that regresses the network's own activations at a chosen layer; the MSE is
-added to the task loss. Here the auxiliary head reads the final residual stream at the last
-token (the unembedding's input) and predicts ``blocks.{l}.hook_resid_post`` at that token.
-Targets are detached by default, as in the paper's code.
+added to the task loss. Two substrates:
+
+- ``--model mlp``: the paper's own wiring (:class:`~innerlens.models.mlp.SelfModelingMLP`), the
+  output layer's extra units predicting the post-ReLU hidden layer(s);
+- ``--model transformer``: an auxiliary head reads the final residual stream at the last token
+  (the unembedding's input) and predicts ``blocks.{l}.hook_resid_post`` at that token.
+
+Targets are detached by default, as in the paper's code. Complexity is measured at the end of
+training with two LLC estimators (``calibrated`` and the paper's) and two weight spreads (the
+classifier alone, and every weight matrix including the self-model's), and every run says whether
+it had settled (:mod:`innerlens.analysis.settling`).
 """
 from __future__ import annotations
 
@@ -19,16 +27,19 @@ from matplotlib.figure import Figure
 
 from innerlens import tracking
 from innerlens.analysis.llc import LLCEstimate, LLCSettings, estimate_llc
+from innerlens.analysis.settling import settling
 from innerlens.analysis.transitions import dynamics_summary
-from innerlens.analysis.weights import weight_std
+from innerlens.analysis.weights import spread, weight_std
 from innerlens.callbacks import history_frame
 from innerlens.configs.self_modeling import SelfModelingConfig
 from innerlens.data.splits import split_indices
+from innerlens.data.images import FeatureTask, digit_features, fashion_mnist
 from innerlens.data.tasks import SequenceTask, digit_patches, modular_sum, modular_sum_seq
 from innerlens.engine import FitResult, FlatAdamW, Selection, seed_everything, snapshot
 from innerlens.families.seed_stack import SeedStack
 from innerlens.families.self_modeling_training import round_metrics, training_loss
 from innerlens.models.hooks import resid_post
+from innerlens.models.mlp import SelfModelingMLP
 from innerlens.models.transformer import last_position_residuals, native_transformer, supports_plain_forward
 from innerlens.plan import Plan
 from innerlens.search_space import SearchSpec
@@ -61,7 +72,13 @@ def self_model_layers(variant: str, n_layers: int) -> list[int]:
     }[variant]
 
 
-def make_task(config: SelfModelingConfig) -> SequenceTask:
+def make_task(config: SelfModelingConfig) -> SequenceTask | FeatureTask:
+    """The task's examples: token sequences for the transformer, feature rows for the MLP
+    (``--samples`` of them drawn without replacement by the seed)."""
+    if config.model == "mlp":
+        task = fashion_mnist() if config.task == "fashion_mnist" else digit_features()
+        keep = torch.randperm(len(task.y), generator=torch.Generator().manual_seed(config.seed))[: config.n_samples]
+        return replace(task, x=task.x[keep], y=task.y[keep])
     if config.task == "digits":
         return digit_patches(config.samples, config.seed)
     if config.task == "modular_sum":
@@ -91,6 +108,10 @@ class SelfModelingNet(torch.nn.Module):
             {str(layer): torch.nn.Linear(config.d_model, config.d_model) for layer in self.layers}
         ).to(device)
         self.plain = supports_plain_forward(self.transformer)
+
+    def task_weight_matrices(self) -> list[torch.Tensor]:
+        """The classifier alone (the transformer's weight matrices, not the self-model heads)."""
+        return [p.detach() for p in self.transformer.parameters() if p.ndim >= 2]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Class logits at the last token (task output only)."""
@@ -148,8 +169,8 @@ class SelfModelingExperiment:
             len(task.y), (config.train_fraction, config.val_fraction, config.test_fraction), config.seed
         )
         self.data = {name: (task.x[idx].to(device), task.y[idx].to(device)) for name, idx in splits.items()}
-        self.model = SelfModelingNet(config, task, device)
-        self.optimizer = FlatAdamW(self.model, device, lr=config.lr, weight_decay=config.weight_decay)
+        self.model = build_model(config, task, device)
+        self.optimizer = make_optimizer(config, self.model, device)
         self.generator = torch.Generator().manual_seed(config.seed)
         self.stack: tuple[SeedStack, int] | None = None  # set when this seed trains inside a stacked cell
 
@@ -190,10 +211,19 @@ class SelfModelingExperiment:
             logits = self.model(x)
             metrics[f"{split}/loss"] = F.cross_entropy(logits, y).item()
             metrics[f"{split}/acc"] = (logits.argmax(-1) == y).float().mean().item()
-        for key, value in weight_std(self.model.transformer).items():
-            metrics["weights/std" if key == "all" else f"weights/std/{key}"] = value
+        metrics.update(self.weight_spreads())
         if self.config.llc_every and epoch % self.config.llc_every == 0:
             metrics.update(self.llc_metrics(epoch))
+        return metrics
+
+    def weight_spreads(self, suffix: str = "") -> dict[str, float]:
+        """Std of the classifier's weight matrices (``weights/std``; per block too for the transformer)
+        and of every weight matrix, the self-model's outputs included (``weights/std_all``)."""
+        model = self.model
+        metrics = {f"weights/std{suffix}": spread(model.task_weight_matrices()),
+                   f"weights/std_all{suffix}": spread([p.detach() for p in model.parameters() if p.ndim >= 2])}
+        if isinstance(model, SelfModelingNet) and not suffix:
+            metrics.update({f"weights/std/{key}": value for key, value in weight_std(model.transformer).items() if key != "all"})
         return metrics
 
     def llc(self, seed: int, settings: LLCSettings | None = None) -> LLCEstimate:
@@ -221,23 +251,43 @@ class SelfModelingExperiment:
         """
         current = snapshot(self.model.state_dict())
         self.model.load_state_dict(weights)
-        settings = self.config.llc_settings
-        gammas = [settings.gamma]
-        if which == "final" and self.config.llc_gamma_sensitivity:
-            gammas += [settings.gamma / 10, settings.gamma * 10]
-        if not self.config.measure_llc or (which == "best" and not self.config.llc_at_best):
-            gammas = []
-        metrics = {f"weights/std_{which}": weight_std(self.model.transformer)["all"]}
+        runs: list[tuple[str, LLCSettings]] = []  # (metric suffix, settings) of each estimate
+        if self.config.measure_llc and (which == "final" or self.config.llc_at_best):
+            for estimator in self.config.llc_estimators:
+                settings = self.config.llc_estimator(estimator)
+                name = "" if estimator == "calibrated" else f"_{estimator}"
+                runs.append((name, settings))
+                if estimator == "calibrated" and which == "final" and self.config.llc_gamma_sensitivity:
+                    runs += [(f"_gamma_{gamma:g}", replace(settings, gamma=gamma)) for gamma in (settings.gamma / 10, settings.gamma * 10)]
+        metrics = self.weight_spreads(f"_{which}")
         traces = []
-        for gamma in gammas:
-            estimate = self.llc(self.config.seed * 100_003 + (which == "best"), replace(settings, gamma=gamma))
-            suffix = "" if gamma == settings.gamma else f"_gamma_{gamma:g}"
+        for suffix, settings in runs:
+            estimate = self.llc(self.config.seed * 100_003 + (which == "best"), settings)
             metrics.update({f"llc/{which}_mean{suffix}": estimate.mean, f"llc/{which}_std{suffix}": estimate.std,
                             f"llc/{which}_healthy{suffix}": float(estimate.healthy)})
-            traces += [{"which": which, "gamma": gamma, "chain": chain, "draw": draw, "loss": loss}
+            estimator = suffix.lstrip("_") if "gamma" not in suffix else "calibrated"
+            traces += [{"which": which, "estimator": estimator or "calibrated", "gamma": settings.gamma, "chain": chain,
+                        "draw": draw, "loss": loss}
                        for chain, trace in enumerate(estimate.loss_traces) for draw, loss in enumerate(trace)]
         self.model.load_state_dict(current)
         return metrics, pd.DataFrame(traces)
+
+
+def build_model(config: SelfModelingConfig, task: SequenceTask | FeatureTask, device: torch.device) -> torch.nn.Module:
+    """The substrate ``--model`` names, with the self-model the variant asks for."""
+    if isinstance(task, FeatureTask):
+        layers = self_model_layers(config.variant, config.hidden_layers)
+        return SelfModelingMLP(task.n_features, task.num_classes, [config.hidden] * config.hidden_layers, layers,
+                               detach_target=config.detach_target, device=device)
+    return SelfModelingNet(config, task, device)
+
+
+def make_optimizer(config: SelfModelingConfig, model: torch.nn.Module, device: torch.device) -> torch.optim.Optimizer:
+    """AdamW over one flat buffer, or the paper's SGD with Nesterov momentum."""
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum, nesterov=config.momentum > 0,
+                               weight_decay=config.weight_decay)
+    return FlatAdamW(model, device, lr=config.lr, weight_decay=config.weight_decay)
 
 
 def comparison_figures(history: pd.DataFrame, runs: pd.DataFrame, summary: pd.DataFrame) -> dict[str, Figure]:
@@ -269,14 +319,18 @@ def report(tracker: tracking.RunTracker, plan: Plan, fit: FitResult) -> None:
     experiment: SelfModelingExperiment = plan.experiment
     config, state = experiment.config, fit.state
     at_best = fit.best_metrics
+    settled = settling([e["train/loss"] for e in state.history], [e["train/acc"] for e in state.history], config.settle_window)
     summary = {"test/acc_at_best": at_best["test/acc"], "test/loss_at_best": at_best["test/loss"],
                "val/acc_at_best": at_best["val/acc"], "train/acc_final": state.history[-1]["train/acc"],
+               "test/acc_final": state.history[-1]["test/acc"], "train/loss_final": state.history[-1]["train/loss"],
+               "train/settled": float(settled.settled),
+               **({"train/settled_epoch": float(settled.epoch)} if settled.epoch is not None else {}),
                **dynamics_summary(state.history, config.max_epochs)}
     with _one_at_a_time(experiment.stack):  # the LLC's chains seed torch's global generator; matplotlib draws one figure at a time
         final, final_traces = experiment.measure("final", snapshot(experiment.model.state_dict()))
         if state.best_step == state.step:  # the last epoch is the best: one measurement serves both
             at_best_weights = {key.replace("_final", "_best").replace("/final_", "/best_"): value
-                               for key, value in final.items() if "_gamma_" not in key}
+                               for key, value in final.items() if "_gamma_" not in key and (config.llc_at_best or not key.startswith("llc/"))}
             best_traces = final_traces.iloc[0:0]
         else:
             assert fit.best_state is not None

@@ -30,6 +30,7 @@ from innerlens.tracking.history import (  # noqa: F401
     fetch_history,
     latest_parent_with_children,
     metric_history,
+    named_study,
     search_runs,
 )
 from innerlens.tracking.lifecycle import (  # noqa: F401
@@ -83,6 +84,7 @@ from innerlens.tracking.store import (  # noqa: F401
     mark_as_model_training,
     models_root,
     project_root,
+    run_page,
     tracking_uri,
     ui_hint,
 )

@@ -79,6 +79,21 @@ def latest_parent_with_children(family: str, *, exclude: str) -> str:
     raise ConfigError(f"--skip-training: no finished {family} run with nested runs in this experiment")
 
 
+def named_study(family: str, run_name: str) -> tuple[str, dict[str, str]] | None:
+    """(run id, params) of the newest ``family`` parent run called ``run_name`` in the experiment runs go
+    to, whatever its status: a study re-run under the same name continues it."""
+    client = MlflowClient()
+    from innerlens.tracking.store import experiment_id
+
+    runs = client.search_runs(
+        [experiment_id(client)],
+        filter_string=f"tags.`{TAG_FAMILY}` = '{family}' and attributes.run_name = '{run_name}'",
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
+    )
+    return (runs[0].info.run_id, runs[0].data.params) if runs else None
+
+
 BULK_ENDPOINT = "/ajax-api/2.0/mlflow/metrics/get-history-bulk"
 
 

@@ -150,12 +150,29 @@ def figure_name(name: str) -> str:
 
 
 
-def ui_hint() -> str:
-    """How to look at what was just logged."""
+LOCAL_UI = "http://127.0.0.1:5000"  # what `mlflow ui` serves by default
+
+
+def run_page(base: str, run_id: str, experiment: str, *, artifact: str | None = None) -> str:
+    """The MLflow UI page of a run (its Overview, or with ``artifact`` its Artifacts tab at that file).
+    ``#/experiments/<id>/runs/<run id>`` opens the run itself, whatever view the UI last showed."""
+    page = f"{base.rstrip('/')}/#/experiments/{experiment}/runs/{run_id}"
+    return f"{page}/artifacts/{artifact}" if artifact else page
+
+
+def ui_hint(run_id: str | None = None, artifacts: tuple[str, ...] = ()) -> str:
+    """How to look at what was just logged: the run's page (and ``artifacts``' pages) on the server in
+    use; for a local store, the ``mlflow ui`` command and the pages it will serve."""
     uri = redact_secrets(mlflow.get_tracking_uri())
-    if uri.startswith(("http://", "https://")):
-        return f"open {uri} in a browser"
-    return f"open the MLflow UI with:  mlflow ui --backend-store-uri {uri}"
+    served = uri.startswith(("http://", "https://"))
+    lines = [] if served else [f"open the MLflow UI with:  mlflow ui --backend-store-uri {uri}"]
+    if run_id is None:
+        return "\n".join(lines) or f"open {uri} in a browser"
+    experiment = MlflowClient().get_run(run_id).info.experiment_id
+    base = uri if served else LOCAL_UI
+    lines.append(f"run page: {run_page(base, run_id, experiment)}")
+    lines += [f"{name}: {run_page(base, run_id, experiment, artifact=name)}" for name in artifacts]
+    return "\n".join(lines)
 
 
 

@@ -1,0 +1,58 @@
+"""The paper's self-modeling MLP (Premakumar et al. 2024, official code's ``MLP``).
+
+input -> Linear -> ReLU (x depth) -> one output Linear of ``num_classes + sum(self-modeled widths)``
+units. The first ``num_classes`` outputs are the class logits; the rest predict the post-ReLU
+activations of the self-modeled hidden layers, concatenated in layer order. The self-model is
+therefore a linear map of the last hidden layer, sharing the output layer with the classifier.
+"""
+from __future__ import annotations
+
+import torch
+
+
+def hidden_name(layer: int) -> str:
+    """Place name of a hidden layer's post-ReLU activation (TransformerLens-style)."""
+    return f"hidden.{layer}.hook_post"
+
+
+class SelfModelingMLP(torch.nn.Module):
+    """ReLU MLP whose output layer also predicts its own hidden activations at ``self_modeled`` layers."""
+
+    def __init__(self, n_features: int, num_classes: int, widths: list[int], self_modeled: list[int],
+                 *, detach_target: bool = True, device: torch.device | None = None) -> None:
+        super().__init__()
+        assert all(0 <= layer < len(widths) for layer in self_modeled), (self_modeled, widths)
+        self.num_classes, self.self_modeled, self.detach_target = num_classes, list(self_modeled), detach_target
+        self.layers = self.self_modeled  # the family's name for what is self-modeled
+        sizes = [n_features, *widths]
+        self.hidden = torch.nn.ModuleList(torch.nn.Linear(a, b, device=device) for a, b in zip(sizes, sizes[1:]))
+        self.widths = [widths[layer] for layer in self.self_modeled]
+        self.output = torch.nn.Linear(widths[-1], num_classes + sum(self.widths), device=device)
+
+    def activations(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Every hidden layer's post-ReLU activation, first to last."""
+        out = []
+        for layer in self.hidden:
+            x = torch.relu(layer(x))
+            out.append(x)
+        return out
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Class logits only (what accuracy and the LLC read)."""
+        return self.output(self.activations(x)[-1])[:, : self.num_classes]
+
+    def forward_with_self_model(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[int, tuple[torch.Tensor, torch.Tensor]]]:
+        """Logits and, per self-modeled layer, (prediction from the extra outputs, its activation)."""
+        hidden = self.activations(x)
+        out = self.output(hidden[-1])
+        predictions = torch.split(out[:, self.num_classes :], self.widths, dim=1) if self.widths else ()
+        pairs = {}
+        for layer, prediction in zip(self.self_modeled, predictions):
+            target = hidden[layer]
+            pairs[layer] = (prediction, target.detach() if self.detach_target else target)
+        return out[:, : self.num_classes], pairs
+
+    def task_weight_matrices(self) -> list[torch.Tensor]:
+        """The classifier alone: every hidden layer's matrix and the output rows of the classes
+        (not the self-model's rows; biases left out, as for the transformer)."""
+        return [*(layer.weight.detach() for layer in self.hidden), self.output.weight.detach()[: self.num_classes]]
