@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 
-.PHONY: install demo test test-fast bench mlproject server-start server-stop stack-up stack-down stack-status clean
+.PHONY: install fashion-mnist demo demo-rounding test test-fast bench mlproject server-start server-stop stack-up stack-down stack-status clean
 
 $(BIN)/innerlens: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -14,10 +14,18 @@ $(BIN)/innerlens: pyproject.toml
 
 install: $(BIN)/innerlens
 
-## The main job: the self-modeling comparison into the embedded store under mlruns/.
-demo: install
-	$(BIN)/innerlens self-modeling-comparison --variants baseline,middle_layer --self-model-weights 0.01 --seeds 0,1,2,3,4 --no-gamma-sensitivity --no-llc-at-best
-	@echo "see it with:  $(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlruns/mlflow.db"
+## Fashion-MNIST from Debian's package (the paper's experiment reads it), installed like PostgreSQL.
+fashion-mnist:
+	@test -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz || test -n "$$INNERLENS_FASHION_MNIST" || \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist >/dev/null; } || \
+	  sudo apt-get install -y dataset-fashion-mnist
+
+## The main job: the paper's experiment (Premakumar et al.'s MLP, its optimiser and budget) on Fashion-MNIST,
+## 5 paired seeds of the baseline and self-modeling at AW 10, into the embedded store under mlruns/.
+DEMO = --model mlp --task fashion_mnist --regime paper --hidden 128 --variants baseline,last_layer \
+       --self-model-weights 10 --seeds 0,1,2,3,4 --no-gamma-sensitivity --llc-at-best false
+demo: install fashion-mnist
+	$(BIN)/innerlens self-modeling-comparison $(DEMO) $(DEMO_EXTRA)
 
 ## Every tier: tests/unit (pure), tests/families (in-process, local store), tests/system (mlflow run, servers, faults).
 test: install
@@ -27,6 +35,10 @@ test: install
 ## The unit tier only (pytest -m unit): under two minutes.
 test-fast: install
 	$(BIN)/python -m pytest -q -m unit
+
+## The demo's rounding control: the same study with two threads per run in one worker (another float path).
+demo-rounding: install fashion-mnist
+	$(BIN)/innerlens self-modeling-comparison $(DEMO) --workers 1 --study-name demo-rounding-control
 
 bench: install
 	$(BIN)/python bench/tracking_overhead.py

@@ -8,7 +8,9 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from innerlens.analysis.known_llc import LinearRegression as Linear
+from innerlens.analysis.known_llc import SquaredWeights
 from innerlens.analysis.llc import FlatSGLD, LLCSettings, estimate_llc, shuffled_minibatches
+from innerlens.analysis.llc_settings import PAPER_LLC
 
 D, N, NOISE = 10, 4000, 0.5
 
@@ -53,6 +55,33 @@ def test_degenerate_model_ranks_below_regular_one_of_the_same_size() -> None:
     degenerate = estimate_llc(Factored(), x, y, gaussian_nll, SETTINGS, seed=1)
     assert sum(p.numel() for p in Factored().parameters()) == D
     assert degenerate.mean < 0.75 * regular.mean, (degenerate, regular)
+
+
+def test_singular_model_with_known_coefficient_d_over_4_is_recovered_beside_the_regular_d_over_2() -> None:
+    x, y = _data()
+    singular = [estimate_llc(SquaredWeights(D), x, y, gaussian_nll, SETTINGS, seed=seed).mean for seed in (0, 1)]
+    regular = estimate_llc(Linear(torch.linalg.lstsq(x, y).solution.squeeze(1)), x, y, gaussian_nll, SETTINGS, seed=0).mean
+    assert abs(sum(singular) / 2 - D / 4) <= 0.15 * D / 4, singular
+    assert abs(regular - D / 2) <= 0.15 * D / 2, regular
+
+
+def test_paper_estimator_is_the_official_codes_settings() -> None:
+    assert PAPER_LLC.nbeta == pytest.approx(512 / math.log(512)) and PAPER_LLC.nbeta == pytest.approx(82.07, abs=0.01)
+    assert (PAPER_LLC.epsilon, PAPER_LLC.gamma, PAPER_LLC.num_chains, PAPER_LLC.num_draws, PAPER_LLC.num_burnin) == (1e-4, 100.0, 4, 1000, 0)
+    assert PAPER_LLC.batch_size == 512 and PAPER_LLC.trace_discard == 0.5  # its code averages the trace's second half
+
+
+def test_trace_discard_averages_only_the_kept_draws() -> None:
+    from dataclasses import replace
+
+    x, y = _data()
+    settings = replace(SETTINGS, num_draws=40, num_burnin=0)
+    whole = estimate_llc(Linear(torch.zeros(D)), x, y, gaussian_nll, settings, seed=2)
+    half = estimate_llc(Linear(torch.zeros(D)), x, y, gaussian_nll, replace(settings, trace_discard=0.5), seed=2)
+    init = float(gaussian_nll(Linear(torch.zeros(D)), x, y))
+    expected = [settings.resolved_nbeta(N) * (sum(trace[20:]) / 20 - init) for trace in whole.loss_traces]
+    assert half.chain_means == pytest.approx(expected, rel=1e-5)
+    assert half.chain_means != pytest.approx(whole.chain_means, rel=1e-3)
 
 
 @pytest.mark.parametrize("sampler", ["devinterp", "vectorised"])

@@ -19,6 +19,20 @@ class LinearRegression(torch.nn.Module):
         return (x * self.w).sum(-1, keepdim=True)
 
 
+class SquaredWeights(torch.nn.Module):
+    """Singular: y = Σ w_i² x_i at the true w = 0. The population loss grows as Σ w_i⁴, so each
+    coordinate contributes 1/4 (the RLCT of w^(2k) is 1/(2k)) with multiplicity 1: λ = d/4, half the
+    regular d/2 of a model with the same parameter count. Multiplicity 1 keeps the finite-n estimate
+    free of the slow log log n term that degenerate products (a·b, λ = 1/2, m = 2) carry."""
+
+    def __init__(self, d: int) -> None:
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.zeros(d))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x * self.w**2).sum(-1, keepdim=True)
+
+
 def gaussian_nll_regression(
     n: int, d: int = 10, noise: float = 0.5, seed: int = 0
 ) -> tuple[LinearRegression, torch.Tensor, torch.Tensor, LossFn, float]:

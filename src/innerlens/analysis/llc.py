@@ -59,8 +59,12 @@ def estimate_llc(
     loss_fn: LossFn,
     settings: LLCSettings,
     seed: int,
+    diagnose: bool = False,
 ) -> LLCEstimate:
     """Estimate the LLC of ``model`` at its current weights on (x, y) with ``loss_fn``.
+
+    ``diagnose`` steps with devinterp's own SGLD and its MALA acceptance callback (the step the
+    Langevin proposal would have been accepted with; near 1 when ε is small enough): slower, for validation.
 
     ``loss_fn(model, x, y)`` must be the mean per-example loss of the quantity whose
     geometry is measured (e.g. the task loss only, without auxiliary terms); it may only call
@@ -70,13 +74,17 @@ def estimate_llc(
     with torch.no_grad():
         init_loss = float(loss_fn(model, x, y))
     nbeta = settings.resolved_nbeta(len(x))
-    sample = _sample_vectorised if settings.sampler == "vectorised" else _sample_devinterp
-    traces = sample(model, x, y, loss_fn, settings, seed, nbeta, init_loss)  # [chains, draws]
+    mala = None
+    if diagnose:
+        traces, mala = _sample_devinterp(model, x, y, loss_fn, settings, seed, nbeta, init_loss, diagnose=True)
+    else:
+        sample = _sample_vectorised if settings.sampler == "vectorised" else _sample_devinterp
+        traces = sample(model, x, y, loss_fn, settings, seed, nbeta, init_loss)  # [chains, draws]
     kept = traces[:, int(settings.num_draws * settings.trace_discard):]
     chains = (nbeta * (kept.mean(dim=1) - init_loss)).tolist()
     mean = sum(chains) / len(chains)
     std = math.sqrt(sum((c - mean) ** 2 for c in chains) / (len(chains) - 1)) if len(chains) > 1 else 0.0
-    return LLCEstimate(mean=mean, std=std, chain_means=chains, loss_traces=traces.tolist())
+    return LLCEstimate(mean=mean, std=std, chain_means=chains, loss_traces=traces.tolist(), mala_acceptance=mala)
 
 
 def _sample_vectorised(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, loss_fn: LossFn,
@@ -177,28 +185,40 @@ def shuffled_minibatches(x: torch.Tensor, y: torch.Tensor, batch_size: int, seed
 
 
 def _sample_devinterp(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, loss_fn: LossFn,
-                      settings: LLCSettings, seed: int, nbeta: float, init_loss: float) -> torch.Tensor:
+                      settings: LLCSettings, seed: int, nbeta: float, init_loss: float, diagnose: bool = False) -> Any:
     """devinterp 1.3's sampler (its chains, seeds, minibatches and loss traces), one chain after
-    another, stepping with :class:`FlatSGLD`."""
+    another, stepping with :class:`FlatSGLD`; with ``diagnose``, with devinterp's SGLD and its MALA
+    acceptance callback, returning (traces, mean acceptance)."""
+    from devinterp.optim.sgld import SGLD
+    from devinterp.slt.mala import MalaAcceptanceRate
     from devinterp.slt.sampler import estimate_learning_coeff_with_summary
 
     wrapped = _EvalModeOnly(model).eval()
     loader = shuffled_minibatches(x, y, min(settings.batch_size, len(x)), seed)
+    device = next(model.parameters()).device
+    kwargs: dict[str, Any] = {"sampling_method": FlatSGLD, "callbacks": []}
+    if diagnose:
+        mala = MalaAcceptanceRate(num_chains=settings.num_chains, num_draws=settings.num_draws, nbeta=nbeta,
+                                  learning_rate=settings.epsilon, device=device)
+        kwargs = {"sampling_method": SGLD, "callbacks": [mala]}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         result = estimate_learning_coeff_with_summary(
             wrapped,
             loader,
             evaluate=lambda m, batch: (loss_fn(m, batch[0], batch[1]), {}),
-            sampling_method=FlatSGLD,
             optimizer_kwargs={"lr": settings.epsilon, "localization": settings.gamma, "nbeta": nbeta},
+            **kwargs,
             num_chains=settings.num_chains,
             num_draws=settings.num_draws,
             num_burnin_steps=settings.num_burnin,
             init_loss=init_loss,
             seed=seed,
-            device=next(model.parameters()).device,
+            device=device,
             verbose=False,
         )
     release_transient_captures(model)
-    return torch.as_tensor(result["loss/trace"], dtype=torch.float32)
+    traces = torch.as_tensor(result["loss/trace"], dtype=torch.float32)
+    if diagnose:
+        return traces, float(result["mala_accept/trace"][:, 1:].mean())  # devinterp leaves the first draw at 0
+    return traces

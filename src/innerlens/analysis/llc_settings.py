@@ -43,6 +43,7 @@ class LLCEstimate:
     std: float
     chain_means: list[float]
     loss_traces: list[list[float]]  # per chain, per draw: the sampled loss (inspect for stationarity)
+    mala_acceptance: float | None = None  # mean MALA acceptance probability (only when diagnosed)
 
     @property
     def healthy(self) -> bool:

@@ -15,6 +15,8 @@ MODELS = ("transformer", "mlp")
 TASKS = ("digits", "modular_sum", "modular_sum_seq", "fashion_mnist")
 MODEL_TASKS = {"transformer": ("digits", "modular_sum", "modular_sum_seq"), "mlp": ("fashion_mnist", "digits")}
 OPTIMIZERS = ("adamw", "sgd")
+# Below these, nβ = n/ln n and a 256-example minibatch do not describe a posterior: the LLC is skipped unless asked for.
+MIN_LLC_TRAIN, MIN_LLC_EPOCHS = 1000, 10
 LLC_ESTIMATORS = ("calibrated", "paper")
 SELF_MODEL_LOSSES = ("normalized", "mse")
 # Calibrated against a known answer (bench/llc_calibration.py, tests/unit/test_llc.py).
@@ -94,7 +96,10 @@ class SelfModelingConfig(ModelShape, EpochConfig):
         "transformer on a CPU core); paper: Premakumar et al.'s, nβ = batch/ln(batch), ε 1e-4, γ 100, 4 x 1,000 draws "
         "(4,000 steps), logged as llc/final_mean_paper.", choices=LLC_ESTIMATORS)
     settle_window: int = option(10, "Epochs the training loss must have held still (or memorised) for a run to count as settled.", check=positive)
-    measure_llc: bool = option(True, "Estimate the LLC at the end of training and at the best checkpoint (weight std is always measured).")
+    measure_llc: Optional[bool] = option(
+        None, "Estimate the LLC at the end of training (and at the best checkpoint). Empty: yes, unless the run is too "
+        f"small for it to mean anything (under {MIN_LLC_TRAIN} training examples or {MIN_LLC_EPOCHS} epochs: skipped with "
+        "one line). Costs each estimator's SGLD steps once per measured point; weight std is always measured.")
     llc_at_best: bool = option(True, "Also estimate the LLC at the best checkpoint (a secondary metric; the final LLC is primary). Off halves a study's LLC cost.")
     llc_gamma_sensitivity: bool = option(False, "Also estimate the final LLC at γ/10 and 10γ (logged as llc/final_mean_gamma_<γ>).")
     output_dir: Optional[str] = option(None, "Also keep a local copy of the run's figures, checkpoints and tables here (the seed's --base_dir).")
@@ -129,6 +134,16 @@ class SelfModelingConfig(ModelShape, EpochConfig):
         """Training examples (what nβ = n/log n counts), as :func:`split_indices` cuts them."""
         n = self.n_samples
         return n - int(n * self.val_fraction) - int(n * self.test_fraction)
+
+    @property
+    def llc_skipped(self) -> str | None:
+        """Why the end-of-run LLC is not measured (None: it is)."""
+        if self.measure_llc is False:
+            return "--measure-llc false"
+        if self.measure_llc is None and (self.train_size < MIN_LLC_TRAIN or self.max_epochs < MIN_LLC_EPOCHS):
+            return (f"LLC skipped: {self.train_size} training examples and {self.max_epochs} epochs are under the "
+                    f"{MIN_LLC_TRAIN} examples / {MIN_LLC_EPOCHS} epochs where it means something (--measure-llc true forces it)")
+        return None
 
     def llc_estimator(self, name: str) -> LLCSettings:
         """The named estimator's settings: ``paper`` fixed, ``calibrated`` from the --llc-* options."""

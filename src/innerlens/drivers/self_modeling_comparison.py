@@ -20,8 +20,8 @@ import click
 import pandas as pd
 
 from innerlens import session, tracking
-from innerlens.config import ConfigError
 from innerlens.analysis.stats import Margin, paired_statistics
+from innerlens.config import ConfigError
 from innerlens.configs.self_modeling_comparison import BASELINE, FAMILY, SelfModelingComparisonConfig
 from innerlens.drivers.executor import study_run
 from innerlens.drivers.study import train_or_reuse
@@ -138,7 +138,8 @@ def verdict(row: pd.Series) -> str:
     """One metric's answer: an effect (its t interval excludes 0 and its Holm permutation p < 0.05),
     equivalence (TOST p < 0.05: no effect as large as the margin), or neither (inconclusive)."""
     if row.permutation_p_holm < 0.05 and not (row.t_ci_low <= 0 <= row.t_ci_high):
-        return "higher" if row.mean_difference > 0 else "lower"
+        direction = "higher" if row.mean_difference > 0 else "lower"
+        return f"{direction}, within the margin" if row.tost_p < 0.05 else direction
     if row.tost_p < 0.05:
         return "equivalent"
     return "inconclusive"
@@ -156,17 +157,46 @@ def gamma_table(summaries: pd.DataFrame) -> pd.DataFrame:
     return llc.sort_values(["gamma", "rank"], ignore_index=True)
 
 
+def shown(row: object) -> tuple[str, str]:
+    """(difference [t 95 % CI], TOST margin) as a row is read: accuracy in points, the rest in % of the baseline mean."""
+    if MARGINS.get(row.key, ("relative",))[0] == "absolute":
+        scale, unit = 100, " pt"
+        values = (row.mean_difference, row.t_ci_low, row.t_ci_high, row.margin)
+    else:
+        scale, unit = 1, "%"
+        values = (row.mean_difference_pct, row.t_ci_low_pct, row.t_ci_high_pct, row.margin_pct)
+    diff, low, high, margin = (scale * v for v in values)
+    return f"{diff:+.1f}{unit} [{low:+.1f}, {high:+.1f}]", f"±{margin:.1f}{unit}"
+
+
+METRIC_WORDS = {"llc/final_mean": "the calibrated LLC", "llc/final_mean_paper": "the paper's LLC",
+                "weights/std_final": "the classifier's weight std", "test/acc_at_best": "test accuracy"}
+
+
+def plain_verdict(statistics: pd.DataFrame) -> str:
+    """One sentence per cell: each primary metric's change with its t interval and its verdict."""
+    sentences = []
+    for group, rows in statistics[statistics["primary"]].groupby("group", sort=False):
+        parts = [f"{METRIC_WORDS.get(row.key, row.key)} {shown(row)[0]} ({verdict(pd.Series(row._asdict()))}; "
+                 f"TOST {shown(row)[1]} p {row.tost_p:.2g})" for row in rows.itertuples()]
+        n = int(rows["n_pairs"].min())
+        sentences.append(f"Against the baseline on {n} paired seeds, {group} changed " + "; ".join(parts) +
+                         " (t 95% CIs, in % of the baseline mean or accuracy points; an effect needs Holm permutation p < 0.05 and a CI clear of 0).")
+    return "\n".join(sentences)
+
+
 def verdict_table(statistics: pd.DataFrame) -> str:
-    """The primary contrasts as a terminal table: % difference [t 95 % CI], Holm permutation p, TOST p,
+    """The primary contrasts as a terminal table: difference (% of the baseline mean; accuracy in points)
+    [t 95 % CI], Holm permutation p, TOST p,
     settled runs per side, and the verdict."""
-    lines = [f"{'metric':22s} {'cell':22s} {'n':>3s} {'diff % of baseline [t 95% CI]':>32s} {'perm p Holm':>11s} "
-             f"{'TOST p (±margin)':>18s} {'settled':>11s}  verdict"]
+    lines = [f"{'metric':22s} {'cell':22s} {'n':>3s} {'diff vs baseline [t 95% CI]':>32s} {'perm p Holm':>11s} "
+             f"{'TOST p (margin)':>20s} {'settled':>11s}  verdict"]
     for row in statistics[statistics["primary"]].itertuples():
-        interval = f"{row.mean_difference_pct:+.1f}% [{row.t_ci_low_pct:+.1f}, {row.t_ci_high_pct:+.1f}]"
-        tost = f"{row.tost_p:.3g} (±{row.margin_pct:.1f}%)"
+        interval, margin = shown(row)
+        tost = f"{row.tost_p:.3g} ({margin})"
         settled = f"{row.settled_group} v {row.settled_reference}"
         lines.append(f"{row.key:22s} {row.group:22s} {row.n_pairs:3d} {interval:>32s} {row.permutation_p_holm:11.3g} "
-                     f"{tost:>18s} {settled:>11s}  {verdict(pd.Series(row._asdict()))}")
+                     f"{tost:>20s} {settled:>11s}  {verdict(pd.Series(row._asdict()))}")
     return "\n".join(lines)
 
 
@@ -204,7 +234,7 @@ def summary_markdown(config: SelfModelingComparisonConfig, statistics: pd.DataFr
         f"{len(primary)} primary contrasts; TOST against ±10 % of the baseline mean (LLC, weight std) or ±0.5 point (accuracy). "
         "`settled`: runs whose training loss had held still (or memorised) over the last "
         f"{config.settle_window} epochs, cell v baseline. LLC estimators: {estimators}.", "",
-        "```", table, "```", "",
+        "```", table, "```", "", plain_verdict(statistics), "",
         f"model `{config.model}`, task `{config.task}`, regime `{config.regime}`, variants `{','.join(config.variants)}`, "
         f"weights `{','.join(map(repr, config.self_model_weights))}`, seeds `{','.join(map(str, config.seeds))}`", "",
         f"command: `innerlens self-modeling-comparison {changed_options(config)}`", ""])
@@ -221,6 +251,8 @@ def compare(config: SelfModelingComparisonConfig, progress: bool = True) -> str:
     """Train (unless skipped) and analyse the study; return the parent run id."""
     config = continued(config)
     singles = config.single_runs()
+    if singles[0].llc_skipped and config.measure_llc is None:
+        click.echo(f"innerlens: {singles[0].llc_skipped}", err=True)
     output_dir = check_output_dir(config.output_dir, config.force_overwrite) if config.output_dir else None
     with tracking.start_run(config, variant="comparison", run_name=config.study_name or "self-modeling-comparison") as tracker:
         tasks, train = ((cell_tasks(singles, tracker.run_id), _train_cell) if config.stack_seeds else
@@ -254,6 +286,7 @@ def compare(config: SelfModelingComparisonConfig, progress: bool = True) -> str:
                 name = tracking.figure_name(child.data.tags.get(tracking.TAG_TASK, child.info.run_id))
                 tracking.download_run_artifacts(child.info.run_id, target / "runs" / name)
         click.echo(table)
+        click.echo(plain_verdict(statistics))
         if not gammas.empty:
             click.echo("final LLC rank of each cell at each γ (first seed):\n" + gammas.to_string(index=False))
         return tracker.run_id

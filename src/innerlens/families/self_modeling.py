@@ -17,6 +17,7 @@ it had settled (:mod:`innerlens.analysis.settling`).
 from __future__ import annotations
 
 import contextlib
+import sys
 from dataclasses import replace
 from typing import Any, Callable
 
@@ -32,8 +33,8 @@ from innerlens.analysis.transitions import dynamics_summary
 from innerlens.analysis.weights import spread, weight_std
 from innerlens.callbacks import history_frame
 from innerlens.configs.self_modeling import SelfModelingConfig
-from innerlens.data.splits import split_indices
 from innerlens.data.images import FeatureTask, digit_features, fashion_mnist
+from innerlens.data.splits import split_indices
 from innerlens.data.tasks import SequenceTask, digit_patches, modular_sum, modular_sum_seq
 from innerlens.engine import FitResult, FlatAdamW, Selection, seed_everything, snapshot
 from innerlens.families.seed_stack import SeedStack
@@ -252,7 +253,7 @@ class SelfModelingExperiment:
         current = snapshot(self.model.state_dict())
         self.model.load_state_dict(weights)
         runs: list[tuple[str, LLCSettings]] = []  # (metric suffix, settings) of each estimate
-        if self.config.measure_llc and (which == "final" or self.config.llc_at_best):
+        if self.config.llc_skipped is None and (which == "final" or self.config.llc_at_best):
             for estimator in self.config.llc_estimators:
                 settings = self.config.llc_estimator(estimator)
                 name = "" if estimator == "calibrated" else f"_{estimator}"
@@ -302,10 +303,14 @@ def build(config: SelfModelingConfig, device: torch.device, stack: tuple[SeedSta
         experiment = SelfModelingExperiment(config, device)
     experiment.stack = stack
     nbeta = config.llc_settings.resolved_nbeta(config.train_size)
+    skipped = config.llc_skipped
+    if skipped and config.measure_llc is None and stack is None:
+        print(f"innerlens: {skipped}", file=sys.stderr)
     return Plan(experiment, variant=config.variant, run_name=f"{config.variant}-s{config.seed}",
                 selection=Selection(patience=config.patience, target_accuracy=config.target_accuracy,
                                     target_split=config.target_split),
-                rounds=config.max_epochs, tags={"innerlens.llc_nbeta": str(nbeta)})
+                rounds=config.max_epochs,
+                tags={"innerlens.llc_nbeta": str(nbeta), **({"innerlens.llc_skipped": skipped} if skipped else {})})
 
 
 def _one_at_a_time(stack: tuple[SeedStack, int] | None) -> contextlib.AbstractContextManager[Any]:

@@ -85,6 +85,7 @@ from innerlens.tracking.store import (  # noqa: F401
     models_root,
     project_root,
     run_page,
+    runs_table,
     tracking_uri,
     ui_hint,
 )

@@ -151,13 +151,21 @@ def figure_name(name: str) -> str:
 
 
 LOCAL_UI = "http://127.0.0.1:5000"  # what `mlflow ui` serves by default
+# MLflow 3.17's UI opens an experiment in its GenAI view unless told otherwise; this URL parameter (read by
+# its workflow-type provider before the per-browser setting) opens the Machine learning view's runs table.
+MODEL_TRAINING_VIEW = "workflowType=machine_learning"
+
+
+def runs_table(base: str, experiment: str) -> str:
+    """The experiment's runs table in the UI's Machine learning view, whatever the browser last chose."""
+    return f"{base.rstrip('/')}/#/experiments/{experiment}/runs?{MODEL_TRAINING_VIEW}"
 
 
 def run_page(base: str, run_id: str, experiment: str, *, artifact: str | None = None) -> str:
-    """The MLflow UI page of a run (its Overview, or with ``artifact`` its Artifacts tab at that file).
-    ``#/experiments/<id>/runs/<run id>`` opens the run itself, whatever view the UI last showed."""
+    """The MLflow UI page of a run (its Overview, or with ``artifact`` its Artifacts tab at that file),
+    in the Machine learning view (checked in headless Chromium: tests/system/test_ui_links.py)."""
     page = f"{base.rstrip('/')}/#/experiments/{experiment}/runs/{run_id}"
-    return f"{page}/artifacts/{artifact}" if artifact else page
+    return f"{page}/artifacts/{artifact}?{MODEL_TRAINING_VIEW}" if artifact else f"{page}?{MODEL_TRAINING_VIEW}"
 
 
 def ui_hint(run_id: str | None = None, artifacts: tuple[str, ...] = ()) -> str:
@@ -171,6 +179,7 @@ def ui_hint(run_id: str | None = None, artifacts: tuple[str, ...] = ()) -> str:
     experiment = MlflowClient().get_run(run_id).info.experiment_id
     base = uri if served else LOCAL_UI
     lines.append(f"run page: {run_page(base, run_id, experiment)}")
+    lines.append(f"all runs: {runs_table(base, experiment)}")
     lines += [f"{name}: {run_page(base, run_id, experiment, artifact=name)}" for name in artifacts]
     return "\n".join(lines)
 

@@ -1,0 +1,118 @@
+"""Validate the LLC sampler on real checkpoints before a contrast relies on it.
+
+For each checkpoint (baseline and self-modeled runs of a finished study) and each estimator
+(``paper``, ``calibrated``), the estimate is repeated at ε/3, ε, 3ε (γ fixed) and γ/3, γ, 3γ (ε
+fixed) with 8 chains, recording the LLC, the split R-hat and effective sample size of the loss
+traces, and devinterp's MALA acceptance. The SGLD minibatches are reshuffled on every pass over
+the data (tests/unit/test_llc.py). An estimator counts as stable on a checkpoint when the LLC
+changes by under 10 % across the 3x changes of ε and of γ and every R-hat is below 1.05.
+
+  python bench/llc_validation.py --study paper_fmnist_h128 --cells "baseline,last_layer w=10.0" --seeds 0,1,2
+
+Writes bench/results/llc_validation_<study>.csv (one row per estimate) and a summary .json.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+
+RESULTS = Path(__file__).parent / "results"
+STABLE_CHANGE, STABLE_RHAT = 0.10, 1.05
+
+
+def checkpoints(study: str, cells: list[str], seeds: list[int]) -> list[tuple[str, int, str]]:
+    """(cell, seed, run id) of the study's finished runs asked for."""
+    from innerlens import tracking
+    from innerlens.configs.self_modeling_comparison import FAMILY
+    from innerlens.drivers.self_modeling_comparison import group_label
+
+    found = tracking.named_study(FAMILY, study)
+    assert found is not None, f"no study named {study}"
+    picked = []
+    for child in tracking.children(found[0]):
+        tags = child.data.tags
+        weight = float(tags.get("innerlens.self_model_weight", "0"))
+        cell = group_label(tags[tracking.TAG_VARIANT], weight)
+        seed = int(tags[tracking.TAG_SEED])
+        if child.info.status == "FINISHED" and cell in cells and seed in seeds:
+            picked.append((cell, seed, child.info.run_id))
+    return sorted(picked)
+
+
+def experiment_at(run_id: str):  # -> SelfModelingExperiment at the run's final weights
+    from innerlens import tracking
+    from innerlens.families.self_modeling import SelfModelingConfig, SelfModelingExperiment
+
+    stored = tracking.load_config(run_id, "self_modeling")
+    config = SelfModelingConfig.from_strings({k: v for k, v in stored.items() if k != "resume"})
+    experiment = SelfModelingExperiment(config, torch.device("cpu"))
+    experiment.model.load_state_dict(tracking.load_checkpoint(run_id)["model"])
+    return experiment
+
+
+def grid(base) -> list[tuple[str, object]]:
+    """(which knob moved, settings): the centre, ε/3 and 3ε, γ/3 and 3γ; 8 chains each."""
+    base = replace(base, num_chains=8)
+    return [("centre", base),
+            ("epsilon/3", replace(base, epsilon=base.epsilon / 3)), ("epsilon*3", replace(base, epsilon=base.epsilon * 3)),
+            ("gamma/3", replace(base, gamma=base.gamma / 3)), ("gamma*3", replace(base, gamma=base.gamma * 3))]
+
+
+def main() -> None:
+    from innerlens import tracking
+    from innerlens.analysis.llc import estimate_llc
+    from innerlens.analysis.mcmc import effective_sample_size, split_rhat
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--study", required=True)
+    parser.add_argument("--cells", required=True, help="comma-separated cells, e.g. 'baseline,last_layer w=10.0'")
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--estimators", default="paper,calibrated")
+    args = parser.parse_args()
+    tracking.configure_tracking()
+    torch.set_num_threads(1)
+    rows = []
+    for cell, seed, run_id in checkpoints(args.study, args.cells.split(","), [int(s) for s in args.seeds.split(",")]):
+        experiment = experiment_at(run_id)
+        x, y = experiment.data["train"]
+        for estimator in args.estimators.split(","):
+            for knob, settings in grid(experiment.config.llc_estimator(estimator)):
+                start = time.perf_counter()
+                estimate = estimate_llc(experiment.model, x, y, lambda m, a, b: F.cross_entropy(m(a), b), settings,
+                                        seed=seed * 1000 + 7, diagnose=True)
+                traces = np.array(estimate.loss_traces)[:, int(settings.num_draws * settings.trace_discard):]
+                rows.append({"cell": cell, "seed": seed, "run_id": run_id, "estimator": estimator, "knob": knob,
+                             "epsilon": settings.epsilon, "gamma": settings.gamma, "nbeta": settings.resolved_nbeta(len(x)),
+                             "chains": settings.num_chains, "draws": settings.num_draws, "llc": estimate.mean,
+                             "llc_chain_sd": estimate.std, "rhat": split_rhat(traces), "ess": effective_sample_size(traces),
+                             "mala_acceptance": estimate.mala_acceptance, "seconds": time.perf_counter() - start})
+                print({k: (round(v, 4) if isinstance(v, float) else v) for k, v in rows[-1].items() if k != "run_id"}, flush=True)
+        pd.DataFrame(rows).to_csv(RESULTS / f"llc_validation_{args.study}.csv", index=False)
+    table = pd.DataFrame(rows)
+    summary = {}
+    for (estimator, cell, seed), group in table.groupby(["estimator", "cell", "seed"]):
+        centre = group.set_index("knob")["llc"]
+        change = {knob: abs(centre[knob] / centre["centre"] - 1) for knob in centre.index if knob != "centre"}
+        summary[f"{estimator} | {cell} | seed {seed}"] = {
+            "llc_centre": centre["centre"], "max_change_epsilon": max(change["epsilon/3"], change["epsilon*3"]),
+            "max_change_gamma": max(change["gamma/3"], change["gamma*3"]), "max_rhat": group["rhat"].max(),
+            "min_ess": group["ess"].min(), "mala_acceptance_centre": group.set_index("knob").loc["centre", "mala_acceptance"],
+            "stable": bool(max(change.values()) < STABLE_CHANGE and group["rhat"].max() < STABLE_RHAT)}
+    by_estimator = {e: sum(v["stable"] for k, v in summary.items() if k.startswith(e)) for e in args.estimators.split(",")}
+    out = {"command": "python bench/llc_validation.py " + " ".join(f"--{k} '{v}'" for k, v in vars(args).items()),
+           "criterion": f"LLC change < {STABLE_CHANGE:.0%} across 3x of epsilon and of gamma, every R-hat < {STABLE_RHAT}",
+           "stable_checkpoints": by_estimator, "checkpoints": summary}
+    (RESULTS / f"llc_validation_{args.study}.json").write_text(json.dumps(out, indent=2, default=float))
+    print(json.dumps({"stable_checkpoints": by_estimator}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
