@@ -12,9 +12,11 @@ from matplotlib.figure import Figure
 from scipy import stats
 
 from innerlens import registry
+from innerlens.analysis.censored import gehan_test, paired_order, restricted_mean
 from innerlens.analysis.stats import holm, paired_statistics
 from innerlens.config import ConfigError, redact_secrets
 from innerlens.configs.compare import FAMILY, CompareConfig
+from innerlens.metrics import direction, kind
 from innerlens.tracking import DEFAULT_EXPERIMENT, TAG_FAMILY, TAG_SEED, TAG_VARIANT
 from innerlens.tracking.history import fetch_histories, search_runs
 from innerlens.tracking.store import tracking_uri
@@ -67,50 +69,64 @@ def run_table(runs: list[Run], group_by: tuple[str, ...]) -> pd.DataFrame:
 def paired_final_statistics(summary: pd.DataFrame, runs: pd.DataFrame, selected: list[Run], paired_by: str, reference: str) -> pd.DataFrame:
     """Paired statistics of final values, pairing runs on the value of ``paired_by``."""
     units = pd.DataFrame({"run_id": [r.info.run_id for r in selected], "unit": [group_value(r, paired_by) for r in selected]})
-    table = summary.merge(units, on="run_id")[["group", "unit", "key", "final"]].rename(columns={"final": "value"})
-    return paired_statistics(table, reference, unit="unit")
+    table = summary.merge(units, on="run_id")[["group", "unit", "key", "final", "observed"]].rename(columns={"final": "value"})
+    times = table["key"].map(kind) == "censored_time"
+    exact = paired_statistics(table[~times].drop(columns="observed"), reference, unit="unit")
+    return pd.concat([exact, paired_censored(table[times], reference)], ignore_index=True)
 
 
-HIGHER_IS_BETTER = ("acc", "auc", "r2", "accuracy", "p_correct", "delta_vs_probe")
-
-
-def direction(key: str) -> str | None:
-    """"min" or "max" for metrics with a declared direction; None for the rest and for every ``test/``
-    metric, whose best over training would be selection on the test set."""
-    if key.startswith("test/"):
-        return None
-    name = key.split("/")[-1]
-    if "loss" in name or name == "nll" or key.endswith(("_step", "_steps")) or key.startswith(("weights/std", "llc/")):
-        return "min"  # complexity measures: smaller is simpler
-    if name.startswith(HIGHER_IS_BETTER):
-        return "max"
-    return None
+def paired_censored(table: pd.DataFrame, reference: str) -> pd.DataFrame:
+    """Censored times paired on the unit: the exact sign test over the pairs whose order is known
+    (in the ``wilcoxon_p`` column, with the counts), never a mean of censored values."""
+    rows = []
+    for key, by_key in table.groupby("key"):
+        wide = by_key.pivot_table(index="unit", columns="group", values=["value", "observed"], aggfunc="first")
+        if reference not in wide["value"]:
+            continue
+        for group in [g for g in wide["value"].columns if g != reference]:
+            both = wide["value"][[group, reference]].dropna().index
+            order = paired_order(wide["value"].loc[both, group], wide["observed"].loc[both, group].astype(bool),
+                                 wide["value"].loc[both, reference], wide["observed"].loc[both, reference].astype(bool))
+            rows.append({"key": key, "group": group, "reference": reference, "n_pairs": len(both), "wilcoxon_p": order.p_value,
+                         "test": f"paired order of censored times: {order.earlier} earlier, {order.later} later, "
+                                 f"{order.tied} tied, {order.unknown} unknown"})
+    return pd.DataFrame(rows)
 
 
 def summaries(history: pd.DataFrame) -> pd.DataFrame:
-    """Per (run, key): the final value (at the last step) and the best (NaN without a declared direction)."""
+    """Per (run, key): the final value (at the last step), the best (NaN without a declared direction,
+    :mod:`innerlens.metrics`), and ``observed``: False for a censored time, an event that never
+    happened (logged as a negative step), whose final value becomes the run's last step."""
     ordered = history.sort_values("step")
     grouped = ordered.groupby(["run_id", "key"])["value"]
     table = pd.DataFrame({"final": grouped.last(), "max": grouped.max(), "min": grouped.min()}).reset_index()
     directions = table["key"].map(direction)
     table["best"] = np.where(directions == "min", table["min"], np.where(directions == "max", table["max"], np.nan))
+    censored_time = table["key"].map(kind) == "censored_time"
+    table["observed"] = ~(censored_time & (table["final"] < 0))
+    table["follow_up"] = table["run_id"].map(ordered.groupby("run_id")["step"].max())  # the run's last step
+    table.loc[~table["observed"], "final"] = table.loc[~table["observed"], "follow_up"]
     return table.drop(columns=["max", "min"])
 
 
-STATISTICS_COLUMNS = ["key", "which", "group", "reference", "n", "n_reference", "mean", "mean_reference",
-                      "welch_t", "welch_p", "mwu_u", "mwu_p", "cohens_d", "rank_biserial"]
+STATISTICS_COLUMNS = ["key", "which", "group", "reference", "n", "n_reference", "mean", "mean_reference", "mean_kind",
+                      "censored", "censored_reference", "welch_t", "welch_p", "mwu_u", "mwu_p", "cohens_d", "rank_biserial"]
 
 
 def group_statistics(summary: pd.DataFrame, reference: str) -> pd.DataFrame:
     """Every group against ``reference`` per (key, final|best): Welch t, Mann-Whitney U, effect sizes, Holm-corrected."""
     rows = []
-    for (key, which), table in summary.melt(id_vars=["run_id", "group", "key"], value_vars=["final", "best"],
+    for (key, which), table in summary.melt(id_vars=["run_id", "group", "key", "observed", "follow_up"], value_vars=["final", "best"],
                                              var_name="which").groupby(["key", "which"]):
+        if kind(key) == "censored_time":
+            if which == "final":
+                rows += censored_rows(table, key, reference)
+            continue
         ref = table.loc[table["group"] == reference, "value"].to_numpy()
         for group, values in table[table["group"] != reference].groupby("group")["value"]:
             other = values.to_numpy()
             row = {"key": key, "which": which, "group": group, "reference": reference, "n": len(other), "n_reference": len(ref),
-                   "mean": other.mean(), "mean_reference": ref.mean() if len(ref) else np.nan}
+                   "mean": other.mean(), "mean_reference": ref.mean() if len(ref) else np.nan, "mean_kind": "mean"}
             if len(other) >= 2 and len(ref) >= 2:
                 welch = stats.ttest_ind(other, ref, equal_var=False)
                 mwu = stats.mannwhitneyu(other, ref, alternative="two-sided")
@@ -124,6 +140,26 @@ def group_statistics(summary: pd.DataFrame, reference: str) -> pd.DataFrame:
         tested = result[column].notna()
         result.loc[tested, f"{column}_holm"] = holm(result.loc[tested, column].to_numpy())
     return result
+
+
+def censored_rows(table: pd.DataFrame, key: str, reference: str) -> list[dict[str, object]]:
+    """A time to an event per group against the reference: Kaplan-Meier restricted means up to the
+    shorter of the two groups' longest run (labelled as such) and Gehan's censored rank test in the
+    Mann-Whitney columns."""
+    ref = table[table["group"] == reference]
+    rows = []
+    for group, other in table[table["group"] != reference].groupby("group"):
+        horizon = float(min(other["follow_up"].max(), ref["follow_up"].max())) if len(ref) else float(other["follow_up"].max())
+        row: dict[str, object] = {
+            "key": key, "which": "final", "group": group, "reference": reference, "n": len(other), "n_reference": len(ref),
+            "mean": restricted_mean(other["value"], other["observed"], horizon) if len(other) else np.nan,
+            "mean_reference": restricted_mean(ref["value"], ref["observed"], horizon) if len(ref) else np.nan,
+            "mean_kind": f"restricted mean to step {horizon:g} (Kaplan-Meier)",
+            "censored": int((~other["observed"]).sum()), "censored_reference": int((~ref["observed"]).sum())}
+        if len(other) >= 2 and len(ref) >= 2:
+            row["mwu_p"] = gehan_test(other["value"], other["observed"], ref["value"], ref["observed"])
+        rows.append(row)
+    return rows
 
 
 def _run_links(runs: pd.DataFrame) -> list[str]:

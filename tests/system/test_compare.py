@@ -156,3 +156,35 @@ def test_the_private_bulk_endpoint_answers_what_the_public_api_does(seeded: tupl
     with pytest.warns(UserWarning, match="bulk metric endpoint failed"):  # an endpoint that is gone: the public API
         moved = history.bulk_metric_history(client, get_default_host_creds(f"{mlflow_server}/moved"), run_ids, "val/acc")
     assert sorted(zip(moved["run_id"], moved["step"], moved["value"])) == expected
+
+
+def test_a_run_that_never_generalised_is_censored_not_fastest(mlflow_server: str, server_env: None) -> None:
+    """grok/generalization_step is -1 where it never happened: compare must not rank that run first,
+    must count it censored at its last step, and must draw it apart in the figure."""
+    from innerlens.viz.compare import summary_strips
+
+    client = MlflowClient(mlflow_server)
+    name = f"censored-{uuid.uuid4().hex[:8]}"
+    experiment = client.create_experiment(name)
+    steps = {"fast": [300, 320, 340], "slow": [600, 650, -1]}  # slow seed 2 never generalised by step 1000
+    for group, values in steps.items():
+        for seed, value in enumerate(values):
+            run = client.create_run(experiment, tags={"innerlens.family": "synthetic", "innerlens.variant": group,
+                                                      "innerlens.seed": str(seed)})
+            now = int(time.time() * 1000)
+            client.log_batch(run.info.run_id, metrics=[Metric("val/acc", 0.5, now, step) for step in (500, 1000)]
+                             + [Metric("grok/generalization_step", float(value), now, 1000)])
+            client.set_terminated(run.info.run_id)
+    config = CompareConfig(experiments=(name,), group_by=("variant",), metrics=("grok/generalization_step",),
+                           reference="fast", workers=1)
+    _, _, summary, statistics = compare_runs(config, progress=False)
+    never = summary[summary["final"] == 1000]
+    assert len(never) == 1 and not never["observed"].item() and np.isnan(never["best"].item())
+    assert summary["final"].min() == 300  # the censored run is not the fastest
+    row = statistics[statistics["key"] == "grok/generalization_step"].iloc[0]
+    assert row["censored"] == 1 and row["censored_reference"] == 0 and row["mean_kind"].startswith("restricted mean")
+    assert row["mean"] == pytest.approx((600 + 650 + 1000) / 3)  # KM restricted mean to step 1000
+    assert row["mean_reference"] == pytest.approx(320) and row["mwu_p"] < 0.1
+    figure = summary_strips(summary, statistics, "final")
+    labels = [text.get_text() for ax in figure.axes if ax.get_legend() for text in ax.get_legend().get_texts()]
+    assert any("censored" in label for label in labels)

@@ -32,3 +32,20 @@ def test_paired_order_uses_only_pairs_whose_order_censoring_allows() -> None:
     order = paired_order(a_times, a_seen, b_times, b_seen)
     assert (order.earlier, order.later, order.tied, order.unknown) == (3, 1, 1, 1)
     assert order.p_value == pytest.approx(stats.binomtest(3, 4).pvalue)
+
+
+def test_gehan_without_censoring_is_the_mann_whitney_test_with_its_normal_approximation() -> None:
+    from innerlens.analysis.censored import gehan_test
+
+    rng = np.random.default_rng(0)
+    a, b = rng.exponential(10, 12), rng.exponential(20, 15)
+    reference = stats.mannwhitneyu(a, b, alternative="two-sided", method="asymptotic", use_continuity=False)
+    assert gehan_test(a, np.ones(12, bool), b, np.ones(15, bool)) == pytest.approx(reference.pvalue, rel=1e-9)
+
+
+def test_gehan_counts_a_run_that_never_got_there_as_slower_than_every_earlier_event() -> None:
+    from innerlens.analysis.censored import gehan_test
+
+    fast, fast_seen = np.array([5.0, 6, 7, 8, 9, 10]), np.ones(6, bool)
+    never, never_seen = np.full(6, 100.0), np.zeros(6, bool)
+    assert gehan_test(fast, fast_seen, never, never_seen) < 0.01

@@ -42,16 +42,25 @@ def summary_strips(summary: pd.DataFrame, statistics: pd.DataFrame, which: str) 
         panel = summary[summary["key"] == key]
         groups = group_order(panel["group"])
         values = [panel.loc[panel["group"] == g, which].to_numpy() for g in groups]
-        ax.boxplot(values, showfliers=False)
-        for i, points in enumerate(values, start=1):
-            ax.scatter(i + rng.uniform(-0.12, 0.12, len(points)), points, s=12, alpha=0.7, zorder=3)
+        seen = [panel.loc[panel["group"] == g, "observed"].to_numpy(bool) if "observed" in panel else np.ones(len(v), bool)
+                for g, v in zip(groups, values)]
+        ax.boxplot([v[s] for v, s in zip(values, seen)], showfliers=False)
+        for i, (points, observed) in enumerate(zip(values, seen), start=1):
+            jitter = i + rng.uniform(-0.12, 0.12, len(points))
+            ax.scatter(jitter[observed], points[observed], s=12, alpha=0.7, zorder=3)
+            if (~observed).any():  # never happened: censored at the run's last step, drawn apart
+                ax.scatter(jitter[~observed], points[~observed], s=40, marker="^", facecolors="none", edgecolors="red",
+                           zorder=4, label="censored (never happened by its last step)")
+        if any((~s).any() for s in seen):
+            ax.legend(fontsize="x-small", loc="best")
         labels = []
         for group in groups:
             # Unpaired tables test final and best values; paired ones (--paired-by) final values only.
             paired = "which" not in statistics
-            column = "wilcoxon_p_holm" if paired else "welch_p_holm"
             same_value = which == "final" if paired else statistics["which"] == which
             row = statistics[(statistics["key"] == key) & same_value & (statistics["group"] == group)]
+            censored = "mean_kind" in row and not row.empty and str(row["mean_kind"].iloc[0]).startswith("restricted")
+            column = "wilcoxon_p_holm" if paired else ("mwu_p_holm" if censored else "welch_p_holm")
             p = row[column].iloc[0] if not row.empty and pd.notna(row[column].iloc[0]) else None
             labels.append(f"{group}\np={p:.2g}" if p is not None else str(group))
         ax.set_xticks(range(1, len(groups) + 1), labels, fontsize="small")
