@@ -199,10 +199,19 @@ def analyze_command(run_id: str) -> None:
 @cli.command("sync")
 @click.option("--spool-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Where runs spooled what the tracking server missed (default: mlruns/spool of the checkout).")
-def sync_command(spool_dir: Path | None) -> None:
+@click.option("--list", "list_only", is_flag=True, help="Only show what waits and why (refused spools included); deliver nothing.")
+def sync_command(spool_dir: Path | None, list_only: bool) -> None:
     """Deliver, in order, the calls runs spooled while the tracking server was unreachable."""
     from innerlens.tracking import spool_root, sync
+    from innerlens.tracking.delivery import waiting_spools
 
+    if list_only:
+        listed = waiting_spools(spool_dir)
+        for run_id, waiting, why in listed:
+            click.echo(f"run {run_id}: {waiting} calls, {why}")
+        if not listed:
+            click.echo(f"nothing waits in {spool_dir or spool_root()}")
+        return
     results = sync(spool_dir)
     if not results:
         click.echo(f"nothing to sync in {spool_dir or spool_root()}")

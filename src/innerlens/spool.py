@@ -25,8 +25,9 @@ class Spool:
     """One run's undelivered calls under ``directory``."""
 
     def __init__(self, directory: Path) -> None:
+        """Open without touching the files: only the holder (:meth:`claim`) repairs, appends or delivers,
+        so a ``sync`` that merely looks can never cut a line a live run is writing."""
         self.directory = directory
-        self._repair()
         self._recount()
         self._lock: int | None = None
 
@@ -101,10 +102,13 @@ class Spool:
             shutil.move(str(file), kept)
             _fsync_tree(kept)  # the moved file and its new name reach the disk before the entry naming it
             entry = {**entry, "file": str(kept.relative_to(self.directory))}
-        # One write per entry: a kill can tear at most this line, which the next open cuts away.
+        # One entry per line: a kill can tear at most this line, which the next holder moves aside.
+        assert self._lock is not None, "only the spool's holder appends (claim it first)"
         descriptor = os.open(self.directory / JOURNAL, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         try:
-            os.write(descriptor, (json.dumps(entry) + "\n").encode())
+            data = (json.dumps(entry) + "\n").encode()
+            while data:  # os.write may write less than asked (a full disk, a signal)
+                data = data[os.write(descriptor, data):]
             os.fsync(descriptor)
         finally:
             os.close(descriptor)
@@ -150,10 +154,11 @@ class Spool:
         return sent
 
     def _lines(self) -> Iterator[str]:
+        """Complete journal lines: a torn last line (no newline yet, or a write cut short) is not an entry."""
         path = self.directory / JOURNAL
         if path.exists():
             with open(path) as journal:
-                yield from (line for line in journal if line.strip())
+                yield from (line for line in journal if line.endswith("\n") and line.strip())
 
 
 def spools_under(root: Path) -> list[Spool]:

@@ -72,17 +72,52 @@ def deliver_spool(spool: Spool, client: MlflowClient, artifacts: Any, run_id: st
 
 
 
+REFUSED = "refused"  # spools the server refused (a deleted run, no permission), set aside with their reason
+
+
 def sync(root: Path | None = None) -> list[tuple[str, int, int, bool, str]]:
     """Deliver every spooled run under ``root`` in order: (run id, delivered, still waiting, run still
-    alive, what is wrong with its spool or "") per run; one bad spool does not stop the others."""
+    alive, what is wrong with its spool or "") per run; one bad spool does not stop the others. A spool
+    the server refuses (HTTP 4xx: its run was deleted, the user may not write it) is moved to
+    ``<root>/refused/`` with a ``reason.txt``, so it neither blocks nor repeats on every sync."""
     detect_outages_quickly()
+    root = root or spool_root()
     results = []
-    for spool in spools_under(root or spool_root()):
+    for spool in spools_under(root):
         try:
             results.append(_sync_one(spool))
         except (ValueError, KeyError, OSError) as error:  # a corrupt journal line or a missing file
             results.append((spool.directory.name, 0, len(spool), False, f"{type(error).__name__}: {first_line(error)}"))
+        except MlflowException as error:  # not an outage (deliver_spool waits those out): the server said no
+            run_id = spool.meta["run_id"]
+            kept = set_aside(spool, root, first_line(error))
+            results.append((run_id, 0, len(spool), False, f"refused by the server ({first_line(error)}); moved to {kept}"))
     return results
+
+
+def set_aside(spool: Spool, root: Path, reason: str) -> Path:
+    """Move a refused spool under ``root/refused/`` with its reason, releasing it."""
+    target = root / REFUSED / spool.directory.name
+    target.parent.mkdir(parents=True, exist_ok=True)
+    (spool.directory / "reason.txt").write_text(reason + "\n")
+    spool.directory.rename(target)
+    spool.release()
+    return target
+
+
+def waiting_spools(root: Path | None = None) -> list[tuple[str, int, str]]:
+    """(run id, calls waiting, why) of every spool under ``root``, refused ones included, without
+    touching them (``innerlens sync --list``)."""
+    root = root or spool_root()
+    listed = []
+    for spool in spools_under(root):
+        holder = "its run is still writing it" if not spool.claim() else "waiting for the server"
+        spool.release()
+        listed.append((spool.meta["run_id"], len(spool), holder))
+    for spool in spools_under(root / REFUSED):
+        reason = (spool.directory / "reason.txt").read_text().strip() if (spool.directory / "reason.txt").exists() else "refused"
+        listed.append((spool.meta["run_id"], len(spool), f"refused: {reason}"))
+    return listed
 
 
 
@@ -97,8 +132,11 @@ def _sync_one(spool: Spool) -> tuple[str, int, int, bool, str]:
     mlflow.set_tracking_uri(uri)  # mlflow-artifacts:/ URIs resolve against it
     try:
         sent = deliver_spool(spool, client, get_artifact_repository(meta["artifact_uri"]), meta["run_id"])
-    finally:
+    except Exception:
         mlflow.set_tracking_uri(previous)
+        raise
+    mlflow.set_tracking_uri(previous)
+    spool.release()
     return meta["run_id"], sent or 0, len(spool), False, ""
 
 
