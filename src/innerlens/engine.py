@@ -184,6 +184,21 @@ class FlatAdamW(torch.optim.AdamW):
         return super().step(closure)
 
 
+def decayed_lr_factor(epoch: int, max_epochs: int, decay_fraction: float) -> float:
+    """The learning rate's multiplier in ``epoch`` (1-based): 1, then a linear fall to zero over the
+    last ``decay_fraction`` of the budget (each epoch at its midpoint), so the final weights are where
+    the optimiser stopped moving, not a snapshot of a constant-lr walk."""
+    span = decay_fraction * max_epochs
+    if span <= 0:
+        return 1.0
+    return min(1.0, max(0.0, (max_epochs - epoch + 0.5) / span))
+
+
+def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+
+
 def snapshot(value: Any) -> Any:
     """A copy of nested dicts/lists whose tensors no later optimiser step can change."""
     if isinstance(value, torch.Tensor):

@@ -27,14 +27,31 @@ def test_self_model_outputs_have_activation_shapes(variant: str) -> None:
     x, y = experiment.data["train"]
     logits, pairs = experiment.model.forward_with_self_model(x[:7])
     assert logits.shape == (7, 23)
-    assert sorted(pairs) == self_model_layers(variant, 4)
+    expected = self_model_layers(variant, 4) + (["input"] if variant == "input_control" else [])
+    assert list(pairs) == expected
     for prediction, target in pairs.values():
-        assert prediction.shape == target.shape == (7, 32)
+        assert prediction.shape == target.shape == (7, 32)  # the control's output has a self-model head's shape
         assert not target.requires_grad  # detached by default
     metrics = experiment.train_round(1)
-    assert sorted(k for k in metrics if k.startswith("selfmodel/")) == [
-        f"selfmodel/layer_{layer}/loss" for layer in self_model_layers(variant, 4)
-    ]
+    assert sorted(k for k in metrics if k.startswith(("selfmodel/", "aux/"))) == sorted(
+        f"selfmodel/layer_{layer}/loss" if layer != "input" else "aux/input/loss" for layer in expected)
+
+
+@pytest.mark.parametrize("model", ["transformer", "mlp"])
+def test_the_input_control_regresses_a_fixed_projection_of_the_input_not_the_network(model: str) -> None:
+    import torch.nn.functional as F
+
+    options = SMALL if model == "transformer" else {"model": "mlp", "task": "digits", "hidden": 16, "samples": 300}
+    experiment = SelfModelingExperiment(SelfModelingConfig(variant="input_control", **options), torch.device("cpu"))
+    x = experiment.data["train"][0][:5]
+    _, before = experiment.model.forward_with_self_model(x)
+    experiment.train_round(1)  # the weights move; the control's target must not
+    _, after = experiment.model.forward_with_self_model(x)
+    assert torch.equal(before["input"][1], after["input"][1])
+    projection = experiment.model.input_projection
+    assert not projection.requires_grad and "input_projection" in experiment.model.state_dict()
+    inputs = F.one_hot(x, projection.shape[0] // x.shape[1]).flatten(1).float() if model == "transformer" else x
+    assert torch.allclose(after["input"][1], inputs @ projection, atol=1e-6)
 
 
 def test_targets_carry_gradient_with_no_detach() -> None:

@@ -167,3 +167,12 @@ def test_flat_adamw_refuses_to_step_once_a_parameter_or_gradient_left_its_buffer
     model[3].weight.data = model[3].weight.data.clone()  # what .to(other device) does
     with pytest.raises(RuntimeError, match="left FlatAdamW's buffer"):
         optimizer.step()
+
+
+def test_lr_decay_holds_then_falls_linearly_to_zero_over_the_last_fraction() -> None:
+    from innerlens.engine import decayed_lr_factor
+
+    factors = [decayed_lr_factor(epoch, 8, 0.25) for epoch in range(1, 9)]
+    assert factors[:6] == [1.0] * 6  # the first three quarters: constant
+    assert factors[6] == pytest.approx(0.75) and factors[7] == pytest.approx(0.25)  # midpoints of the last two epochs
+    assert [decayed_lr_factor(epoch, 8, 0.0) for epoch in (1, 8)] == [1.0, 1.0]

@@ -10,7 +10,7 @@ from innerlens.configs.model_shape import ModelShape
 from innerlens.data.catalog import DIGITS_EXAMPLES, FASHION_MNIST_EXAMPLES, fashion_mnist_missing
 
 FAMILY = "self_modeling"
-VARIANTS = ("baseline", "first_layer", "middle_layer", "last_layer", "all_layers")
+VARIANTS = ("baseline", "first_layer", "middle_layer", "last_layer", "all_layers", "input_control")
 MODELS = ("transformer", "mlp")
 TASKS = ("digits", "modular_sum", "modular_sum_seq", "fashion_mnist")
 MODEL_TASKS = {"transformer": ("digits", "modular_sum", "modular_sum_seq"), "mlp": ("fashion_mnist", "digits")}
@@ -48,7 +48,9 @@ class SelfModelingConfig(ModelShape, EpochConfig):
         "Nesterov momentum 0.9, batch 512, no weight decay, 50 epochs, plain MSE), its values fixed.",
         choices=tuple(REGIMES),
     )
-    variant: str = option("middle_layer", "Which layer(s) the self-model predicts (transformer blocks, or the MLP's hidden layers).", choices=VARIANTS)
+    variant: str = option("middle_layer", "Which layer(s) the self-model predicts (transformer blocks, or the MLP's hidden layers); "
+                          "input_control: the non-self control, an auxiliary output of the same shape regressing a fixed random "
+                          "projection of the input instead.", choices=VARIANTS)
     model: str = option(
         "transformer",
         "transformer: a TransformerLens classifier with a self-model head on its final residual; mlp: the paper's "
@@ -66,6 +68,9 @@ class SelfModelingConfig(ModelShape, EpochConfig):
     )
     optimizer: str = option("adamw", "adamw, or sgd: SGD with Nesterov momentum (the paper's).", choices=OPTIMIZERS)
     momentum: float = option(0.9, "--optimizer sgd: Nesterov momentum.", check=non_negative)
+    lr_decay: float = option(0.0, "Fraction of the budget at its end over which the learning rate falls linearly to zero "
+                             "(0: constant; 0.25 settles the weights before they are measured).",
+                             check=lambda v: None if 0.0 <= v <= 1.0 else f"must be between 0 and 1, got {v}")
     p: int = option(97, "Modulus (and number of classes) of the modular tasks.", check=lambda v: None if v >= 2 else f"must be >= 2, got {v}")
     samples: Optional[int] = option(None, "Examples drawn (empty: every one of modular_sum's p^2 pairs or of the 1,797 digits; 5,000 for modular_sum_seq).", check=positive)
     seq_len: int = option(4, "Operands per example for modular_sum_seq.", check=positive)

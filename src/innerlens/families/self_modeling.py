@@ -19,7 +19,7 @@ from __future__ import annotations
 import contextlib
 import sys
 from dataclasses import replace
-from typing import Any, Callable
+from typing import Any
 
 import pandas as pd
 import torch
@@ -36,19 +36,15 @@ from innerlens.configs.self_modeling import SelfModelingConfig
 from innerlens.data.images import FeatureTask, digit_features, fashion_mnist
 from innerlens.data.splits import split_indices
 from innerlens.data.tasks import SequenceTask, digit_patches, modular_sum, modular_sum_seq
-from innerlens.engine import FitResult, FlatAdamW, Selection, seed_everything, snapshot
+from innerlens.engine import FitResult, FlatAdamW, Selection, decayed_lr_factor, seed_everything, set_lr, snapshot
 from innerlens.families.seed_stack import SeedStack
 from innerlens.families.self_modeling_training import round_metrics, training_loss
-from innerlens.models.hooks import resid_post
 from innerlens.models.mlp import SelfModelingMLP
-from innerlens.models.transformer import last_position_residuals, native_transformer, supports_plain_forward
+from innerlens.models.self_modeling_net import CONTROL, SelfModelingNet, self_model_layers
 from innerlens.plan import Plan
 from innerlens.search_space import SearchSpec
 from innerlens.viz.curves import llc_traces
 from innerlens.viz.self_modeling import figures
-
-FINAL_RESIDUAL = "unembed.hook_in"
-
 
 SEARCH = SearchSpec(
     metric="val/acc",
@@ -60,17 +56,6 @@ SEARCH = SearchSpec(
         "batch_size": trial.suggest_categorical("batch_size", [64, 128, 256]),
     },
 )
-
-
-def self_model_layers(variant: str, n_layers: int) -> list[int]:
-    """Layers whose residual output the self-model predicts."""
-    return {
-        "baseline": [],
-        "first_layer": [0],
-        "middle_layer": [n_layers // 2],
-        "last_layer": [n_layers - 1],
-        "all_layers": list(range(n_layers)),
-    }[variant]
 
 
 def make_task(config: SelfModelingConfig) -> SequenceTask | FeatureTask:
@@ -85,78 +70,6 @@ def make_task(config: SelfModelingConfig) -> SequenceTask | FeatureTask:
     if config.task == "modular_sum":
         return modular_sum(config.p, config.n_samples, config.seed)
     return modular_sum_seq(config.p, config.n_samples, config.seq_len, config.seed)
-
-
-class SelfModelingNet(torch.nn.Module):
-    """A TransformerLens classifier read at the last token, plus one self-model head per layer."""
-
-    def __init__(self, config: SelfModelingConfig, task: SequenceTask, device: torch.device) -> None:
-        super().__init__()
-        self.transformer = native_transformer(
-            d_vocab=task.vocab_size,
-            d_vocab_out=task.num_classes,
-            n_ctx=task.seq_len,
-            d_model=config.d_model,
-            n_layers=config.n_layers,
-            n_heads=config.n_heads,
-            d_mlp=config.d_mlp,
-            seed=config.seed,
-            device=device,
-        )
-        self.layers = self_model_layers(config.variant, config.n_layers)
-        self.detach_target = config.detach_target
-        self.heads = torch.nn.ModuleDict(
-            {str(layer): torch.nn.Linear(config.d_model, config.d_model) for layer in self.layers}
-        ).to(device)
-        self.plain = supports_plain_forward(self.transformer)
-
-    def task_weight_matrices(self) -> list[torch.Tensor]:
-        """The classifier alone (the transformer's weight matrices, not the self-model heads)."""
-        return [p.detach() for p in self.transformer.parameters() if p.ndim >= 2]
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Class logits at the last token (task output only)."""
-        if self.plain:
-            return last_position_residuals(self.transformer, x)[0]
-        return self.transformer(x)[:, -1]
-
-    def forward_with_self_model(
-        self, x: torch.Tensor
-    ) -> tuple[torch.Tensor, dict[int, tuple[torch.Tensor, torch.Tensor]]]:
-        """Logits and, per self-modeled layer, (prediction, target activation) at the last token.
-
-        The prediction reads ``unembed.hook_in`` and the target is ``blocks.{l}.hook_resid_post``;
-        both come from the plain-module forward (the same numbers as the hooks, tested), which
-        keeps the training step close to plain PyTorch.
-        """
-        if not self.layers:
-            return self(x), {}
-        if self.plain:
-            logits, final, residuals = last_position_residuals(self.transformer, x)
-            targets = {layer: residuals[layer] for layer in self.layers}
-        else:
-            logits, final, targets = self._hooked(x)
-        pairs = {}
-        for layer in self.layers:
-            target = targets[layer]
-            pairs[layer] = (self.heads[str(layer)](final), target.detach() if self.detach_target else target)
-        return logits, pairs
-
-    def _hooked(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, dict[int, torch.Tensor]]:
-        """The same as the plain path, read through TransformerLens hooks (models it does not cover)."""
-        captured: dict[str, torch.Tensor] = {}
-
-        def keeper(name: str) -> Callable[[torch.Tensor, object], torch.Tensor]:
-            # Keyed by the name we asked for: the bridge may report an aliased hook name.
-            def keep(activation: torch.Tensor, hook: object) -> torch.Tensor:
-                captured[name] = activation[:, -1]
-                return activation
-
-            return keep
-
-        names = [resid_post(layer) for layer in self.layers] + [FINAL_RESIDUAL]
-        logits = self.transformer.run_with_hooks(x, fwd_hooks=[(name, keeper(name)) for name in names])[:, -1]
-        return logits, captured[FINAL_RESIDUAL], {layer: captured[resid_post(layer)] for layer in self.layers}
 
 
 class SelfModelingExperiment:
@@ -180,6 +93,7 @@ class SelfModelingExperiment:
             stack, index = self.stack
             return stack.train_round(self, index)
         self.model.train()
+        set_lr(self.optimizer, self.config.lr * decayed_lr_factor(epoch, self.config.max_epochs, self.config.lr_decay))
         x, y = self.data["train"]
         order = self.epoch_order()
         # Sums stay on the device; one sync at the end of the epoch, not one per step.
@@ -279,8 +193,10 @@ def build_model(config: SelfModelingConfig, task: SequenceTask | FeatureTask, de
     if isinstance(task, FeatureTask):
         layers = self_model_layers(config.variant, config.hidden_layers)
         return SelfModelingMLP(task.n_features, task.num_classes, [config.hidden] * config.hidden_layers, layers,
-                               detach_target=config.detach_target, device=device)
-    return SelfModelingNet(config, task, device)
+                               detach_target=config.detach_target, input_control=config.variant == CONTROL,
+                               seed=config.seed, device=device)
+    return SelfModelingNet(task, d_model=config.d_model, n_layers=config.n_layers, n_heads=config.n_heads, d_mlp=config.d_mlp,
+                           seed=config.seed, variant=config.variant, detach_target=config.detach_target, device=device)
 
 
 def make_optimizer(config: SelfModelingConfig, model: torch.nn.Module, device: torch.device) -> torch.optim.Optimizer:

@@ -18,7 +18,7 @@ def self_model_loss(kind: str, prediction: torch.Tensor, target: torch.Tensor) -
 
 
 def training_loss(model: torch.nn.Module, config: SelfModelingConfig, x: torch.Tensor,
-                  y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict[int, torch.Tensor]]:
+                  y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict[int | str, torch.Tensor]]:
     """(loss to minimise, task loss, logits, self-model loss per layer) of one minibatch of a
     ``SelfModelingNet`` (anything with its ``forward_with_self_model``)."""
     logits, pairs = model.forward_with_self_model(x)
@@ -30,8 +30,13 @@ def training_loss(model: torch.nn.Module, config: SelfModelingConfig, x: torch.T
     return loss, task_loss, logits, layer_losses
 
 
-def round_metrics(loss_sum: torch.Tensor, correct: torch.Tensor, layer_sums: dict[int, torch.Tensor], n: int) -> dict[str, float]:
+def aux_loss_key(layer: int | str) -> str:
+    """``selfmodel/layer_<l>/loss`` for a self-modeled layer; ``aux/<name>/loss`` for a control target."""
+    return f"selfmodel/layer_{layer}/loss" if isinstance(layer, int) else f"aux/{layer}/loss"
+
+
+def round_metrics(loss_sum: torch.Tensor, correct: torch.Tensor, layer_sums: dict[int | str, torch.Tensor], n: int) -> dict[str, float]:
     """One epoch's training metrics from its on-device sums (task loss only in ``train/loss``)."""
     metrics = {"train/loss": loss_sum.item() / n, "train/acc": correct.item() / n}
-    metrics.update({f"selfmodel/layer_{layer}/loss": value.item() / n for layer, value in layer_sums.items()})
+    metrics.update({aux_loss_key(layer): value.item() / n for layer, value in layer_sums.items()})
     return metrics

@@ -19,15 +19,21 @@ class SelfModelingMLP(torch.nn.Module):
     """ReLU MLP whose output layer also predicts its own hidden activations at ``self_modeled`` layers."""
 
     def __init__(self, n_features: int, num_classes: int, widths: list[int], self_modeled: list[int],
-                 *, detach_target: bool = True, device: torch.device | None = None) -> None:
+                 *, detach_target: bool = True, input_control: bool = False, seed: int = 0,
+                 device: torch.device | None = None) -> None:
         super().__init__()
         assert all(0 <= layer < len(widths) for layer in self_modeled), (self_modeled, widths)
+        assert not (input_control and self_modeled), "the control replaces the self-model"
         self.num_classes, self.self_modeled, self.detach_target = num_classes, list(self_modeled), detach_target
-        self.layers = self.self_modeled  # the family's name for what is self-modeled
+        self.layers: list[int | str] = [*self.self_modeled, *(["input"] if input_control else [])]
         sizes = [n_features, *widths]
         self.hidden = torch.nn.ModuleList(torch.nn.Linear(a, b, device=device) for a, b in zip(sizes, sizes[1:]))
-        self.widths = [widths[layer] for layer in self.self_modeled]
+        self.widths = [widths[layer] for layer in self.self_modeled] + ([widths[-1]] if input_control else [])
         self.output = torch.nn.Linear(widths[-1], num_classes + sum(self.widths), device=device)
+        if input_control:  # fixed, not trained: a target as wide as the last hidden layer that is not the network's own
+            generator = torch.Generator().manual_seed(seed + 7_919)
+            projection = torch.randn(n_features, widths[-1], generator=generator) / n_features**0.5
+            self.register_buffer("input_projection", projection.to(device))
 
     def activations(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Every hidden layer's post-ReLU activation, first to last."""
@@ -46,9 +52,9 @@ class SelfModelingMLP(torch.nn.Module):
         hidden = self.activations(x)
         out = self.output(hidden[-1])
         predictions = torch.split(out[:, self.num_classes :], self.widths, dim=1) if self.widths else ()
-        pairs = {}
-        for layer, prediction in zip(self.self_modeled, predictions):
-            target = hidden[layer]
+        pairs: dict[int | str, tuple[torch.Tensor, torch.Tensor]] = {}
+        for layer, prediction in zip(self.layers, predictions):
+            target = x @ self.input_projection if layer == "input" else hidden[layer]
             pairs[layer] = (prediction, target.detach() if self.detach_target else target)
         return out[:, : self.num_classes], pairs
 
