@@ -148,3 +148,29 @@ def test_the_vectorised_sampler_agrees_with_devinterp_on_a_transformer_and_leave
     reference = estimate_llc(experiment.model, x, y, loss, replace(settings, sampler="devinterp"), seed=0)
     standard_error = math.hypot(vectorised.std, reference.std) / math.sqrt(settings.num_chains)
     assert abs(vectorised.mean - reference.mean) <= 4 * standard_error + 0.05 * abs(reference.mean), (vectorised, reference)
+
+
+def test_grad_share_matching_sets_the_weight_that_gives_the_share_and_checkpoints_carry_it() -> None:
+    import torch.nn.functional as F
+
+    from innerlens.families.self_modeling_training import match_gradient_share, self_model_loss
+
+    config = SelfModelingConfig(variant="middle_layer", self_model_grad_share=0.3, self_model_weight=1e-4, **SMALL)
+    experiment = SelfModelingExperiment(config, torch.device("cpu"))
+    model = experiment.model
+    x, y = (t[:64] for t in experiment.data["train"])
+    for _ in range(12):  # halfway steps from 1e-4 converge on the fixed point of this minibatch
+        match_gradient_share(model, config, x, y)
+    logits, pairs = model.forward_with_self_model(x)
+    parameters = list(model.parameters())
+
+    def norm(loss: torch.Tensor) -> float:
+        grads = torch.autograd.grad(loss, parameters, retain_graph=True, allow_unused=True)
+        return float(sum(g.pow(2).sum() for g in grads if g is not None) ** 0.5)
+
+    task = norm(F.cross_entropy(logits, y))
+    aux = model.aux_weight.item() * norm(torch.stack([self_model_loss("mse", p, t) for p, t in pairs.values()]).mean())
+    assert aux / (task + aux) == pytest.approx(0.3, abs=0.01)
+    assert "aux_weight" in model.state_dict()  # resumed runs continue from the matched weight
+    metrics = experiment.train_round(1)
+    assert 0 < metrics["aux/grad_share_before"] < 1 and metrics["aux/weight"] > 0

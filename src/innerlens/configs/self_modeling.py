@@ -81,6 +81,10 @@ class SelfModelingConfig(ModelShape, EpochConfig):
     self_model_weight: float = option(
         0.01, "Weight of the self-model loss added to the task loss (0.01: the transformer still learns; the paper's MLP "
         "used 1-100, e.g. --model mlp --regime paper --self-model-weight 10).", check=non_negative)
+    self_model_grad_share: Optional[float] = option(
+        None, "Match the auxiliary loss's strength by its share of the gradient norm instead of a fixed weight, e.g. 0.1: "
+        "‖w g_aux‖ / (‖g_task‖ + ‖w g_aux‖), re-matched on each epoch's first minibatch (starting from --self-model-weight).",
+        check=lambda v: None if 0.0 < v < 1.0 else f"must be strictly between 0 and 1, got {v}")
     detach_target: bool = option(True, "Detach the activations the self-model predicts (the paper's choice).")
     self_model_loss: str = option(
         "mse",

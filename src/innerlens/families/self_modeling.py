@@ -38,7 +38,7 @@ from innerlens.data.splits import split_indices
 from innerlens.data.tasks import SequenceTask, digit_patches, modular_sum, modular_sum_seq
 from innerlens.engine import FitResult, FlatAdamW, Selection, decayed_lr_factor, seed_everything, set_lr, snapshot
 from innerlens.families.seed_stack import SeedStack
-from innerlens.families.self_modeling_training import round_metrics, training_loss
+from innerlens.families.self_modeling_training import match_gradient_share, round_metrics, training_loss
 from innerlens.models.mlp import SelfModelingMLP
 from innerlens.models.self_modeling_net import CONTROL, SelfModelingNet, self_model_layers
 from innerlens.plan import Plan
@@ -84,6 +84,8 @@ class SelfModelingExperiment:
         )
         self.data = {name: (task.x[idx].to(device), task.y[idx].to(device)) for name, idx in splits.items()}
         self.model = build_model(config, task, device)
+        if config.self_model_grad_share is not None and self.model.layers:
+            self.model.register_buffer("aux_weight", torch.tensor(config.self_model_weight, device=device))
         self.optimizer = make_optimizer(config, self.model, device)
         self.generator = torch.Generator().manual_seed(config.seed)
         self.stack: tuple[SeedStack, int] | None = None  # set when this seed trains inside a stacked cell
@@ -96,6 +98,11 @@ class SelfModelingExperiment:
         set_lr(self.optimizer, self.config.lr * decayed_lr_factor(epoch, self.config.max_epochs, self.config.lr_decay))
         x, y = self.data["train"]
         order = self.epoch_order()
+        matched = {}
+        if hasattr(self.model, "aux_weight"):  # re-match the auxiliary strength on this epoch's first minibatch
+            first = order[: self.config.batch_size]
+            share = match_gradient_share(self.model, self.config, x[first], y[first])
+            matched = {"aux/grad_share_before": share, "aux/weight": self.model.aux_weight.item()}
         # Sums stay on the device; one sync at the end of the epoch, not one per step.
         loss_sum = torch.zeros((), device=x.device)
         correct = torch.zeros((), device=x.device)
@@ -110,7 +117,7 @@ class SelfModelingExperiment:
             self.optimizer.step()
             loss_sum += task_loss.detach() * len(batch)
             correct += (logits.argmax(-1) == y[batch]).sum()
-        return round_metrics(loss_sum, correct, layer_sums, len(y))
+        return {**round_metrics(loss_sum, correct, layer_sums, len(y)), **matched}
 
     def epoch_order(self) -> torch.Tensor:
         """This epoch's order of the training examples, from the run's own data generator."""

@@ -26,8 +26,38 @@ def training_loss(model: torch.nn.Module, config: SelfModelingConfig, x: torch.T
     layer_losses = {layer: self_model_loss(config.self_model_loss, prediction, target) for layer, (prediction, target) in pairs.items()}
     loss = task_loss
     if layer_losses:
-        loss = loss + config.self_model_weight * torch.stack(list(layer_losses.values())).mean()
+        loss = loss + aux_weight(model, config) * torch.stack(list(layer_losses.values())).mean()
     return loss, task_loss, logits, layer_losses
+
+
+def aux_weight(model: torch.nn.Module, config: SelfModelingConfig) -> torch.Tensor | float:
+    """The auxiliary loss's weight: ``--self-model-weight``, or with ``--self-model-grad-share`` the
+    weight last matched to that share (a buffer of the model, so checkpoints carry it)."""
+    matched = getattr(model, "aux_weight", None)
+    return matched if matched is not None else config.self_model_weight
+
+
+def match_gradient_share(model: torch.nn.Module, config: SelfModelingConfig, x: torch.Tensor, y: torch.Tensor) -> float:
+    """Set the auxiliary weight so that, on this minibatch, the weighted auxiliary gradient is
+    ``share`` of the two gradient norms: ‖w g_aux‖ / (‖g_task‖ + ‖w g_aux‖) = share, over every
+    parameter. Smoothed (half the old weight, half the new) so one minibatch cannot swing it.
+    Returns the share the old weight had on this minibatch."""
+    share = config.self_model_grad_share
+    assert share is not None and hasattr(model, "aux_weight")
+    logits, pairs = model.forward_with_self_model(x)
+    task = F.cross_entropy(logits, y)
+    aux = torch.stack([self_model_loss(config.self_model_loss, p, t) for p, t in pairs.values()]).mean()
+    parameters = [p for p in model.parameters() if p.requires_grad]
+    norms = []
+    for loss in (task, aux):
+        grads = torch.autograd.grad(loss, parameters, retain_graph=True, allow_unused=True)
+        norms.append(torch.sqrt(sum((g.pow(2).sum() for g in grads if g is not None), torch.zeros((), device=x.device))))
+    task_norm, aux_norm = norms
+    old = model.aux_weight.clone()
+    before = (old * aux_norm / (task_norm + old * aux_norm)).item()
+    target = share / (1 - share) * task_norm / aux_norm.clamp_min(1e-12)
+    model.aux_weight.copy_(0.5 * old + 0.5 * target.detach())
+    return before
 
 
 def aux_loss_key(layer: int | str) -> str:
