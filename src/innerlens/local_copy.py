@@ -2,8 +2,9 @@
 
 The directory is checked before the run starts (a bad one is a one-line error, exit 2) and only
 replaced after the run has logged everything, so a failed run leaves an older copy in place.
-An existing directory is archived with a timestamp; ``--force-overwrite`` deletes it instead,
-but only when it holds the marker an earlier copy left, and never through a symlink.
+An existing directory is archived with a timestamp (``--force-overwrite`` deletes it instead), but
+only when it holds the marker an earlier copy left; any other non-empty directory (``.``, a home,
+a data folder) is refused, and nothing is ever touched through a symlink.
 """
 from __future__ import annotations
 
@@ -23,10 +24,10 @@ def check_output_dir(path: str | Path, force_overwrite: bool) -> Path:
         raise ConfigError(f"--output-dir {str(target)!r} is a symlink; give the directory it points to")
     if target.exists() and not target.is_dir():
         raise ConfigError(f"--output-dir {str(target)!r} is a file, not a directory")
-    if force_overwrite and target.exists() and not (target / MARKER).is_file():
-        raise ConfigError(f"--output-dir {str(target)!r} was not written by innerlens (no {MARKER}); "
-                          "--force-overwrite deletes only earlier innerlens copies")
-    return target
+    if target.is_dir() and any(target.iterdir()) and not (target / MARKER).is_file():
+        raise ConfigError(f"--output-dir {str(target)!r} holds files innerlens did not write (no {MARKER}); "
+                          "give a new or empty directory, or an earlier innerlens copy")
+    return target.resolve()
 
 
 def write_local_copy(run_id: str, target: Path, force_overwrite: bool) -> Path:

@@ -24,6 +24,7 @@ class Plan:
     steps_per_round: int = 1
     step_unit: str = "epoch"  # what the metrics' step counts ("step" for step-based families)
     tags: dict[str, str] = field(default_factory=dict)
+    notes: tuple[str, ...] = ()  # one line each for the person running it (a skipped measurement), once the run exists
 
     def start(self, tracker: RunTracker, resumed: bool) -> Sequence[Callback]:
         """Before training, in the open run (``resumed``: it continues an earlier attempt): log what

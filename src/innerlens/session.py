@@ -48,6 +48,9 @@ def run(family: str | EntryPoint | Family, config: Config, *, parent: RunContext
         target_split = getattr(config, "target_split", None)
         tracker.set_tags({"innerlens.device": str(device), **plan.tags,
                           **({"innerlens.target_split": target_split} if target_split else {})})
+        if progress:  # a study's runs stay quiet; the study says it once
+            for note in plan.notes:
+                tracking.say(note)
         extra = plan.start(tracker, bool(config.resume))
         fit = tracked_fit(plan.experiment, tracker, config, selection=plan.selection, max_epochs=plan.rounds,
                           progress=progress, steps_per_round=plan.steps_per_round, callbacks=(*callbacks, *extra))

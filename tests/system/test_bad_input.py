@@ -63,7 +63,16 @@ BAD_INPUTS = [
     (["self-modeling", "UNREACHABLE"], "is unreachable"),
     (["compare", "UNREACHABLE"], "is unreachable"),
     (["tune", "--fixed", "max_epochs=3 target_accuracy=0.9 target_split=test"], "a study reads validation only"),
-    (["introspection", "--output-dir", "FILES", "--force-overwrite"], "was not written by innerlens"),
+    (["introspection", "--output-dir", "FILES", "--force-overwrite"], "innerlens did not write"),
+    (["self-modeling", "--output-dir", "FILES"], "holds files innerlens did not write"),
+    (["self-modeling", "BADURI"], "MLFLOW_TRACKING_URI=foo://bar: unknown scheme 'foo'"),
+    (["self-modeling", "BADHOME"], "cannot write the embedded store"),
+    (["self-modeling", "--model", "mlp", "--task", "fashion_mnist", "--variant", "last_layer", "NOFMNIST"],
+     "install Debian's dataset-fashion-mnist"),
+    (["self-modeling", "--model", "mlp", "--task", "modular_sum"], "--task modular_sum does not fit --model mlp"),
+    (["self-modeling", "--self-model-grad-share", "1.5"], "--self-model-grad-share: must be strictly between 0 and 1"),
+    (["self-modeling-comparison", "--model", "mlp", "--task", "digits", "--variants", "baseline,last_layer", "--stack-seeds",
+      "--patience", "0"], "--stack-seeds: stacks the transformer"),
     (["introspection", "--output-dir", "FILES/link", "--force-overwrite"], "is a symlink"),
     (["introspection", "--output-dir", "FILES/reference.txt"], "is a file, not a directory"),
     (["self-modeling", "--seed", "-1"], "--seed: a seed must be between 0 and 4294967295, got -1"),
@@ -112,6 +121,16 @@ def test_bad_input_is_one_line_before_any_run(
     if "UNREACHABLE" in argv:  # a server URI nothing listens on
         argv.remove("UNREACHABLE")
         monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{free_port()}")
+    if "BADURI" in argv:  # a scheme no store has
+        argv.remove("BADURI")
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", "foo://bar")
+    if "BADHOME" in argv:  # the embedded store under a home nobody can write
+        argv.remove("BADHOME")
+        monkeypatch.delenv("MLFLOW_TRACKING_URI")
+        monkeypatch.setenv("INNERLENS_HOME", "/proc/innerlens-home")
+    if "NOFMNIST" in argv:  # Debian's package not installed
+        argv.remove("NOFMNIST")
+        monkeypatch.setenv("INNERLENS_FASHION_MNIST", str(files / "kept"))
     with pytest.raises(SystemExit) as exit_info:
         main(argv)
     assert exit_info.value.code != 0

@@ -17,7 +17,6 @@ it had settled (:mod:`innerlens.analysis.settling`).
 from __future__ import annotations
 
 import contextlib
-import sys
 from dataclasses import replace
 from typing import Any
 
@@ -227,13 +226,12 @@ def build(config: SelfModelingConfig, device: torch.device, stack: tuple[SeedSta
     experiment.stack = stack
     nbeta = config.llc_settings.resolved_nbeta(config.train_size)
     skipped = config.llc_skipped
-    if skipped and config.measure_llc is None and stack is None:
-        print(f"innerlens: {skipped}", file=sys.stderr)
     return Plan(experiment, variant=config.variant, run_name=f"{config.variant}-s{config.seed}",
                 selection=Selection(patience=config.patience, target_accuracy=config.target_accuracy,
                                     target_split=config.target_split),
                 rounds=config.max_epochs,
-                tags={"innerlens.llc_nbeta": str(nbeta), **({"innerlens.llc_skipped": skipped} if skipped else {})})
+                tags={"innerlens.llc_nbeta": str(nbeta), **({"innerlens.llc_skipped": skipped} if skipped else {})},
+                notes=(skipped,) if skipped and config.measure_llc is None else ())
 
 
 def _one_at_a_time(stack: tuple[SeedStack, int] | None) -> contextlib.AbstractContextManager[Any]:

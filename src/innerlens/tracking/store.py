@@ -9,7 +9,7 @@ from pathlib import Path
 import mlflow
 from mlflow.tracking import MlflowClient
 
-from innerlens.config import redact_secrets
+from innerlens.config import ConfigError, redact_secrets
 
 DEFAULT_EXPERIMENT = "innerlens"
 
@@ -70,8 +70,18 @@ def models_root() -> Path:
 def embedded_store() -> tuple[str, Path]:
     """The default local store: SQLite under ``mlruns/`` with artifacts beside it."""
     mlruns = project_root() / "mlruns"
-    mlruns.mkdir(parents=True, exist_ok=True)
+    try:
+        mlruns.mkdir(parents=True, exist_ok=True)
+        if not os.access(mlruns, os.W_OK):
+            raise PermissionError(mlruns)
+    except OSError:
+        where = "INNERLENS_HOME" if "INNERLENS_HOME" in os.environ else "the checkout"
+        raise ConfigError(f"cannot write the embedded store at {mlruns} ({where}); point INNERLENS_HOME at a "
+                          "writable directory or set MLFLOW_TRACKING_URI") from None
     return f"sqlite:///{mlruns / 'mlflow.db'}", mlruns / "artifacts"
+
+
+TRACKING_SCHEMES = ("file", "http", "https", "sqlite", "postgresql", "mysql", "mssql", "databricks")
 
 
 
@@ -86,6 +96,10 @@ def configure_tracking() -> str:
     uri = os.environ.get("MLFLOW_TRACKING_URI")
     if not uri:
         uri, _ = embedded_store()
+    scheme = uri.split("://", 1)[0].split("+", 1)[0].lower() if "://" in uri else "file"
+    if scheme not in TRACKING_SCHEMES:
+        raise ConfigError(f"MLFLOW_TRACKING_URI={redact_secrets(uri)}: unknown scheme {scheme!r}; use http(s)://host:port, "
+                          "sqlite:///path, postgresql://... or unset it for the embedded store")
     mlflow.set_tracking_uri(uri)
     detect_outages_quickly()
     return uri
