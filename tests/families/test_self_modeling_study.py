@@ -48,6 +48,6 @@ def test_the_seed_scripts_command_line_runs_and_copies_into_base_dir(local_store
     copied = tmp_path / "out"
     assert (copied / "figures" / "dose_response.png").exists() and (copied / ".innerlens-output").is_file()
     runs = sorted(path.name for path in (copied / "runs").iterdir())
-    assert runs == ["baseline_w=0_seed_3", "middle_layer_w=1_seed_3"]
+    assert runs == ["baseline_w=0_seed_3", "middle_layer_w=0.01_seed_3"]
     assert (copied / "runs" / runs[0] / "checkpoints" / "best.pt").exists()
     assert any(p.name.startswith("out.") for p in tmp_path.iterdir())  # the first copy was archived, not deleted

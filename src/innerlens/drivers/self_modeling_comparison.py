@@ -50,20 +50,27 @@ MARGINS: dict[str, Margin] = {"llc/final_mean": ("relative", 0.10), "llc/final_m
 SETTLED = "train/settled"
 
 
+def exact(weight: float) -> str:
+    """The shortest spelling that round-trips (``repr``, without a trailing ``.0``): 0.1, 1, 0.1000001
+    are three cells, where ``:g`` (6 digits) would merge the last two."""
+    text = repr(float(weight))
+    return text[:-2] if text.endswith(".0") else text
+
+
 def group_label(variant: str, weight: float) -> str:
-    return BASELINE if variant == BASELINE else f"{variant} w={weight!r}"
+    return BASELINE if variant == BASELINE else f"{variant} w={exact(weight)}"
 
 
 def task_name(single: SelfModelingConfig) -> str:
-    """The nested run's task label: exact weights (``repr``), so 0.1000001 and 0.1 are two cells."""
-    return f"{single.variant} w={single.self_model_weight!r} seed {single.seed}"
+    """The nested run's task label, with the exact weight."""
+    return f"{single.variant} w={exact(single.self_model_weight)} seed {single.seed}"
 
 
 def _train_child(job: tuple[SelfModelingConfig, str], stack: tuple[SeedStack, int] | None = None) -> str:
     """One nested run (in a worker process): the run id."""
     single, parent_id = job
     train = functools.partial(session.run, "self_modeling", stack=stack)
-    return study_run(train, single, parent_id, task_name(single), {TAG_WEIGHT: f"{single.self_model_weight:g}"}).run_id
+    return study_run(train, single, parent_id, task_name(single), {TAG_WEIGHT: exact(single.self_model_weight)}).run_id
 
 
 def _train_cell(job: tuple[list[SelfModelingConfig], str]) -> list[str]:
