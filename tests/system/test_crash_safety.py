@@ -151,3 +151,51 @@ def test_sigterm_to_a_study_stops_its_workers_and_marks_every_run_killed(tmp_pat
         for _ in range(50):
             os.killpg(study.pid, 0)
             time.sleep(0.1)
+
+
+@pytest.mark.parametrize("workers", ["0", "1"])
+def test_sigterm_to_a_stacked_study_ends_every_seeds_run_killed(tmp_path: Path, workers: str) -> None:
+    """--stack-seeds trains a cell's seeds as threads: SIGTERM must reach every seed's run (KILLED, in
+    its own thread) before the process exits 143, in-process (--workers 0) and in a worker process."""
+    env = clean_env(MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path / 'mlflow.db'}", MLFLOW_EXPERIMENT_NAME="crash")
+    args = ["self-modeling-comparison", "--variants", "baseline", "--seeds", "0,1,2", "--workers", workers, "--stack-seeds",
+            "--no-gamma-sensitivity", *tiny_args(max_epochs="400", patience="0", llc_every="0", measure_llc="false")]
+    with open(tmp_path / "study.log", "a") as log:
+        study = subprocess.Popen(["innerlens", *args], env=env, cwd=tmp_path, start_new_session=True,
+                                 stdout=subprocess.DEVNULL, stderr=log)
+    client = MlflowClient(env["MLFLOW_TRACKING_URI"])
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        assert study.poll() is None, (tmp_path / "study.log").read_text()[-2000:]
+        experiment = client.get_experiment_by_name("crash")
+        runs = client.search_runs([experiment.experiment_id]) if experiment else []
+        children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+        if len(children) == 3 and all(client.get_metric_history(r.info.run_id, "val/acc") for r in children):
+            break
+        time.sleep(0.2)
+    else:
+        pytest.fail("the stacked seeds never started training")
+    os.kill(study.pid, signal.SIGTERM)
+    assert study.wait(timeout=120) == 143, (tmp_path / "study.log").read_text()[-2000:]
+    runs = client.search_runs([client.get_experiment_by_name("crash").experiment_id])
+    assert len(runs) == 4 and {r.info.status for r in runs} == {"KILLED"}
+
+
+def test_a_stacked_seed_that_never_arrives_fails_the_others_after_the_timeout() -> None:
+    import threading
+
+    from innerlens.families.seed_stack import SeedStack
+
+    stack = SeedStack(2, timeout_s=0.5)
+    errors: list[BaseException] = []
+
+    def lone_seed() -> None:
+        try:
+            stack.train_round(object(), 0)  # type: ignore[arg-type]  # its partner never calls
+        except BaseException as error:
+            errors.append(error)
+
+    thread = threading.Thread(target=lone_seed)
+    thread.start()
+    thread.join(timeout=30)
+    assert not thread.is_alive() and isinstance(errors[0], RuntimeError) and "stopped arriving" in str(errors[0])

@@ -87,11 +87,18 @@ def _train_cell(job: tuple[list[SelfModelingConfig], str]) -> list[str]:
             stack.abort()  # the other seeds stop waiting for this one
             errors.append(error)
 
-    threads = [threading.Thread(target=train, args=(index,), daemon=True) for index in range(len(singles))]
+    # Not daemons: each seed's thread must reach its run's end (KILLED, FAILED) before the process exits.
+    threads = [threading.Thread(target=train, args=(index,)) for index in range(len(singles))]
     for thread in threads:
         thread.start()
-    for thread in threads:
-        thread.join()
+    try:
+        for thread in threads:
+            thread.join()
+    except BaseException:  # Ctrl-C or SIGTERM in this (main) thread: every seed ends its run KILLED, then we go
+        stack.abort(interrupted=True)
+        for thread in threads:
+            thread.join()
+        raise
     if errors:
         raise errors[0]
     return run_ids

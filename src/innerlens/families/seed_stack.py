@@ -14,6 +14,7 @@ better lever (bench/vectorised_seeds.py), so stacking is an option, not the defa
 from __future__ import annotations
 
 import copy
+import os
 import threading
 from typing import Any, Protocol
 
@@ -51,23 +52,35 @@ class _Loss(torch.nn.Module):
 class SeedStack:
     """The meeting point of one cell's ``size`` seeds (one thread each)."""
 
-    def __init__(self, size: int) -> None:
+    def __init__(self, size: int, timeout_s: float | None = None) -> None:
         self.size = size
         self.members: dict[int, StackMember] = {}
         self.results: dict[int, dict[str, float]] = {}
-        self.barrier = threading.Barrier(size, action=lambda: self.train_epoch([self.members[i] for i in range(size)]))
+        self.interrupted = False
+        # A seed that never arrives (it finished early, or died without aborting) must not hang the others forever.
+        timeout_s = timeout_s if timeout_s is not None else float(os.environ.get("INNERLENS_STACK_TIMEOUT_S", "3600"))
+        self.barrier = threading.Barrier(size, action=lambda: self.train_epoch([self.members[i] for i in range(size)]),
+                                         timeout=timeout_s)
         # Building an experiment and measuring it seed torch's global generator: one seed at a time.
         self.lock = threading.Lock()
         self.params: dict[str, torch.Tensor] | None = None
 
     def train_round(self, member: StackMember, index: int) -> dict[str, float]:
-        """Wait for every seed's epoch request; the last to arrive trains them all."""
+        """Wait for every seed's epoch request; the last to arrive trains them all. When the stack was
+        interrupted (Ctrl-C, SIGTERM) each waiting seed raises ``KeyboardInterrupt`` in its own thread,
+        so its run ends KILLED; when a seed failed or never came, the others' runs end FAILED."""
         self.members[index] = member
-        self.barrier.wait()
+        try:
+            self.barrier.wait()
+        except threading.BrokenBarrierError:
+            if self.interrupted:
+                raise KeyboardInterrupt("the stacked cell was interrupted") from None
+            raise RuntimeError("another seed of this stacked cell failed or stopped arriving") from None
         return self.results[index]
 
-    def abort(self) -> None:
-        """A seed failed: the others stop waiting for it (their runs end FAILED too)."""
+    def abort(self, interrupted: bool = False) -> None:
+        """Stop every seed waiting at the stack: a seed failed, or (``interrupted``) the process is stopping."""
+        self.interrupted = self.interrupted or interrupted
         self.barrier.abort()
 
     def train_epoch(self, members: list[StackMember]) -> list[dict[str, float]]:
