@@ -89,13 +89,13 @@ def test_plain_forward_equals_the_hooked_forward_values_and_gradients() -> None:
     net, x = experiment.model, experiment.data["train"][0][:16]
     assert net.plain
     plain_logits, plain_pairs = net.forward_with_self_model(x)
-    hooked_logits, final, targets = net._hooked(x)
+    hooked_logits, final, targets = net._hooked(x, net.layers)
     assert torch.allclose(plain_logits, hooked_logits, atol=1e-5)
     for layer, (prediction, target) in plain_pairs.items():
         assert torch.allclose(target, targets[layer], atol=1e-5)
         assert torch.allclose(prediction, net.heads[str(layer)](final), atol=1e-5)
     grads = []
-    for logits in (net.forward_with_self_model(x)[0], net._hooked(x)[0]):
+    for logits in (net.forward_with_self_model(x)[0], net._hooked(x, net.layers)[0]):
         net.zero_grad()
         logits.logsumexp(-1).sum().backward()
         grads.append(torch.cat([p.grad.flatten() for p in net.transformer.parameters() if p.grad is not None]))
