@@ -91,7 +91,7 @@ class SelfModelingConfig(ModelShape, EpochConfig):
         "mse: plain MSE as in the paper; normalized: MSE / mean(target^2), an ablation that shrinking activations cannot game.",
         choices=SELF_MODEL_LOSSES,
     )
-    llc_every: int = option(0, "Also estimate the LLC every N epochs during training (0: only at the end and at the best checkpoint).", check=non_negative)
+    llc_every: int = option(0, "Also estimate the LLC every N epochs during training (0: only at the end and at the best checkpoint); each costs one calibrated estimate (--llc-chains x (--llc-burnin + --llc-draws) SGLD steps, about a training epoch per 100 steps here).", check=non_negative)
     llc_epsilon: float = option(DEFAULT_LLC.epsilon, "SGLD step size ε for the LLC (calibrated: bench/llc_calibration.py).", check=positive)
     llc_gamma: float = option(DEFAULT_LLC.gamma, "SGLD localisation γ for the LLC.", check=non_negative)
     llc_nbeta: Optional[float] = option(None, "Inverse temperature nβ (empty: n/log(n) for n training examples).", check=positive)
@@ -110,7 +110,7 @@ class SelfModelingConfig(ModelShape, EpochConfig):
         f"small for it to mean anything (under {MIN_LLC_TRAIN} training examples or {MIN_LLC_EPOCHS} epochs: skipped with "
         "one line). Costs each estimator's SGLD steps once per measured point; weight std is always measured.")
     llc_at_best: bool = option(True, "Also estimate the LLC at the best checkpoint (a secondary metric; the final LLC is primary). Off halves a study's LLC cost.")
-    llc_gamma_sensitivity: bool = option(False, "Also estimate the final LLC at γ/10 and 10γ (logged as llc/final_mean_gamma_<γ>).")
+    llc_gamma_sensitivity: bool = option(False, "Also estimate the final LLC at γ/10 and 10γ (logged as llc/final_mean_gamma_<γ>): two more calibrated estimates, tripling that estimator's cost.")
     output_dir: Optional[str] = option(None, "Also keep a local copy of the run's figures, checkpoints and tables here (the seed's --base_dir).")
     force_overwrite: bool = option(False, "Replace an existing --output-dir (only one an earlier innerlens copy wrote) instead of archiving it with a timestamp.")
 
