@@ -94,7 +94,7 @@ def main() -> None:
                              "chains": settings.num_chains, "draws": settings.num_draws, "llc": estimate.mean,
                              "llc_chain_sd": estimate.std, "rhat": split_rhat(traces), "ess": effective_sample_size(traces),
                              "mala_acceptance": estimate.mala_acceptance, "seconds": time.perf_counter() - start})
-                print({k: (round(v, 4) if isinstance(v, float) else v) for k, v in rows[-1].items() if k != "run_id"}, flush=True)
+                print({k: (f"{v:.4g}" if isinstance(v, float) else v) for k, v in rows[-1].items() if k != "run_id"}, flush=True)
         pd.DataFrame(rows).to_csv(RESULTS / f"llc_validation_{args.study}.csv", index=False)
     table = pd.DataFrame(rows)
     summary = {}
