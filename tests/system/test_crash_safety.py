@@ -125,24 +125,7 @@ def test_checkpoint_readers_never_see_a_partial_file(local_store: str) -> None:
 
 def test_sigterm_to_a_study_stops_its_workers_and_marks_every_run_killed(tmp_path: Path) -> None:
     """What `timeout` or a scheduler does: SIGTERM to the study's process only, never to its workers."""
-    env = clean_env(MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path / 'mlflow.db'}", MLFLOW_EXPERIMENT_NAME="crash")
-    args = ["self-modeling-comparison", "--variants", "baseline", "--seeds", "0,1", "--workers", "2",
-            *tiny_args(max_epochs="400", patience="0", llc_every="0", measure_llc="false")]
-    with open(tmp_path / "study.log", "a") as log:
-        study = subprocess.Popen(["innerlens", *args], env=env, cwd=tmp_path, start_new_session=True,
-                                 stdout=subprocess.DEVNULL, stderr=log)
-    client = MlflowClient(env["MLFLOW_TRACKING_URI"])
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        assert study.poll() is None, (tmp_path / "study.log").read_text()[-2000:]
-        experiment = client.get_experiment_by_name("crash")
-        runs = client.search_runs([experiment.experiment_id]) if experiment else []
-        children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
-        if len(children) == 2 and all(client.get_metric_history(r.info.run_id, "val/acc") for r in children):
-            break
-        time.sleep(0.2)
-    else:
-        pytest.fail("the study's runs never started training")
+    study, client = _study_training(tmp_path, ["--variants", "baseline", "--seeds", "0,1", "--workers", "2"], children=2)
     os.kill(study.pid, signal.SIGTERM)
     assert study.wait(timeout=120) == 143
     runs = client.search_runs([client.get_experiment_by_name("crash").experiment_id])
@@ -157,24 +140,8 @@ def test_sigterm_to_a_study_stops_its_workers_and_marks_every_run_killed(tmp_pat
 def test_sigterm_to_a_stacked_study_ends_every_seeds_run_killed(tmp_path: Path, workers: str) -> None:
     """--stack-seeds trains a cell's seeds as threads: SIGTERM must reach every seed's run (KILLED, in
     its own thread) before the process exits 143, in-process (--workers 0) and in a worker process."""
-    env = clean_env(MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path / 'mlflow.db'}", MLFLOW_EXPERIMENT_NAME="crash")
-    args = ["self-modeling-comparison", "--variants", "baseline", "--seeds", "0,1,2", "--workers", workers, "--stack-seeds",
-            "--no-gamma-sensitivity", *tiny_args(max_epochs="400", patience="0", llc_every="0", measure_llc="false")]
-    with open(tmp_path / "study.log", "a") as log:
-        study = subprocess.Popen(["innerlens", *args], env=env, cwd=tmp_path, start_new_session=True,
-                                 stdout=subprocess.DEVNULL, stderr=log)
-    client = MlflowClient(env["MLFLOW_TRACKING_URI"])
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        assert study.poll() is None, (tmp_path / "study.log").read_text()[-2000:]
-        experiment = client.get_experiment_by_name("crash")
-        runs = client.search_runs([experiment.experiment_id]) if experiment else []
-        children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
-        if len(children) == 3 and all(client.get_metric_history(r.info.run_id, "val/acc") for r in children):
-            break
-        time.sleep(0.2)
-    else:
-        pytest.fail("the stacked seeds never started training")
+    study, client = _study_training(tmp_path, ["--variants", "baseline", "--seeds", "0,1,2", "--workers", workers,
+                                               "--stack-seeds", "--no-gamma-sensitivity"], children=3)
     os.kill(study.pid, signal.SIGTERM)
     assert study.wait(timeout=120) == 143, (tmp_path / "study.log").read_text()[-2000:]
     runs = client.search_runs([client.get_experiment_by_name("crash").experiment_id])
@@ -199,3 +166,24 @@ def test_a_stacked_seed_that_never_arrives_fails_the_others_after_the_timeout() 
     thread.start()
     thread.join(timeout=30)
     assert not thread.is_alive() and isinstance(errors[0], RuntimeError) and "stopped arriving" in str(errors[0])
+
+
+def _study_training(tmp_path: Path, options: list[str], children: int) -> tuple[subprocess.Popen, MlflowClient]:
+    """A long study started as its own process group, returned once each of its ``children`` runs has
+    logged an epoch (what a scheduler's SIGTERM would interrupt)."""
+    env = clean_env(MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path / 'mlflow.db'}", MLFLOW_EXPERIMENT_NAME="crash")
+    args = ["self-modeling-comparison", *options, *tiny_args(max_epochs="400", patience="0", llc_every="0", measure_llc="false")]
+    with open(tmp_path / "study.log", "a") as log:
+        study = subprocess.Popen(["innerlens", *args], env=env, cwd=tmp_path, start_new_session=True,
+                                 stdout=subprocess.DEVNULL, stderr=log)
+    client = MlflowClient(env["MLFLOW_TRACKING_URI"])
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        assert study.poll() is None, (tmp_path / "study.log").read_text()[-2000:]
+        experiment = client.get_experiment_by_name("crash")
+        runs = client.search_runs([experiment.experiment_id]) if experiment else []
+        started = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+        if len(started) == children and all(client.get_metric_history(r.info.run_id, "val/acc") for r in started):
+            return study, client
+        time.sleep(0.2)
+    pytest.fail("the study's runs never started training")
