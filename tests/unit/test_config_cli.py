@@ -111,3 +111,21 @@ def test_each_class_checks_its_own_fields_once_and_studies_check_their_runs_in_f
         SelfModelingComparisonConfig(gpus_per_run=1.0)
     with pytest.raises(ConfigError, match="--n-heads 5 must divide"):
         SelfModelingComparisonConfig(n_heads=5)
+
+
+def test_the_ray_runtime_env_carries_no_secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ray stores a runtime_env in its control store and shows it in its state API: no variable named
+    like a secret, and no password inside a URI, may travel there."""
+    from innerlens.drivers.ray_executor import SECRET_NAME, worker_environment
+
+    secrets = {"MLFLOW_TRACKING_PASSWORD": "hunter2", "AWS_SECRET_ACCESS_KEY": "abc", "AWS_ACCESS_KEY_ID": "id",
+               "PGPASSWORD": "pw", "INNERLENS_ADMIN_TOKEN": "t", "AWS_SESSION_TOKEN": "s", "MLFLOW_TRACKING_TOKEN": "tok"}
+    for name, value in {**secrets, "MLFLOW_EXPERIMENT_NAME": "e", "AWS_REGION": "eu-west-1", "PGHOST": "db",
+                        "INNERLENS_OPTUNA_STORAGE": "postgresql://optuna:s3cret@db:5432/optuna"}.items():
+        monkeypatch.setenv(name, value)
+    env = worker_environment("http://admin:hunter2@mlflow:5000")
+    assert not any(SECRET_NAME.search(name) for name in env) and not set(secrets) & set(env)
+    assert env["MLFLOW_TRACKING_URI"] == "http://admin@mlflow:5000"
+    assert env["INNERLENS_OPTUNA_STORAGE"] == "postgresql://optuna@db:5432/optuna"
+    assert env["AWS_REGION"] == "eu-west-1" and env["PGHOST"] == "db" and env["MLFLOW_EXPERIMENT_NAME"] == "e"
+    assert not any(value in text for value in ("hunter2", "s3cret", "abc") for text in env.values())

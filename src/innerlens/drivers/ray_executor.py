@@ -9,6 +9,7 @@ each run ends KILLED, as with the local executor.
 from __future__ import annotations
 
 import os
+import re
 import socket
 from typing import Any, Callable, Iterable
 
@@ -17,17 +18,28 @@ from tqdm.auto import tqdm
 from innerlens.config import ConfigError, RunFailed, redact_secrets
 from innerlens.drivers.executor import TaskResult, settle
 
-# Environment a worker needs to reach what the driver reaches (the run id is the driver's own).
+# Environment a worker needs to reach what the driver reaches (the run id is the driver's own). Ray keeps a
+# runtime_env in its control store and shows it in its state API and logs, so nothing secret travels
+# there: passwords, keys and tokens reach workers through their node's environment or a mounted secret.
 _FORWARDED_PREFIXES = ("MLFLOW_", "INNERLENS_", "AWS_", "PG")
 _NOT_FORWARDED = ("MLFLOW_RUN_ID",)
+SECRET_NAME = re.compile(r"PASS|SECRET|TOKEN|CREDENTIAL|KEY|AUTH|SESSION", re.IGNORECASE)
 PROBE_TIMEOUT_S = 300  # a worker's first start imports torch and MLflow: slow on a loaded node
 
 
 def worker_environment(tracking_uri: str) -> dict[str, str]:
-    """What every task's process gets: the driver's tracking URI and the settings around it."""
-    env = {k: v for k, v in os.environ.items() if k.startswith(_FORWARDED_PREFIXES) and k not in _NOT_FORWARDED}
-    env["MLFLOW_TRACKING_URI"] = tracking_uri
+    """What every task's process gets through Ray's runtime_env: the driver's tracking URI and the
+    non-secret settings around it. Variables named like a secret are left out, and a password inside
+    a URI is cut out of it (the worker's node supplies ``MLFLOW_TRACKING_PASSWORD`` and the like)."""
+    env = {k: without_password(v) for k, v in os.environ.items()
+           if k.startswith(_FORWARDED_PREFIXES) and k not in _NOT_FORWARDED and not SECRET_NAME.search(k)}
+    env["MLFLOW_TRACKING_URI"] = without_password(tracking_uri)
     return env
+
+
+def without_password(value: str) -> str:
+    """``scheme://user:password@host`` -> ``scheme://user@host``; anything else unchanged."""
+    return re.sub(r"(\b[a-z][a-z0-9+.-]*://[^:/@\s]+):[^@\s]+@", r"\1@", value, flags=re.IGNORECASE)
 
 
 def is_local_store(uri: str) -> bool:
