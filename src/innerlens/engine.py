@@ -155,7 +155,7 @@ class FlatAdamW(torch.optim.AdamW):
     def __init__(self, module: torch.nn.Module, device: torch.device, **options: Any) -> None:
         names, parameters = zip(*module.named_parameters())
         assert all(p.requires_grad for p in parameters), "FlatAdamW trains every parameter"
-        self.names, self.buffers = names, FlatParameters(parameters)
+        self.names, self.buffers, self.module = names, FlatParameters(parameters), module
         self.flat = torch.nn.Parameter(self.buffers.data)
         self.flat.grad = self.buffers.grad
         kind = {"fused": True} if device.type == "cuda" else {"foreach": True}
@@ -181,6 +181,10 @@ class FlatAdamW(torch.optim.AdamW):
     @torch.no_grad()
     def step(self, closure: Any = None) -> Any:
         self.buffers.check_bound("FlatAdamW")
+        current = list(self.module.parameters())
+        if len(current) != len(self.buffers.views) or any(a is not b for a, b in zip(current, self.buffers.views)):
+            raise RuntimeError("a parameter of the module was replaced after FlatAdamW was built (an attribute swap, "
+                               "load_state_dict(assign=True)): the update would miss it")
         return super().step(closure)
 
 

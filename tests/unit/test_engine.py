@@ -169,6 +169,19 @@ def test_flat_adamw_refuses_to_step_once_a_parameter_or_gradient_left_its_buffer
         optimizer.step()
 
 
+@pytest.mark.parametrize("how", ["attribute swap", "load_state_dict(assign=True)"])
+def test_flat_adamw_refuses_to_step_a_module_whose_parameter_was_replaced(how: str) -> None:
+    model = _two_layers()
+    optimizer = FlatAdamW(model, torch.device("cpu"), lr=0.05)
+    if how == "attribute swap":
+        model[0].weight = torch.nn.Parameter(model[0].weight.detach().clone())
+    else:
+        model.load_state_dict({k: v.clone() for k, v in model.state_dict().items()}, assign=True)
+    model(torch.ones(1, 3)).sum().backward()
+    with pytest.raises(RuntimeError, match="was replaced"):
+        optimizer.step()
+
+
 def test_lr_decay_holds_then_falls_linearly_to_zero_over_the_last_fraction() -> None:
     from innerlens.engine import decayed_lr_factor
 

@@ -134,7 +134,8 @@ class SelfModelingExperiment:
             metrics[f"{split}/acc"] = (logits.argmax(-1) == y).float().mean().item()
         metrics.update(self.weight_spreads())
         if self.config.llc_every and epoch % self.config.llc_every == 0:
-            metrics.update(self.llc_metrics(epoch))
+            with _one_at_a_time(self.stack):  # the chains seed torch's global generator: one seed of a stack at a time
+                metrics.update(self.llc_metrics(epoch))
         return metrics
 
     def weight_spreads(self, suffix: str = "") -> dict[str, float]:
