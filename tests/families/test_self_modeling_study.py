@@ -51,3 +51,29 @@ def test_the_seed_scripts_command_line_runs_and_copies_into_base_dir(local_store
     assert runs == ["baseline_w=0_seed_3", "middle_layer_w=0.01_seed_3"]
     assert (copied / "runs" / runs[0] / "checkpoints" / "best.pt").exists()
     assert any(p.name.startswith("out.") for p in tmp_path.iterdir())  # the first copy was archived, not deleted
+
+
+def test_rerunning_a_named_study_continues_it_and_refuses_other_options(local_store: str) -> None:
+    """A study run in parts: the same command under the same --study-name keeps the finished runs and
+    resumes the unfinished ones in the same parent; a command that would compute something else is refused."""
+    from mlflow.tracking import MlflowClient
+
+    from innerlens.config import ConfigError
+    from innerlens.tracking import children
+
+    config = SelfModelingComparisonConfig(variants=("baseline", "middle_layer"), seeds=(0, 1), study_name="in-parts",
+                                          workers=0, gamma_sensitivity=False, **{**TINY, "llc_chains": 2})
+    parent = compare(config, progress=False)
+    client = MlflowClient()
+    first = {c.info.run_id: c.data.tags["innerlens.task"] for c in children(parent)}
+    interrupted = next(iter(first))
+    client.set_terminated(interrupted, "KILLED")  # as if the study had been stopped while this run trained
+    client.set_terminated(parent, "KILLED")
+    again = compare(config, progress=False)
+    assert again == parent  # the same study
+    second = {c.info.run_id: (c.data.tags["innerlens.task"], c.info.status) for c in children(parent)}
+    assert set(second) == set(first)  # no run trained twice: the finished ones kept, the killed one continued
+    assert {status for _, status in second.values()} == {"FINISHED"}
+    assert client.get_run(parent).info.status == "FINISHED"
+    with pytest.raises(ConfigError, match="continuing a study keeps its options; these differ: --max-epochs"):
+        compare(config.replace(max_epochs=3), progress=False)
