@@ -9,7 +9,8 @@ changes by under 10 % across the 3x changes of ε and of γ and every R-hat is b
 
   python bench/llc_validation.py --study paper_fmnist_h128 --cells "baseline,last_layer w=10.0" --seeds 0,1,2
 
-Writes bench/results/llc_validation_<study>.csv (one row per estimate) and a summary .json.
+Writes bench/results/llc_validation_<study>.csv (one row per estimate) and a summary .json after every
+estimate; run again, it continues: estimates already in the CSV are not repeated.
 """
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ import torch
 import torch.nn.functional as F
 
 RESULTS = Path(__file__).parent / "results"
+KNOBS = ("centre", "epsilon/3", "epsilon*3", "gamma/3", "gamma*3")
 STABLE_CHANGE, STABLE_RHAT = 0.10, 1.05
 
 
@@ -58,7 +60,7 @@ def experiment_at(run_id: str):  # -> SelfModelingExperiment at the run's final 
     return experiment
 
 
-def grid(base) -> list[tuple[str, object]]:
+def grid(base):  # -> list[tuple[str, LLCSettings]]
     """(which knob moved, settings): the centre, ε/3 and 3ε, γ/3 and 3γ; 8 chains each."""
     base = replace(base, num_chains=8)
     return [("centre", base),
@@ -79,12 +81,18 @@ def main() -> None:
     args = parser.parse_args()
     tracking.configure_tracking()
     torch.set_num_threads(1)
-    rows = []
+    path = RESULTS / f"llc_validation_{args.study}.csv"
+    rows = pd.read_csv(path).to_dict("records") if path.exists() else []
+    done = {(r["cell"], r["seed"], r["estimator"], r["knob"]) for r in rows}
     for cell, seed, run_id in checkpoints(args.study, args.cells.split(","), [int(s) for s in args.seeds.split(",")]):
+        if all((cell, seed, e, k) in done for e in args.estimators.split(",") for k in KNOBS):
+            continue
         experiment = experiment_at(run_id)
         x, y = experiment.data["train"]
         for estimator in args.estimators.split(","):
             for knob, settings in grid(experiment.config.llc_estimator(estimator)):
+                if (cell, seed, estimator, knob) in done:
+                    continue
                 start = time.perf_counter()
                 estimate = estimate_llc(experiment.model, x, y, lambda m, a, b: F.cross_entropy(m(a), b), settings,
                                         seed=seed * 1000 + 7, diagnose=True)
@@ -95,24 +103,31 @@ def main() -> None:
                              "llc_chain_sd": estimate.std, "rhat": split_rhat(traces), "ess": effective_sample_size(traces),
                              "mala_acceptance": estimate.mala_acceptance, "seconds": time.perf_counter() - start})
                 print({k: (f"{v:.4g}" if isinstance(v, float) else v) for k, v in rows[-1].items() if k != "run_id"}, flush=True)
-        pd.DataFrame(rows).to_csv(RESULTS / f"llc_validation_{args.study}.csv", index=False)
-    table = pd.DataFrame(rows)
+                pd.DataFrame(rows).to_csv(path, index=False)
+                summarise(pd.DataFrame(rows), args)
+
+
+def summarise(table: pd.DataFrame, args: argparse.Namespace) -> None:
+    """Per (estimator, checkpoint) with its whole grid: the LLC's largest change across 3x of ε and of
+    γ, the worst R-hat, the fewest effective draws, MALA acceptance, and whether it is stable."""
     summary = {}
     for (estimator, cell, seed), group in table.groupby(["estimator", "cell", "seed"]):
         centre = group.set_index("knob")["llc"]
+        if len(centre) < 5:
+            continue  # its grid is not complete yet
         change = {knob: abs(centre[knob] / centre["centre"] - 1) for knob in centre.index if knob != "centre"}
         summary[f"{estimator} | {cell} | seed {seed}"] = {
-            "llc_centre": centre["centre"], "max_change_epsilon": max(change["epsilon/3"], change["epsilon*3"]),
+            "llc_centre": centre["centre"], "llc_by_knob": centre.to_dict(),
+            "max_change_epsilon": max(change["epsilon/3"], change["epsilon*3"]),
             "max_change_gamma": max(change["gamma/3"], change["gamma*3"]), "max_rhat": group["rhat"].max(),
             "min_ess": group["ess"].min(), "mala_acceptance_centre": group.set_index("knob").loc["centre", "mala_acceptance"],
             "stable": bool(max(change.values()) < STABLE_CHANGE and group["rhat"].max() < STABLE_RHAT)}
-    by_estimator = {e: sum(v["stable"] for k, v in summary.items() if k.startswith(e)) for e in args.estimators.split(",")}
+    by_estimator = {e: f"{sum(v['stable'] for k, v in summary.items() if k.startswith(e + ' '))} of "
+                       f"{sum(k.startswith(e + ' ') for k in summary)}" for e in args.estimators.split(",")}
     out = {"command": "python bench/llc_validation.py " + " ".join(f"--{k} '{v}'" for k, v in vars(args).items()),
            "criterion": f"LLC change < {STABLE_CHANGE:.0%} across 3x of epsilon and of gamma, every R-hat < {STABLE_RHAT}",
            "stable_checkpoints": by_estimator, "checkpoints": summary}
     (RESULTS / f"llc_validation_{args.study}.json").write_text(json.dumps(out, indent=2, default=float))
-    print(json.dumps({"stable_checkpoints": by_estimator}, indent=2))
-
 
 if __name__ == "__main__":
     main()
