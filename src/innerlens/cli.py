@@ -14,13 +14,14 @@ import click
 from click.core import ParameterSource
 
 from innerlens.commands import entry_points
-from innerlens.config import Config, ConfigError, FieldSpec, RunFailed
+from innerlens.config import NONE_SPELLINGS, Config, ConfigError, FieldSpec, RunFailed
 from innerlens.registry import EntryPoint
 
 
 def normalize_args(args: list[str], specs: list[FieldSpec]) -> list[str]:
     """Accept ``--name_with_underscores`` and ``--flag true|false`` as ``mlflow run`` passes them."""
     bools = {spec.cli_flag for spec in specs if spec.base_type is bool}
+    optional = {spec.cli_flag for spec in specs if spec.base_type is bool and spec.optional}  # "none": unset, the default
     out: list[str] = []
     i = 0
     while i < len(args):
@@ -34,6 +35,9 @@ def normalize_args(args: list[str], specs: list[FieldSpec]) -> list[str]:
             if value is None and i + 1 < len(args) and not args[i + 1].startswith("-"):
                 value = args[i + 1]
                 i += 1
+            if value is not None and arg in optional and value.strip().lower() in NONE_SPELLINGS:
+                i += 1
+                continue
             if value is not None:
                 truthy = value.lower() in ("true", "1", "yes")
                 if not truthy and value.lower() not in ("false", "0", "no"):

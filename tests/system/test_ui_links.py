@@ -45,6 +45,10 @@ def test_a_run_on_a_server_prints_links_that_open_its_page_in_the_model_training
     assert "Judges" not in page and "Evaluation runs" not in page  # not the GenAI view a fresh browser defaults to
     table = _page_text(links["all runs"], tmp_path / "profile-table")
     assert "middle_layer-s0" in table and "Judges" not in table
+    shot = tmp_path / "runs-table.png"  # what the person following the README sees
+    subprocess.run(["chromium", *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile-shot'}", f"--screenshot={shot}",
+                    links["all runs"]], capture_output=True, timeout=180)
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 20_000
 
 
 def test_the_documented_experiment_url_without_the_view_parameter_opens_genai_in_a_fresh_browser(mlflow_server: str, tmp_path: Path) -> None:

@@ -129,3 +129,14 @@ def test_the_ray_runtime_env_carries_no_secret(monkeypatch: pytest.MonkeyPatch) 
     assert env["INNERLENS_OPTUNA_STORAGE"] == "postgresql://optuna@db:5432/optuna"
     assert env["AWS_REGION"] == "eu-west-1" and env["PGHOST"] == "db" and env["MLFLOW_EXPERIMENT_NAME"] == "e"
     assert not any(value in text for value in ("hunter2", "s3cret", "abc") for text in env.values())
+
+
+def test_an_unset_optional_switch_arrives_from_mlflow_run_as_none_and_stays_unset() -> None:
+    """`mlflow run` passes every parameter, an unset optional boolean as `none` (MLproject's default)."""
+    from innerlens.cli import normalize_args
+    from innerlens.families.self_modeling import SelfModelingConfig
+
+    specs = list(SelfModelingConfig.specs(include_hidden=False))
+    assert normalize_args(["--measure_llc", "none", "--seed", "3"], specs) == ["--seed", "3"]
+    assert normalize_args(["--measure_llc", "false"], specs) == ["--no-measure-llc"]
+    assert SelfModelingConfig.from_strings({"measure_llc": "none"}).measure_llc is None
