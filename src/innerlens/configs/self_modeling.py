@@ -91,7 +91,7 @@ class SelfModelingConfig(ModelShape, EpochConfig):
         "mse: plain MSE as in the paper; normalized: MSE / mean(target^2), an ablation that shrinking activations cannot game.",
         choices=SELF_MODEL_LOSSES,
     )
-    llc_every: int = option(0, "Also estimate the LLC every N epochs during training (0: only at the end and at the best checkpoint); each costs one calibrated estimate (--llc-chains x (--llc-burnin + --llc-draws) SGLD steps, about a training epoch per 100 steps here).", check=non_negative)
+    llc_every: int = option(0, "Also estimate the LLC every N epochs during training (0: only at the end and at the best checkpoint); each costs one calibrated estimate (--llc-chains x (--llc-burnin + --llc-draws) SGLD steps: about 70 s, some 60 training epochs, for the default transformer on a CPU core).", check=non_negative)
     llc_epsilon: float = option(DEFAULT_LLC.epsilon, "SGLD step size ε for the LLC (calibrated: bench/llc_calibration.py).", check=positive)
     llc_gamma: float = option(DEFAULT_LLC.gamma, "SGLD localisation γ for the LLC.", check=non_negative)
     llc_nbeta: Optional[float] = option(None, "Inverse temperature nβ (empty: n/log(n) for n training examples).", check=positive)
@@ -101,9 +101,9 @@ class SelfModelingConfig(ModelShape, EpochConfig):
     llc_sampler: str = option(DEFAULT_LLC.sampler, "SGLD sampler: devinterp (chain after chain) or vectorised (all chains as one batched model; for GPUs).", choices=("devinterp", "vectorised"))
     llc_estimators: tuple[str, ...] = option(
         LLC_ESTIMATORS,
-        "End-of-run LLC estimators. calibrated: the --llc-* settings, nβ = n/ln n (about 3 s per 1,000 SGLD steps of the default "
-        "transformer on a CPU core); paper: Premakumar et al.'s, nβ = batch/ln(batch), ε 1e-4, γ 100, 4 x 1,000 draws "
-        "(4,000 steps), logged as llc/final_mean_paper.", choices=LLC_ESTIMATORS)
+        "End-of-run LLC estimators. calibrated: the --llc-* settings, nβ = n/ln n (4 x 700 SGLD steps: about 70 s for "
+        "the default transformer on a CPU core, bench/llc_cost.py); paper: Premakumar et al.'s, nβ = batch/ln(batch), ε 1e-4, "
+        "γ 100, 4 x 1,000 draws at minibatch 512 (about 30 s for the paper's MLP), logged as llc/final_mean_paper.", choices=LLC_ESTIMATORS)
     settle_window: int = option(10, "Epochs the training loss must have held still (or memorised) for a run to count as settled.", check=positive)
     measure_llc: Optional[bool] = option(
         None, "Estimate the LLC at the end of training (and at the best checkpoint). Empty: yes, unless the run is too "
