@@ -61,7 +61,9 @@ def test_resume_with_a_leftover_spool_stops_in_one_line(local_store: str, tmp_pa
     from innerlens.tracking import spool_root
 
     spool = Spool.create(spool_root() / run_id, {"run_id": run_id, "tracking_uri": local_store, "artifact_uri": "x"})
+    assert spool.claim()  # as the run that spooled held it
     spool.append({"op": "batch", "metrics": []})
+    spool.release()  # the run is gone; its spool waits
     refused = _innerlens("self-modeling", *SMALL, "--resume", run_id)
     assert refused.returncode == 2 and "innerlens sync" in refused.stderr
     assert refused.stderr.strip().count("\n") == 0
