@@ -78,11 +78,15 @@ def main() -> None:
     parser.add_argument("--cells", required=True, help="comma-separated cells, e.g. 'baseline,last_layer w=10.0'")
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--estimators", default="paper,calibrated")
+    parser.add_argument("--summarise", action="store_true", help="only redraw the summary and table from the CSV")
     args = parser.parse_args()
     tracking.configure_tracking()
     torch.set_num_threads(1)
     path = RESULTS / f"llc_validation_{args.study}.csv"
     rows = pd.read_csv(path).to_dict("records") if path.exists() else []
+    if args.summarise:
+        summarise(pd.DataFrame(rows), args)
+        return
     done = {(r["cell"], r["seed"], r["estimator"], r["knob"]) for r in rows}
     for cell, seed, run_id in checkpoints(args.study, args.cells.split(","), [int(s) for s in args.seeds.split(",")]):
         if all((cell, seed, e, k) in done for e in args.estimators.split(",") for k in KNOBS):
@@ -124,10 +128,20 @@ def summarise(table: pd.DataFrame, args: argparse.Namespace) -> None:
             "stable": bool(max(change.values()) < STABLE_CHANGE and group["rhat"].max() < STABLE_RHAT)}
     by_estimator = {e: f"{sum(v['stable'] for k, v in summary.items() if k.startswith(e + ' '))} of "
                        f"{sum(k.startswith(e + ' ') for k in summary)}" for e in args.estimators.split(",")}
-    out = {"command": "python bench/llc_validation.py " + " ".join(f"--{k} '{v}'" for k, v in vars(args).items()),
+    out = {"command": "python bench/llc_validation.py " + " ".join(f"--{k} '{v}'" for k, v in vars(args).items() if k != "summarise"),
            "criterion": f"LLC change < {STABLE_CHANGE:.0%} across 3x of epsilon and of gamma, every R-hat < {STABLE_RHAT}",
            "stable_checkpoints": by_estimator, "checkpoints": summary}
     (RESULTS / f"llc_validation_{args.study}.json").write_text(json.dumps(out, indent=2, default=float))
+    rows = ["| estimator | checkpoint | LLC at ε/3, ε, 3ε (γ fixed) | LLC at γ/3, γ, 3γ (ε fixed) | max change ε / γ | "
+            "worst R-hat | fewest ESS | MALA acceptance | stable |", "|---|---|---|---|---|---|---|---|---|"]
+    for key, v in summary.items():
+        estimator, cell, seed = (part.strip() for part in key.split("|"))
+        k = v["llc_by_knob"]
+        rows.append(f"| {estimator} | {cell}, {seed} | {k['epsilon/3']:.1f}, **{k['centre']:.1f}**, {k['epsilon*3']:.1f} | "
+                    f"{k['gamma/3']:.1f}, **{k['centre']:.1f}**, {k['gamma*3']:.1f} | {100 * v['max_change_epsilon']:.0f} % / "
+                    f"{100 * v['max_change_gamma']:.0f} % | {v['max_rhat']:.3f} | {v['min_ess']:.0f} | "
+                    f"{v['mala_acceptance_centre']:.2f} | {'yes' if v['stable'] else 'no'} |")
+    (RESULTS / f"llc_validation_{args.study}_table.md").write_text("\n".join(rows) + "\n")
 
 if __name__ == "__main__":
     main()
