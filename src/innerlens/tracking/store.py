@@ -190,7 +190,11 @@ def ui_hint(run_id: str | None = None, artifacts: tuple[str, ...] = ()) -> str:
     lines = [] if served else [f"open the MLflow UI with:  mlflow ui --backend-store-uri {uri}"]
     if run_id is None:
         return "\n".join(lines) or f"open {uri} in a browser"
-    experiment = MlflowClient().get_run(run_id).info.experiment_id
+    try:
+        experiment = MlflowClient().get_run(run_id).info.experiment_id
+    except Exception:  # the server is out (the run's calls wait in its spool): say where to look later
+        lines.append(f"run {run_id}: the tracking server did not answer; its page is under {uri} once it is back")
+        return "\n".join(lines)
     base = uri if served else LOCAL_UI
     lines.append(f"run page: {run_page(base, run_id, experiment)}")
     lines.append(f"all runs: {runs_table(base, experiment)}")
