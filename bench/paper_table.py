@@ -15,17 +15,11 @@ from pathlib import Path
 
 import pandas as pd
 
+from innerlens.drivers.self_modeling_comparison import shown
+
 RESULTS = Path(__file__).parent / "results"
 NAMES = {"llc/final_mean_paper": "paper RLCT", "llc/final_mean": "calibrated LLC", "weights/std_final": "weight SD (classifier)",
          "weights/std_all_final": "weight SD (all weights)", "test/acc_at_best": "test acc (points)"}
-
-
-def cell(row: pd.Series) -> str:
-    points = row["key"].startswith("test/")
-    scale, unit = (100.0, "") if points else (1.0, "%")
-    columns = ("mean_difference", "t_ci_low", "t_ci_high") if points else ("mean_difference_pct", "t_ci_low_pct", "t_ci_high_pct")
-    diff, low, high = (scale * row[c] for c in columns)
-    return f"{diff:+.1f}{unit} [{low:+.1f}, {high:+.1f}]"
 
 
 def main() -> None:
@@ -36,11 +30,10 @@ def main() -> None:
     table = table[table["key"].isin(NAMES)]
     lines = ["| AW | metric | AW 0 mean | change [t 95 % CI] | perm p (Holm) | t p (Holm) | TOST p | settled |", "|---|---|---|---|---|---|---|---|"]
     table = table.assign(weight=table["group"].str.extract(r"w=([\d.e-]+)")[0].astype(float)).sort_values(["weight", "key"])
-    for row in table.to_dict("records"):
-        holm = "permutation_p_holm"
-        lines.append(f"| {row['weight']:g} | {NAMES[row['key']]} | {row['mean_reference']:.4g} | {cell(pd.Series(row))} | "
-                     f"{row['permutation_p']:.3g} ({row[holm]:.3g}) | {row['paired_t_p']:.3g} ({row['paired_t_p_holm']:.3g}) | "
-                     f"{row['tost_p']:.3g} | {row['settled_group']} v {row['settled_reference']} |")
+    for row in table.itertuples():
+        lines.append(f"| {row.weight:g} | {NAMES[row.key]} | {row.mean_reference:.4g} | {shown(row)[0]} | "
+                     f"{row.permutation_p:.3g} ({row.permutation_p_holm:.3g}) | {row.paired_t_p:.3g} ({row.paired_t_p_holm:.3g}) | "
+                     f"{row.tost_p:.3g} | {row.settled_group} v {row.settled_reference} |")
     out = RESULTS / f"{args.results_prefix}_table.md"
     out.write_text("\n".join(lines) + "\n")
     print(out.read_text())

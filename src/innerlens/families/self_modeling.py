@@ -142,11 +142,12 @@ class SelfModelingExperiment:
         """Std of the classifier's weight matrices (``weights/std``; per block too for the transformer)
         and of every weight matrix, the self-model's outputs included (``weights/std_all``)."""
         model = self.model
-        metrics = {f"weights/std{suffix}": spread(model.task_weight_matrices()),
-                   f"weights/std_all{suffix}": spread([p.detach() for p in model.parameters() if p.ndim >= 2])}
-        if isinstance(model, SelfModelingNet) and not suffix:
-            metrics.update({f"weights/std/{key}": value for key, value in weight_std(model.transformer).items() if key != "all"})
-        return metrics
+        every = spread([p.detach() for p in model.parameters() if p.ndim >= 2])
+        if isinstance(model, SelfModelingNet) and not suffix:  # per block too; its "all" is the classifier's matrices
+            per_block = weight_std(model.transformer)
+            return {"weights/std": per_block.pop("all"), "weights/std_all": every,
+                    **{f"weights/std/{key}": value for key, value in per_block.items()}}
+        return {f"weights/std{suffix}": spread(model.task_weight_matrices()), f"weights/std_all{suffix}": every}
 
     def llc(self, seed: int, settings: LLCSettings | None = None) -> LLCEstimate:
         """LLC of the task loss on the training set at the current weights (self-model heads excluded)."""
