@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, Callable
 
 import pandas as pd
 
@@ -51,10 +51,12 @@ class Checkpointer:
     Writing every epoch costs more than a small model's epoch is worth, so they are written
     when ``interval_s`` seconds have passed since the last write and always on the final epoch;
     the best state is snapshotted in memory when it improves. A crash loses at most
-    ``interval_s`` of training, which ``--resume`` recomputes.
+    ``interval_s`` of training, which ``--resume`` recomputes. With ``due``, it decides instead of the timer.
     """
 
-    def __init__(self, tracker: RunTracker, experiment: Experiment, config: Config, interval_s: float = 0.0) -> None:
+    def __init__(self, tracker: RunTracker, experiment: Experiment, config: Config, interval_s: float = 0.0,
+                 due: Callable[[], bool] | None = None) -> None:
+        self.due = due
         self.tracker = tracker
         self.experiment = experiment
         self.config = config.to_dict()
@@ -69,7 +71,7 @@ class Checkpointer:
         payload = self._payload(state) if improved else None
         if improved:
             self.pending_best = payload
-        due = time.monotonic() - self.last_write >= self.interval_s
+        due = self.due() if self.due is not None else time.monotonic() - self.last_write >= self.interval_s
         if not (due or state.stop_reason):
             return
         if self.pending_best is not None:
@@ -92,6 +94,7 @@ def tracked_fit(
     progress: bool,
     steps_per_round: int = 1,
     callbacks: tuple[Any, ...] = (),
+    checkpoint_due: Callable[[], bool] | None = None,
 ) -> FitResult:
     """:func:`fit` with the callbacks every run uses (then ``callbacks``); with ``config.resume``,
     continue from the run's ``last.pt`` (from the start if it was killed before writing one), log
@@ -108,7 +111,7 @@ def tracked_fit(
         selection=selection,
         callbacks=[
             MetricsLogger(tracker, logged_through),
-            Checkpointer(tracker, experiment, config, config.checkpoint_interval),
+            Checkpointer(tracker, experiment, config, config.checkpoint_interval, checkpoint_due),
             *callbacks,
         ],
         state=state,

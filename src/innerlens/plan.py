@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Protocol, Sequence
 
 if TYPE_CHECKING:
     import torch
@@ -25,6 +25,9 @@ class Plan:
     step_unit: str = "epoch"  # what the metrics' step counts ("step" for step-based families)
     tags: dict[str, str] = field(default_factory=dict)
     notes: tuple[str, ...] = ()  # one line each for the person running it (a skipped measurement), once the run exists
+    # Whether a checkpoint is due after this epoch, when something other than the run's own timer
+    # decides (stacked seeds write at the same epoch); None: every checkpoint_interval seconds.
+    checkpoint_due: Callable[[], bool] | None = None
 
     def start(self, tracker: RunTracker, resumed: bool) -> Sequence[Callback]:
         """Before training, in the open run (``resumed``: it continues an earlier attempt): log what

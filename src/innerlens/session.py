@@ -53,7 +53,8 @@ def run(family: str | EntryPoint | Family, config: Config, *, parent: RunContext
                 tracking.say(note)
         extra = plan.start(tracker, bool(config.resume))
         fit = tracked_fit(plan.experiment, tracker, config, selection=plan.selection, max_epochs=plan.rounds,
-                          progress=progress, steps_per_round=plan.steps_per_round, callbacks=(*callbacks, *extra))
+                          progress=progress, steps_per_round=plan.steps_per_round, callbacks=(*callbacks, *extra),
+                          checkpoint_due=plan.checkpoint_due)
         code.report(tracker, plan, fit)
         if output_dir is not None:
             tracker.flush()

@@ -28,6 +28,41 @@ def _train_or_die(job: tuple[SelfModelingConfig, str, str]) -> str:
     return study_run(_die_inside_the_run if task == "doomed" else functools.partial(session.run, "self_modeling"), single, parent_id, task, {}).run_id
 
 
+def _cell_that_dies(job: tuple[list[SelfModelingConfig], str]) -> str:
+    """A stacked cell's worker killed mid-run: a run per seed, one executor task (the cell)."""
+    import threading
+
+    singles, parent_id = job
+    started = threading.Barrier(len(singles) + 1)
+
+    def seed_run(config: SelfModelingConfig, *, parent: tracking.RunContext, callbacks: tuple = (), progress: bool = False) -> str:
+        with tracking.start_run(config, variant=config.variant, run_name=f"seed {config.seed}", parent=parent) as tracker:
+            tracker.flush()
+            started.wait()
+            threading.Event().wait()  # training, until the process dies
+        return tracker.run_id
+
+    for single in singles:
+        threading.Thread(target=study_run, args=(seed_run, single, parent_id, f"seed {single.seed}", {}),
+                         kwargs={"unit": "cell"}, daemon=True).start()
+    started.wait()
+    os._exit(9)
+
+
+def test_a_stacked_cell_that_keeps_dying_leaves_none_of_its_seeds_running(local_store: str) -> None:
+    parent_config = SelfModelingConfig(variant="baseline", **TINY)
+    with tracking.start_run(parent_config, variant="study", run_name="study") as parent:
+        parent_id = parent.run_id
+        parent.flush()
+        singles = [SelfModelingConfig(variant="baseline", seed=seed, **TINY) for seed in (0, 1)]
+        results = LocalExecutor(workers=1, threads=1, progress=False, max_retries=1).run(_cell_that_dies, [("cell", (singles, parent_id))])
+        assert results[0].error.startswith(WORKER_DIED)
+        end_lost_runs(parent_id, results)
+    seeds = tracking.children(parent_id)
+    assert sorted(r.data.tags[tracking.TAG_TASK] for r in seeds) == ["seed 0", "seed 1"]  # the retry continued them
+    assert {r.info.status for r in seeds} == {"FAILED"}
+
+
 def test_a_worker_that_dies_marks_its_run_failed_and_the_study_goes_on(local_store: str) -> None:
     parent_config = SelfModelingConfig(variant="baseline", **TINY)
     with tracking.start_run(parent_config, variant="study", run_name="study") as parent:

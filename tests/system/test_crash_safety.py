@@ -148,6 +148,25 @@ def test_sigterm_to_a_stacked_study_ends_every_seeds_run_killed(tmp_path: Path, 
     assert len(runs) == 4 and {r.info.status for r in runs} == {"KILLED"}
 
 
+def test_a_stacked_cell_whose_worker_is_killed_is_retried_to_the_end_with_every_epoch_once(tmp_path: Path) -> None:
+    """SIGKILL the worker training a stacked cell: the pool retries the cell, every seed resumes from
+    its checkpoint (all written at the same epoch), and each seed's run ends FINISHED with every epoch logged once."""
+    study, client = _study_training(tmp_path, ["--variants", "baseline", "--seeds", "0,1", "--workers", "1", "--stack-seeds",
+                                               "--no-gamma-sensitivity", "--checkpoint-interval", "0.2"],
+                                    children=2, max_epochs="40", epochs_logged=8)
+    workers = Path(f"/proc/{study.pid}/task/{study.pid}/children").read_text().split()
+    assert workers, "the study has no worker process"
+    for worker in workers:
+        os.kill(int(worker), signal.SIGKILL)
+    assert study.wait(timeout=600) == 0, (tmp_path / "study.log").read_text()[-2000:]
+    runs = client.search_runs([client.get_experiment_by_name("crash").experiment_id])
+    seeds = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    assert len(runs) == 3 and {r.info.status for r in runs} == {"FINISHED"}
+    for run in seeds:
+        steps = [m.step for m in client.get_metric_history(run.info.run_id, "val/acc")]
+        assert sorted(steps) == list(range(1, 41)), run.data.tags[tracking.TAG_TASK]  # each epoch once
+
+
 def test_a_stacked_seed_that_never_arrives_fails_the_others_after_the_timeout() -> None:
     import threading
 
@@ -158,7 +177,7 @@ def test_a_stacked_seed_that_never_arrives_fails_the_others_after_the_timeout() 
 
     def lone_seed() -> None:
         try:
-            stack.train_round(object(), 0)  # type: ignore[arg-type]  # its partner never calls
+            stack.train_round(object(), 0, 1)  # type: ignore[arg-type]  # its partner never calls
         except BaseException as error:
             errors.append(error)
 
@@ -168,11 +187,12 @@ def test_a_stacked_seed_that_never_arrives_fails_the_others_after_the_timeout() 
     assert not thread.is_alive() and isinstance(errors[0], RuntimeError) and "stopped arriving" in str(errors[0])
 
 
-def _study_training(tmp_path: Path, options: list[str], children: int) -> tuple[subprocess.Popen, MlflowClient]:
+def _study_training(tmp_path: Path, options: list[str], children: int, max_epochs: str = "400",
+                    epochs_logged: int = 1) -> tuple[subprocess.Popen, MlflowClient]:
     """A long study started as its own process group, returned once each of its ``children`` runs has
     logged an epoch (what a scheduler's SIGTERM would interrupt)."""
     env = clean_env(MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path / 'mlflow.db'}", MLFLOW_EXPERIMENT_NAME="crash")
-    args = ["self-modeling-comparison", *options, *tiny_args(max_epochs="400", patience="0", llc_every="0", measure_llc="false")]
+    args = ["self-modeling-comparison", *options, *tiny_args(max_epochs=max_epochs, patience="0", llc_every="0", measure_llc="false")]
     with open(tmp_path / "study.log", "a") as log:
         study = subprocess.Popen(["innerlens", *args], env=env, cwd=tmp_path, start_new_session=True,
                                  stdout=subprocess.DEVNULL, stderr=log)
@@ -183,7 +203,8 @@ def _study_training(tmp_path: Path, options: list[str], children: int) -> tuple[
         experiment = client.get_experiment_by_name("crash")
         runs = client.search_runs([experiment.experiment_id]) if experiment else []
         started = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
-        if len(started) == children and all(client.get_metric_history(r.info.run_id, "val/acc") for r in started):
+        if len(started) == children and all(len(client.get_metric_history(r.info.run_id, "val/acc")) >= epochs_logged
+                                            for r in started):
             return study, client
         time.sleep(0.2)
     pytest.fail("the study's runs never started training")

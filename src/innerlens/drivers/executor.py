@@ -38,25 +38,26 @@ def default_workers(requested: int | None = None) -> tuple[int, int]:
 
 
 def end_lost_runs(parent_run_id: str, results: list[TaskResult]) -> None:
-    """Mark FAILED the run of every failed task still RUNNING: its worker died for good (past its
-    retries), so no process is left to end it. A run whose code raised has ended FAILED already."""
+    """Mark FAILED every run a failed task left RUNNING (a stacked cell's task has one run per seed):
+    its worker died for good (past its retries), so no process is left to end it. A run whose code
+    raised has ended FAILED already."""
     from innerlens import tracking
 
     for result in results:
         if result.error:
-            found = tracking.task_run(parent_run_id, result.label)
-            if found is not None and found[1] == "RUNNING":
-                tracking.end_run_as(found[0], "FAILED")
+            for run_id in tracking.running_runs_of_unit(parent_run_id, result.label):
+                tracking.end_run_as(run_id, "FAILED")
 
 
 def study_run(run: Callable[..., RunResult], config: Config, parent_run_id: str, task: str, tags: dict[str, str],
               params: dict[str, str] | None = None, on_start: Callable[[str], None] | None = None,
-              callbacks: tuple[Any, ...] = ()) -> RunResult:
+              callbacks: tuple[Any, ...] = (), unit: str | None = None) -> RunResult:
     """One run of a study, nested under the parent and named ``task`` (``callbacks`` watch its fit).
 
     An executor may run a task again after its worker died: the attempt then continues the run the
     earlier one started, from its last checkpoint, so the study keeps one run per task with every
     metric logged once. A run that already finished is not trained again: its result carries only its id.
+    ``unit`` is the executor's task the run belongs to when that is not ``task`` itself (a stacked cell).
     """
     from innerlens import tracking
 
@@ -65,7 +66,8 @@ def study_run(run: Callable[..., RunResult], config: Config, parent_run_id: str,
         return RunResult(earlier[0])
     if earlier is not None:
         config = config.replace(resume=earlier[0])
-    parent = tracking.RunContext(parent_run_id, {**tags, tracking.TAG_TASK: task}, params or {}, on_start)
+    parent = tracking.RunContext(parent_run_id, {**tags, tracking.TAG_TASK: task, tracking.TAG_UNIT: unit or task},
+                                 params or {}, on_start)
     return run(config, parent=parent, callbacks=callbacks, progress=False)
 
 

@@ -66,26 +66,30 @@ def task_name(single: SelfModelingConfig) -> str:
     return f"{single.variant} w={exact(single.self_model_weight)} seed {single.seed}"
 
 
-def _train_child(job: tuple[SelfModelingConfig, str], stack: tuple[SeedStack, int] | None = None) -> str:
-    """One nested run (in a worker process): the run id."""
+def _train_child(job: tuple[SelfModelingConfig, str], stack: tuple[SeedStack, int] | None = None,
+                 unit: str | None = None) -> str:
+    """One nested run (in a worker process; ``unit``: the executor's task it belongs to): the run id."""
     single, parent_id = job
     train = functools.partial(session.run, "self_modeling", stack=stack)
-    return study_run(train, single, parent_id, task_name(single), {TAG_WEIGHT: exact(single.self_model_weight)}).run_id
+    return study_run(train, single, parent_id, task_name(single), {TAG_WEIGHT: exact(single.self_model_weight)},
+                     unit=unit).run_id
 
 
 def _train_cell(job: tuple[list[SelfModelingConfig], str]) -> list[str]:
     """Every seed of one (variant, weight) cell as one stacked model, a thread and a run per seed."""
     singles, parent_id = job
-    stack = SeedStack(len(singles))
+    label = group_label(singles[0].variant, singles[0].self_model_weight)  # the executor's task: see cell_tasks
+    stack = SeedStack(len(singles), checkpoint_interval_s=singles[0].checkpoint_interval)
     run_ids: list[str] = [""] * len(singles)
     errors: list[BaseException] = []
 
     def train(index: int) -> None:
         try:
-            run_ids[index] = _train_child((singles[index], parent_id), (stack, index))
+            run_ids[index] = _train_child((singles[index], parent_id), (stack, index), unit=label)
         except BaseException as error:  # reported once every seed has stopped
-            stack.abort()  # the other seeds stop waiting for this one
             errors.append(error)
+        finally:
+            stack.leave(index)  # finished or failed, the other seeds stop waiting for this one
 
     # Not daemons: each seed's thread must reach its run's end (KILLED, FAILED) before the process exits.
     threads = [threading.Thread(target=train, args=(index,)) for index in range(len(singles))]

@@ -17,6 +17,7 @@ it had settled (:mod:`innerlens.analysis.settling`).
 from __future__ import annotations
 
 import contextlib
+import functools
 from dataclasses import replace
 from typing import Any
 
@@ -92,7 +93,7 @@ class SelfModelingExperiment:
     def train_round(self, epoch: int) -> dict[str, float]:
         if self.stack is not None:  # one seed of a stacked cell: the stack trains every seed at once
             stack, index = self.stack
-            return stack.train_round(self, index)
+            return stack.train_round(self, index, epoch)
         self.model.train()
         set_lr(self.optimizer, self.config.lr * decayed_lr_factor(epoch, self.config.max_epochs, self.config.lr_decay))
         x, y = self.data["train"]
@@ -233,7 +234,8 @@ def build(config: SelfModelingConfig, device: torch.device, stack: tuple[SeedSta
                                     target_split=config.target_split),
                 rounds=config.max_epochs,
                 tags={"innerlens.llc_nbeta": str(nbeta), **({"innerlens.llc_skipped": skipped} if skipped else {})},
-                notes=(skipped,) if skipped and config.measure_llc is None else ())
+                notes=(skipped,) if skipped and config.measure_llc is None else (),
+                checkpoint_due=functools.partial(stack[0].checkpoint_due, stack[1]) if stack is not None else None)
 
 
 def _one_at_a_time(stack: tuple[SeedStack, int] | None) -> contextlib.AbstractContextManager[Any]:

@@ -57,6 +57,7 @@ from innerlens.tracking.reads import (  # noqa: F401
     load_config,
     load_history,
     read_csv_artifact,
+    running_runs_of_unit,
     task_run,
 )
 from innerlens.tracking.registry import (  # noqa: F401
@@ -74,6 +75,7 @@ from innerlens.tracking.store import (  # noqa: F401
     TAG_SEED,
     TAG_STEP_UNIT,
     TAG_TASK,
+    TAG_UNIT,
     TAG_VARIANT,
     configure_tracking,
     detect_outages_quickly,

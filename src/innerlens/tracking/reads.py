@@ -13,7 +13,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from innerlens.config import ConfigError, redact_secrets
-from innerlens.tracking.store import TAG_FAMILY, TAG_TASK
+from innerlens.tracking.store import TAG_FAMILY, TAG_TASK, TAG_UNIT
 
 
 def last_logged_step(run_id: str, key: str) -> int:
@@ -81,6 +81,17 @@ def task_run(parent_run_id: str, task: str) -> tuple[str, str] | None:
         max_results=1,
     )
     return (runs[0].info.run_id, runs[0].info.status) if runs else None
+
+
+def running_runs_of_unit(parent_run_id: str, unit: str) -> list[str]:
+    """Ids of the runs under the parent still RUNNING that the executor's task ``unit`` trains."""
+    client = MlflowClient()
+    runs = client.search_runs(
+        [client.get_run(parent_run_id).info.experiment_id],
+        filter_string=f"tags.mlflow.parentRunId = '{parent_run_id}' and tags.`{TAG_UNIT}` = '{unit}' "
+                      "and attributes.status = 'RUNNING'",
+    )
+    return [run.info.run_id for run in runs]
 
 
 

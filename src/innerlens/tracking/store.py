@@ -36,6 +36,7 @@ TAG_STEP_UNIT = "innerlens.step_unit"
 
 
 TAG_TASK = "innerlens.task"  # a study's name for one of its runs: how a retried task finds the run it started
+TAG_UNIT = "innerlens.executor_task"  # the executor's task that trains the run (its task, or its stacked cell)
 
 
 
