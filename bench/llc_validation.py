@@ -9,6 +9,9 @@ changes by under 10 % across the 3x changes of ε and of γ and every R-hat is b
 
   python bench/llc_validation.py --study paper_fmnist_h128 --cells "baseline,last_layer w=10.0" --seeds 0,1,2
 
+A candidate centre is tried by overriding an estimator's settings and naming the result, e.g.
+``--estimators calibrated --set nbeta=1000,epsilon=1e-5 --label mid``: its rows carry the label.
+
 Writes bench/results/llc_validation_<study>.csv (one row per estimate) and a summary .json after every
 estimate; run again, it continues: estimates already in the CSV are not repeated.
 """
@@ -60,9 +63,20 @@ def experiment_at(run_id: str):  # -> SelfModelingExperiment at the run's final 
     return experiment
 
 
-def grid(base):  # -> list[tuple[str, LLCSettings]]
+def overridden(base, assignments: str):  # -> LLCSettings
+    """``base`` with ``key=value,...`` applied (numbers only: nbeta, epsilon, gamma, num_draws, num_burnin, ...)."""
+    if not assignments:
+        return base
+    changes = {}
+    for item in assignments.split(","):
+        key, value = item.split("=")
+        changes[key.strip()] = type(getattr(base, key.strip()) or 0.0)(float(value))
+    return replace(base, **changes)
+
+
+def grid(base, chains: int = 8):  # -> list[tuple[str, LLCSettings]]
     """(which knob moved, settings): the centre, ε/3 and 3ε, γ/3 and 3γ; 8 chains each."""
-    base = replace(base, num_chains=8)
+    base = replace(base, num_chains=chains)
     return [("centre", base),
             ("epsilon/3", replace(base, epsilon=base.epsilon / 3)), ("epsilon*3", replace(base, epsilon=base.epsilon * 3)),
             ("gamma/3", replace(base, gamma=base.gamma / 3)), ("gamma*3", replace(base, gamma=base.gamma * 3))]
@@ -78,6 +92,9 @@ def main() -> None:
     parser.add_argument("--cells", required=True, help="comma-separated cells, e.g. 'baseline,last_layer w=10.0'")
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--estimators", default="paper,calibrated")
+    parser.add_argument("--set", default="", help="override every estimator's settings: key=value,... (e.g. nbeta=1000,epsilon=1e-5)")
+    parser.add_argument("--label", default="", help="name the overridden estimator in the results (default: estimator+overrides)")
+    parser.add_argument("--chains", type=int, default=8)
     parser.add_argument("--summarise", action="store_true", help="only redraw the summary and table from the CSV")
     args = parser.parse_args()
     tracking.configure_tracking()
@@ -89,12 +106,14 @@ def main() -> None:
         return
     done = {(r["cell"], r["seed"], r["estimator"], r["knob"]) for r in rows}
     for cell, seed, run_id in checkpoints(args.study, args.cells.split(","), [int(s) for s in args.seeds.split(",")]):
-        if all((cell, seed, e, k) in done for e in args.estimators.split(",") for k in KNOBS):
+        if all((cell, seed, labelled(e, args), k) in done for e in args.estimators.split(",") for k in KNOBS):
             continue
         experiment = experiment_at(run_id)
         x, y = experiment.data["train"]
-        for estimator in args.estimators.split(","):
-            for knob, settings in grid(experiment.config.llc_estimator(estimator)):
+        for name in args.estimators.split(","):
+            estimator = labelled(name, args)
+            base = overridden(experiment.config.llc_estimator(name), args.set)
+            for knob, settings in grid(base, args.chains):
                 if (cell, seed, estimator, knob) in done:
                     continue
                 start = time.perf_counter()
@@ -103,12 +122,20 @@ def main() -> None:
                 traces = np.array(estimate.loss_traces)[:, int(settings.num_draws * settings.trace_discard):]
                 rows.append({"cell": cell, "seed": seed, "run_id": run_id, "estimator": estimator, "knob": knob,
                              "epsilon": settings.epsilon, "gamma": settings.gamma, "nbeta": settings.resolved_nbeta(len(x)),
-                             "chains": settings.num_chains, "draws": settings.num_draws, "llc": estimate.mean,
+                             "chains": settings.num_chains, "draws": settings.num_draws,
+                             "burnin": settings.num_burnin, "batch": settings.batch_size, "llc": estimate.mean,
                              "llc_chain_sd": estimate.std, "rhat": split_rhat(traces), "ess": effective_sample_size(traces),
                              "mala_acceptance": estimate.mala_acceptance, "seconds": time.perf_counter() - start})
                 print({k: (f"{v:.4g}" if isinstance(v, float) else v) for k, v in rows[-1].items() if k != "run_id"}, flush=True)
                 pd.DataFrame(rows).to_csv(path, index=False)
                 summarise(pd.DataFrame(rows), args)
+
+
+def labelled(estimator: str, args: argparse.Namespace) -> str:
+    """The name an estimator's rows carry: itself, or the label of its overrides."""
+    if not args.set:
+        return estimator
+    return args.label or f"{estimator}[{args.set}]"
 
 
 def summarise(table: pd.DataFrame, args: argparse.Namespace) -> None:
@@ -127,11 +154,17 @@ def summarise(table: pd.DataFrame, args: argparse.Namespace) -> None:
             "min_ess": group["ess"].min(), "mala_acceptance_centre": group.set_index("knob").loc["centre", "mala_acceptance"],
             "stable": bool(max(change.values()) < STABLE_CHANGE and group["rhat"].max() < STABLE_RHAT)}
     by_estimator = {e: f"{sum(v['stable'] for k, v in summary.items() if k.startswith(e + ' '))} of "
-                       f"{sum(k.startswith(e + ' ') for k in summary)}" for e in args.estimators.split(",")}
-    out = {"command": "python bench/llc_validation.py " + " ".join(f"--{k} '{v}'" for k, v in vars(args).items() if k != "summarise"),
+                       f"{sum(k.startswith(e + ' ') for k in summary)}" for e in table["estimator"].unique()}
+    path = RESULTS / f"llc_validation_{args.study}.json"
+    commands = json.loads(path.read_text()).get("commands", {}) if path.exists() else {}
+    if not args.summarise:
+        for name in args.estimators.split(","):
+            commands[labelled(name, args)] = "python bench/llc_validation.py " + " ".join(
+                f"--{k} '{v}'" for k, v in vars(args).items() if k != "summarise" and v not in ("", None))
+    out = {"commands": commands,
            "criterion": f"LLC change < {STABLE_CHANGE:.0%} across 3x of epsilon and of gamma, every R-hat < {STABLE_RHAT}",
            "stable_checkpoints": by_estimator, "checkpoints": summary}
-    (RESULTS / f"llc_validation_{args.study}.json").write_text(json.dumps(out, indent=2, default=float))
+    path.write_text(json.dumps(out, indent=2, default=float))
     rows = ["| estimator | checkpoint | LLC at ε/3, ε, 3ε (γ fixed) | LLC at γ/3, γ, 3γ (ε fixed) | max change ε / γ | "
             "worst R-hat | fewest ESS | MALA acceptance | stable |", "|---|---|---|---|---|---|---|---|---|"]
     for key, v in summary.items():
