@@ -8,7 +8,17 @@ import pandas as pd
 
 from innerlens import tracking
 from innerlens.config import Config, TrainConfig
-from innerlens.engine import EngineState, Experiment, FitResult, Selection, fit, restore, snapshot, training_state
+from innerlens.engine import (
+    EngineState,
+    Experiment,
+    FitResult,
+    Selection,
+    check_checkpoint_format,
+    fit,
+    restore,
+    snapshot,
+    training_state,
+)
 from innerlens.tracking import RunTracker
 
 
@@ -103,7 +113,9 @@ def tracked_fit(
     state, logged_through = EngineState(steps_per_round=steps_per_round), 0
     if config.resume:
         if tracking.has_checkpoint(config.resume):
-            state = restore(experiment, tracking.load_checkpoint(config.resume))
+            checkpoint = tracking.load_checkpoint(config.resume)
+            check_checkpoint_format(checkpoint, config.resume)
+            state = restore(experiment, checkpoint)
         logged_through = tracking.last_logged_step(config.resume, selection.monitor)
     result = fit(
         experiment,

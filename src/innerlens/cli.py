@@ -146,7 +146,8 @@ def make_command(entry: EntryPoint) -> click.Command:
 
             context = click.get_current_context()
             given = {name for name in values if context.get_parameter_source(name) == ParameterSource.COMMANDLINE}
-            config = config.resumed_from(resumable_config(config.resume, config.family_name), given)
+            stored = resumable_config(config.resume, config.family_name, force=config.force_resume)
+            config = config.resumed_from(stored, given)
         if entry.is_family:
             from innerlens import session
 

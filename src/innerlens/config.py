@@ -17,11 +17,11 @@ from typing import Any, Callable, ClassVar, Iterator, Optional
 
 # Fields that steer how a run is executed rather than what it computes; never logged as params
 # (a resumed run keeps the params it was started with).
-RUN_CONTROL_FIELDS = ("resume",)
+RUN_CONTROL_FIELDS = ("resume", "force_resume")
 
 
 # Fields a resumed run may change: how long and where it trains, not what it computes.
-RESUMABLE_FIELDS = ("resume", "max_epochs", "max_steps", "device", "checkpoint_interval")
+RESUMABLE_FIELDS = ("resume", "force_resume", "max_epochs", "max_steps", "device", "checkpoint_interval")
 
 # How an unset optional value is written on the command line and in params ("" works too).
 NONE_SPELLINGS = ("", "none")
@@ -314,8 +314,12 @@ class TrainConfig(Config):
         30.0, "Seconds between checkpoint writes (0: every evaluation); the final one is always written.", check=non_negative
     )
     resume: Optional[str] = option(None, "Run id of an interrupted run to continue from its last checkpoint.")
+    force_resume: bool = option(False, "With --resume: continue a run the store still shows RUNNING (its process "
+                                       "died unrecorded: SIGKILL, a lost node).")
 
     def check(self) -> str | None:
+        if self.force_resume and not self.resume:
+            return "--force-resume needs --resume RUN_ID"
         total = self.train_fraction + self.val_fraction + self.test_fraction
         if abs(total - 1.0) > 1e-6:
             return (

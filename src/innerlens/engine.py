@@ -214,9 +214,25 @@ def snapshot(value: Any) -> Any:
     return value
 
 
+# What a checkpoint's keys mean; raised when they change, so a resume never misreads an older one.
+CHECKPOINT_FORMAT = 2
+
+
+def check_checkpoint_format(checkpoint: dict[str, Any], run_id: str) -> None:
+    """Refuse, in one line, a checkpoint written in another format (format 1 had no version)."""
+    written = checkpoint.get("format", 1)
+    if written != CHECKPOINT_FORMAT:
+        from innerlens.config import ConfigError
+
+        raise ConfigError(f"--resume {run_id}: its checkpoint is format {written}, this innerlens reads format "
+                          f"{CHECKPOINT_FORMAT}; resume it with the version that wrote it (tag innerlens.git_commit), "
+                          "or start a new run")
+
+
 def training_state(experiment: Experiment, state: EngineState) -> dict[str, Any]:
     """The resumable part of a checkpoint (model, optimizer, RNGs, engine state)."""
     return {
+        "format": CHECKPOINT_FORMAT,
         "model": experiment.model.state_dict(),
         "optimizer": experiment.optimizer.state_dict(),
         "epoch": state.epoch,

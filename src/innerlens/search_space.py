@@ -68,8 +68,16 @@ def space_from_yaml(path: str | Path, config_class: type[Config]) -> Space:
         missing = [key for key in needed if key not in spec]
         if missing:
             raise ConfigError(f"--space {path}: {name}: missing {', '.join(missing)}")
-        if spec["type"] != "categorical" and not float(spec["low"]) < float(spec["high"]):
-            raise ConfigError(f"--space {path}: {name}: low must be below high")
+        if spec["type"] != "categorical":
+            bounds = [spec["low"], spec["high"]]
+            if not all(isinstance(b, (int, float)) and not isinstance(b, bool) for b in bounds):
+                raise ConfigError(f"--space {path}: {name}: low and high must be numbers, got {bounds[0]!r} and {bounds[1]!r}")
+            if spec["type"] == "int" and not all(float(b).is_integer() for b in bounds):
+                raise ConfigError(f"--space {path}: {name}: an int range needs whole-number bounds, got {bounds}")
+            if not bounds[0] < bounds[1]:
+                raise ConfigError(f"--space {path}: {name}: low must be below high")
+            if spec.get("log") and bounds[0] <= 0:
+                raise ConfigError(f"--space {path}: {name}: a log range needs low > 0")
 
     def space(trial: Any) -> dict[str, Any]:
         return {name: _suggest(trial, name, spec) for name, spec in entries.items()}

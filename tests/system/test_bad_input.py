@@ -91,6 +91,9 @@ BAD_INPUTS = [
     (["selector", "--data", "FILES/binary.csv"], "not UTF-8"),
     (["metalign", "--human-data", "FILES/empty.csv"], "empty; expected a CSV"),
     (["metalign", "--backbone", "FILES/backbone.npz", "--reference", "FILES/latin1.txt"], "not UTF-8"),
+    (["tune", "--space", "FILES/word_bound.yaml"], "lr: low and high must be numbers, got 'abc' and 0.1"),
+    (["tune", "--space", "FILES/fraction_int.yaml"], "n_layers: an int range needs whole-number bounds"),
+    (["selector", "--data", "FILES/empty_text.csv"], "has an empty text cell on line 23"),
 ]
 
 
@@ -106,6 +109,9 @@ def files(tmp_path: Path) -> Path:
     (tmp_path / "latin1.txt").write_bytes("café au lait\nsecond line\n".encode("latin-1"))
     (tmp_path / "latin1.yaml").write_bytes("lr: {type: float, low: 1.0e-4, high: 1.0e-2}  # café\n".encode("latin-1"))
     (tmp_path / "empty.csv").write_bytes(b"")
+    (tmp_path / "word_bound.yaml").write_text("lr: {type: float, low: abc, high: 0.1}\n")
+    (tmp_path / "fraction_int.yaml").write_text("n_layers: {type: int, low: 1.5, high: 4}\n")
+    (tmp_path / "empty_text.csv").write_text("text,label\n" + "".join(f"sample {i},{i % 2}\n" for i in range(21)) + ",1\n")
     (tmp_path / "binary.csv").write_bytes(bytes(range(256)) * 4)
     (tmp_path / "kept").mkdir()
     (tmp_path / "link").symlink_to(tmp_path / "kept")

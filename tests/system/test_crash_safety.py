@@ -56,8 +56,8 @@ def test_sigkill_twice_then_resume_matches_an_uninterrupted_run(tmp_path: Path) 
 
     run_id = _kill_after(_start(tmp_path), client, 5, known=frozenset({straight_id}))
     assert client.get_run(run_id).info.status == "RUNNING"  # SIGKILL leaves no chance to say otherwise
-    _kill_after(_start(tmp_path, "--resume", run_id), client, 20, run_id=run_id)
-    finish = _start(tmp_path, "--resume", run_id)
+    _kill_after(_start(tmp_path, "--resume", run_id, "--force-resume"), client, 20, run_id=run_id)
+    finish = _start(tmp_path, "--resume", run_id, "--force-resume")
     assert finish.wait(timeout=600) == 0, (tmp_path / "train.log").read_text()[-2000:]
 
     run, reference = client.get_run(run_id), client.get_run(straight_id)

@@ -90,3 +90,40 @@ def test_a_checkpoint_is_queued_after_the_metrics_it_covers(local_store: str) ->
         tracker.save_checkpoint("last", {"epoch": 2})
         tracker.flush()
     assert order.index("step 2") < order.index("checkpoints/last.pt"), order  # step 2 was still buffered
+
+
+def test_a_resume_is_recorded_and_a_running_run_needs_force(local_store: str) -> None:
+    """Each resume is an attempt: the generation tag counts them and says when, where and by whom.
+    A run the store shows RUNNING may still be training elsewhere: resuming it needs --force-resume."""
+    from innerlens.tracking import TAG_GENERATION, TAG_RESUMED
+
+    run_id = _run(local_store)
+    client = MlflowClient()
+    assert client.get_run(run_id).data.tags[TAG_GENERATION] == "0" and TAG_RESUMED not in client.get_run(run_id).data.tags
+    assert _innerlens("self-modeling", *SMALL, "--resume", run_id, "--max-epochs", "4").returncode == 0
+    tags = client.get_run(run_id).data.tags
+    assert tags[TAG_GENERATION] == "1" and " on " in tags[TAG_RESUMED]
+    client.update_run(run_id, status="RUNNING")  # as a SIGKILLed process leaves it
+    refused = _innerlens("self-modeling", *SMALL, "--resume", run_id, "--max-epochs", "5")
+    assert refused.returncode == 2 and "--force-resume" in refused.stderr and refused.stderr.strip().count("\n") == 0
+    forced = _innerlens("self-modeling", *SMALL, "--resume", run_id, "--max-epochs", "5", "--force-resume")
+    assert forced.returncode == 0, forced.stderr
+    after = client.get_run(run_id)
+    assert after.data.tags[TAG_GENERATION] == "2" and after.info.status == "FINISHED"
+    assert "force_resume" not in after.data.params  # how it was run, not what it computes
+
+
+def test_a_checkpoint_of_an_older_format_is_refused_in_one_line(local_store: str, tmp_path: Path) -> None:
+    import torch
+
+    from innerlens import tracking
+
+    run_id = _run(local_store)
+    checkpoint = tracking.load_checkpoint(run_id)
+    del checkpoint["format"]  # as innerlens wrote them before checkpoints had a version
+    torch.save(checkpoint, tmp_path / "last.pt")
+    MlflowClient().log_artifact(run_id, str(tmp_path / "last.pt"), "checkpoints")
+    refused = _innerlens("self-modeling", *SMALL, "--resume", run_id, "--max-epochs", "4")
+    assert refused.returncode == 2 and refused.stderr.strip().count("\n") == 0
+    assert "checkpoint is format 1, this innerlens reads format 2" in refused.stderr
+    assert MlflowClient().get_run(run_id).info.status == "FINISHED"  # refused before the run was reopened

@@ -57,7 +57,10 @@ def read_labelled(path: str) -> pd.DataFrame:
         raise ConfigError(f"--data: {path} needs columns text,label; found {','.join(map(str, frame.columns))}")
     if not frame["label"].isin([0, 1]).all():
         raise ConfigError(f"--data: labels must be 0 or 1 in {path}")
-    frame = frame.drop_duplicates("text")
+    empty = frame["text"].isna() | (frame["text"].astype(str).str.strip() == "")
+    if empty.any():
+        raise ConfigError(f"--data: {path} has an empty text cell on line {int(empty.to_numpy().argmax()) + 2}")
+    frame = frame.assign(text=frame["text"].astype(str)).drop_duplicates("text")
     if frame["label"].nunique() < 2 or len(frame) < 20:
         raise ConfigError(f"--data: {path} needs at least 20 distinct texts with both labels")
     return frame[["text", "label"]].reset_index(drop=True)

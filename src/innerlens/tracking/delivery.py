@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 
 from innerlens.config import redact_secrets
 from innerlens.spool import Spool, spools_under
-from innerlens.tracking.store import detect_outages_quickly, project_root
+from innerlens.tracking.store import TAG_GENERATION, detect_outages_quickly, project_root
 
 MAX_METRICS_PER_BATCH = 1000  # MLflow's limit for one log_batch call
 
@@ -72,6 +72,10 @@ def deliver_spool(spool: Spool, client: MlflowClient, artifacts: Any, run_id: st
 
 
 
+class StaleSpool(Exception):
+    """A spool an earlier attempt of its run wrote, before the run was resumed elsewhere."""
+
+
 REFUSED = "refused"  # spools the server refused (a deleted run, no permission), set aside with their reason
 
 
@@ -88,6 +92,10 @@ def sync(root: Path | None = None) -> list[tuple[str, int, int, bool, str]]:
             results.append(_sync_one(spool))
         except (ValueError, KeyError, OSError) as error:  # a corrupt journal line or a missing file
             results.append((spool.directory.name, 0, len(spool), False, f"{type(error).__name__}: {first_line(error)}"))
+        except StaleSpool as error:
+            run_id = spool.meta["run_id"]
+            kept = set_aside(spool, root, str(error))
+            results.append((run_id, 0, len(spool), False, f"stale: {error}; moved to {kept}"))
         except MlflowException as error:  # not an outage (deliver_spool waits those out): the server said no
             run_id = spool.meta["run_id"]
             kept = set_aside(spool, root, first_line(error))
@@ -131,6 +139,11 @@ def _sync_one(spool: Spool) -> tuple[str, int, int, bool, str]:
     client = MlflowClient(uri)
     mlflow.set_tracking_uri(uri)  # mlflow-artifacts:/ URIs resolve against it
     try:
+        current = int(client.get_run(meta["run_id"]).data.tags.get(TAG_GENERATION, "0"))
+        written = int(meta.get("generation", "0"))
+        if written < current:  # resumed elsewhere since (another node, a retry): these calls are stale
+            raise StaleSpool(f"written by attempt {written} of the run, which attempt {current} has resumed since; "
+                             "delivering it would replay old metrics and an older checkpoint")
         sent = deliver_spool(spool, client, get_artifact_repository(meta["artifact_uri"]), meta["run_id"])
     except Exception:
         mlflow.set_tracking_uri(previous)

@@ -3,7 +3,10 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import getpass
 import os
+import socket
+import time
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
@@ -14,7 +17,9 @@ from innerlens.config import Config
 from innerlens.tracking.preflight import check_no_spool, check_run_exists, check_tracking_store
 from innerlens.tracking.store import (
     TAG_FAMILY,
+    TAG_GENERATION,
     TAG_GIT_COMMIT,
+    TAG_RESUMED,
     TAG_SEED,
     TAG_STEP_UNIT,
     TAG_VARIANT,
@@ -127,7 +132,8 @@ def start_run(
     token = _open_runs.set((*_open_runs.get(), run_id))
     if context is not None and context.on_start is not None and not resume:
         context.on_start(run_id)
-    tracker = RunTracker(run_id)
+    generation = int(client.get_run(run_id).data.tags.get(TAG_GENERATION, "-1")) + 1 if resume else 0
+    tracker = RunTracker(run_id, generation=generation)
     status = RunStatus.to_string(RunStatus.FAILED)
     try:
         # Under `mlflow run` the launcher has logged the params it was given already; a resumed run its own.
@@ -141,7 +147,10 @@ def start_run(
             TAG_STEP_UNIT: step_unit,
         }
         # A resumed run keeps its record: only what it was killed before logging is added.
-        tracker.log_batch(params={k: v for k, v in params.items() if k not in logged}, tags={} if resume else tags)
+        record = {TAG_GENERATION: str(generation)}
+        if resume:
+            record[TAG_RESUMED] = f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} on {socket.gethostname()} by {getpass.getuser()}"
+        tracker.log_batch(params={k: v for k, v in params.items() if k not in logged}, tags=record if resume else {**tags, **record})
         if not resume:
             tracker.log_text(config.to_json(), "config.json")
         yield tracker

@@ -14,7 +14,7 @@ from mlflow.tracking import MlflowClient
 from innerlens.config import ConfigError, redact_secrets
 from innerlens.spool import Spool
 from innerlens.tracking.delivery import first_line, is_outage, spool_root
-from innerlens.tracking.reads import load_config
+from innerlens.tracking.reads import load_checkpoint, load_config
 from innerlens.tracking.store import TAG_FAMILY, configure_tracking
 
 PREFLIGHT_TIMEOUT_S = 10  # a server that accepts connections but never answers: an error in seconds, not minutes
@@ -79,13 +79,22 @@ def check_run_exists(run_id: str, family: str) -> None:
 
 
 
-def resumable_config(run_id: str, family: str) -> dict[str, Any]:
-    """The stored ``config.json`` of the run ``--resume`` names, after the checks a resume needs
-    (a reachable store, a run of this family, no undelivered spool); empty if it was killed before logging one."""
+def resumable_config(run_id: str, family: str, force: bool = False) -> dict[str, Any]:
+    """The stored ``config.json`` of the run ``--resume`` names, after the checks a resume needs (a
+    reachable store, a run of this family that is not RUNNING unless ``force``, no undelivered spool,
+    a checkpoint this version reads); empty if it was killed before logging one."""
+    from innerlens.engine import check_checkpoint_format
+
     configure_tracking()
-    check_tracking_store(MlflowClient())
+    client = MlflowClient()
+    check_tracking_store(client)
     check_run_exists(run_id, family)
+    if client.get_run(run_id).info.status == "RUNNING" and not force:
+        raise ConfigError(f"--resume {run_id}: the run is RUNNING, so another process may be training it; if that "
+                          "process is gone (SIGKILL, a lost node), add --force-resume")
     check_no_spool(run_id)
+    if has_checkpoint(run_id):
+        check_checkpoint_format(load_checkpoint(run_id), run_id)
     try:
         return load_config(run_id, family)
     except (MlflowException, OSError):

@@ -36,6 +36,10 @@ TAG_STEP_UNIT = "innerlens.step_unit"
 
 
 TAG_TASK = "innerlens.task"  # a study's name for one of its runs: how a retried task finds the run it started
+# How many times the run was resumed (0: never); its spool carries it, so `sync` drops calls an
+# earlier attempt left on a node after the run was resumed elsewhere.
+TAG_GENERATION = "innerlens.generation"
+TAG_RESUMED = "innerlens.resumed"  # when, where and by whom the latest resume ran
 TAG_UNIT = "innerlens.executor_task"  # the executor's task that trains the run (its task, or its stacked cell)
 
 

@@ -44,8 +44,10 @@ class RunTracker:
         metrics_interval_s: float = 1.0,
         retry_interval_s: float = 5.0,
         outage_wait_s: float | None = None,
+        generation: int = 0,
     ) -> None:
         self.run_id = run_id
+        self.generation = generation  # the run's resume count: its spool says which attempt wrote it
         self.metrics_interval_s = metrics_interval_s
         self.retry_interval_s = retry_interval_s
         self.outage_wait_s = float(os.environ.get("INNERLENS_OUTAGE_WAIT_S", 120)) if outage_wait_s is None else outage_wait_s
@@ -93,7 +95,8 @@ class RunTracker:
 
     def _start_spooling(self, error: BaseException) -> None:
         directory = spool_root() / self.run_id
-        meta = {"run_id": self.run_id, "tracking_uri": redact_secrets(mlflow.get_tracking_uri()), "artifact_uri": self.artifact_uri}
+        meta = {"run_id": self.run_id, "tracking_uri": redact_secrets(mlflow.get_tracking_uri()), "artifact_uri": self.artifact_uri,
+                "generation": str(self.generation)}
         self._spool = Spool.own(directory, meta)  # held while the run lives: `innerlens sync` leaves it to the run
         self._retried_at = time.monotonic()
         say(f"tracking server unreachable ({first_line(error)}); training goes on, calls are spooled in {directory}")
