@@ -145,7 +145,7 @@ def test_a_run_whose_worker_is_killed_finishes_in_its_own_run_without_gaps_or_du
 def test_the_deployment_files_are_well_formed_and_match_the_readme() -> None:
     import yaml
 
-    manifest = yaml.safe_load((ROOT / "deploy" / "ray" / "raycluster.yaml").read_text())
+    manifest = next(d for d in yaml.safe_load_all((ROOT / "deploy" / "ray" / "raycluster.yaml").read_text()) if d["kind"] == "RayCluster")
     assert manifest["apiVersion"] == "ray.io/v1" and manifest["kind"] == "RayCluster"
     groups = [manifest["spec"]["headGroupSpec"], *manifest["spec"]["workerGroupSpecs"]]
     for group in groups:  # every pod gets the team stack's settings
@@ -154,11 +154,45 @@ def test_the_deployment_files_are_well_formed_and_match_the_readme() -> None:
     image = (ROOT / "deploy" / "ray" / "Containerfile").read_text()
     readme = (ROOT / "README.md").read_text()
     assert "torch==2.13.0" in image and "pip install torch==2.13.0" in readme
-    assert "pip install -e '.[ray]'" in image and "pip install -e '.[ray]'" in readme
+    assert "-e '.[ray]'" in image and "pip install -e '.[ray]'" in readme
     script = ROOT / "deploy" / "ray" / "slurm.sbatch"
     assert subprocess.run(["bash", "-n", str(script)]).returncode == 0
+    _assert_the_recipes_lock_the_cluster(manifest, image, script.read_text())
     usage = subprocess.run(["bash", str(script)], capture_output=True, text=True)
     assert usage.returncode == 2 and "usage" in usage.stderr
+
+
+def _assert_the_recipes_lock_the_cluster(manifest: dict, image: str, slurm: str) -> None:
+    """Token authentication, no root, no open ports, a pinned image, one job's cluster on Slurm."""
+    import yaml
+
+    documents = list(yaml.safe_load_all((ROOT / "deploy" / "ray" / "raycluster.yaml").read_text()))
+    assert manifest["spec"]["authOptions"] == {"mode": "token"}
+    for group in [manifest["spec"]["headGroupSpec"], *manifest["spec"]["workerGroupSpecs"]]:
+        pod = group["template"]["spec"]
+        assert pod["securityContext"]["runAsNonRoot"] is True and pod["securityContext"]["runAsUser"] != 0
+        for container in pod["containers"]:
+            assert container["securityContext"]["allowPrivilegeEscalation"] is False
+            assert 10001 not in [port["containerPort"] for port in container.get("ports", [])]  # no Ray client port
+    policy = next(d for d in documents if d["kind"] == "NetworkPolicy")
+    assert policy["spec"]["podSelector"]["matchLabels"] == {"ray.io/cluster": manifest["metadata"]["name"]}
+    constraints = (ROOT / "deploy" / "ray" / "constraints.txt").read_text()
+    assert f"ray=={manifest['spec']['rayVersion']}" in constraints.split()
+    assert "@sha256:" in image.splitlines()[[line.startswith("FROM") for line in image.splitlines()].index(True)]
+    assert "USER 1000" in image and "wget" in image and "ray[default]" in image and "INNERLENS_GIT_COMMIT" in image
+    assert "RAY_AUTH_MODE=token" in slurm and "umask 077" in slurm and "6379" not in slurm
+    assert "ray stop" not in slurm and "--signal=B:TERM@" in slurm and "deadline" in slurm
+
+
+def test_the_dependency_floors_are_real() -> None:
+    """Every dependency names a version floor the code was tested with, not an open range."""
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    for requirement in [*project["dependencies"], *project["optional-dependencies"]["ray"]]:
+        assert ">=" in requirement or "==" in requirement, requirement
+    optuna = next(r for r in project["dependencies"] if r.startswith("optuna"))
+    assert optuna.startswith("optuna>=5")  # RetryHeartbeatStaleTrialCallback (tune/study.py) is Optuna 5's
 
 
 def test_a_worker_that_cannot_reach_the_tracking_server_fails_the_study_in_one_line(local_store: str, ray_cluster: str) -> None:

@@ -79,3 +79,75 @@ def test_family_run_lands_in_postgres_and_s3(team_stack: TeamStack, mlflow_run: 
     assert {"checkpoints/last.pt", "checkpoints/best.pt", "config.json", "history.parquet", "figures/loss.png"} <= keys
     history = pd.read_parquet(io.BytesIO(s3.get_object(Bucket=bucket, Key=prefix + "history.parquet")["Body"].read()))
     assert len(history) == metric_rows  # every logged value is in PostgreSQL exactly once
+
+
+def test_workers_get_a_least_privilege_user_not_the_admin(team_stack: TeamStack) -> None:
+    """`deploy/stack worker-env EXPERIMENT`: a user that may write runs there and may not manage users."""
+    import os
+
+    from mlflow.tracking import MlflowClient
+
+    result = subprocess.run([str(ROOT / "deploy" / "stack"), "worker-env", "workers"], capture_output=True, text=True,
+                            timeout=120, env=clean_env(INNERLENS_STACK_DIR=str(team_stack.directory)))
+    assert result.returncode == 0, result.stderr
+    settings = dict(line.removeprefix("export ").split("=", 1) for line in result.stdout.splitlines())
+    assert settings["MLFLOW_TRACKING_USERNAME"] == "innerlens-worker"
+    password = settings["MLFLOW_TRACKING_PASSWORD"]
+    assert password != team_stack.env["MLFLOW_TRACKING_PASSWORD"]
+    again = subprocess.run([str(ROOT / "deploy" / "stack"), "worker-env", "workers"], capture_output=True, text=True,
+                           timeout=120, env=clean_env(INNERLENS_STACK_DIR=str(team_stack.directory)))
+    assert again.returncode == 0 and again.stdout == result.stdout  # idempotent: one user, one password
+    worker = _basic("innerlens-worker", password)
+    assert _search_experiments(team_stack, worker) == 200
+    create_user = urllib.request.Request(f"{team_stack.tracking_uri}/api/2.0/mlflow/users/create", method="POST",
+                                         data=b'{"username": "mallory", "password": "mallory-password"}',
+                                         headers={"Authorization": worker, "Content-Type": "application/json"})
+    try:
+        urllib.request.urlopen(create_user, timeout=30)
+        status = 200
+    except urllib.error.HTTPError as error:
+        status = error.code
+    assert status == 403
+    saved = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")}
+    os.environ.update(MLFLOW_TRACKING_USERNAME="innerlens-worker", MLFLOW_TRACKING_PASSWORD=password)
+    try:
+        client = MlflowClient(team_stack.tracking_uri)
+        experiment = client.get_experiment_by_name("workers").experiment_id
+        run = client.create_run(experiment)
+        client.log_metric(run.info.run_id, "val/acc", 0.5)
+        assert client.get_run(run.info.run_id).data.metrics == {"val/acc": 0.5}
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def test_down_never_stops_a_process_that_only_mentions_mlflow(tmp_path) -> None:
+    """A reused pid whose command line says "mlflow" somewhere is not the server `up` started."""
+    import os
+    import sys
+
+    directory = tmp_path / "stack"
+    directory.mkdir(mode=0o700)
+    bystander = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)", "notes-about-mlflow server"])
+    try:
+        (directory / "mlflow.pid").write_text(str(bystander.pid))
+        result = subprocess.run([str(ROOT / "deploy" / "stack"), "down"], capture_output=True, text=True, timeout=60,
+                                env=clean_env(INNERLENS_STACK_DIR=str(directory), INNERLENS_PG_URL="postgresql://u@127.0.0.1:9"))
+        assert result.returncode == 0, result.stderr
+        assert bystander.poll() is None  # still running
+    finally:
+        bystander.kill()
+    assert os.path.exists(directory / "secrets.env")
+
+
+def test_the_stack_refuses_a_state_directory_others_can_write(tmp_path) -> None:
+    """Its files are sourced as code: a group- or world-writable directory would run a stranger's."""
+    directory = tmp_path / "stack"
+    directory.mkdir()
+    directory.chmod(0o777)
+    result = subprocess.run([str(ROOT / "deploy" / "stack"), "status"], capture_output=True, text=True, timeout=60,
+                            env=clean_env(INNERLENS_STACK_DIR=str(directory)))
+    assert result.returncode == 1 and "only it can write" in result.stderr and result.stderr.count("\n") == 1

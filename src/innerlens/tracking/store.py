@@ -152,13 +152,15 @@ def mark_as_model_training(client: MlflowClient, experiment_id: str) -> None:
 
 
 def git_commit() -> str:
+    """The commit the code came from: git's, else the one an image was built from (INNERLENS_GIT_COMMIT)."""
+    baked = os.environ.get("INNERLENS_GIT_COMMIT", "unknown")
     try:
         out = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=project_root(), capture_output=True, text=True, timeout=5
         )
     except (OSError, subprocess.TimeoutExpired):
-        return "unknown"
-    return out.stdout.strip() if out.returncode == 0 else "unknown"
+        return baked
+    return out.stdout.strip() if out.returncode == 0 else baked
 
 
 
