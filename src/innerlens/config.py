@@ -159,6 +159,9 @@ class Config:
     family_name: ClassVar[str] = ""  # the innerlens.family tag of its runs
     # Fields that exist for the program but are not user options of this entry point.
     hidden_fields: ClassVar[tuple[str, ...]] = ()
+    # Options that may carry a secret (a URL with a password): never an MLproject parameter, whose
+    # value would sit in the launched command's argv (`ps`) and in the run's params; set by environment.
+    environment_only_fields: ClassVar[tuple[str, ...]] = ()
     # Other spellings of a flag: field -> ("--old-name", ...), shown in --help beside the flag.
     option_aliases: ClassVar[dict[str, tuple[str, ...]]] = {}
     # Old flags whose values map onto an option: "--old" -> (field, {given value: option value}).

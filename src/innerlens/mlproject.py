@@ -20,7 +20,7 @@ def _mlproject_type(spec) -> str:  # type: ignore[no-untyped-def]
 def render_mlproject(entries: list["EntryPoint"]) -> str:
     document = {"name": "innerlens", "conda_env": "conda.yaml", "entry_points": {}}
     for entry in entries:
-        specs = list(entry.config.specs(include_hidden=False))
+        specs = [spec for spec in entry.config.specs(include_hidden=False) if spec.name not in entry.config.environment_only_fields]
         parameters = {
             spec.name: {"type": _mlproject_type(spec), "default": spec.render(spec.default)} for spec in specs
         }

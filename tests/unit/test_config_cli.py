@@ -21,7 +21,7 @@ def test_mlproject_matches_configs() -> None:
     document = yaml.safe_load(text)
     for entry in entry_points():
         declared = document["entry_points"][entry.name]["parameters"]
-        fields = {s.name: s for s in entry.config.specs(include_hidden=False)}
+        fields = {s.name: s for s in entry.config.specs(include_hidden=False) if s.name not in entry.config.environment_only_fields}
         assert set(declared) == set(fields)
         for name, spec in fields.items():
             assert entry.config.from_strings({name: declared[name]["default"]}).to_dict()[name] == spec.default
@@ -140,3 +140,39 @@ def test_an_unset_optional_switch_arrives_from_mlflow_run_as_none_and_stays_unse
     assert normalize_args(["--measure_llc", "none", "--seed", "3"], specs) == ["--seed", "3"]
     assert normalize_args(["--measure_llc", "false"], specs) == ["--no-measure-llc"]
     assert SelfModelingConfig.from_strings({"measure_llc": "none"}).measure_llc is None
+
+
+def test_overlapping_preflights_leave_the_http_settings_as_they_found_them(monkeypatch) -> None:
+    """Stacked seeds run their pre-flights in threads at once: A enters, B enters, A leaves, B leaves.
+    The quick timeout and zero retries must not outlive the last of them."""
+    import os
+    import threading
+
+    from innerlens.tracking.preflight import QUICK_REQUESTS, _quick_requests
+
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
+    monkeypatch.delenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", raising=False)
+    b_inside, a_left = threading.Event(), threading.Event()
+    seen: list[str | None] = []
+
+    def second() -> None:
+        with _quick_requests():
+            b_inside.set()
+            a_left.wait(10)
+            seen.append(os.environ.get("MLFLOW_HTTP_REQUEST_TIMEOUT"))  # A has left: B still runs quick
+
+    thread = threading.Thread(target=second)
+    with _quick_requests():
+        thread.start()
+        b_inside.wait(10)
+    a_left.set()
+    thread.join(10)
+    assert seen == [QUICK_REQUESTS["MLFLOW_HTTP_REQUEST_TIMEOUT"]]
+    assert os.environ.get("MLFLOW_HTTP_REQUEST_TIMEOUT") == "30" and "MLFLOW_HTTP_REQUEST_MAX_RETRIES" not in os.environ
+
+
+def test_no_mlproject_command_carries_a_storage_url() -> None:
+    """A postgresql:// URL with its password would sit in argv (`ps`) and the params: tune reads it from the environment."""
+    project = yaml.safe_load(render_mlproject(entry_points()))
+    assert "storage" not in project["entry_points"]["tune"]["parameters"]
+    assert "--storage" not in project["entry_points"]["tune"]["command"]

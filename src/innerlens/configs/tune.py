@@ -16,6 +16,7 @@ PRUNERS = ("median", "hyperband", "none")
 @dataclass(frozen=True)
 class TuneConfig(ExecutorOptions):
     family_name = FAMILY
+    environment_only_fields = ("storage",)  # $INNERLENS_TUNE_STORAGE
 
     family: str = option("self_modeling", "Family whose hyperparameters are searched.", choices=TUNABLE)
     n_trials: int = option(20, "Trials in the whole study, across every worker (finished or pruned).", check=positive)

@@ -21,22 +21,35 @@ PREFLIGHT_TIMEOUT_S = 10  # a server that accepts connections but never answers:
 
 
 
+QUICK_REQUESTS = {"MLFLOW_HTTP_REQUEST_TIMEOUT": str(PREFLIGHT_TIMEOUT_S), "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0"}
+_quick_lock = threading.Lock()
+_quick_holders = 0
+_quick_saved: dict[str, str | None] = {}
+
+
 @contextlib.contextmanager
 def _quick_requests() -> Iterator[None]:
     """MLflow's HTTP calls in this block give up after one try of PREFLIGHT_TIMEOUT_S; the settings
-    in force before (the user's, or :func:`detect_outages_quickly`'s) come back after it."""
-    quick = {"MLFLOW_HTTP_REQUEST_TIMEOUT": str(PREFLIGHT_TIMEOUT_S), "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0"}
-    saved = {key: os.environ.get(key) for key in quick}
-    os.environ.update(quick)
+    in force before (the user's, or :func:`detect_outages_quickly`'s) come back when the last of
+    several overlapping blocks ends (stacked seeds run their pre-flights in threads at once; the
+    environment is the process's, so the first to enter saves it and the last to leave restores it)."""
+    global _quick_holders, _quick_saved
+    with _quick_lock:
+        if _quick_holders == 0:
+            _quick_saved = {key: os.environ.get(key) for key in QUICK_REQUESTS}
+            os.environ.update(QUICK_REQUESTS)
+        _quick_holders += 1
     try:
         yield
     finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-
+        with _quick_lock:
+            _quick_holders -= 1
+            if _quick_holders == 0:
+                for key, value in _quick_saved.items():
+                    if value is None:
+                        os.environ.pop(key, None)
+                    else:
+                        os.environ[key] = value
 
 
 def check_tracking_store(client: MlflowClient | None = None, uri: str | None = None) -> None:
