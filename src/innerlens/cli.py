@@ -253,9 +253,9 @@ def main(argv: list[str] | None = None) -> None:
         click.echo(f"innerlens: error: {' '.join(error.format_message().split())}", err=True)
         sys.exit(2)
     except click.Abort as abort:  # click's name for Ctrl-C, and for SIGTERM (Terminated) here
-        from innerlens.drivers.signals import Terminated
+        from innerlens.drivers.signals import Terminated, was_terminated
 
-        terminated = isinstance(abort.__cause__, Terminated)
+        terminated = isinstance(abort.__cause__, Terminated) or was_terminated()
         click.echo(f"innerlens: {'terminated' if terminated else 'interrupted'}: runs in progress were flushed "
                    "and marked KILLED (continue one with --resume RUN_ID)", err=True)
         sys.exit(143 if terminated else 130)

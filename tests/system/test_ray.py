@@ -142,6 +142,35 @@ def test_a_run_whose_worker_is_killed_finishes_in_its_own_run_without_gaps_or_du
         assert sorted(steps) == list(range(1, epochs + 1)), key  # no gap, no duplicate
 
 
+def test_sigterm_to_a_ray_study_ends_its_runs_killed_and_exits_143(local_store: str, ray_cluster: str) -> None:
+    """What Slurm or Kubernetes does to the driver: the task's run and the study's run end KILLED."""
+    options = {**TINY, "max_epochs": 400, "measure_llc": False}
+    command = [sys.executable, "-c", "from innerlens.cli import main; main()", "self-modeling-comparison",
+               "--variants", "baseline", "--seeds", "0", "--no-gamma-sensitivity", "--executor", "ray",
+               "--ray-address", ray_cluster, *[arg for k, v in options.items() for arg in (f"--{k.replace('_', '-')}", str(v))]]
+    study = subprocess.Popen(command, cwd=ROOT, env={**os.environ, "MLFLOW_TRACKING_URI": local_store},
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        child, deadline = None, time.time() + 300
+        while time.time() < deadline and study.poll() is None:
+            runs = MlflowClient().search_runs([e.experiment_id for e in MlflowClient().search_experiments()],
+                                              filter_string=f"tags.`{tracking.TAG_TASK}` = 'baseline w=0 seed 0' and attributes.status = 'RUNNING'")
+            if runs and MlflowClient().get_metric_history(runs[0].info.run_id, "val/acc"):
+                child = runs[0]
+                break
+            time.sleep(0.5)
+        assert child is not None, study.communicate()[0][-2000:] if study.poll() is not None else "never trained"
+        study.send_signal(signal.SIGTERM)
+        output, _ = study.communicate(timeout=300)
+    finally:
+        if study.poll() is None:
+            study.kill()
+    assert study.returncode == 143, output[-2000:]
+    client = MlflowClient()
+    assert client.get_run(child.info.run_id).info.status == "KILLED"
+    assert client.get_run(child.data.tags["mlflow.parentRunId"]).info.status == "KILLED"
+
+
 def test_the_deployment_files_are_well_formed_and_match_the_readme() -> None:
     import yaml
 

@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 
 from innerlens.config import ConfigError, RunFailed, redact_secrets
 from innerlens.drivers.executor import TaskResult, settle
+from innerlens.drivers.signals import terminate_as_interrupt
 
 # Environment a worker needs to reach what the driver reaches (the run id is the driver's own). Ray keeps a
 # runtime_env in its control store and shows it in its state API and logs, so nothing secret travels
@@ -25,6 +26,7 @@ _FORWARDED_PREFIXES = ("MLFLOW_", "INNERLENS_", "AWS_", "PG")
 _NOT_FORWARDED = ("MLFLOW_RUN_ID",)
 SECRET_NAME = re.compile(r"PASS|SECRET|TOKEN|CREDENTIAL|KEY|AUTH|SESSION", re.IGNORECASE)
 PROBE_TIMEOUT_S = 300  # a worker's first start imports torch and MLflow: slow on a loaded node
+CANCEL_GRACE_S = 60.0  # how long a cancelled task has to end its run KILLED before Ray is shut down
 
 
 def worker_environment(tracking_uri: str) -> dict[str, str]:
@@ -110,6 +112,7 @@ class RayExecutor:
         except (ConnectionError, RuntimeError, ValueError) as error:
             raise ConfigError(f"--executor ray: cannot join the Ray cluster at {address}: {str(error).strip().splitlines()[0]}") from None
         self._started = True
+        terminate_as_interrupt()  # ray.init installs its own SIGTERM handler, which exits without ending any run
         uri = tracking.configure_tracking()
         if is_local_store(uri) and not cluster_is_local():
             self.close()
@@ -174,7 +177,9 @@ class RayExecutor:
         failed = 0
         try:
             while pending:
-                done, _ = ray.wait(list(pending), num_returns=1)
+                done, _ = ray.wait(list(pending), num_returns=1, timeout=1.0)  # a timeout: signals run between waits
+                if not done:
+                    continue
                 index = pending.pop(done[0])
                 results[index] = settle(tasks[index][0], lambda: result_of(done[0]))
                 failed += bool(results[index].error)
@@ -185,6 +190,8 @@ class RayExecutor:
         except BaseException:
             for ref in pending:  # Ctrl-C or SIGTERM: the tasks get KeyboardInterrupt; their runs end KILLED
                 ray.cancel(ref)
+            # Shutting Ray down now would kill the tasks before their runs are marked: wait for them.
+            ray.wait(list(pending), num_returns=len(pending), timeout=CANCEL_GRACE_S)
             raise
         finally:
             bar.close()

@@ -18,8 +18,18 @@ class Terminated(KeyboardInterrupt):
     """The process was sent SIGTERM."""
 
 
+_received = threading.Event()
+
+
 def _raise_terminated(signum: int, frame: FrameType | None) -> None:
+    _received.set()
     raise Terminated(f"signal {signum}")
+
+
+def was_terminated() -> bool:
+    """Whether SIGTERM arrived: a library that catches the interrupt (Ray's blocking calls) may hand
+    on a plain ``KeyboardInterrupt`` in place of :class:`Terminated`."""
+    return _received.is_set()
 
 
 def terminate_as_interrupt() -> None:
