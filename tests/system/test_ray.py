@@ -85,6 +85,25 @@ def test_tune_on_ray_runs_exactly_n_trials_on_both_nodes(local_store: str, ray_c
         assert trial.value == pytest.approx(max(history))
 
 
+def test_tune_on_ray_keeps_its_timeout_and_beats_for_trials_in_flight(local_store: str, ray_cluster: str, tmp_path: Path) -> None:
+    """--timeout stops asking for trials (those running finish), and the driver records each running
+    trial's heartbeat in the RDB storage, so a study whose driver dies has its trials failed at the next start."""
+    import sqlite3
+
+    storage = tmp_path / "optuna.db"
+    config = TuneConfig(family="self_modeling", n_trials=40, storage=f"sqlite:///{storage}", pruner="none", sampler="random",
+                        register=False, executor="ray", ray_address=ray_cluster, timeout=1.0, heartbeat_interval=1,
+                        fixed="max_epochs=3 samples=400 p=23 n_layers=3 d_model=32 n_heads=4 d_mlp=64 measure_llc=false device=cpu")
+    tune(config, progress=False)
+    import optuna
+
+    trials = optuna.load_study(study_name=config.resolved_study_name, storage=config.storage).trials
+    assert 1 <= len(trials) < 40 and {t.state.name for t in trials} == {"COMPLETE"}  # stopped asking; none left running
+    with sqlite3.connect(storage) as db:
+        beaten = {row[0] for row in db.execute("SELECT trial_id FROM trial_heartbeats")}
+    assert beaten and beaten <= {t._trial_id for t in trials}
+
+
 def test_a_journal_file_storage_is_refused_for_a_cluster_beyond_this_machine() -> None:
     assert is_local_store("sqlite:////tmp/x.db") and is_local_store("/tmp/mlruns") and is_local_store("file:///tmp/m")
     assert not is_local_store("postgresql://u@db/optuna") and not is_local_store("http://mlflow:5000")

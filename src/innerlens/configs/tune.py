@@ -24,7 +24,7 @@ class TuneConfig(ExecutorOptions):
     storage: Optional[str] = option(None, "Optuna storage URL: sqlite:///... or postgresql://... (default: $INNERLENS_TUNE_STORAGE, which keeps a password out of `ps`, else the journal file mlruns/optuna/journal.log, one host only).")
     sampler: str = option("tpe", "Optuna sampler.", choices=SAMPLERS)
     pruner: str = option("median", "Stop unpromising trials early from their per-evaluation validation metric.", choices=PRUNERS)
-    timeout: Optional[float] = option(None, "Stop starting trials after this many seconds (per worker).", check=positive)
+    timeout: Optional[float] = option(None, "Stop starting trials after this many seconds (per worker; with --executor ray, the driver): trials already running finish.", check=positive)
     space: Optional[str] = option(None, "YAML search space replacing the family's own (see innerlens.search_space).")
     fixed: str = option("", "Family options fixed for every trial, space-separated name=value, e.g. 'max_epochs=5 d_model=32'.")
     n_workers: int = option(1, "Local worker processes sharing the study (with --executor ray the cluster's size decides how many trials run at once).", check=positive)

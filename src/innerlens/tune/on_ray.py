@@ -8,7 +8,9 @@ trials are asked. A task whose worker died is retried by Ray and resumes its tri
 """
 from __future__ import annotations
 
+import math
 import sys
+import time
 
 import optuna
 from optuna.trial import TrialState
@@ -16,7 +18,7 @@ from tqdm.auto import tqdm
 
 from innerlens.config import ConfigError
 from innerlens.configs.tune import TuneConfig
-from innerlens.drivers.ray_executor import RayExecutor, cluster_is_local, is_local_store, result_of
+from innerlens.drivers.ray_executor import CANCEL_GRACE_S, RayExecutor, cluster_is_local, is_local_store, result_of
 from innerlens.search_space import space_from_yaml
 from innerlens.tune.study import (
     CONFIG_ERROR_ATTR,
@@ -47,6 +49,15 @@ def evaluate_trial(job: tuple[TuneConfig, str, int]) -> float:
     return objective(optuna.Trial(study, trial_id))
 
 
+def beat(study: optuna.Study, trials) -> None:  # trials: Iterable[optuna.Trial]
+    """Record a heartbeat for each trial in flight, when the storage keeps them (RDB): the driver
+    stands in for the workers, which run no ``study.optimize``."""
+    storage = study._storage
+    if getattr(storage, "get_heartbeat_interval", lambda: None)() is not None:  # the journal file keeps none
+        for trial in trials:
+            storage.record_heartbeat(trial._trial_id)
+
+
 def _space(config: TuneConfig, target: Tunable):
     return space_from_yaml(config.space, target.config_class) if config.space else target.search.space
 
@@ -75,6 +86,9 @@ def _ask_run_tell(config: TuneConfig, target: Tunable, study: optuna.Study, pare
     study.sampler = make_sampler(config, config.seed)
     if storage_url(config) is None and (orphans := fail_orphaned_trials(study)):
         print(f"tune: {orphans} trial(s) whose worker died were marked FAIL", file=sys.stderr)
+    optuna.storages.fail_stale_trials(study)  # (a no-op without heartbeats) an RDB study whose earlier driver died: its trials' beats stopped
+    deadline = time.monotonic() + config.timeout if config.timeout else math.inf
+    beat_at = -math.inf
     remaining = config.n_trials - len(study.get_trials(deepcopy=False, states=ENDED_STATES))
     limit = FailureLimit(config.max_consecutive_failures, config.n_trials)
     worker_config = config.replace(storage=None)
@@ -82,13 +96,19 @@ def _ask_run_tell(config: TuneConfig, target: Tunable, study: optuna.Study, pare
     config_error = ""
     bar = tqdm(total=max(remaining, 0), desc="trials", disable=not progress)
     try:
-        while in_flight or (remaining > 0 and not limit.tripped and not config_error):
-            while remaining > 0 and len(in_flight) < executor.capacity() and not limit.tripped and not config_error:
+        while in_flight or (remaining > 0 and not limit.tripped and not config_error and time.monotonic() < deadline):
+            while (remaining > 0 and len(in_flight) < executor.capacity() and not limit.tripped and not config_error
+                   and time.monotonic() < deadline):  # --timeout: no new trial after it; those running finish
                 trial = study.ask()
                 space(trial)  # every parameter sampled here, by the driver's seeded sampler
                 in_flight[executor.submit(evaluate_trial, (worker_config, parent_run_id, trial._trial_id))] = trial
                 remaining -= 1
-            done, _ = ray.wait(list(in_flight), num_returns=1)
+            if time.monotonic() - beat_at >= config.heartbeat_interval:
+                beat(study, in_flight.values())
+                beat_at = time.monotonic()
+            done, _ = ray.wait(list(in_flight), num_returns=1, timeout=1.0)  # a timeout: beats and signals between waits
+            if not done:
+                continue
             trial = in_flight.pop(done[0])
             state, value = TrialState.COMPLETE, None
             try:
@@ -108,6 +128,7 @@ def _ask_run_tell(config: TuneConfig, target: Tunable, study: optuna.Study, pare
     except BaseException:
         for ref in in_flight:  # Ctrl-C or SIGTERM: the trials' runs end KILLED
             ray.cancel(ref)
+        ray.wait(list(in_flight), num_returns=len(in_flight), timeout=CANCEL_GRACE_S)  # before Ray shuts down
         raise
     finally:
         bar.close()

@@ -201,8 +201,9 @@ def open_storage(config: TuneConfig) -> optuna.storages.BaseStorage:
         return RDBStorage(
             url,
             engine_kwargs={"pool_pre_ping": True},
-            # Only study.optimize beats; Ray's driver asks and tells, and Ray itself retries a lost trial.
-            heartbeat_interval=config.heartbeat_interval if config.executor == "local" else None,
+            # study.optimize beats for its trials; on Ray the driver beats for the trials in flight
+            # (tune/on_ray.py), so a study whose driver died has its trials failed at the next start.
+            heartbeat_interval=config.heartbeat_interval,
             grace_period=2 * config.heartbeat_interval + 1,
             heartbeat_stale_trial_callback=FailedTrialCallback(max_retry=config.max_retries),
         )
