@@ -69,7 +69,11 @@ def test_rerunning_a_named_study_continues_it_and_refuses_other_options(local_st
     interrupted = next(iter(first))
     client.set_terminated(interrupted, "KILLED")  # as if the study had been stopped while this run trained
     client.set_terminated(parent, "KILLED")
+    from innerlens.drivers.self_modeling_comparison import left_out
+
+    assert left_out(parent) == f"left out of the tables: 1 run(s) not FINISHED: {first[interrupted]} (KILLED)"
     again = compare(config, progress=False)
+    assert left_out(parent) == ""
     assert again == parent  # the same study
     second = {c.info.run_id: (c.data.tags["innerlens.task"], c.info.status) for c in children(parent)}
     assert set(second) == set(first)  # no run trained twice: the finished ones kept, the killed one continued

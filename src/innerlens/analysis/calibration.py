@@ -48,7 +48,8 @@ def ece_interval(probabilities: np.ndarray, labels: np.ndarray, bins: int = 10, 
 
 def ece_floor(probabilities: np.ndarray, bins: int = 10, draws: int = 1000, seed: int = 0) -> float:
     """The ECE a perfectly calibrated model scores at these probabilities and this n: labels drawn
-    as Bernoulli(p). Binning noise alone gives ≈ 0.08 at n = 150, so an ECE near it is not evidence
+    as Bernoulli(p). Binning noise alone gives 0.04-0.08 at n ≈ 150 (it depends on the probabilities:
+    bench/results/selector_seeds_runs.csv), so an ECE near it is not evidence
     of miscalibration, and one below it cannot be read as better calibration."""
     rng = np.random.default_rng(seed)
     return float(np.mean([expected_calibration_error(probabilities, (rng.random(len(probabilities)) < probabilities).astype(float), bins)

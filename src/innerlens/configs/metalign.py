@@ -33,7 +33,7 @@ class MetalignConfig(ModelShape, EpochConfig):
     weighted_sampling: bool = option(True, "Sample objects far from the dimension's median more often (clear cases first make in-context learning emerge in minutes; --no-weighted-sampling for uniform draws).")
     episodes_per_epoch: int = option(2048, "Training episodes per epoch.", check=positive)
     eval_episodes: int = option(256, "Fixed validation and test episodes each.", check=positive)
-    cka_repeats: int = option(100, "Object subsamples (80 %, no duplicates) for CKA intervals.", check=positive)
+    cka_repeats: int = option(100, "Object half-samples (no duplicates, m-out-of-n rescaled) for CKA intervals.", check=positive)
     cognitive_l2: float = option(1.0, "L2 strength of the logistic-regression learner.", check=positive)
 
     max_epochs: int = option(80, "Upper bound on training epochs (on the synthetic files validation accuracy peaks near epoch 50).", check=positive)

@@ -116,6 +116,13 @@ def cell_tasks(singles: list[SelfModelingConfig], parent_id: str) -> list[tuple[
     return [(label, (members, parent_id)) for label, members in cells.items()]
 
 
+def left_out(parent_id: str) -> str:
+    """One line naming the study's runs that are not FINISHED (left out of every table), or ""."""
+    missing = sorted(f"{child.data.tags.get(tracking.TAG_TASK, child.info.run_id)} ({child.info.status})"
+                     for child in tracking.children(parent_id) if child.info.status != "FINISHED")
+    return f"left out of the tables: {len(missing)} run(s) not FINISHED: {', '.join(missing)}" if missing else ""
+
+
 def run_summaries(parent_id: str) -> pd.DataFrame:
     """(run_id, group, variant, weight, seed, key, value) of every child's end-of-training metrics."""
     rows = []
@@ -279,6 +286,7 @@ def compare(config: SelfModelingComparisonConfig, progress: bool = True) -> str:
         parent_id = train_or_reuse(config, tracker, FAMILY, tasks, train, skip_training=config.skip_training,
                                    workers=config.workers, progress=progress, unit=unit)
         summaries = run_summaries(parent_id)
+        omitted = left_out(parent_id)
         statistics = study_statistics(summaries)
         gammas = gamma_table(summaries)
         history = children_history(parent_id)
@@ -288,7 +296,7 @@ def compare(config: SelfModelingComparisonConfig, progress: bool = True) -> str:
         tracker.log_text(statistics.to_csv(index=False), "tables/paired_statistics.csv")
         tracker.log_text(summaries.to_csv(index=False), "tables/run_summaries.csv")
         tracker.log_text(gammas.to_csv(index=False), "tables/gamma_sensitivity.csv")
-        tracker.log_text(summary_markdown(config, statistics, table), "summary.md")
+        tracker.log_text(summary_markdown(config, statistics, table) + (f"\n{omitted}\n" if omitted else ""), "summary.md")
         for name, figure in drawn.items():
             if config.show_plots:
                 with tempfile.TemporaryDirectory(prefix="innerlens-comparison-") as folder:
@@ -304,6 +312,8 @@ def compare(config: SelfModelingComparisonConfig, progress: bool = True) -> str:
                 name = tracking.figure_name(child.data.tags.get(tracking.TAG_TASK, child.info.run_id))
                 tracking.download_run_artifacts(child.info.run_id, target / "runs" / name)
         click.echo(table)
+        if omitted:
+            click.echo(omitted)
         click.echo(plain_verdict(statistics))
         if not gammas.empty:
             click.echo("final LLC rank of each cell at each γ (first seed):\n" + gammas.to_string(index=False))

@@ -307,7 +307,7 @@ def report(tracker: tracking.RunTracker, plan: MetalignPlan, fit: FitResult) -> 
     scores.update({f"cka_{row.method}/{row.layer.replace('@', '_at_')}/{row.subset}": row.value for row in cka.itertuples()})
     scores.update(beats_controls(cka))
     tracker.log_metrics(state.step, scores)
-    tracker.log_text(cka.to_csv(index=False), "tables/cka.csv")
+    tracker.log_text(cka.drop(columns=["draws"]).to_csv(index=False), "tables/cka.csv")
     by_dimension = behaviour.groupby(["learner", "dimension"], as_index=False)["p_correct"].mean()
     by_dimension["name"] = by_dimension["dimension"].map(lambda d: names[d])
     tracker.log_text(by_dimension.to_csv(index=False), "tables/accuracy_by_dimension.csv")
