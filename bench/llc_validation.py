@@ -176,5 +176,6 @@ def summarise(table: pd.DataFrame, args: argparse.Namespace) -> None:
                     f"{v['mala_acceptance_centre']:.2f} | {'yes' if v['stable'] else 'no'} |")
     (RESULTS / f"llc_validation_{args.study}_table.md").write_text("\n".join(rows) + "\n")
 
+
 if __name__ == "__main__":
     main()

@@ -19,6 +19,7 @@ os.environ.setdefault("INNERLENS_MODEL_CACHE", str(ROOT / "mlruns" / "models"))
 # Subprocesses (`mlflow run`, `mlflow server`, `python entrypoints/...`) use this interpreter's env.
 os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
 
+
 @pytest.fixture(scope="session")
 def empty_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An MLflow SQLite database with its schema migrated (a second and a half each time), made once."""

@@ -132,6 +132,7 @@ def test_default_regime_generalises_on_an_unpicked_seed() -> None:
         torch.set_num_threads(threads)
     assert max(val_acc) >= 0.95, val_acc
 
+
 def test_the_vectorised_sampler_agrees_with_devinterp_on_a_transformer_and_leaves_it_untouched() -> None:
     import torch.nn.functional as F
 

@@ -107,6 +107,7 @@ def progress_phases(steps: np.ndarray, excluded_loss: np.ndarray, restricted_los
     fall = restricted[top] - float(np.median(restricted[-max(1, len(steps) // 20):]))  # to the final level
     if fall <= 0:
         return ProgressPhases(circuit, math.nan, math.nan)
+
     def fallen(share: float) -> float:
         """The first step after the peak at which ``share`` of the fall is done."""
         hits = np.flatnonzero(restricted[top:] <= restricted[top] - share * fall)

@@ -50,6 +50,7 @@ SEARCH = SearchSpec(
     },
 )
 
+
 def snapshot_steps(max_steps: int, eval_every: int, count: int) -> list[int]:
     """Log-spaced evaluation steps (multiples of ``eval_every``) from the first evaluation to the end, plus step 0."""
     if count == 0:

@@ -67,6 +67,7 @@ SEARCH = SearchSpec(
     },
 )
 
+
 @dataclass(frozen=True)
 class PreparedData:
     objects: ObjectData

@@ -44,6 +44,7 @@ SEARCH = SearchSpec(
     },
 )
 
+
 def default_layers(n_layers: int) -> tuple[int, int]:
     """About 1/6 and 1/2 of the depth, distinct."""
     low, high = round(n_layers / 6), n_layers // 2

@@ -21,11 +21,9 @@ from innerlens.tracking.store import TAG_GENERATION, detect_outages_quickly, pro
 MAX_METRICS_PER_BATCH = 1000  # MLflow's limit for one log_batch call
 
 
-
 def spool_root() -> Path:
     """Where runs keep the calls an unreachable tracking server could not take (``innerlens sync`` replays them)."""
     return project_root() / "mlruns" / "spool"
-
 
 
 def is_outage(error: BaseException) -> bool:
@@ -37,7 +35,6 @@ def is_outage(error: BaseException) -> bool:
     if isinstance(error, MlflowException):  # connection failures arrive as INTERNAL_ERROR (500)
         return error.get_http_status_code() >= 500
     return isinstance(error, (requests.RequestException, OSError, BotoCoreError))
-
 
 
 def send_entry(client: MlflowClient, artifacts: Any, run_id: str, entry: dict[str, Any], file: Path | None) -> None:
@@ -60,7 +57,6 @@ def send_entry(client: MlflowClient, artifacts: Any, run_id: str, entry: dict[st
         raise AssertionError(f"unknown tracking call {kind!r}")
 
 
-
 def deliver_spool(spool: Spool, client: MlflowClient, artifacts: Any, run_id: str) -> int | None:
     """Send a spool in order: how many entries went, or None when the server is still out (they wait)."""
     try:
@@ -69,7 +65,6 @@ def deliver_spool(spool: Spool, client: MlflowClient, artifacts: Any, run_id: st
         if not is_outage(error):
             raise
         return None
-
 
 
 class StaleSpool(Exception):
@@ -128,7 +123,6 @@ def waiting_spools(root: Path | None = None) -> list[tuple[str, int, str]]:
     return listed
 
 
-
 def _sync_one(spool: Spool) -> tuple[str, int, int, bool, str]:
     meta = spool.meta
     if not spool.claim():
@@ -153,10 +147,8 @@ def _sync_one(spool: Spool) -> tuple[str, int, int, bool, str]:
     return meta["run_id"], sent or 0, len(spool), False, ""
 
 
-
 def first_line(error: BaseException) -> str:
     return (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
-
 
 
 def say(message: str) -> None:

@@ -42,7 +42,6 @@ def open_finished_run(run_id: str) -> Iterator[RunTracker]:
         tracker.close()
 
 
-
 class EndsRunAs(Exception):
     """Raised inside a run to end it with ``status`` rather than FAILED; any other exception fails it."""
 
@@ -59,17 +58,14 @@ class RunContext:
     on_start: Callable[[str], None] | None = None  # told the run id once the run exists
 
 
-
 PARENT_RUN_TAG = "mlflow.parentRunId"
 # The runs this process has open, innermost last (innerlens keeps its own list instead of MLflow's
 # private fluent active-run stack): a run started inside another never reopens `mlflow run`'s run.
 _open_runs: contextvars.ContextVar[tuple[str, ...]] = contextvars.ContextVar("innerlens_open_runs", default=())
 
 
-
 # Where a study's run executes (the Ray node), set by the executor around the task; added to the run's tags.
 _placement: contextvars.ContextVar[dict[str, str]] = contextvars.ContextVar("innerlens_placement", default={})
-
 
 
 @contextlib.contextmanager
@@ -82,11 +78,9 @@ def placement(tags: dict[str, str]) -> Iterator[None]:
         _placement.reset(token)
 
 
-
 def end_run_as(run_id: str, status: str) -> None:
     """End a run that its own process can no longer end (its worker died)."""
     MlflowClient().set_terminated(run_id, status)
-
 
 
 @contextlib.contextmanager

@@ -20,7 +20,6 @@ from innerlens.tracking.store import TAG_FAMILY, configure_tracking
 PREFLIGHT_TIMEOUT_S = 10  # a server that accepts connections but never answers: an error in seconds, not minutes
 
 
-
 QUICK_REQUESTS = {"MLFLOW_HTTP_REQUEST_TIMEOUT": str(PREFLIGHT_TIMEOUT_S), "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0"}
 _quick_lock = threading.Lock()
 _quick_holders = 0
@@ -78,7 +77,6 @@ def check_tracking_store(client: MlflowClient | None = None, uri: str | None = N
         notice.cancel()
 
 
-
 def check_run_exists(run_id: str, family: str) -> None:
     """Fail with a one-line error unless ``run_id`` is a run of ``family`` in the tracking store."""
     client = MlflowClient()
@@ -89,7 +87,6 @@ def check_run_exists(run_id: str, family: str) -> None:
     run_family = run.data.tags.get(TAG_FAMILY)
     if run_family is not None and run_family != family:
         raise ConfigError(f"--resume: run {run_id} is a {run_family!r} run, not {family!r}")
-
 
 
 def resumable_config(run_id: str, family: str, force: bool = False) -> dict[str, Any]:
@@ -114,7 +111,6 @@ def resumable_config(run_id: str, family: str, force: bool = False) -> dict[str,
         return {}
 
 
-
 def check_no_spool(run_id: str) -> None:
     """A run must not resume while calls it spooled are undelivered: ``sync`` would later replay
     them over what the resumed run logs (duplicate points, a stale ``last.pt``)."""
@@ -124,7 +120,6 @@ def check_no_spool(run_id: str) -> None:
         if waiting:
             raise ConfigError(f"--resume {run_id}: {waiting} tracking calls of this run wait in {directory}; "
                               "run `innerlens sync` first, then resume")
-
 
 
 def has_checkpoint(run_id: str, name: str = "last") -> bool:

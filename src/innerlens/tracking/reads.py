@@ -21,7 +21,6 @@ def last_logged_step(run_id: str, key: str) -> int:
     return max((m.step for m in MlflowClient().get_metric_history(run_id, key)), default=0)
 
 
-
 def load_checkpoint(run_id: str, name: str = "last") -> dict[str, Any]:
     """Download ``checkpoints/<name>.pt`` of a run and load it with ``weights_only=True``."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -31,13 +30,11 @@ def load_checkpoint(run_id: str, name: str = "last") -> dict[str, Any]:
         return torch.load(path, map_location="cpu", weights_only=True)
 
 
-
 def list_checkpoints(run_id: str, folder: str = "") -> list[str]:
     """Checkpoint names (without ``.pt``) under ``checkpoints/<folder>`` of a run, sorted."""
     path = f"checkpoints/{folder}".rstrip("/")
     entries = MlflowClient().list_artifacts(run_id, path)
     return sorted(Path(e.path).stem for e in entries if e.path.endswith(".pt"))
-
 
 
 def load_config(run_id: str, family: str) -> dict[str, Any]:
@@ -52,7 +49,6 @@ def load_config(run_id: str, family: str) -> dict[str, Any]:
     return json.loads(mlflow.artifacts.load_text(f"{run.info.artifact_uri}/config.json"))
 
 
-
 def load_history(run_id: str) -> pd.DataFrame:
     """A finished run's ``history.parquet`` (tidy step, key, value)."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -60,13 +56,11 @@ def load_history(run_id: str) -> pd.DataFrame:
         return pd.read_parquet(path)
 
 
-
 def download_run_artifacts(run_id: str, destination: Path) -> Path:
     """Copy every artifact of a run into ``destination`` (a local copy next to the store)."""
     destination.mkdir(parents=True, exist_ok=True)
     mlflow.artifacts.download_artifacts(run_id=run_id, dst_path=str(destination))
     return destination
-
 
 
 def task_run(parent_run_id: str, task: str) -> tuple[str, str] | None:
@@ -92,7 +86,6 @@ def running_runs_of_unit(parent_run_id: str, unit: str) -> list[str]:
                       "and attributes.status = 'RUNNING'",
     )
     return [run.info.run_id for run in runs]
-
 
 
 def read_csv_artifact(run_id: str, path: str) -> pd.DataFrame:

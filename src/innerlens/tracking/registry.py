@@ -13,7 +13,6 @@ from innerlens.config import ConfigError, redact_secrets
 REGISTRY_PREFIX = "models:/"
 
 
-
 def register_model(run_id: str, artifact_path: str, name: str, tags: dict[str, str] | None = None) -> str:
     """Register ``artifact_path`` of a run as a new version of ``name`` with ``tags``; return the version."""
     client = MlflowClient()
@@ -23,7 +22,6 @@ def register_model(run_id: str, artifact_path: str, name: str, tags: dict[str, s
         client.create_registered_model(name)
     source = f"{client.get_run(run_id).info.artifact_uri}/{artifact_path}"
     return str(client.create_model_version(name, source, run_id=run_id, tags=tags).version)
-
 
 
 def download_registered(uri: str, destination: Path) -> tuple[Path, str]:

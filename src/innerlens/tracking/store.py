@@ -14,25 +14,19 @@ from innerlens.config import ConfigError, redact_secrets
 DEFAULT_EXPERIMENT = "innerlens"
 
 
-
 TAG_FAMILY = "innerlens.family"
-
 
 
 TAG_VARIANT = "innerlens.variant"
 
 
-
 TAG_SEED = "innerlens.seed"
-
 
 
 TAG_GIT_COMMIT = "innerlens.git_commit"
 
 
-
 TAG_STEP_UNIT = "innerlens.step_unit"
-
 
 
 TAG_TASK = "innerlens.task"  # a study's name for one of its runs: how a retried task finds the run it started
@@ -43,13 +37,10 @@ TAG_RESUMED = "innerlens.resumed"  # when, where and by whom the latest resume r
 TAG_UNIT = "innerlens.executor_task"  # the executor's task that trains the run (its task, or its stacked cell)
 
 
-
 TAG_RAY_NODE = "innerlens.ray_node_id"
 
 
-
 TAG_EXECUTOR = "innerlens.executor"  # on a study's parent run: where its runs executed
-
 
 
 def project_root() -> Path:
@@ -62,14 +53,12 @@ def project_root() -> Path:
     return Path.cwd()
 
 
-
 def models_root() -> Path:
     """Where built-in models (the trained tiny LM) and downloaded registry versions are cached:
     ``mlruns/models`` of the checkout, or ``INNERLENS_MODEL_CACHE`` (one cache for many checkouts)."""
     if "INNERLENS_MODEL_CACHE" in os.environ:
         return Path(os.environ["INNERLENS_MODEL_CACHE"]).resolve()
     return project_root() / "mlruns" / "models"
-
 
 
 def embedded_store() -> tuple[str, Path]:
@@ -87,7 +76,6 @@ def embedded_store() -> tuple[str, Path]:
 
 
 TRACKING_SCHEMES = ("file", "http", "https", "sqlite", "postgresql", "mysql", "mssql", "databricks")
-
 
 
 def configure_tracking() -> str:
@@ -110,7 +98,6 @@ def configure_tracking() -> str:
     return uri
 
 
-
 def detect_outages_quickly() -> None:
     """MLflow retries a failed request for minutes by default; a few seconds tell an outage, and the
     tracker's spool (not a blocked call) rides it out. Settings the user made win."""
@@ -119,11 +106,9 @@ def detect_outages_quickly() -> None:
         os.environ.setdefault(name, value)
 
 
-
 # MLflow 3's UI opens an experiment without this tag in its GenAI view (traces, judges) after asking
 # for its type; innerlens experiments are model training, shown under "Model training".
 EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")
-
 
 
 def experiment_id(client: MlflowClient) -> str:
@@ -142,13 +127,11 @@ def experiment_id(client: MlflowClient) -> str:
     return client.create_experiment(name, artifact_location=artifact_location, tags=dict([EXPERIMENT_KIND]))
 
 
-
 def mark_as_model_training(client: MlflowClient, experiment_id: str) -> None:
     """Tag an experiment someone else created (``mlflow run --experiment-name``) as model training, once."""
     key, kind = EXPERIMENT_KIND
     if key not in client.get_experiment(experiment_id).tags:
         client.set_experiment_tag(experiment_id, key, kind)
-
 
 
 def git_commit() -> str:
@@ -163,12 +146,10 @@ def git_commit() -> str:
     return out.stdout.strip() if out.returncode == 0 else baked
 
 
-
 def figure_name(name: str) -> str:
     """A safe artifact name: folders kept, every other character outside [A-Za-z0-9._=-] becomes '_'."""
     parts = [re.sub(r"[^A-Za-z0-9._=-]+", "_", part).strip("._") or "_" for part in name.split("/")]
     return "/".join(parts)
-
 
 
 LOCAL_UI = "http://127.0.0.1:5000"  # what `mlflow ui` serves by default
@@ -207,7 +188,6 @@ def ui_hint(run_id: str | None = None, artifacts: tuple[str, ...] = ()) -> str:
     lines.append(f"all runs: {runs_table(base, experiment)}")
     lines += [f"{name}: {run_page(base, run_id, experiment, artifact=name)}" for name in artifacts]
     return "\n".join(lines)
-
 
 
 def tracking_uri() -> str:

@@ -60,11 +60,9 @@ def run(config: TuneConfig, *, progress: bool = True) -> str:
     return parent
 
 
-
 def trial_table(study: optuna.Study) -> pd.DataFrame:
     table = study.trials_dataframe(attrs=("number", "value", "state", "params", "duration", "user_attrs"))
     return table.rename(columns=lambda c: c.replace("user_attrs_", ""))
-
 
 
 def summarize(tracker: tracking.RunTracker, study: optuna.Study, target: Tunable, config: TuneConfig) -> None:
@@ -91,7 +89,6 @@ def summarize(tracker: tracking.RunTracker, study: optuna.Study, target: Tunable
                                                    "value": best.value}.items()}
         version = tracking.register_model(best.user_attrs[RUN_ATTR], "checkpoints", name, tags)
         tracker.set_tags({"innerlens.registered_version": f"{name}/{version}"})
-
 
 
 def _log_figures(tracker: tracking.RunTracker, study: optuna.Study) -> None:

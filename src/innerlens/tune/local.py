@@ -56,13 +56,11 @@ def optimize(config: TuneConfig, target: Tunable, study: optuna.Study, parent_ru
         raise StudyFailed(f"study stopped after {limit.failed} failed trials ({limit.in_a_row} in a row); last error: {limit.last_error}")
 
 
-
 def worker_command(config: TuneConfig, parent_run_id: str, index: int) -> list[str]:
     """The command line of spawned worker ``index``: this study's options, without the storage URL."""
     worker = config.replace(n_workers=1, worker_of=parent_run_id, seed=config.seed + index, storage=None)
     args = [f"--{name.replace('_', '-')}={value}" for name, value in worker.cli_values().items()]
     return [sys.executable, "-c", "from innerlens.cli import main; main()", "tune", *args]
-
 
 
 def _spawn_workers(config: TuneConfig, parent_run_id: str) -> None:
@@ -80,7 +78,6 @@ def _spawn_workers(config: TuneConfig, parent_run_id: str) -> None:
         stop_processes(processes)  # after Ctrl-C or SIGTERM: no orphaned workers, their trial runs end KILLED
     if failed:
         raise RunFailed(f"{len(failed)} of {config.n_workers} tune workers exited with an error (their own lines above say why)")
-
 
 
 def _work(config: TuneConfig, target: Tunable, study: optuna.Study, parent_run_id: str) -> None:

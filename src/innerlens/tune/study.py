@@ -24,29 +24,22 @@ from innerlens.search_space import SearchSpec
 PARENT_ATTR = "mlflow_parent_run_id"
 
 
-
 RUN_ATTR = "mlflow_run_id"
-
 
 
 ERROR_ATTR = "error"
 
 
-
 CONFIG_ERROR_ATTR = "config_error"
-
 
 
 STORAGE_ENV = "INNERLENS_TUNE_STORAGE"  # how workers get the URL: the environment, not argv
 
 
-
 OWNER_ATTR = "worker"  # host:pid running the trial (how the journal storage finds dead workers' trials)
 
 
-
 ENDED_STATES = (TrialState.COMPLETE, TrialState.PRUNED)
-
 
 
 @dataclass(frozen=True)
@@ -58,11 +51,9 @@ class Tunable:
     search: SearchSpec
 
 
-
 def tunable(family: str) -> Tunable:
     entry = registry.family(family)
     return Tunable(entry.config, functools.partial(session.run, entry.name), entry.load().SEARCH)
-
 
 
 def parse_fixed(fixed: str, config_class: type[Config]) -> dict[str, str]:
@@ -80,12 +71,10 @@ def parse_fixed(fixed: str, config_class: type[Config]) -> dict[str, str]:
     return values
 
 
-
 class PruneRun(optuna.TrialPruned, tracking.EndsRunAs):
     """Optuna counts the trial PRUNED; its MLflow run ends KILLED (never FINISHED)."""
 
     status = "KILLED"
-
 
 
 class PruningReporter:
@@ -103,7 +92,6 @@ class PruningReporter:
         pass
 
 
-
 def best_validation_value(run_id: str, metric: str, direction: str) -> float:
     """The best value of the run's validation metric over its history (what its best.pt holds)."""
     assert metric.startswith("val/"), "objectives read validation metrics only"
@@ -111,7 +99,6 @@ def best_validation_value(run_id: str, metric: str, direction: str) -> float:
     if not values:
         raise RuntimeError(f"run {run_id} logged no {metric}")
     return max(values) if direction == "maximize" else min(values)
-
 
 
 def make_objective(target: Tunable, base: dict[str, str], space: Callable[[Any], dict[str, Any]],
@@ -125,6 +112,7 @@ def make_objective(target: Tunable, base: dict[str, str], space: Callable[[Any],
         assert set(suggested) <= fields
         metric = target.search.monitor(config)
         tags = {"innerlens.study": study_name, "innerlens.trial": str(trial.number)}
+
         def remember(run_id: str) -> None:
             trial.set_user_attr(RUN_ATTR, run_id)  # so a dead worker's run can be marked FAILED
 
@@ -137,7 +125,6 @@ def make_objective(target: Tunable, base: dict[str, str], space: Callable[[Any],
     return objective
 
 
-
 class FailedTrialCallback(RetryHeartbeatStaleTrialCallback):  # Optuna 5's name for RetryFailedTrialCallback
     """A trial whose worker stopped beating: end its MLflow run FAILED, then queue a retry."""
 
@@ -148,11 +135,9 @@ class FailedTrialCallback(RetryHeartbeatStaleTrialCallback):  # Optuna 5's name 
         super().__call__(study, trial)
 
 
-
 def storage_url(config: TuneConfig) -> str | None:
     """The RDB storage URL (from --storage, else $INNERLENS_TUNE_STORAGE); None: the local journal file."""
     return config.storage or os.environ.get(STORAGE_ENV) or None
-
 
 
 def _process_alive(pid: int) -> bool:
@@ -163,7 +148,6 @@ def _process_alive(pid: int) -> bool:
     except PermissionError:  # somebody else's process
         return True
     return True
-
 
 
 def fail_orphaned_trials(study: optuna.Study) -> int:
@@ -184,7 +168,6 @@ def fail_orphaned_trials(study: optuna.Study) -> int:
         study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
         ended += 1
     return ended
-
 
 
 def open_storage(config: TuneConfig) -> optuna.storages.BaseStorage:
@@ -211,14 +194,12 @@ def open_storage(config: TuneConfig) -> optuna.storages.BaseStorage:
         raise ConfigError(f"--storage: cannot open {url.split('@')[-1]!r} ({type(error).__name__})") from None
 
 
-
 def make_sampler(config: TuneConfig, seed: int) -> optuna.samplers.BaseSampler:
     if config.sampler == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     if config.sampler == "cmaes":
         return optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False)
     return optuna.samplers.TPESampler(seed=seed)
-
 
 
 def make_pruner(config: TuneConfig) -> optuna.pruners.BasePruner:
@@ -229,10 +210,8 @@ def make_pruner(config: TuneConfig) -> optuna.pruners.BasePruner:
     return optuna.pruners.NopPruner()
 
 
-
 class SurplusTrial(Exception):
     """Another worker already started the study's last trial."""
-
 
 
 def capped(objective: Callable[[optuna.Trial], float], n_trials: int) -> Callable[[optuna.Trial], float]:
@@ -254,10 +233,8 @@ def capped(objective: Callable[[optuna.Trial], float], n_trials: int) -> Callabl
     return guarded
 
 
-
 class StudyFailed(RunFailed):
     """The study's trials keep failing: it stops, and its parent run ends FAILED."""
-
 
 
 class FailureLimit:
@@ -290,7 +267,6 @@ class FailureLimit:
     @property
     def tripped(self) -> bool:
         return self.in_a_row >= self.consecutive or self.failed >= self.total
-
 
 
 def remembering_errors(objective: Callable[[optuna.Trial], float]) -> Callable[[optuna.Trial], float]:
