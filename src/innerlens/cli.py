@@ -14,7 +14,8 @@ import click
 from click.core import ParameterSource
 
 from innerlens.commands import entry_points
-from innerlens.config import NONE_SPELLINGS, Config, ConfigError, FieldSpec, RunFailed
+from innerlens.config import NONE_SPELLINGS, Config, FieldSpec
+from innerlens.errors import ConfigError, RunFailed
 from innerlens.registry import EntryPoint
 
 

@@ -14,11 +14,12 @@ from scipy import stats
 from innerlens import registry
 from innerlens.analysis.censored import gehan_test, paired_order, restricted_mean
 from innerlens.analysis.stats import holm, paired_statistics
-from innerlens.config import ConfigError, redact_secrets
 from innerlens.configs.compare import FAMILY, CompareConfig
+from innerlens.errors import ConfigError
 from innerlens.metrics import direction, kind
 from innerlens.tracking import DEFAULT_EXPERIMENT, TAG_FAMILY, TAG_SEED, TAG_VARIANT
 from innerlens.tracking.history import fetch_histories, search_runs
+from innerlens.tracking.redaction import redact_secrets
 from innerlens.tracking.store import tracking_uri
 from innerlens.viz.compare import group_order
 from innerlens.viz.curves import metric_curves

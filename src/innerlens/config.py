@@ -9,11 +9,12 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import re
 import types
 import typing
 from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar, Iterator, Optional
+
+from innerlens.errors import ConfigError
 
 # Fields that steer how a run is executed rather than what it computes; never logged as params
 # (a resumed run keeps the params it was started with).
@@ -25,14 +26,6 @@ RESUMABLE_FIELDS = ("resume", "force_resume", "max_epochs", "max_steps", "device
 
 # How an unset optional value is written on the command line and in params ("" works too).
 NONE_SPELLINGS = ("", "none")
-
-
-class ConfigError(ValueError):
-    """A user-facing, one-line configuration error (raised before anything is logged)."""
-
-
-class RunFailed(RuntimeError):
-    """A run or study that failed for a reason worth one line to the user (exit code 1); its run is FAILED."""
 
 
 Check = Callable[[Any], Optional[str]]
@@ -259,15 +252,15 @@ class Config:
         }
 
     def to_params(self) -> dict[str, str]:
-        """MLflow params: :meth:`cli_values` with passwords masked."""
-        return {name: redact_secrets(value) for name, value in self.cli_values().items()}
+        """MLflow params: :meth:`cli_values` (tracking masks passwords in URLs as it logs them)."""
+        return dict(self.cli_values())
 
     def to_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
 
     def to_json(self) -> str:
-        """The config as logged in ``config.json`` (passwords in URLs masked)."""
-        return redact_secrets(json.dumps(self.to_dict(), indent=2, sort_keys=True))
+        """The config as ``config.json`` holds it (tracking masks passwords in URLs as it logs it)."""
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
 
     def replace(self, **changes: Any) -> "Config":
         return dataclasses.replace(self, **changes)
@@ -286,14 +279,6 @@ class Config:
             flags = ", ".join(f"{specs[n].cli_flag} (run has {specs[n].render(adopted[n])})" for n in differing)
             raise ConfigError(f"--resume {self.resume}: a resumed run keeps its configuration; these options differ: {flags}")
         return self.replace(**adopted)
-
-
-_URL_PASSWORD = re.compile(r"(\b[a-z][a-z0-9+.-]*://[^:/@\s\"]+:)[^@\s\"]+@", re.IGNORECASE)
-
-
-def redact_secrets(text: str) -> str:
-    """Mask the password of every ``scheme://user:password@host`` URL: params and config.json are readable by all."""
-    return _URL_PASSWORD.sub(r"\1***@", text)
 
 
 def open_fraction(value: float) -> str | None:

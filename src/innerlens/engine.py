@@ -121,7 +121,7 @@ def resolve_device(name: str) -> torch.device:
         if torch.backends.mps.is_available():
             return torch.device("mps")
         return torch.device("cpu")
-    from innerlens.config import ConfigError
+    from innerlens.errors import ConfigError
 
     if name == "cuda" and not torch.cuda.is_available():
         raise ConfigError("--device cuda: no CUDA device is available here; use --device auto or cpu")
@@ -222,7 +222,7 @@ def check_checkpoint_format(checkpoint: dict[str, Any], run_id: str) -> None:
     """Refuse, in one line, a checkpoint written in another format (format 1 had no version)."""
     written = checkpoint.get("format", 1)
     if written != CHECKPOINT_FORMAT:
-        from innerlens.config import ConfigError
+        from innerlens.errors import ConfigError
 
         raise ConfigError(f"--resume {run_id}: its checkpoint is format {written}, this innerlens reads format "
                           f"{CHECKPOINT_FORMAT}; resume it with the version that wrote it (tag innerlens.git_commit), "

@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from innerlens.config import ConfigError
+from innerlens.errors import ConfigError
 
 if TYPE_CHECKING:  # pandas only for the annotation: options stay importable without it
     import pandas

@@ -12,7 +12,7 @@ import shutil
 import time
 from pathlib import Path
 
-from innerlens.config import ConfigError
+from innerlens.errors import ConfigError
 
 MARKER = ".innerlens-output"
 

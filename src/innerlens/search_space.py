@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from innerlens.config import Config, ConfigError
+from innerlens.config import Config
+from innerlens.errors import ConfigError
 from innerlens.inputs import read_input_text
 
 Space = Callable[[Any], dict[str, Any]]

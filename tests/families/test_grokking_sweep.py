@@ -5,8 +5,8 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
-from innerlens.config import ConfigError
 from innerlens.drivers.grokking_sweep import GrokkingSweepConfig, sweep, sweep_results
+from innerlens.errors import ConfigError
 
 TINY_SWEEP = dict(
     p=23, train_fraction=0.7, val_fraction=0.15, test_fraction=0.15, lr=3e-3, d_model=32, n_heads=4, d_head=8,

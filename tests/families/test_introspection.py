@@ -7,11 +7,13 @@ import torch
 from mlflow.tracking import MlflowClient
 from support import ROOT
 
-from innerlens.analysis.neurons import RunningStats, combined_score, hook_name, scan
+from innerlens.analysis.neurons import RunningStats, combined_score, scan
 from innerlens.cli import main
 from innerlens.configs.introspection import IntrospectionConfig
 from innerlens.families.introspection_experiment import IntrospectionExperiment
 from innerlens.families.introspection_setup import trainable_parameters
+from innerlens.models.hooks import activation as hook_name
+from innerlens.models.introspection_head import at_position
 from innerlens.models.loading import encode, load_model
 
 MODELS = ROOT / "mlruns" / "models"
@@ -38,7 +40,8 @@ def test_running_stats_equal_direct_computation() -> None:
 def test_scan_matches_a_full_forward(tiny) -> None:
     texts = ["The old mill was quiet.", "Ada sold two maps in Lisbon at dawn.", "Why?", "Seven letters, one stamp."]
     ids, last = encode(tiny.tokenizer, texts, CPU, 32)
-    result = scan(tiny.bridge, ids, last, layer_type="mlp_out", layers=[0, 2], position=None, batch_size=3)
+    result = scan(tiny.bridge, ids, last, layer_type="mlp_out", layers=[0, 2], names=[hook_name("mlp_out", 0), hook_name("mlp_out", 2)],
+                  position=None, select=at_position, batch_size=3)
     _, cache = tiny.bridge.run_with_cache(ids)
     for row, layer in enumerate([0, 2]):
         direct = cache[hook_name("mlp_out", layer)][torch.arange(4), last].double()  # last real token
@@ -134,7 +137,7 @@ def test_frozen_regression_head_predicts_held_out_texts(local_store: str) -> Non
 
 
 def test_the_head_reads_a_layer_strictly_below_the_target_unless_a_readout_is_asked_for() -> None:
-    from innerlens.config import ConfigError
+    from innerlens.errors import ConfigError
     from innerlens.families.introspection_setup import feature_layer_for
 
     assert feature_layer_for(IntrospectionConfig(), 2) == 1
@@ -177,8 +180,10 @@ def test_the_scanner_sees_training_texts_only() -> None:
     experiment = IntrospectionExperiment(config, CPU, MODELS)
     bridge, train = experiment.loaded.bridge, experiment.splits.train
     layers = list(range(experiment.loaded.n_layers))
-    on_train = scan(bridge, experiment.ids[train], experiment.last[train], layer_type="mlp_out", layers=layers, position=None)
-    on_all = scan(bridge, experiment.ids, experiment.last, layer_type="mlp_out", layers=layers, position=None)
+    on_train = scan(bridge, experiment.ids[train], experiment.last[train], layer_type="mlp_out", layers=layers,
+                    names=[hook_name("mlp_out", layer) for layer in layers], position=None, select=at_position)
+    on_all = scan(bridge, experiment.ids, experiment.last, layer_type="mlp_out", layers=layers,
+                  names=[hook_name("mlp_out", layer) for layer in layers], position=None, select=at_position)
     assert torch.allclose(experiment.scan.variance, on_train.variance)
     assert not torch.allclose(experiment.scan.variance, on_all.variance)  # the held-out texts would change the choice's scores
 

@@ -11,9 +11,9 @@ import torch
 from mlflow.tracking import MlflowClient
 
 from innerlens.analysis.cognitive import correct_probability, curve_by_dimension, fit_temperature, online_logistic_logits
-from innerlens.config import ConfigError
 from innerlens.data.embeddings import load_human_data, load_objects, synthetic_objects
 from innerlens.data.episodes import EpisodeSampler, median_labels
+from innerlens.errors import ConfigError
 from innerlens.families.metalign import MetalignConfig, MetalignExperiment, prepare_data
 
 

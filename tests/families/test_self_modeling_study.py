@@ -58,7 +58,7 @@ def test_rerunning_a_named_study_continues_it_and_refuses_other_options(local_st
     resumes the unfinished ones in the same parent; a command that would compute something else is refused."""
     from mlflow.tracking import MlflowClient
 
-    from innerlens.config import ConfigError
+    from innerlens.errors import ConfigError
     from innerlens.tracking import children
 
     config = SelfModelingComparisonConfig(variants=("baseline", "middle_layer"), seeds=(0, 1), study_name="in-parts",

@@ -44,3 +44,22 @@ def test_a_run_returns_its_result_nests_under_its_parent_and_calls_the_drivers_c
     model = SelfModelingExperiment(SelfModelingConfig(variant="middle_layer", **TINY), torch.device("cpu")).model
     assert result.best_state is not None and set(result.best_state) == set(model.state_dict())
     assert set(result.history["step"]) == {1, 2, 3}
+
+
+def test_a_password_in_an_option_is_masked_in_params_and_config_json(local_store: str) -> None:
+    """Configs hold what the user gave; tracking masks URL passwords as it logs them (params, config.json)."""
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    from innerlens import tracking
+    from innerlens.configs.tune import TuneConfig
+
+    config = TuneConfig(storage="postgresql://innerlens:hunter2@db.example:5432/optuna")
+    assert "hunter2" in config.to_json()  # the config itself is not altered
+    mlflow.set_experiment("tests")
+    with tracking.start_run(config, variant="tune") as tracker:
+        run_id = tracker.run_id
+    run = MlflowClient().get_run(run_id)
+    assert run.data.params["storage"] == "postgresql://innerlens:***@db.example:5432/optuna"
+    stored = mlflow.artifacts.load_text(f"{run.info.artifact_uri}/config.json")
+    assert "hunter2" not in stored and "innerlens:***@db.example" in stored

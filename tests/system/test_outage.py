@@ -126,7 +126,7 @@ def test_a_server_that_never_answers_is_one_line_after_a_notice(monkeypatch: pyt
     from mlflow.tracking import MlflowClient as Client
 
     from innerlens import tracking
-    from innerlens.config import ConfigError
+    from innerlens.errors import ConfigError
 
     with socket.socket() as silent:
         silent.bind(("127.0.0.1", 0))

@@ -17,10 +17,10 @@ from mlflow.tracking import MlflowClient
 from support import ROOT
 
 from innerlens import tracking
-from innerlens.config import ConfigError
 from innerlens.configs.tune import TuneConfig
 from innerlens.drivers.ray_executor import is_local_store
 from innerlens.drivers.self_modeling_comparison import SelfModelingComparisonConfig, compare, run_summaries
+from innerlens.errors import ConfigError
 from innerlens.tracking import child_runs
 from innerlens.tune import run as tune
 

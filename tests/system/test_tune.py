@@ -18,9 +18,10 @@ from support import TINY_SELF_MODELING, clean_env
 
 from innerlens import tracking
 from innerlens.callbacks import MetricsLogger
-from innerlens.config import Config, ConfigError, option
+from innerlens.config import Config, option
 from innerlens.configs.tune import TuneConfig
 from innerlens.engine import EngineState, Selection, fit
+from innerlens.errors import ConfigError
 from innerlens.results import RunResult
 from innerlens.search_space import SearchSpec, space_from_yaml
 from innerlens.tune.local import optimize

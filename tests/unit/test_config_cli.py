@@ -8,7 +8,7 @@ import yaml
 
 from innerlens.cli import normalize_args
 from innerlens.commands import entry_points
-from innerlens.config import ConfigError
+from innerlens.errors import ConfigError
 from innerlens.families.self_modeling import SelfModelingConfig
 from innerlens.mlproject import render_mlproject
 

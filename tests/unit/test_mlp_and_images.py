@@ -64,8 +64,8 @@ def test_a_file_that_is_not_idx_is_refused(tmp_path: Path) -> None:
 
 
 def test_missing_package_is_one_line_naming_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from innerlens.config import ConfigError
     from innerlens.configs.self_modeling import SelfModelingConfig
+    from innerlens.errors import ConfigError
 
     monkeypatch.setenv("INNERLENS_FASHION_MNIST", str(tmp_path))
     with pytest.raises(ConfigError, match="dataset-fashion-mnist") as error:

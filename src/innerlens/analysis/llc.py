@@ -23,7 +23,6 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from innerlens.analysis.llc_settings import LLCEstimate, LLCSettings
 from innerlens.flat_parameters import FlatParameters
-from innerlens.models.transformer import release_transient_captures
 
 LossFn = Callable[[torch.nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -43,13 +42,6 @@ class _EvalModeOnly(torch.nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
-
-    def __deepcopy__(self, memo: dict[int, Any]) -> "_EvalModeOnly":
-        release_transient_captures(self.model)
-        clone = _EvalModeOnly.__new__(_EvalModeOnly)
-        memo[id(self)] = clone
-        clone.__dict__.update(copy.deepcopy(self.__dict__, memo))
-        return clone
 
 
 def estimate_llc(
@@ -98,7 +90,6 @@ def _sample_vectorised(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
     generator = torch.Generator(device=device).manual_seed(seed)
     # functional_call swaps weights in by attribute; on a TransformerLens bridge, whose components
     # proxy their attributes, one swapped weight is not put back. A copy keeps the caller's model whole.
-    release_transient_captures(model)
     model = copy.deepcopy(model)
     start = {name: p.detach() for name, p in model.named_parameters()}
     buffers = {name: b.detach() for name, b in model.named_buffers()}
@@ -217,7 +208,6 @@ def _sample_devinterp(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, 
             device=device,
             verbose=False,
         )
-    release_transient_captures(model)
     traces = torch.as_tensor(result["loss/trace"], dtype=torch.float32)
     if diagnose:
         return traces, float(result["mala_accept/trace"][:, 1:].mean())  # devinterp leaves the first draw at 0

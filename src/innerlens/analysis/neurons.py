@@ -7,16 +7,12 @@ accumulated batch by batch (Chan et al.'s parallel update) instead of holding ev
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Callable
 
 import torch
 
-from innerlens.models.hooks import LAYER_TYPES
-from innerlens.models.introspection_head import at_position
-
-
-def hook_name(layer_type: str, layer: int) -> str:
-    """``mlp_out`` = the MLP's post-activation neurons (d_mlp wide); ``resid_post`` = the block's output (d_model)."""
-    return LAYER_TYPES[layer_type].format(layer=layer)
+# (activations [batch, seq, units], last real token per row, position or None for the last) -> [batch, units]
+Select = Callable[[torch.Tensor, torch.Tensor, "int | None"], torch.Tensor]
 
 
 @dataclass
@@ -87,12 +83,13 @@ def combined_score(variance: torch.Tensor, value_range: torch.Tensor) -> torch.T
 
 @torch.no_grad()
 def unit_activations(
-    bridge: torch.nn.Module, ids: torch.Tensor, last: torch.Tensor, names: list[str], position: int | None, stop_at_layer: int
+    bridge: torch.nn.Module, ids: torch.Tensor, last: torch.Tensor, names: list[str], position: int | None, stop_at_layer: int,
+    select: Select,
 ) -> dict[str, torch.Tensor]:
-    """Activations of the hooks ``names`` at the position, for one batch (only those hooks cached)."""
+    """Activations of the hooks ``names`` at the position ``select`` picks, for one batch (only those hooks cached)."""
     wanted = set(names)
     _, cache = bridge.run_with_cache(ids, names_filter=lambda name: name in wanted, stop_at_layer=stop_at_layer)
-    return {name: at_position(cache[name], last, position) for name in names}
+    return {name: select(cache[name], last, position) for name in names}
 
 
 def scan(
@@ -102,15 +99,17 @@ def scan(
     *,
     layer_type: str,
     layers: list[int],
+    names: list[str],
     position: int | None,
+    select: Select,
     batch_size: int = 32,
 ) -> ScanResult:
-    """Score every unit of ``layers`` over all texts (``ids`` right-padded, ``last`` = last real token)."""
-    names = [hook_name(layer_type, layer) for layer in layers]
+    """Score every unit of ``layers`` (their hooks ``names``) over all texts (``ids`` right-padded,
+    ``last`` = last real token)."""
     stats = {name: RunningStats() for name in names}
     for start in range(0, len(ids), batch_size):
         batch = slice(start, start + batch_size)
-        for name, values in unit_activations(bridge, ids[batch], last[batch], names, position, max(layers) + 1).items():
+        for name, values in unit_activations(bridge, ids[batch], last[batch], names, position, max(layers) + 1, select).items():
             stats[name].update(values)
     return ScanResult(
         layer_type=layer_type,

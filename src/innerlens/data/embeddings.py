@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from innerlens.config import ConfigError
+from innerlens.errors import ConfigError
 from innerlens.inputs import existing_file, read_input_csv, read_input_text
 
 HUMAN_COLUMNS = ("dimension", "trial", "correct", "participant")

@@ -12,8 +12,8 @@ import random
 
 import pandas as pd
 
-from innerlens.config import ConfigError
 from innerlens.data.texts import ADJECTIVES, NAMES, OBJECTS, PLACES, TOPICS
+from innerlens.errors import ConfigError
 from innerlens.inputs import read_input_csv
 
 GROUP_A, GROUP_B = NAMES[: len(NAMES) // 2], NAMES[len(NAMES) // 2 :]

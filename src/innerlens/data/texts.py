@@ -9,7 +9,7 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-from innerlens.config import ConfigError
+from innerlens.errors import ConfigError
 from innerlens.inputs import read_input_text
 
 NAMES = ["Ada", "Bo", "Chen", "Dara", "Emeka", "Farah", "Goran", "Hana", "Ivo", "Jun", "Kai", "Lena", "Mateo", "Nia", "Omar", "Priya"]

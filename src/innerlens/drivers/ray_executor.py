@@ -15,9 +15,10 @@ from typing import Any, Callable, Iterable
 
 from tqdm.auto import tqdm
 
-from innerlens.config import ConfigError, RunFailed, redact_secrets
 from innerlens.drivers.executor import TaskResult, settle
 from innerlens.drivers.signals import terminate_as_interrupt
+from innerlens.errors import ConfigError, RunFailed
+from innerlens.tracking.redaction import redact_secrets, without_password
 
 # Environment a worker needs to reach what the driver reaches (the run id is the driver's own). Ray keeps a
 # runtime_env in its control store and shows it in its state API and logs, so nothing secret travels
@@ -37,11 +38,6 @@ def worker_environment(tracking_uri: str) -> dict[str, str]:
            if k.startswith(_FORWARDED_PREFIXES) and k not in _NOT_FORWARDED and not SECRET_NAME.search(k)}
     env["MLFLOW_TRACKING_URI"] = without_password(tracking_uri)
     return env
-
-
-def without_password(value: str) -> str:
-    """``scheme://user:password@host`` -> ``scheme://user@host``; anything else unchanged."""
-    return re.sub(r"(\b[a-z][a-z0-9+.-]*://[^:/@\s]+):[^@\s]+@", r"\1@", value, flags=re.IGNORECASE)
 
 
 def is_local_store(uri: str) -> bool:

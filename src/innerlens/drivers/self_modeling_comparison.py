@@ -21,10 +21,10 @@ import pandas as pd
 
 from innerlens import session, tracking
 from innerlens.analysis.stats import Margin, paired_statistics
-from innerlens.config import ConfigError
 from innerlens.configs.self_modeling_comparison import BASELINE, FAMILY, SelfModelingComparisonConfig
 from innerlens.drivers.executor import study_run
 from innerlens.drivers.study import train_or_reuse
+from innerlens.errors import ConfigError
 from innerlens.families.seed_stack import SeedStack
 from innerlens.families.self_modeling import SelfModelingConfig
 from innerlens.local_copy import check_output_dir, write_local_copy

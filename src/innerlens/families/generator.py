@@ -15,11 +15,11 @@ import torch
 from innerlens import tracking
 from innerlens.analysis.noise_scale import noise_scale
 from innerlens.callbacks import history_frame
-from innerlens.config import ConfigError
 from innerlens.configs.generator import REGISTERED_NAME, GeneratorConfig
 from innerlens.data.splits import split_indices
 from innerlens.data.texts import generate_texts, read_texts
 from innerlens.engine import FitResult, Selection, adamw, seed_everything
+from innerlens.errors import ConfigError
 from innerlens.models.loading import encode, lm_loss, load_model, real_tokens, save_checkpoint_dir
 from innerlens.plan import Plan
 from innerlens.viz.curves import metric_curves

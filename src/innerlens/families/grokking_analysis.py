@@ -7,8 +7,8 @@ import torch
 from innerlens import tracking
 from innerlens.analysis.fourier import frequency_norms
 from innerlens.analysis.transitions import Transitions
-from innerlens.config import ConfigError
 from innerlens.configs.grokking import FAMILY, GrokkingConfig
+from innerlens.errors import ConfigError
 from innerlens.families.grokking import GrokkingExperiment, load_snapshots, log_figures
 
 

@@ -11,16 +11,16 @@ import torch
 import torch.nn.functional as F
 from scipy import stats
 
-from innerlens.analysis.neurons import ScanResult, hook_name, scan, unit_activations
+from innerlens.analysis.neurons import ScanResult, scan, unit_activations
 from innerlens.analysis.probes import gradient_norms, histogram_entropy, normalized_mse, regression_metrics, ridge_probe
-from innerlens.config import ConfigError
 from innerlens.configs.introspection import IntrospectionConfig
 from innerlens.data.splits import split_indices
 from innerlens.data.texts import generate_texts, read_texts
 from innerlens.engine import adamw, seed_everything
+from innerlens.errors import ConfigError
 from innerlens.families.introspection_setup import check_against_model, feature_layer_for, trainable_parameters
-from innerlens.models.hooks import hook_layer, resid_post, residual_after
-from innerlens.models.introspection_head import IntrospectionHead, Predictor
+from innerlens.models.hooks import activation, hook_layer, resid_post, residual_after
+from innerlens.models.introspection_head import IntrospectionHead, Predictor, at_position
 from innerlens.models.loading import LoadedModel, encode, lm_loss, load_model, real_tokens
 
 if TYPE_CHECKING:
@@ -56,9 +56,11 @@ class IntrospectionExperiment:
             raise ConfigError(f"{len(self.texts)} texts leave fewer than 2 validation or test texts; use more texts")
         layers = [config.layer] if config.layer is not None else list(range(self.loaded.n_layers))
         train = self.splits.train  # the scanner never sees validation or test texts
-        self.scan: ScanResult = scan(bridge, self.ids[train], self.last[train], layer_type=config.layer_type, layers=layers, position=config.position)
+        self.scan: ScanResult = scan(bridge, self.ids[train], self.last[train], layer_type=config.layer_type, layers=layers,
+                                     names=[activation(config.layer_type, layer) for layer in layers], position=config.position,
+                                     select=at_position)
         self.layer, self.neuron = (config.layer, config.neuron) if config.neuron is not None else self.scan.best(config.layer)
-        self.target_hook = hook_name(config.layer_type, self.layer)
+        self.target_hook = activation(config.layer_type, self.layer)
         self.feature_layer = feature_layer_for(config, self.layer)
         original = self.activations(bridge, [self.target_hook, residual_after(self.feature_layer)])
         values = original[self.target_hook][:, self.neuron]
@@ -88,7 +90,8 @@ class IntrospectionExperiment:
         parts: dict[str, list[torch.Tensor]] = {n: [] for n in names}
         for start in range(0, len(index), 64):
             batch = index[start : start + 64].to(self.device)
-            for name, value in unit_activations(bridge, self.ids[batch], self.last[batch], names, self.config.position, stop).items():
+            for name, value in unit_activations(bridge, self.ids[batch], self.last[batch], names, self.config.position, stop,
+                                                at_position).items():
                 parts[name].append(value.float())
         return {n: torch.cat(v) for n, v in parts.items()}
 
@@ -221,7 +224,7 @@ class IntrospectionExperiment:
         if cross is not None and self.config.task == "regression":
             ids, last = encode(cross.tokenizer, self.texts, self.device, self.config.max_length)
             name = resid_post(cross.n_layers - 1)
-            features = torch.cat([unit_activations(cross.bridge, ids[s : s + 64], last[s : s + 64], [name], None, cross.n_layers)[name]
+            features = torch.cat([unit_activations(cross.bridge, ids[s : s + 64], last[s : s + 64], [name], None, cross.n_layers, at_position)[name]
                                   for s in range(0, len(ids), 64)]).double()
             for split, rows in (("val", val), ("test", test)):
                 probe = ridge_probe(features[train], values[train].double(), features[rows])

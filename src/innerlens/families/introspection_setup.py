@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from innerlens.config import ConfigError
 from innerlens.configs.introspection import IntrospectionConfig
+from innerlens.errors import ConfigError
 from innerlens.models.loading import LoadedModel
 
 

@@ -42,12 +42,12 @@ from innerlens.analysis.cognitive import (
     prototype_logits,
 )
 from innerlens.callbacks import history_frame
-from innerlens.config import ConfigError
 from innerlens.configs.metalign import MetalignConfig
 from innerlens.data.embeddings import HUMAN_COLUMNS, ObjectData, load_human_data, load_objects, synthetic_objects, zscore
 from innerlens.data.episodes import LABEL_CHANNELS, Episodes, EpisodeSampler
 from innerlens.data.splits import split_indices
 from innerlens.engine import FitResult, Selection, adamw, seed_everything
+from innerlens.errors import ConfigError
 from innerlens.models.meta_learner import MetaLearner
 from innerlens.plan import Plan
 from innerlens.search_space import SearchSpec

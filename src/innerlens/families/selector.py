@@ -22,11 +22,11 @@ from sklearn.metrics import roc_auc_score
 
 from innerlens import tracking
 from innerlens.analysis.calibration import calibration_metrics, platt_fit
-from innerlens.config import ConfigError
 from innerlens.configs.selector import REGISTERED_NAME, SelectorConfig
 from innerlens.data.labelled import order_corpus, read_labelled
 from innerlens.data.splits import split_indices
 from innerlens.engine import FitResult, Selection, adamw, seed_everything
+from innerlens.errors import ConfigError
 from innerlens.inputs import read_input_text
 from innerlens.models.hooks import resid_post
 from innerlens.models.loading import LoadedModel, encode, load_model

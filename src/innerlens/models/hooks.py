@@ -5,6 +5,14 @@ from __future__ import annotations
 LAYER_TYPES = {"mlp_out": "blocks.{layer}.mlp.hook_post", "resid_post": "blocks.{layer}.hook_resid_post"}
 
 
+FINAL_RESIDUAL = "unembed.hook_in"  # the residual stream the unembedding reads (a TransformerLens 4 bridge's name)
+
+
+def activation(layer_type: str, layer: int) -> str:
+    """``mlp_out`` = the MLP's post-activation neurons (d_mlp wide); ``resid_post`` = the block's output (d_model)."""
+    return LAYER_TYPES[layer_type].format(layer=layer)
+
+
 def resid_post(layer: int) -> str:
     """Hook name of a block's output residual stream."""
     return f"blocks.{layer}.hook_resid_post"

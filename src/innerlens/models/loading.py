@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from innerlens.config import ConfigError
+from innerlens.errors import ConfigError
 
 TINY = "tiny"
 TINY_RANDOM = "tiny-random"

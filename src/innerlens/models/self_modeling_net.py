@@ -2,17 +2,20 @@
 plus one auxiliary head per self-modeled layer (or the input control's head)."""
 from __future__ import annotations
 
+import copy
 from typing import Callable
 
 import torch
 import torch.nn.functional as F
 
 from innerlens.data.tasks import SequenceTask
-from innerlens.models.hooks import resid_post
-from innerlens.models.transformer import last_position_residuals, native_transformer, supports_plain_forward
-
-FINAL_RESIDUAL = "unembed.hook_in"
-
+from innerlens.models.hooks import FINAL_RESIDUAL, resid_post
+from innerlens.models.transformer import (
+    last_position_residuals,
+    native_transformer,
+    release_transient_captures,
+    supports_plain_forward,
+)
 
 CONTROL = "input_control"  # the non-self control: the same auxiliary output regresses a fixed random projection of the input
 
@@ -32,6 +35,15 @@ def self_model_layers(variant: str, n_layers: int) -> list[int]:
 
 class SelfModelingNet(torch.nn.Module):
     """A TransformerLens classifier read at the last token, plus one self-model head per layer."""
+
+    def __deepcopy__(self, memo: dict[int, object]) -> "SelfModelingNet":
+        """A copy, after dropping the tensors TransformerLens 4 attention bridges keep between calls (a copy's
+        forward leaves one on the original, which could then not be copied again: the LLC's chains copy it)."""
+        release_transient_captures(self)
+        clone = type(self).__new__(type(self))
+        memo[id(self)] = clone
+        clone.__dict__.update(copy.deepcopy(self.__dict__, memo))
+        return clone
 
     def __init__(self, task: SequenceTask, *, d_model: int, n_layers: int, n_heads: int, d_mlp: int, seed: int,
                  variant: str, detach_target: bool, device: torch.device) -> None:

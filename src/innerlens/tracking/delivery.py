@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import mlflow
 import requests
@@ -14,8 +14,8 @@ from mlflow.store.artifact.artifact_repository_registry import get_artifact_repo
 from mlflow.tracking import MlflowClient
 from tqdm.auto import tqdm
 
-from innerlens.config import redact_secrets
 from innerlens.spool import Spool, spools_under
+from innerlens.tracking.redaction import redact_secrets
 from innerlens.tracking.store import TAG_GENERATION, detect_outages_quickly, project_root
 
 MAX_METRICS_PER_BATCH = 1000  # MLflow's limit for one log_batch call
@@ -57,10 +57,19 @@ def send_entry(client: MlflowClient, artifacts: Any, run_id: str, entry: dict[st
         raise AssertionError(f"unknown tracking call {kind!r}")
 
 
-def deliver_spool(spool: Spool, client: MlflowClient, artifacts: Any, run_id: str) -> int | None:
-    """Send a spool in order: how many entries went, or None when the server is still out (they wait)."""
+def deliver_spool(spool: Spool, client: MlflowClient, artifacts: Any, run_id: str,
+                  before_first: Callable[[], None] | None = None) -> int | None:
+    """Send a spool in order: how many entries went, or None when the server is still out (they wait).
+    ``before_first`` runs once the journal has been read, before the first entry is sent."""
+    pending = [before_first] if before_first else []
+
+    def send(entry: dict[str, Any], file: Path | None) -> None:
+        while pending:
+            pending.pop()()
+        send_entry(client, artifacts, run_id, entry, file)
+
     try:
-        return spool.deliver(lambda entry, file: send_entry(client, artifacts, run_id, entry, file))
+        return spool.deliver(send)
     except Exception as error:
         if not is_outage(error):
             raise
@@ -69,6 +78,15 @@ def deliver_spool(spool: Spool, client: MlflowClient, artifacts: Any, run_id: st
 
 class StaleSpool(Exception):
     """A spool an earlier attempt of its run wrote, before the run was resumed elsewhere."""
+
+
+def check_generation(client: MlflowClient, meta: dict[str, str]) -> None:
+    """Raise :class:`StaleSpool` when the run was resumed (elsewhere) after this spool's attempt wrote it."""
+    current = int(client.get_run(meta["run_id"]).data.tags.get(TAG_GENERATION, "0"))
+    written = int(meta.get("generation", "0"))
+    if written < current:
+        raise StaleSpool(f"written by attempt {written} of the run, which attempt {current} has resumed since; "
+                         "delivering it would replay old metrics and an older checkpoint")
 
 
 REFUSED = "refused"  # spools the server refused (a deleted run, no permission), set aside with their reason
@@ -133,12 +151,10 @@ def _sync_one(spool: Spool) -> tuple[str, int, int, bool, str]:
     client = MlflowClient(uri)
     mlflow.set_tracking_uri(uri)  # mlflow-artifacts:/ URIs resolve against it
     try:
-        current = int(client.get_run(meta["run_id"]).data.tags.get(TAG_GENERATION, "0"))
-        written = int(meta.get("generation", "0"))
-        if written < current:  # resumed elsewhere since (another node, a retry): these calls are stale
-            raise StaleSpool(f"written by attempt {written} of the run, which attempt {current} has resumed since; "
-                             "delivering it would replay old metrics and an older checkpoint")
-        sent = deliver_spool(spool, client, get_artifact_repository(meta["artifact_uri"]), meta["run_id"])
+        for _ in spool.pending():  # a corrupt journal is reported before the server is asked anything
+            pass
+        sent = deliver_spool(spool, client, get_artifact_repository(meta["artifact_uri"]), meta["run_id"],
+                             before_first=lambda: check_generation(client, meta))
     except Exception:
         mlflow.set_tracking_uri(previous)
         raise

@@ -15,6 +15,7 @@ from mlflow.tracking import MlflowClient
 
 from innerlens.config import Config
 from innerlens.tracking.preflight import check_no_spool, check_run_exists, check_tracking_store
+from innerlens.tracking.redaction import redact_secrets
 from innerlens.tracking.store import (
     TAG_FAMILY,
     TAG_GENERATION,
@@ -132,7 +133,7 @@ def start_run(
     try:
         # Under `mlflow run` the launcher has logged the params it was given already; a resumed run its own.
         logged = client.get_run(run_id).data.params if outer_run or resume else {}
-        params = {**config.to_params(), **(context.params if context else {})}
+        params = {name: redact_secrets(value) for name, value in {**config.to_params(), **(context.params if context else {})}.items()}
         tags = {
             TAG_FAMILY: config.family_name,
             TAG_VARIANT: variant,
@@ -146,7 +147,7 @@ def start_run(
             record[TAG_RESUMED] = f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} on {socket.gethostname()} by {getpass.getuser()}"
         tracker.log_batch(params={k: v for k, v in params.items() if k not in logged}, tags=record if resume else {**tags, **record})
         if not resume:
-            tracker.log_text(config.to_json(), "config.json")
+            tracker.log_text(redact_secrets(config.to_json()), "config.json")
         yield tracker
         status = RunStatus.to_string(RunStatus.FINISHED)
     except KeyboardInterrupt:

@@ -11,10 +11,11 @@ import mlflow
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from innerlens.config import ConfigError, redact_secrets
+from innerlens.errors import ConfigError
 from innerlens.spool import Spool
 from innerlens.tracking.delivery import first_line, is_outage, spool_root
 from innerlens.tracking.reads import load_checkpoint, load_config
+from innerlens.tracking.redaction import redact_secrets
 from innerlens.tracking.store import TAG_FAMILY, configure_tracking
 
 PREFLIGHT_TIMEOUT_S = 10  # a server that accepts connections but never answers: an error in seconds, not minutes

@@ -12,7 +12,8 @@ import torch
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from innerlens.config import ConfigError, redact_secrets
+from innerlens.errors import ConfigError
+from innerlens.tracking.redaction import redact_secrets
 from innerlens.tracking.store import TAG_FAMILY, TAG_TASK, TAG_UNIT
 
 

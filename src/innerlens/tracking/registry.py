@@ -8,7 +8,8 @@ import mlflow
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from innerlens.config import ConfigError, redact_secrets
+from innerlens.errors import ConfigError
+from innerlens.tracking.redaction import redact_secrets
 
 REGISTRY_PREFIX = "models:/"
 

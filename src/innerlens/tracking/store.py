@@ -9,7 +9,8 @@ from pathlib import Path
 import mlflow
 from mlflow.tracking import MlflowClient
 
-from innerlens.config import ConfigError, redact_secrets
+from innerlens.errors import ConfigError
+from innerlens.tracking.redaction import redact_secrets
 
 DEFAULT_EXPERIMENT = "innerlens"
 

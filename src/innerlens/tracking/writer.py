@@ -18,9 +18,9 @@ from mlflow.entities import Metric
 from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 from mlflow.tracking import MlflowClient
 
-from innerlens.config import redact_secrets
 from innerlens.spool import Spool
 from innerlens.tracking.delivery import MAX_METRICS_PER_BATCH, deliver_spool, first_line, is_outage, say, send_entry, spool_root
+from innerlens.tracking.redaction import redact_secrets
 from innerlens.tracking.store import figure_name
 
 

@@ -10,9 +10,9 @@ from optuna.study import MaxTrialsCallback
 from optuna.trial import TrialState
 
 from innerlens import tracking
-from innerlens.config import ConfigError, RunFailed
 from innerlens.configs.tune import TuneConfig
 from innerlens.drivers.signals import stop_processes
+from innerlens.errors import ConfigError, RunFailed
 from innerlens.search_space import space_from_yaml
 from innerlens.tune.study import (
     CONFIG_ERROR_ATTR,

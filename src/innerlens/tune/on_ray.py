@@ -16,9 +16,9 @@ import optuna
 from optuna.trial import TrialState
 from tqdm.auto import tqdm
 
-from innerlens.config import ConfigError
 from innerlens.configs.tune import TuneConfig
 from innerlens.drivers.ray_executor import CANCEL_GRACE_S, RayExecutor, cluster_is_local, is_local_store, result_of
+from innerlens.errors import ConfigError
 from innerlens.search_space import space_from_yaml
 from innerlens.tune.study import (
     CONFIG_ERROR_ATTR,

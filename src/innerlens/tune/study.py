@@ -14,12 +14,14 @@ from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 
 from innerlens import registry, session, tracking
-from innerlens.config import Config, ConfigError, RunFailed, redact_secrets
+from innerlens.config import Config
 from innerlens.configs.tune import TuneConfig
 from innerlens.drivers.executor import study_run
 from innerlens.engine import EngineState
+from innerlens.errors import ConfigError, RunFailed
 from innerlens.results import RunResult
 from innerlens.search_space import SearchSpec
+from innerlens.tracking.redaction import redact_secrets
 
 PARENT_ATTR = "mlflow_parent_run_id"
 
