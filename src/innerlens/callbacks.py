@@ -4,8 +4,6 @@ from __future__ import annotations
 import time
 from typing import Any, Callable
 
-import pandas as pd
-
 from innerlens import tracking
 from innerlens.config import Config, TrainConfig
 from innerlens.engine import (
@@ -15,22 +13,12 @@ from innerlens.engine import (
     Selection,
     check_checkpoint_format,
     fit,
+    history_frame,
     restore,
     snapshot,
     training_state,
 )
 from innerlens.tracking import RunTracker
-
-
-def history_frame(history: list[dict[str, float]]) -> pd.DataFrame:
-    """Tidy (step, key, value) rows from the engine's per-epoch metric dicts."""
-    rows = [
-        {"step": int(entry["step"]), "key": key, "value": float(value)}
-        for entry in history
-        for key, value in entry.items()
-        if key != "step"
-    ]
-    return pd.DataFrame(rows, columns=["step", "key", "value"])
 
 
 class MetricsLogger:

@@ -193,7 +193,7 @@ def mlproject_command() -> None:
 @click.argument("run_id")
 def analyze_command(run_id: str) -> None:
     """Recompute a finished grokking run's analyses from its step snapshots and log them into it."""
-    from innerlens.families import grokking_analysis
+    from innerlens.drivers import grokking_analysis
     from innerlens.tracking import configure_tracking, ui_hint
 
     configure_tracking()

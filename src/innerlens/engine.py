@@ -10,13 +10,16 @@ from __future__ import annotations
 import math
 import random
 from dataclasses import asdict, dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
 from innerlens.flat_parameters import FlatParameters
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 SELECTION_METRIC = "val/acc"
 
@@ -186,6 +189,19 @@ class FlatAdamW(torch.optim.AdamW):
             raise RuntimeError("a parameter of the module was replaced after FlatAdamW was built (an attribute swap, "
                                "load_state_dict(assign=True)): the update would miss it")
         return super().step(closure)
+
+
+def history_frame(history: list[dict[str, float]]) -> "pd.DataFrame":
+    """Tidy (step, key, value) rows from the engine's per-epoch metric dicts."""
+    import pandas as pd
+
+    rows = [
+        {"step": int(entry["step"]), "key": key, "value": float(value)}
+        for entry in history
+        for key, value in entry.items()
+        if key != "step"
+    ]
+    return pd.DataFrame(rows, columns=["step", "key", "value"])
 
 
 def decayed_lr_factor(epoch: int, max_epochs: int, decay_fraction: float) -> float:

@@ -1,14 +1,47 @@
-"""What a family hands :func:`innerlens.session.run`: its built run (:class:`Plan`) and its report."""
+"""What a family hands :func:`innerlens.session.run` (its built run, :class:`Plan`, and its report) and
+what it is handed to record with (:class:`RunLog`): families never import the tracking layer."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Protocol, Sequence
 
 if TYPE_CHECKING:
+    import pandas as pd
     import torch
 
     from innerlens.engine import Callback, Experiment, FitResult, Selection
-    from innerlens.tracking import RunTracker
+
+
+class RunLog(Protocol):
+    """The one run a family records into: what it may write, and read back of its own run (a resume's
+    snapshots). The session hands it to ``Plan.start`` and ``report``; MLflow stays behind it."""
+
+    run_id: str
+
+    def log_metrics(self, step: int, metrics: dict[str, float]) -> None: ...
+
+    def set_tags(self, tags: dict[str, str]) -> None: ...
+
+    def log_text(self, text: str, artifact_file: str) -> None: ...
+
+    def log_bytes(self, data: bytes, artifact_file: str) -> None: ...
+
+    def log_figure(self, figure: Any, name: str) -> None: ...
+
+    def log_history(self, history: pd.DataFrame) -> None: ...
+
+    def log_directory(self, source: str | Path, artifact_path: str) -> None: ...
+
+    def save_checkpoint(self, name: str, payload: dict[str, Any]) -> None: ...
+
+    def list_checkpoints(self, folder: str = "") -> list[str]: ...
+
+    def load_checkpoint(self, name: str) -> dict[str, Any]: ...
+
+    def register_model(self, artifact_path: str, name: str) -> str: ...
+
+    def flush(self) -> None: ...
 
 
 @dataclass
@@ -29,7 +62,7 @@ class Plan:
     # decides (stacked seeds write at the same epoch); None: every checkpoint_interval seconds.
     checkpoint_due: Callable[[], bool] | None = None
 
-    def start(self, tracker: RunTracker, resumed: bool) -> Sequence[Callback]:
+    def start(self, log: RunLog, resumed: bool) -> Sequence[Callback]:
         """Before training, in the open run (``resumed``: it continues an earlier attempt): log what
         the run needs and return extra engine callbacks."""
         return ()
@@ -38,4 +71,4 @@ class Plan:
 class Family(Protocol):
     def build(self, config: Any, device: torch.device, **options: Any) -> Plan: ...
 
-    def report(self, tracker: RunTracker, plan: Any, fit: FitResult) -> None: ...
+    def report(self, log: RunLog, plan: Any, fit: FitResult) -> None: ...

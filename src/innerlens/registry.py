@@ -111,7 +111,11 @@ def comparison_figures(family_name: str, history: "pd.DataFrame", runs: "pd.Data
     except KeyError:
         return {}
     draw = getattr(module, "comparison_figures", None)
-    return draw(history, runs, summary) if draw is not None else {}
+    if draw is None:
+        return {}
+    from innerlens import tracking
+
+    return draw(history, runs, summary, tracking.read_csv_artifact)
 
 
 def family(name: str) -> EntryPoint:

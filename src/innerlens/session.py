@@ -33,8 +33,8 @@ def run(family: str | EntryPoint | Family, config: Config, *, parent: RunContext
     """Train ``config`` as one run of ``family`` (a name in :mod:`innerlens.registry`, its entry, or
     any object with ``build`` and ``report``); ``options`` go to the family's ``build``."""
     from innerlens import tracking
-    from innerlens.callbacks import history_frame, tracked_fit
-    from innerlens.engine import resolve_device
+    from innerlens.callbacks import tracked_fit
+    from innerlens.engine import history_frame, resolve_device
     from innerlens.local_copy import check_output_dir, write_local_copy
 
     code: Family = family if hasattr(family, "build") else (  # type: ignore[assignment]
@@ -42,7 +42,7 @@ def run(family: str | EntryPoint | Family, config: Config, *, parent: RunContext
     device = resolve_device(config.device)
     output_dir = getattr(config, "output_dir", None)
     output_dir = check_output_dir(output_dir, config.force_overwrite) if output_dir else None
-    plan = code.build(config, device, **options)
+    plan = code.build(config, device, **options, **build_options(code))
     with tracking.start_run(config, variant=plan.variant, run_name=run_name or plan.run_name, parent=parent,
                             step_unit=plan.step_unit) as tracker:
         target_split = getattr(config, "target_split", None)
@@ -60,3 +60,18 @@ def run(family: str | EntryPoint | Family, config: Config, *, parent: RunContext
             tracker.flush()
             write_local_copy(tracker.run_id, output_dir, config.force_overwrite)
         return RunResult(tracker.run_id, fit.best_metrics, fit.best_state, history_frame(fit.state.history))
+
+
+def build_options(code: Family) -> dict[str, Any]:
+    """What the session supplies to a family's ``build`` that asks for it by name: where downloaded
+    and registered models are cached and fetched (``models``), so families need no tracking import."""
+    import inspect
+
+    from innerlens import tracking
+
+    wanted = inspect.signature(code.build).parameters
+    if "models" not in wanted:
+        return {}
+    from innerlens.models.loading import ModelCache
+
+    return {"models": ModelCache(tracking.models_root(), tracking.download_registered)}

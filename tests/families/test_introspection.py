@@ -14,7 +14,7 @@ from innerlens.families.introspection_experiment import IntrospectionExperiment
 from innerlens.families.introspection_setup import trainable_parameters
 from innerlens.models.hooks import activation as hook_name
 from innerlens.models.introspection_head import at_position
-from innerlens.models.loading import encode, load_model
+from innerlens.models.loading import ModelCache, encode, load_model
 
 MODELS = ROOT / "mlruns" / "models"
 CPU = torch.device("cpu")
@@ -22,7 +22,7 @@ CPU = torch.device("cpu")
 
 @pytest.fixture(scope="module")
 def tiny():
-    return load_model("tiny", CPU, cache_root=MODELS)
+    return load_model("tiny", CPU, cache=ModelCache(MODELS))
 
 
 def test_running_stats_equal_direct_computation() -> None:
@@ -93,7 +93,7 @@ def test_the_default_tiny_model_is_a_trained_language_model_far_below_the_unigra
     rows = [row[: int(end) + 1].tolist() for row, end in zip(ids, last)]
     baseline = unigram_loss(rows[:200], rows[200:], len(tiny.tokenizer))  # token frequencies from other texts
     assert model_loss < 0.5 * baseline, (model_loss, baseline)
-    untrained = load_model("tiny-random", CPU, cache_root=MODELS)
+    untrained = load_model("tiny-random", CPU, cache=ModelCache(MODELS))
     with torch.no_grad():
         assert float(lm_loss(untrained.bridge, ids, mask)) > baseline  # the control knows nothing
 
@@ -115,7 +115,7 @@ def test_unfreezing_strategies_free_exactly_what_they_promise(tiny) -> None:
 @pytest.mark.parametrize("targets", ["fixed", "live"])
 def test_live_targets_follow_the_model(targets: str) -> None:
     config = IntrospectionConfig(num_samples=40, layer=1, neuron=5, unfreeze="all", targets=targets)
-    experiment = IntrospectionExperiment(config, CPU, MODELS)
+    experiment = IntrospectionExperiment(config, CPU, ModelCache(MODELS))
     rows = experiment.splits.val
     before = experiment.labels_for(rows, experiment.predict(rows)[1])
     with torch.no_grad():  # change the model under the target neuron
@@ -145,14 +145,14 @@ def test_the_head_reads_a_layer_strictly_below_the_target_unless_a_readout_is_as
     with pytest.raises(ConfigError, match="--allow-readout"):
         feature_layer_for(IntrospectionConfig(feature_layer=3), 3)
     assert feature_layer_for(IntrospectionConfig(feature_layer=3, allow_readout=True), 2) == 3
-    experiment = IntrospectionExperiment(IntrospectionConfig(num_samples=40, layer=2, neuron=5), CPU, MODELS)
+    experiment = IntrospectionExperiment(IntrospectionConfig(num_samples=40, layer=2, neuron=5), CPU, ModelCache(MODELS))
     assert experiment.model.feature_hook == "blocks.1.hook_resid_post"
 
 
 @pytest.mark.parametrize("targets", ["live", "live_gradient"])
 def test_only_non_detached_live_targets_send_gradient_into_the_target_layer(targets: str) -> None:
     config = IntrospectionConfig(num_samples=40, layer=2, neuron=5, unfreeze="all", targets=targets)
-    experiment = IntrospectionExperiment(config, CPU, MODELS)
+    experiment = IntrospectionExperiment(config, CPU, ModelCache(MODELS))
     rows = experiment.splits.train[:8]
     output, live = experiment.model(experiment.ids[rows], experiment.last[rows], experiment.neuron)
     experiment.loss(output, experiment.labels_for(rows, live)).backward()
@@ -177,7 +177,7 @@ def test_the_normalised_loss_does_not_reward_shrinking_the_target() -> None:
 
 def test_the_scanner_sees_training_texts_only() -> None:
     config = IntrospectionConfig(num_samples=60, layer_type="mlp_out")
-    experiment = IntrospectionExperiment(config, CPU, MODELS)
+    experiment = IntrospectionExperiment(config, CPU, ModelCache(MODELS))
     bridge, train = experiment.loaded.bridge, experiment.splits.train
     layers = list(range(experiment.loaded.n_layers))
     on_train = scan(bridge, experiment.ids[train], experiment.last[train], layer_type="mlp_out", layers=layers,
@@ -189,7 +189,7 @@ def test_the_scanner_sees_training_texts_only() -> None:
 
 
 def test_a_collapsed_target_reports_a_flag_not_an_r2() -> None:
-    experiment = IntrospectionExperiment(IntrospectionConfig(num_samples=40, layer=2, neuron=5), CPU, MODELS)
+    experiment = IntrospectionExperiment(IntrospectionConfig(num_samples=40, layer=2, neuron=5), CPU, ModelCache(MODELS))
     original = experiment.targets.values[experiment.splits.val]
     flat = torch.full_like(original, float(original.mean())) + 1e-4 * torch.randn_like(original)
     collapsed = experiment.floored_regression_metrics("val", flat, flat, original)

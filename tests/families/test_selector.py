@@ -9,6 +9,7 @@ from support import ROOT
 from innerlens.data.labelled import GROUP_A, order_corpus
 from innerlens.engine import Selection, fit
 from innerlens.families.selector import SelectorConfig, SelectorExperiment, default_layers
+from innerlens.models.loading import ModelCache
 from innerlens.models.selector_head import FinalTokenAttention, SelectorHead, valid_heads
 from innerlens.viz.selector import attention_heatmap
 
@@ -52,7 +53,7 @@ def test_corpus_words_carry_no_label() -> None:
 
 
 def test_generator_stays_frozen_while_the_head_trains() -> None:
-    experiment = SelectorExperiment(SelectorConfig(num_texts=120, max_epochs=2), torch.device("cpu"), MODELS)
+    experiment = SelectorExperiment(SelectorConfig(num_texts=120, max_epochs=2), torch.device("cpu"), ModelCache(MODELS))
     before = {k: v.clone() for k, v in experiment.generator_model.bridge.state_dict().items()}
     head_before = {k: v.clone() for k, v in experiment.model.state_dict().items()}
     fit(experiment, max_epochs=2, selection=Selection(monitor="val/auc"), callbacks=[], progress=False)

@@ -12,16 +12,14 @@ from pathlib import Path
 
 import torch
 
-from innerlens import tracking
 from innerlens.analysis.noise_scale import noise_scale
-from innerlens.callbacks import history_frame
 from innerlens.configs.generator import REGISTERED_NAME, GeneratorConfig
 from innerlens.data.splits import split_indices
 from innerlens.data.texts import generate_texts, read_texts
-from innerlens.engine import FitResult, Selection, adamw, seed_everything
+from innerlens.engine import FitResult, Selection, adamw, history_frame, seed_everything
 from innerlens.errors import ConfigError
-from innerlens.models.loading import encode, lm_loss, load_model, real_tokens, save_checkpoint_dir
-from innerlens.plan import Plan
+from innerlens.models.loading import ModelCache, encode, lm_loss, load_model, real_tokens, save_checkpoint_dir
+from innerlens.plan import Plan, RunLog
 from innerlens.viz.curves import metric_curves
 
 
@@ -34,11 +32,11 @@ def squared_grad_norm(bridge: torch.nn.Module, ids: torch.Tensor, mask: torch.Te
 
 
 class GeneratorExperiment:
-    def __init__(self, config: GeneratorConfig, device: torch.device, models_root: Path) -> None:
+    def __init__(self, config: GeneratorConfig, device: torch.device, models: ModelCache) -> None:
         seed_everything(config.seed)
         self.config, self.device = config, device
         texts = read_texts(config.corpus, "--corpus") if config.corpus else generate_texts(config.num_texts, config.seed + 7)
-        self.loaded = load_model(config.model, device, cache_root=models_root)
+        self.loaded = load_model(config.model, device, cache=models)
         self.model = self.loaded.bridge
         self.ids, last = encode(self.loaded.tokenizer, texts, device, config.max_length)
         self.mask = real_tokens(self.ids, last)
@@ -82,15 +80,15 @@ class GeneratorExperiment:
         return metrics
 
 
-def build(config: GeneratorConfig, device: torch.device) -> Plan:
+def build(config: GeneratorConfig, device: torch.device, *, models: ModelCache) -> Plan:
     """Step-based: one engine round = ``eval_every`` steps; the validation loss chooses."""
-    return Plan(GeneratorExperiment(config, device, tracking.models_root()), variant=config.model,
+    return Plan(GeneratorExperiment(config, device, models), variant=config.model,
                 run_name=f"generator-{Path(config.model).name}-s{config.seed}",
                 selection=Selection(monitor="val/loss", mode="min", patience=config.patience),
                 rounds=config.rounds, steps_per_round=config.eval_every, step_unit="step")
 
 
-def report(tracker: tracking.RunTracker, plan: Plan, fit: FitResult) -> None:
+def report(tracker: RunLog, plan: Plan, fit: FitResult) -> None:
     """The loss and noise-scale curves; the validation-best weights logged as ``model/`` and registered."""
     experiment: GeneratorExperiment = plan.experiment
     history = history_frame(fit.state.history).assign(run="generator")
@@ -102,6 +100,5 @@ def report(tracker: tracking.RunTracker, plan: Plan, fit: FitResult) -> None:
         save_checkpoint_dir(experiment.loaded, Path(tmp))
         tracker.log_directory(tmp, "model")
     if experiment.config.register:
-        tracker.flush()
-        version = tracking.register_model(tracker.run_id, "model", REGISTERED_NAME)
+        version = tracker.register_model("model", REGISTERED_NAME)
         tracker.set_tags({"innerlens.registered_version": version})

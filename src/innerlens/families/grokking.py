@@ -12,28 +12,25 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from innerlens import tracking
 from innerlens.analysis.attention import head_statistics
 from innerlens.analysis.features import effective_dimension
 from innerlens.analysis.fourier import frequency_norms, gini, progress_measures
 from innerlens.analysis.transitions import Transitions, detect_transitions, progress_phases
-from innerlens.callbacks import history_frame
 from innerlens.configs.grokking import GrokkingConfig
 from innerlens.data.splits import SplitIndices, split_indices
 from innerlens.data.tasks import SequenceTask, modular_table, with_shortcut
-from innerlens.engine import EngineState, FitResult, FlatAdamW, Selection, seed_everything, snapshot
+from innerlens.engine import EngineState, FitResult, FlatAdamW, Selection, history_frame, seed_everything, snapshot
 from innerlens.models.hooks import attention_pattern
 from innerlens.models.transformer import final_position_logits, nanda_init_, native_transformer
-from innerlens.plan import Plan
+from innerlens.plan import Plan, RunLog
 from innerlens.search_space import SearchSpec
-from innerlens.tracking import RunTracker
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -188,7 +185,7 @@ class Snapshots:
     """Model weights at log-spaced steps: kept in memory for the run's figures and written as
     ``checkpoints/steps/step_NNNNNN.pt`` so ``innerlens analyze`` can redo the analyses later."""
 
-    def __init__(self, tracker: RunTracker, experiment: GrokkingExperiment, steps: list[int]) -> None:
+    def __init__(self, tracker: RunLog, experiment: GrokkingExperiment, steps: list[int]) -> None:
         self.tracker = tracker
         self.experiment = experiment
         self.steps = set(steps)
@@ -229,7 +226,7 @@ def transitions_of(history: pd.DataFrame, config: GrokkingConfig) -> Transitions
     return dataclasses.replace(transitions, progress=progress)
 
 
-def log_transitions(tracker: RunTracker, config: GrokkingConfig, history: pd.DataFrame) -> Transitions:
+def log_transitions(tracker: RunLog, config: GrokkingConfig, history: pd.DataFrame) -> Transitions:
     """``grok/...`` metrics at the last step and an ``innerlens.grokked`` tag."""
     transitions = transitions_of(history, config)
     tracker.log_metrics(int(history["step"].max()), transitions.metrics())
@@ -238,7 +235,7 @@ def log_transitions(tracker: RunTracker, config: GrokkingConfig, history: pd.Dat
 
 
 def log_figures(
-    tracker: RunTracker,
+    tracker: RunLog,
     config: GrokkingConfig,
     experiment: GrokkingExperiment,
     history: pd.DataFrame,
@@ -284,12 +281,12 @@ class GrokkingPlan(Plan):
 
     snapshots: Snapshots | None = None
 
-    def start(self, tracker: RunTracker, resumed: bool) -> tuple[Snapshots]:
+    def start(self, tracker: RunLog, resumed: bool) -> tuple[Snapshots]:
         experiment: GrokkingExperiment = self.experiment
         config = experiment.config
         self.snapshots = Snapshots(tracker, experiment, snapshot_steps(config.max_steps, config.eval_every, config.snapshots))
         if resumed:
-            self.snapshots.taken.update(load_snapshots(config.resume))
+            self.snapshots.taken.update(load_snapshots(tracker))
         if 0 in self.snapshots.steps and 0 not in self.snapshots.taken:
             self.snapshots.take(0)
         return (self.snapshots,)
@@ -304,7 +301,7 @@ def build(config: GrokkingConfig, device: torch.device) -> GrokkingPlan:
                         rounds=config.rounds, steps_per_round=config.eval_every, step_unit="step")
 
 
-def report(tracker: RunTracker, plan: GrokkingPlan, fit: FitResult) -> None:
+def report(tracker: RunLog, plan: GrokkingPlan, fit: FitResult) -> None:
     """The last snapshot, the transitions and every figure."""
     assert plan.snapshots is not None
     if fit.state.step not in plan.snapshots.taken:
@@ -314,17 +311,17 @@ def report(tracker: RunTracker, plan: GrokkingPlan, fit: FitResult) -> None:
     log_figures(tracker, plan.experiment.config, plan.experiment, history, plan.snapshots.taken)
 
 
-def load_snapshots(run_id: str) -> dict[int, dict[str, torch.Tensor]]:
-    """Every ``checkpoints/steps/step_*.pt`` of a run, by step."""
-    names = tracking.list_checkpoints(run_id, "steps")
+def load_snapshots(log: RunLog) -> dict[int, dict[str, torch.Tensor]]:
+    """Every ``checkpoints/steps/step_*.pt`` of the run, by step."""
     loaded = {}
-    for name in names:
-        payload = tracking.load_checkpoint(run_id, f"steps/{name}")
+    for name in log.list_checkpoints("steps"):
+        payload = log.load_checkpoint(f"steps/{name}")
         loaded[int(payload["step"])] = payload["model"]
     return loaded
 
 
-def comparison_figures(history: pd.DataFrame, runs: pd.DataFrame, summary: pd.DataFrame) -> dict[str, Figure]:
+def comparison_figures(history: pd.DataFrame, runs: pd.DataFrame, summary: pd.DataFrame,
+                       read_table: Callable[[str, str], pd.DataFrame]) -> dict[str, Figure]:
     """compare's figure for grokking runs: when each group generalized."""
     from innerlens.viz.grokking import time_to_generalize
 

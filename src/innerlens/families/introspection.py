@@ -12,16 +12,13 @@ import json
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from innerlens import tracking
-from innerlens.callbacks import history_frame
 from innerlens.configs.introspection import IntrospectionConfig
-from innerlens.engine import FitResult, Selection
+from innerlens.engine import FitResult, Selection, history_frame
 from innerlens.families.introspection_experiment import IntrospectionExperiment
 from innerlens.families.introspection_report import at_best, figures, log_dataset
-from innerlens.models.loading import LoadedModel, load_model
-from innerlens.plan import Plan
+from innerlens.models.loading import LoadedModel, ModelCache, load_model
+from innerlens.plan import Plan, RunLog
 from innerlens.search_space import SearchSpec
-from innerlens.tracking import RunTracker
 
 if TYPE_CHECKING:
     import torch
@@ -45,7 +42,7 @@ class IntrospectionPlan(Plan):
     cross: LoadedModel | None = None
     baselines: dict[str, float] = field(default_factory=dict)
 
-    def start(self, tracker: RunTracker, resumed: bool) -> tuple[()]:
+    def start(self, tracker: RunLog, resumed: bool) -> tuple[()]:
         experiment: IntrospectionExperiment = self.experiment
         self.baselines = experiment.baselines(self.cross)
         if not resumed:
@@ -54,11 +51,10 @@ class IntrospectionPlan(Plan):
         return ()
 
 
-def build(config: IntrospectionConfig, device: torch.device) -> IntrospectionPlan:
+def build(config: IntrospectionConfig, device: torch.device, *, models: ModelCache) -> IntrospectionPlan:
     """Scan for the neuron, build the activation dataset and the head."""
-    models_root = tracking.models_root()
-    experiment = IntrospectionExperiment(config, device, models_root)
-    cross = load_model(config.cross_model, device, cache_root=models_root, seed=1) if config.cross_model else None
+    experiment = IntrospectionExperiment(config, device, models)
+    cross = load_model(config.cross_model, device, cache=models, seed=1) if config.cross_model else None
     return IntrospectionPlan(
         experiment, variant=f"{config.task}-{config.unfreeze}",
         run_name=f"{config.model}-L{experiment.layer}N{experiment.neuron}-s{config.seed}",
@@ -67,7 +63,7 @@ def build(config: IntrospectionConfig, device: torch.device) -> IntrospectionPla
         rounds=config.max_epochs, cross=cross)
 
 
-def report(tracker: RunTracker, plan: IntrospectionPlan, fit: FitResult) -> None:
+def report(tracker: RunLog, plan: IntrospectionPlan, fit: FitResult) -> None:
     """The headline against the probe at the validation-chosen step, the drift monitors and the figures."""
     experiment: IntrospectionExperiment = plan.experiment
     tracker.log_metrics(fit.state.step, at_best(fit.best_metrics, plan.baselines))

@@ -3,7 +3,6 @@ the model and head, training with fixed or live targets, baselines and drift mon
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -21,7 +20,7 @@ from innerlens.errors import ConfigError
 from innerlens.families.introspection_setup import check_against_model, feature_layer_for, trainable_parameters
 from innerlens.models.hooks import activation, hook_layer, resid_post, residual_after
 from innerlens.models.introspection_head import IntrospectionHead, Predictor, at_position
-from innerlens.models.loading import LoadedModel, encode, lm_loss, load_model, real_tokens
+from innerlens.models.loading import LoadedModel, ModelCache, encode, lm_loss, load_model, real_tokens
 
 if TYPE_CHECKING:
     pass
@@ -43,11 +42,11 @@ class Targets:
 
 
 class IntrospectionExperiment:
-    def __init__(self, config: IntrospectionConfig, device: torch.device, models_root: Path) -> None:
+    def __init__(self, config: IntrospectionConfig, device: torch.device, models: ModelCache) -> None:
         seed_everything(config.seed)
         self.config, self.device = config, device
         self.texts = read_texts(config.texts) if config.texts else generate_texts(config.num_samples, config.seed)
-        self.loaded = load_model(config.model, device, cache_root=models_root, seed=0)
+        self.loaded = load_model(config.model, device, cache=models, seed=0)
         bridge = self.loaded.bridge
         self.ids, self.last = encode(self.loaded.tokenizer, self.texts, device, config.max_length)
         check_against_model(config, self.loaded, int(self.last.min()) + 1)

@@ -7,7 +7,7 @@ import pandas as pd
 import torch
 
 from innerlens.configs.introspection import IntrospectionConfig
-from innerlens.tracking import RunTracker
+from innerlens.plan import RunLog
 
 if TYPE_CHECKING:
     from innerlens.families.introspection_experiment import IntrospectionExperiment
@@ -60,7 +60,7 @@ def at_best(best: dict[str, float], baselines: dict[str, float]) -> dict[str, fl
     return summary
 
 
-def log_dataset(tracker: RunTracker, config: IntrospectionConfig, experiment: IntrospectionExperiment) -> None:
+def log_dataset(tracker: RunLog, config: IntrospectionConfig, experiment: IntrospectionExperiment) -> None:
     """The activation dataset as CSV, the scan scores, and which unit was chosen."""
     split_of = {int(i): name for name, rows in experiment.splits.items() for i in rows}
     labels = experiment.targets.labels(experiment.targets.values, "classification")

@@ -24,6 +24,7 @@ import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -31,7 +32,6 @@ import torch
 import torch.nn.functional as F
 from matplotlib.figure import Figure
 
-from innerlens import tracking
 from innerlens.analysis.alignment import AT_INIT, RIDGE, alignment_table, beats_controls
 from innerlens.analysis.cognitive import (
     correct_probability,
@@ -41,15 +41,14 @@ from innerlens.analysis.cognitive import (
     online_logistic_logits,
     prototype_logits,
 )
-from innerlens.callbacks import history_frame
 from innerlens.configs.metalign import MetalignConfig
 from innerlens.data.embeddings import HUMAN_COLUMNS, ObjectData, load_human_data, load_objects, synthetic_objects, zscore
 from innerlens.data.episodes import LABEL_CHANNELS, Episodes, EpisodeSampler
 from innerlens.data.splits import split_indices
-from innerlens.engine import FitResult, Selection, adamw, seed_everything
+from innerlens.engine import FitResult, Selection, adamw, history_frame, seed_everything
 from innerlens.errors import ConfigError
 from innerlens.models.meta_learner import MetaLearner
-from innerlens.plan import Plan
+from innerlens.plan import Plan, RunLog
 from innerlens.search_space import SearchSpec
 from innerlens.viz.curves import metric_curves
 from innerlens.viz.metalign import group_figures
@@ -271,7 +270,7 @@ class MetalignPlan(Plan):
     data: PreparedData | None = None
     scratch: tempfile.TemporaryDirectory[str] | None = None
 
-    def start(self, tracker: tracking.RunTracker, resumed: bool) -> tuple[()]:
+    def start(self, tracker: RunLog, resumed: bool) -> tuple[()]:
         assert self.data is not None
         if self.data.source_dir and not resumed:
             tracker.log_directory(self.data.source_dir, "data")
@@ -291,7 +290,7 @@ def build(config: MetalignConfig, device: torch.device) -> MetalignPlan:
               "innerlens.train_dims": ",".join(map(str, experiment.train_dims))})
 
 
-def report(tracker: tracking.RunTracker, plan: MetalignPlan, fit: FitResult) -> None:
+def report(tracker: RunLog, plan: MetalignPlan, fit: FitResult) -> None:
     """Alignment metrics, tables and figures of the validation-best model."""
     from innerlens.viz import metalign as viz
 
@@ -323,12 +322,13 @@ def report(tracker: tracking.RunTracker, plan: MetalignPlan, fit: FitResult) -> 
     tracker.log_figure(viz.accuracy_by_dimension(behaviour, names), "accuracy_by_dimension")
 
 
-def comparison_figures(history: pd.DataFrame, runs: pd.DataFrame, summary: pd.DataFrame) -> dict[str, Figure]:
-    """compare's figures for metalign runs, drawn from each run's own tables."""
+def comparison_figures(history: pd.DataFrame, runs: pd.DataFrame, summary: pd.DataFrame,
+                       read_table: Callable[[str, str], pd.DataFrame]) -> dict[str, Figure]:
+    """compare's figures for metalign runs, drawn from each run's own tables (``read_table(run_id, path)``)."""
 
     def tables(path: str) -> pd.DataFrame:
         with ThreadPoolExecutor(max_workers=8) as pool:
-            frames = pool.map(lambda run_id: tracking.read_csv_artifact(run_id, path).assign(run_id=run_id), runs["run_id"])
+            frames = pool.map(lambda run_id: read_table(run_id, path).assign(run_id=run_id), runs["run_id"])
             return pd.concat(list(frames), ignore_index=True).merge(runs[["run_id", "group"]])
 
     return group_figures(tables("tables/cka.csv"), tables("tables/accuracy_by_position.csv"))

@@ -20,7 +20,6 @@ import torch
 import torch.nn.functional as F
 from sklearn.metrics import roc_auc_score
 
-from innerlens import tracking
 from innerlens.analysis.calibration import calibration_metrics, platt_fit
 from innerlens.configs.selector import REGISTERED_NAME, SelectorConfig
 from innerlens.data.labelled import order_corpus, read_labelled
@@ -29,9 +28,9 @@ from innerlens.engine import FitResult, Selection, adamw, seed_everything
 from innerlens.errors import ConfigError
 from innerlens.inputs import read_input_text
 from innerlens.models.hooks import resid_post
-from innerlens.models.loading import LoadedModel, encode, load_model
+from innerlens.models.loading import LoadedModel, ModelCache, encode, load_model
 from innerlens.models.selector_head import SelectorHead, valid_heads
-from innerlens.plan import Plan
+from innerlens.plan import Plan, RunLog
 from innerlens.search_space import SearchSpec
 
 SEARCH = SearchSpec(
@@ -52,11 +51,11 @@ def default_layers(n_layers: int) -> tuple[int, int]:
 
 
 class SelectorExperiment:
-    def __init__(self, config: SelectorConfig, device: torch.device, models_root: Path) -> None:
+    def __init__(self, config: SelectorConfig, device: torch.device, models: ModelCache) -> None:
         seed_everything(config.seed)
         self.config, self.device = config, device
         self.frame = read_labelled(config.data) if config.data else order_corpus(config.num_texts, config.seed)
-        self.generator_model: LoadedModel = load_model(config.generator, device, cache_root=models_root)
+        self.generator_model: LoadedModel = load_model(config.generator, device, cache=models)
         n_layers = self.generator_model.n_layers
         self.layers = tuple(config.feature_layers) or default_layers(n_layers)
         for layer in self.layers:
@@ -142,9 +141,9 @@ class SelectorPlan(Plan):
     generator_version: str = ""
 
 
-def build(config: SelectorConfig, device: torch.device) -> SelectorPlan:
+def build(config: SelectorConfig, device: torch.device, *, models: ModelCache) -> SelectorPlan:
     """The head on the frozen generator's hidden states; the validation AUC chooses."""
-    experiment = SelectorExperiment(config, device, tracking.models_root())
+    experiment = SelectorExperiment(config, device, models)
     version = experiment.generator_model.version or Path(config.generator).name
     return SelectorPlan(
         experiment, variant=f"L{'-'.join(map(str, experiment.layers))}", run_name=f"selector-{version}-s{config.seed}",
@@ -155,7 +154,7 @@ def build(config: SelectorConfig, device: torch.device) -> SelectorPlan:
               "innerlens.feature_layers": ",".join(map(str, experiment.layers))})
 
 
-def report(tracker: tracking.RunTracker, plan: SelectorPlan, fit: FitResult) -> None:
+def report(tracker: RunLog, plan: SelectorPlan, fit: FitResult) -> None:
     """Test AUC and calibration of the validation-best head, its evaluation plots, registration and heatmaps."""
     from innerlens.viz import selector as viz
 
@@ -202,7 +201,7 @@ def _examples(config: SelectorConfig, experiment: SelectorExperiment) -> list[tu
     return [(f"test{row}", experiment.frame["text"].iloc[row]) for row in rows]
 
 
-def _register(tracker: tracking.RunTracker, config: SelectorConfig, experiment: SelectorExperiment) -> str:
+def _register(tracker: RunLog, config: SelectorConfig, experiment: SelectorExperiment) -> str:
     """Log the head (weights + architecture) as ``selector/`` and register it; return the version."""
     with tempfile.TemporaryDirectory() as tmp:
         torch.save(experiment.model.state_dict(), Path(tmp) / "head.pt")
@@ -211,7 +210,6 @@ def _register(tracker: tracking.RunTracker, config: SelectorConfig, experiment: 
             "heads": experiment.heads, "mlp_ratio": config.mlp_ratio, "generator": config.generator,
         }, indent=2))
         tracker.log_directory(tmp, "selector")
-    tracker.flush()
-    version = tracking.register_model(tracker.run_id, "selector", REGISTERED_NAME)
+    version = tracker.register_model("selector", REGISTERED_NAME)
     tracker.set_tags({"innerlens.registered_version": version})
     return version

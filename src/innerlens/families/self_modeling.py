@@ -19,29 +19,27 @@ from __future__ import annotations
 import contextlib
 import functools
 from dataclasses import replace
-from typing import Any
+from typing import Any, Callable
 
 import pandas as pd
 import torch
 import torch.nn.functional as F
 from matplotlib.figure import Figure
 
-from innerlens import tracking
 from innerlens.analysis.llc import LLCEstimate, LLCSettings, estimate_llc
 from innerlens.analysis.settling import settling
 from innerlens.analysis.transitions import dynamics_summary
 from innerlens.analysis.weights import spread, weight_std
-from innerlens.callbacks import history_frame
 from innerlens.configs.self_modeling import SelfModelingConfig
 from innerlens.data.images import FeatureTask, digit_features, fashion_mnist
 from innerlens.data.splits import split_indices
 from innerlens.data.tasks import SequenceTask, digit_patches, modular_sum, modular_sum_seq
-from innerlens.engine import FitResult, FlatAdamW, Selection, decayed_lr_factor, seed_everything, set_lr, snapshot
+from innerlens.engine import FitResult, FlatAdamW, Selection, decayed_lr_factor, history_frame, seed_everything, set_lr, snapshot
 from innerlens.families.seed_stack import SeedStack
 from innerlens.families.self_modeling_training import match_gradient_share, round_metrics, training_loss
 from innerlens.models.mlp import SelfModelingMLP
 from innerlens.models.self_modeling_net import CONTROL, SelfModelingNet, self_model_layers
-from innerlens.plan import Plan
+from innerlens.plan import Plan, RunLog
 from innerlens.search_space import SearchSpec
 from innerlens.viz.curves import llc_traces
 from innerlens.viz.self_modeling import figures
@@ -216,7 +214,8 @@ def make_optimizer(config: SelfModelingConfig, model: torch.nn.Module, device: t
     return FlatAdamW(model, device, lr=config.lr, weight_decay=config.weight_decay)
 
 
-def comparison_figures(history: pd.DataFrame, runs: pd.DataFrame, summary: pd.DataFrame) -> dict[str, Figure]:
+def comparison_figures(history: pd.DataFrame, runs: pd.DataFrame, summary: pd.DataFrame,
+                       read_table: Callable[[str, str], pd.DataFrame]) -> dict[str, Figure]:
     """compare's figures for self-modeling runs: the six plots, one line and band per group."""
     return {f"self_modeling_{name}": fig for name, fig in figures(history, group="group").items()}
 
@@ -243,7 +242,7 @@ def _one_at_a_time(stack: tuple[SeedStack, int] | None) -> contextlib.AbstractCo
     return stack[0].lock if stack is not None else contextlib.nullcontext()
 
 
-def report(tracker: tracking.RunTracker, plan: Plan, fit: FitResult) -> None:
+def report(tracker: RunLog, plan: Plan, fit: FitResult) -> None:
     """Measure the run at its end and at its best checkpoint the same way for every run, log the
     measurements (into the history too) and draw its figures."""
     experiment: SelfModelingExperiment = plan.experiment

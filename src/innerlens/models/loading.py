@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import torch
 
@@ -150,7 +151,16 @@ def trained_tiny_dir(root: Path, seed: int = 0) -> Path:
     return directory
 
 
-def load_model(name: str, device: torch.device, *, cache_root: Path, seed: int = 0) -> LoadedModel:
+@dataclass(frozen=True)
+class ModelCache:
+    """Where models are cached, and how a registered ``models:/NAME/VERSION`` is fetched into it: the
+    session supplies the fetch from the tracking store, so models know no store."""
+
+    root: Path
+    fetch_registered: Callable[[str, Path], tuple[Path, str]] | None = None
+
+
+def load_model(name: str, device: torch.device, *, cache: ModelCache, seed: int = 0) -> LoadedModel:
     """``tiny``, a checkpoint directory or a model name -> a TransformerBridge (one-line error when impossible)."""
     import transformer_lens.model_bridge.sources  # noqa: F401  (attaches boot_transformers)
     from transformer_lens.model_bridge import TransformerBridge
@@ -160,13 +170,13 @@ def load_model(name: str, device: torch.device, *, cache_root: Path, seed: int =
     transformers_logging.disable_progress_bar()  # stderr stays for innerlens' own messages
     version = None
     if name == TINY:
-        source = trained_tiny_dir(cache_root, seed)
+        source = trained_tiny_dir(cache.root, seed)
     elif name == TINY_RANDOM:
-        source = tiny_model_dir(cache_root, seed)
+        source = tiny_model_dir(cache.root, seed)
     elif name.startswith("models:/"):
-        from innerlens.tracking import download_registered
-
-        source, version = download_registered(name, cache_root / "registry")
+        if cache.fetch_registered is None:
+            raise ConfigError(f"--model {name}: a registered model needs the tracking store (run it through innerlens)")
+        source, version = cache.fetch_registered(name, cache.root / "registry")
     else:
         source = Path(name)
     if source.is_dir():

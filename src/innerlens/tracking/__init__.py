@@ -41,6 +41,11 @@ from innerlens.tracking.lifecycle import (  # noqa: F401
     placement,
     start_run,
 )
+from innerlens.tracking.model_registry import (  # noqa: F401
+    REGISTRY_PREFIX,
+    download_registered,
+    register_model,
+)
 from innerlens.tracking.preflight import (  # noqa: F401
     PREFLIGHT_TIMEOUT_S,
     check_no_spool,
@@ -59,11 +64,6 @@ from innerlens.tracking.reads import (  # noqa: F401
     read_csv_artifact,
     running_runs_of_unit,
     task_run,
-)
-from innerlens.tracking.registry import (  # noqa: F401
-    REGISTRY_PREFIX,
-    download_registered,
-    register_model,
 )
 from innerlens.tracking.store import (  # noqa: F401
     DEFAULT_EXPERIMENT,

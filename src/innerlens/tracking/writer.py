@@ -20,6 +20,8 @@ from mlflow.tracking import MlflowClient
 
 from innerlens.spool import Spool
 from innerlens.tracking.delivery import MAX_METRICS_PER_BATCH, deliver_spool, first_line, is_outage, say, send_entry, spool_root
+from innerlens.tracking.model_registry import register_model as register_version
+from innerlens.tracking.reads import list_checkpoints, load_checkpoint
 from innerlens.tracking.redaction import redact_secrets
 from innerlens.tracking.store import figure_name
 
@@ -191,6 +193,20 @@ class RunTracker:
         self._deliver({"op": "artifact", "path": artifact_dir}, target)
         if target.exists():
             shutil.rmtree(target.parent)
+
+    def list_checkpoints(self, folder: str = "") -> list[str]:
+        """Checkpoint names under ``checkpoints/<folder>`` of this run (delivered ones: flush first)."""
+        self.flush()
+        return list_checkpoints(self.run_id, folder)
+
+    def load_checkpoint(self, name: str) -> dict[str, Any]:
+        self.flush()
+        return load_checkpoint(self.run_id, name)
+
+    def register_model(self, artifact_path: str, name: str) -> str:
+        """Register ``artifact_path`` of this run (after what was queued has gone) as a new version of ``name``."""
+        self.flush()
+        return register_version(self.run_id, artifact_path, name)
 
     def flush(self) -> None:
         """Send buffered metrics, wait for every queued call; re-raise the first that failed (outages excepted)."""

@@ -21,7 +21,8 @@ def analyze(run_id: str) -> Transitions:
     config_dict = tracking.load_config(run_id, FAMILY)
     config = GrokkingConfig(**{**config_dict, "resume": None, "device": "cpu"})
     experiment = GrokkingExperiment(config, torch.device("cpu"))
-    snapshots = load_snapshots(run_id)
+    with tracking.open_finished_run(run_id) as log:
+        snapshots = load_snapshots(log)
     if not snapshots:
         raise ConfigError(f"run {run_id} has no checkpoints/steps/ snapshots to analyze")
     history = tracking.load_history(run_id)
