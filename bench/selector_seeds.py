@@ -19,7 +19,7 @@ from seed_study import newest_finished_runs, train_unless_summarizing
 
 EXPERIMENT = "selector-seeds"
 SEEDS = (0, 1, 2, 3, 4)
-KEYS = ("test/auc_best", "baseline/bow/test_auc", "test/ece", "test/ece_floor", "test/ece_ci_low", "test/ece_ci_high",
+KEYS = ("test/auc_best", "baseline/bow/test_auc", "baseline/bigram/test_auc", "test/ece", "test/ece_floor", "test/ece_ci_low", "test/ece_ci_high",
         "test/ece_calibrated", "test/ece_calibrated_floor")
 RESULTS = Path(__file__).parent / "results"
 
@@ -38,19 +38,19 @@ def collect() -> pd.DataFrame:
 
 def main() -> None:
     train_unless_summarizing(__doc__.splitlines()[0], EXPERIMENT, train_one, [(f"seed {seed}", seed) for seed in SEEDS])
-    from scipy import stats
 
-    from innerlens.analysis.stats import paired_contrast
+    from innerlens.analysis.stats import bounded_interval, paired_contrast
 
     table = collect()
     summary = []
     for key in KEYS:
         values = table[key].dropna().to_numpy()
-        half = stats.t.ppf(0.975, len(values) - 1) * values.std(ddof=1) / len(values) ** 0.5 if len(values) > 1 else float("nan")
-        summary.append({"key": key, "n": len(values), "mean": values.mean(), "sd": values.std(ddof=1), "ci_low": values.mean() - half,
-                        "ci_high": values.mean() + half, "min": values.min(), "max": values.max()})
+        low, high = bounded_interval(values) if len(values) > 1 else (float("nan"), float("nan"))  # AUC, ECE: inside [0, 1]
+        summary.append({"key": key, "n": len(values), "mean": values.mean(), "sd": values.std(ddof=1), "ci_low": low,
+                        "ci_high": high, "interval": "t on the logit scale", "min": values.min(), "max": values.max()})
     contrasts = pd.DataFrame([
         {"contrast": "auc selector - bag of words", **paired_contrast(table["test/auc_best"].to_numpy(), table["baseline/bow/test_auc"].to_numpy())},
+        {"contrast": "auc selector - bigrams", **paired_contrast(table["test/auc_best"].to_numpy(), table["baseline/bigram/test_auc"].to_numpy())},
         {"contrast": "ece calibrated - raw", **paired_contrast(table["test/ece_calibrated"].to_numpy(), table["test/ece"].to_numpy())},
         {"contrast": "ece raw - its floor", **paired_contrast(table["test/ece"].to_numpy(), table["test/ece_floor"].to_numpy())},
         {"contrast": "ece calibrated - its floor", **paired_contrast(table["test/ece_calibrated"].to_numpy(), table["test/ece_calibrated_floor"].to_numpy())},

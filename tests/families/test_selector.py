@@ -91,3 +91,15 @@ def test_the_ece_floor_is_what_a_perfectly_calibrated_model_scores_and_the_inter
     overconfident = np.clip(probabilities * 2 - 0.5, 0.01, 0.99)  # the labels still follow `probabilities`
     biased = calibration_metrics("test/ece", overconfident, (rng.random(150) < probabilities).astype(float))
     assert biased["test/ece_ci_low"] > biased["test/ece_floor"]  # miscalibration stands clear of the floor
+
+
+def test_bigrams_see_the_name_order_that_bag_of_words_cannot() -> None:
+    """The label is which group's name comes first: unigram counts are at chance by construction, word
+    bigrams ("alice met", "met bob") nearly solve it: the control that says how hard the task is."""
+    from innerlens.families.selector import bag_of_words_auc
+
+    frame = order_corpus(600, 0)
+    order = torch.randperm(600, generator=torch.Generator().manual_seed(0))
+    train, test = order[:420], order[420:]
+    assert bag_of_words_auc(frame, train, test) < 0.65
+    assert bag_of_words_auc(frame, train, test, ngrams=2) > 0.9

@@ -54,3 +54,14 @@ def test_holm_over_all_contrasts_corrects_across_metrics_not_within_each() -> No
     assert together["permutation_p_holm"].tolist() == pytest.approx([2 * min(together["permutation_p"])] * 2)
     assert together.set_index("key").loc["b", "margin"] == 0.2
     assert together.set_index("key").loc["a", "margin"] == pytest.approx(0.1 * abs(together.set_index("key").loc["a", "mean_reference"]))
+
+
+def test_a_bounded_interval_stays_inside_its_bounds_where_a_t_interval_does_not() -> None:
+    """Five AUCs, one at chance: the plain t-interval passes 1, the logit-scale one cannot."""
+    from innerlens.analysis.stats import bounded_interval, t_interval
+
+    aucs = np.array([0.50, 0.87, 0.95, 0.99, 0.98])
+    assert t_interval(aucs)[1] > 1.0
+    low, high = bounded_interval(aucs)
+    assert 0.0 < low < np.median(aucs) < high < 1.0
+    assert bounded_interval(np.array([0.2, 0.3, 0.25, 0.35]), low=0.0, high=1.0)[0] > 0.0

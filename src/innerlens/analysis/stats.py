@@ -52,6 +52,16 @@ def t_interval(differences: np.ndarray, level: float = 0.95) -> tuple[float, flo
     return float(d.mean() - half), float(d.mean() + half)
 
 
+def bounded_interval(values: np.ndarray, level: float = 0.95, low: float = 0.0, high: float = 1.0) -> tuple[float, float]:
+    """A t-interval for a quantity bounded in [low, high] (AUC, accuracy, ECE), taken on the logit scale
+    and mapped back, so it stays inside the bounds (a plain t-interval of five AUCs can pass 1)."""
+    scaled = np.clip((np.asarray(values, dtype=np.float64) - low) / (high - low), 1e-6, 1 - 1e-6)
+    logits = np.log(scaled / (1 - scaled))
+    lo, hi = t_interval(logits, level)
+    back = lambda z: low + (high - low) / (1 + np.exp(-z))  # noqa: E731
+    return float(back(lo)), float(back(hi))
+
+
 def sign_flip_p(differences: np.ndarray, *, seed: int = 0) -> float:
     """Two-sided permutation p-value of the mean paired difference: under H0 each difference's sign
     is a fair coin. Exact (every sign pattern) up to :data:`EXACT_SIGN_FLIPS` pairs."""
