@@ -94,6 +94,9 @@ BAD_INPUTS = [
     (["tune", "--space", "FILES/word_bound.yaml"], "lr: low and high must be numbers, got 'abc' and 0.1"),
     (["tune", "--space", "FILES/fraction_int.yaml"], "n_layers: an int range needs whole-number bounds"),
     (["selector", "--data", "FILES/empty_text.csv"], "has an empty text cell on line 23"),
+    # a checkpoint directory with a config but no weights: the range check must come before any loading
+    (["introspection", "--model", "FILES/declared_only", "--layer", "99"], "declared_only has layers 0..1"),
+    (["introspection", "--layer", "99"], "--layer 99 is out of range: tiny has layers 0..3"),
 ]
 
 
@@ -109,6 +112,8 @@ def files(tmp_path: Path) -> Path:
     (tmp_path / "latin1.txt").write_bytes("café au lait\nsecond line\n".encode("latin-1"))
     (tmp_path / "latin1.yaml").write_bytes("lr: {type: float, low: 1.0e-4, high: 1.0e-2}  # café\n".encode("latin-1"))
     (tmp_path / "empty.csv").write_bytes(b"")
+    (tmp_path / "declared_only").mkdir()
+    (tmp_path / "declared_only" / "config.json").write_text('{"model_type": "gpt2", "n_layer": 2}')
     (tmp_path / "word_bound.yaml").write_text("lr: {type: float, low: abc, high: 0.1}\n")
     (tmp_path / "fraction_int.yaml").write_text("n_layers: {type: int, low: 1.5, high: 4}\n")
     (tmp_path / "empty_text.csv").write_text("text,label\n" + "".join(f"sample {i},{i % 2}\n" for i in range(21)) + ",1\n")

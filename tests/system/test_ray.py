@@ -222,6 +222,8 @@ def _assert_the_recipes_lock_the_cluster(manifest: dict, image: str, slurm: str)
         for container in pod["containers"]:
             assert container["securityContext"]["allowPrivilegeEscalation"] is False
             assert 10001 not in [port["containerPort"] for port in container.get("ports", [])]  # no Ray client port
+            for probe in (container["readinessProbe"], container["livenessProbe"]):  # explicit, with what the image has
+                assert "wget" in probe["exec"]["command"][-1] and "local_raylet_healthz" in probe["exec"]["command"][-1]
     policy = next(d for d in documents if d["kind"] == "NetworkPolicy")
     assert policy["spec"]["podSelector"]["matchLabels"] == {"ray.io/cluster": manifest["metadata"]["name"]}
     constraints = (ROOT / "deploy" / "ray" / "constraints.txt").read_text()

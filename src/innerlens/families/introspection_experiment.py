@@ -17,10 +17,10 @@ from innerlens.data.splits import split_indices
 from innerlens.data.texts import generate_texts, read_texts
 from innerlens.engine import adamw, seed_everything
 from innerlens.errors import ConfigError
-from innerlens.families.introspection_setup import check_against_model, feature_layer_for, trainable_parameters
+from innerlens.families.introspection_setup import check_against_model, check_layers, feature_layer_for, trainable_parameters
 from innerlens.models.hooks import activation, hook_layer, resid_post, residual_after
 from innerlens.models.introspection_head import IntrospectionHead, Predictor, at_position
-from innerlens.models.loading import LoadedModel, ModelCache, encode, lm_loss, load_model, real_tokens
+from innerlens.models.loading import LoadedModel, ModelCache, declared_layers, encode, lm_loss, load_model, real_tokens
 
 if TYPE_CHECKING:
     pass
@@ -46,6 +46,7 @@ class IntrospectionExperiment:
         seed_everything(config.seed)
         self.config, self.device = config, device
         self.texts = read_texts(config.texts) if config.texts else generate_texts(config.num_samples, config.seed)
+        check_layers(config, declared_layers(config.model))  # before loading, which can take minutes
         self.loaded = load_model(config.model, device, cache=models, seed=0)
         bridge = self.loaded.bridge
         self.ids, self.last = encode(self.loaded.tokenizer, self.texts, device, config.max_length)

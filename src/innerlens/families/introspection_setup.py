@@ -9,12 +9,17 @@ from innerlens.errors import ConfigError
 from innerlens.models.loading import LoadedModel
 
 
+def check_layers(config: IntrospectionConfig, n_layers: int | None) -> None:
+    """--layer and --unfreeze-from against the model's layer count (None: not known yet)."""
+    for flag, value in (("--layer", config.layer), ("--unfreeze-from", config.unfreeze_from)):
+        if n_layers is not None and value is not None and not 0 <= value < n_layers:
+            raise ConfigError(f"{flag} {value} is out of range: {config.model} has layers 0..{n_layers - 1}")
+
+
 def check_against_model(config: IntrospectionConfig, model: LoadedModel, shortest_text: int) -> None:
     """Range checks that need the model: one line naming the valid range."""
     n_layers = model.n_layers
-    for flag, value in (("--layer", config.layer), ("--unfreeze-from", config.unfreeze_from)):
-        if value is not None and not 0 <= value < n_layers:
-            raise ConfigError(f"{flag} {value} is out of range: {config.model} has layers 0..{n_layers - 1}")
+    check_layers(config, n_layers)
     width = model.d_mlp if config.layer_type == "mlp_out" else model.d_model
     if config.neuron is not None and not 0 <= config.neuron < width:
         raise ConfigError(f"--neuron {config.neuron} is out of range: {config.layer_type} of {config.model} has neurons 0..{width - 1}")

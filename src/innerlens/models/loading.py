@@ -151,6 +151,23 @@ def trained_tiny_dir(root: Path, seed: int = 0) -> Path:
     return directory
 
 
+def declared_layers(name: str) -> int | None:
+    """The layer count a model declares without loading it (the tiny models' shape, a checkpoint
+    directory's config.json), so a bad --layer fails in one line before minutes of loading; None
+    when only loading tells (a registered or remote model)."""
+    if name in (TINY, TINY_RANDOM):
+        return TINY_SHAPE["n_layer"]
+    config = Path(name) / "config.json"
+    if config.is_file():
+        import json
+
+        declared = json.loads(config.read_text())
+        for key in ("n_layer", "num_hidden_layers", "n_layers"):
+            if isinstance(declared.get(key), int):
+                return declared[key]
+    return None
+
+
 @dataclass(frozen=True)
 class ModelCache:
     """Where models are cached, and how a registered ``models:/NAME/VERSION`` is fetched into it: the
