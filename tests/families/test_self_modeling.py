@@ -175,3 +175,21 @@ def test_grad_share_matching_sets_the_weight_that_gives_the_share_and_checkpoint
     assert "aux_weight" in model.state_dict()  # resumed runs continue from the matched weight
     metrics = experiment.train_round(1)
     assert 0 < metrics["aux/grad_share_before"] < 1 and metrics["aux/weight"] > 0
+
+
+def test_the_run_is_measured_a_fixed_number_of_epochs_after_its_own_generalisation(local_store: str) -> None:
+    """--llc-after-generalisation K: weight spread and each LLC estimator at (first epoch with val acc ≥ 0.95) + K,
+    logged at that step, whatever the budget."""
+    from mlflow.tracking import MlflowClient
+
+    from innerlens import session
+
+    config = SelfModelingConfig(model="mlp", task="digits", variant="last_layer", hidden=32, max_epochs=30, batch_size=32,
+                                llc_after_generalisation=3, measure_llc=True, llc_chains=2, llc_draws=6, llc_burnin=2,
+                                llc_at_best=False, device="cpu", checkpoint_interval=0.0)
+    run_id = session.run("self_modeling", config, progress=False).run_id
+    client = MlflowClient()
+    reached = int(client.get_run(run_id).data.metrics["val/epoch_to_acc_0.95"])
+    assert reached <= 27  # generalised within the budget, so the measurement point exists
+    for key in ("llc/after_generalisation_mean", "llc/after_generalisation_mean_paper", "weights/std_after_generalisation"):
+        assert [m.step for m in client.get_metric_history(run_id, key)] == [reached + 3], key

@@ -109,6 +109,10 @@ class SelfModelingConfig(ModelShape, EpochConfig):
         None, "Estimate the LLC at the end of training (and at the best checkpoint). Empty: yes, unless the run is too "
         f"small for it to mean anything (under {MIN_LLC_TRAIN} training examples or {MIN_LLC_EPOCHS} epochs: skipped with "
         "one line). Costs each estimator's SGLD steps once per measured point; weight std is always measured.")
+    llc_after_generalisation: int = option(
+        0, "Also measure the run (weight spread, every --llc-estimators LLC) this many epochs after validation accuracy first "
+           "reaches 0.95 (0: off): a point at the same distance from each run's own generalisation, whatever its budget "
+           "(llc/after_generalisation_mean[_paper], weights/std_after_generalisation).", check=non_negative)
     llc_at_best: bool = option(True, "Also estimate the LLC at the best checkpoint (a secondary metric; the final LLC is primary). Off halves a study's LLC cost.")
     llc_gamma_sensitivity: bool = option(False, "Also estimate the final LLC at γ/10 and 10γ (logged as llc/final_mean_gamma_<γ>): two more calibrated estimates, tripling that estimator's cost.")
     output_dir: Optional[str] = option(None, "Also keep a local copy of the run's figures, checkpoints and tables here (the seed's --base_dir).")

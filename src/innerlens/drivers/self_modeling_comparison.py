@@ -37,6 +37,9 @@ TAG_WEIGHT = "innerlens.self_model_weight"
 PRIMARY_METRICS = {"llc/final_mean": "lower", "llc/final_mean_paper": "lower", "weights/std_final": "lower",
                    "test/acc_at_best": "higher"}
 SECONDARY_METRICS = {"weights/std_all_final": "lower", "llc/best_mean": "lower", "weights/std_best": "lower",
+                     # --llc-after-generalisation: the same distance from every run's own generalisation
+                     "llc/after_generalisation_mean": "lower", "llc/after_generalisation_mean_paper": "lower",
+                     "weights/std_after_generalisation": "lower",
                      "val/acc_at_best": "higher", "test/acc_final": "higher",
                      # The grokking regime's questions: a run that never reaches 0.95 counts as max_epochs + 1
                      # (censored at the top, which the rank-based Wilcoxon test treats conservatively).

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any, Callable
 
 import pandas as pd
@@ -34,7 +34,17 @@ from innerlens.configs.self_modeling import SelfModelingConfig
 from innerlens.data.images import FeatureTask, digit_features, fashion_mnist
 from innerlens.data.splits import split_indices
 from innerlens.data.tasks import SequenceTask, digit_patches, modular_sum, modular_sum_seq
-from innerlens.engine import FitResult, FlatAdamW, Selection, decayed_lr_factor, history_frame, seed_everything, set_lr, snapshot
+from innerlens.engine import (
+    EngineState,
+    FitResult,
+    FlatAdamW,
+    Selection,
+    decayed_lr_factor,
+    history_frame,
+    seed_everything,
+    set_lr,
+    snapshot,
+)
 from innerlens.families.seed_stack import SeedStack
 from innerlens.families.self_modeling_training import match_gradient_share, round_metrics, training_loss
 from innerlens.models.mlp import SelfModelingMLP
@@ -68,6 +78,11 @@ def make_task(config: SelfModelingConfig) -> SequenceTask | FeatureTask:
     if config.task == "modular_sum":
         return modular_sum(config.p, config.n_samples, config.seed)
     return modular_sum_seq(config.p, config.n_samples, config.seq_len, config.seed)
+
+
+AFTER_GENERALISATION = "after_generalisation"
+MEASURED_AT = ("final", "best", AFTER_GENERALISATION)  # where a run is measured; the index offsets the LLC's seed
+GENERALISED = 0.95  # validation accuracy that counts as generalised (as val/epoch_to_acc_0.95)
 
 
 class SelfModelingExperiment:
@@ -174,7 +189,7 @@ class SelfModelingExperiment:
         current = snapshot(self.model.state_dict())
         self.model.load_state_dict(weights)
         runs: list[tuple[str, LLCSettings]] = []  # (metric suffix, settings) of each estimate
-        if self.config.llc_skipped is None and (which == "final" or self.config.llc_at_best):
+        if self.config.llc_skipped is None and (which != "best" or self.config.llc_at_best):
             for estimator in self.config.llc_estimators:
                 settings = self.config.llc_estimator(estimator)
                 name = "" if estimator == "calibrated" else f"_{estimator}"
@@ -184,7 +199,7 @@ class SelfModelingExperiment:
         metrics = self.weight_spreads(f"_{which}")
         traces = []
         for suffix, settings in runs:
-            estimate = self.llc(self.config.seed * 100_003 + (which == "best"), settings)
+            estimate = self.llc(self.config.seed * 100_003 + MEASURED_AT.index(which), settings)
             metrics.update({f"llc/{which}_mean{suffix}": estimate.mean, f"llc/{which}_std{suffix}": estimate.std,
                             f"llc/{which}_healthy{suffix}": float(estimate.healthy)})
             estimator = suffix.lstrip("_") if "gamma" not in suffix else "calibrated"
@@ -193,6 +208,34 @@ class SelfModelingExperiment:
                        for chain, trace in enumerate(estimate.loss_traces) for draw, loss in enumerate(trace)]
         self.model.load_state_dict(current)
         return metrics, pd.DataFrame(traces)
+
+
+class MeasureAfterGeneralisation:
+    """Measures the run ``epochs`` after validation accuracy first reached 0.95 (from the engine's history,
+    so a resumed run finds the same epoch) and logs it at that step."""
+
+    def __init__(self, log: RunLog, experiment: SelfModelingExperiment, epochs: int) -> None:
+        self.log, self.experiment, self.epochs = log, experiment, epochs
+
+    def on_epoch_end(self, state: EngineState, metrics: dict[str, float], improved: bool) -> None:
+        reached = next((int(entry["step"]) for entry in state.history if entry["val/acc"] >= GENERALISED), None)
+        if reached is not None and state.epoch == reached + self.epochs:
+            with _one_at_a_time(self.experiment.stack):
+                measured, _ = self.experiment.measure(AFTER_GENERALISATION, snapshot(self.experiment.model.state_dict()))
+            self.log.log_metrics(state.step, measured)
+
+    def on_fit_end(self, state: EngineState) -> None:
+        pass
+
+
+@dataclass
+class SelfModelingPlan(Plan):
+    """A self-modeling run; with --llc-after-generalisation, the callback that measures it there."""
+
+    def start(self, log: RunLog, resumed: bool) -> tuple[MeasureAfterGeneralisation, ...]:
+        experiment: SelfModelingExperiment = self.experiment
+        epochs = experiment.config.llc_after_generalisation
+        return (MeasureAfterGeneralisation(log, experiment, epochs),) if epochs else ()
 
 
 def build_model(config: SelfModelingConfig, task: SequenceTask | FeatureTask, device: torch.device) -> torch.nn.Module:
@@ -228,7 +271,7 @@ def build(config: SelfModelingConfig, device: torch.device, stack: tuple[SeedSta
     experiment.stack = stack
     nbeta = config.llc_settings.resolved_nbeta(config.train_size)
     skipped = config.llc_skipped
-    return Plan(experiment, variant=config.variant, run_name=f"{config.variant}-s{config.seed}",
+    return SelfModelingPlan(experiment, variant=config.variant, run_name=f"{config.variant}-s{config.seed}",
                 selection=Selection(patience=config.patience, target_accuracy=config.target_accuracy,
                                     target_split=config.target_split),
                 rounds=config.max_epochs,
