@@ -92,9 +92,12 @@ def test_a_checkpoint_is_queued_after_the_metrics_it_covers(local_store: str) ->
     assert order.index("step 2") < order.index("checkpoints/last.pt"), order  # step 2 was still buffered
 
 
-def test_a_resume_is_recorded_and_a_running_run_needs_force(local_store: str) -> None:
+def test_a_resume_is_recorded_a_running_run_needs_force_and_an_old_checkpoint_is_refused(local_store: str, tmp_path: Path) -> None:
     """Each resume is an attempt: the generation tag counts them and says when, where and by whom.
     A run the store shows RUNNING may still be training elsewhere: resuming it needs --force-resume."""
+    import torch
+
+    from innerlens import tracking
     from innerlens.tracking import TAG_GENERATION, TAG_RESUMED
 
     run_id = _run(local_store)
@@ -112,18 +115,14 @@ def test_a_resume_is_recorded_and_a_running_run_needs_force(local_store: str) ->
     assert after.data.tags[TAG_GENERATION] == "2" and after.info.status == "FINISHED"
     assert "force_resume" not in after.data.params  # how it was run, not what it computes
 
-
-def test_a_checkpoint_of_an_older_format_is_refused_in_one_line(local_store: str, tmp_path: Path) -> None:
-    import torch
-
-    from innerlens import tracking
-
-    run_id = _run(local_store)
+    # A checkpoint of an older format (before checkpoints had a version) is refused before the run is reopened.
     checkpoint = tracking.load_checkpoint(run_id)
-    del checkpoint["format"]  # as innerlens wrote them before checkpoints had a version
+    del checkpoint["format"]
     torch.save(checkpoint, tmp_path / "last.pt")
-    MlflowClient().log_artifact(run_id, str(tmp_path / "last.pt"), "checkpoints")
-    refused = _innerlens("self-modeling", *SMALL, "--resume", run_id, "--max-epochs", "4")
+    client.log_artifact(run_id, str(tmp_path / "last.pt"), "checkpoints")
+    refused = _innerlens("self-modeling", *SMALL, "--resume", run_id, "--max-epochs", "6")
     assert refused.returncode == 2 and refused.stderr.strip().count("\n") == 0
     assert "checkpoint is format 1, this innerlens reads format 2" in refused.stderr
-    assert MlflowClient().get_run(run_id).info.status == "FINISHED"  # refused before the run was reopened
+    assert client.get_run(run_id).info.status == "FINISHED"
+
+
