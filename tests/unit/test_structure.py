@@ -177,3 +177,18 @@ def test_no_part_imports_what_it_must_never_import() -> None:
 
 def test_leaves_import_nothing_of_innerlens_but_errors() -> None:
     assert sorted(f"{a} -> {b}" for a, b in _edges() if a in LEAVES and b != "innerlens.errors") == []
+
+
+def test_every_headline_and_study_metric_is_in_the_catalogue_with_the_same_direction() -> None:
+    """A metric renamed in a family but not in the catalogue (or declared the other way round in a study)
+    would silently get no direction, a NaN best or a missing row: this fails instead."""
+    from innerlens.drivers.self_modeling_comparison import PRIMARY_METRICS, SECONDARY_METRICS
+    from innerlens.metrics import direction, lookup
+    from innerlens.registry import FAMILIES
+
+    unknown = sorted(key for family in FAMILIES for key in family.headline_metrics if lookup(key) is None)
+    assert unknown == []
+    declared = {**PRIMARY_METRICS, **SECONDARY_METRICS}
+    assert sorted(key for key in declared if lookup(key) is None) == []
+    words = {"min": "lower", "max": "higher"}
+    assert {key: way for key, way in declared.items() if direction(key) and words[direction(key)] != way} == {}
