@@ -208,3 +208,35 @@ def _study_training(tmp_path: Path, options: list[str], children: int, max_epoch
             return study, client
         time.sleep(0.2)
     pytest.fail("the study's runs never started training")
+
+
+def test_a_named_study_stopped_by_sigterm_continues_in_the_same_runs_on_the_embedded_store(tmp_path: Path) -> None:
+    """What a researcher does with a long study: run it, stop it, run the same command again. With no
+    MLFLOW_TRACKING_URI (the embedded store), the second command must find the first's parent run."""
+    env = {k: v for k, v in clean_env().items() if k != "MLFLOW_TRACKING_URI"}
+    env["INNERLENS_HOME"] = str(tmp_path)
+    command = ["innerlens", "self-modeling-comparison", "--variants", "baseline", "--seeds", "0", "--study-name", "in-parts",
+               "--workers", "1", "--no-gamma-sensitivity", *tiny_args(max_epochs="120", patience="0", llc_every="0",
+                                                                        measure_llc="false", checkpoint_interval="0.2")]
+    with open(tmp_path / "study.log", "a") as log:
+        first = subprocess.Popen(command, env=env, cwd=tmp_path, start_new_session=True, stdout=subprocess.DEVNULL, stderr=log)
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}")
+    deadline = time.monotonic() + 300
+    child = None
+    while time.monotonic() < deadline and child is None:
+        assert first.poll() is None, (tmp_path / "study.log").read_text()[-2000:]
+        runs = client.search_runs([e.experiment_id for e in client.search_experiments()]) if (tmp_path / "mlruns" / "mlflow.db").exists() else []
+        child = next((r for r in runs if "mlflow.parentRunId" in r.data.tags
+                      and len(client.get_metric_history(r.info.run_id, "val/acc")) >= 3), None)
+        time.sleep(0.2)
+    assert child is not None
+    os.killpg(first.pid, signal.SIGTERM)
+    assert first.wait(timeout=120) == 143
+    again = subprocess.run(command, env=env, cwd=tmp_path,
+                           capture_output=True, text=True, timeout=900)
+    assert again.returncode == 0, again.stderr[-2000:]
+    runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED"  # one study, continued
+    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    assert [r.info.run_id for r in children] == [child.info.run_id] and children[0].info.status == "FINISHED"

@@ -82,9 +82,12 @@ def latest_parent_with_children(family: str, *, exclude: str) -> str:
 
 def named_study(family: str, run_name: str) -> tuple[str, dict[str, str]] | None:
     """(run id, params) of the newest ``family`` parent run called ``run_name`` in the experiment runs go
-    to, whatever its status: a study re-run under the same name continues it."""
+    to, whatever its status: a study re-run under the same name continues it. Called before any run is
+    opened, so it points MLflow at the store first (else it would search MLflow's default, not ours)."""
+    from innerlens.tracking.store import configure_tracking, experiment_id
+
+    configure_tracking()
     client = MlflowClient()
-    from innerlens.tracking.store import experiment_id
 
     runs = client.search_runs(
         [experiment_id(client)],
