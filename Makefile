@@ -46,7 +46,7 @@ bench: install
 
 ## Regenerate MLproject after changing a Config dataclass (a test checks they agree).
 mlproject: install
-	$(BIN)/innerlens mlproject > MLproject
+	$(BIN)/innerlens mlproject --write
 
 server-start: install
 	PATH=$(CURDIR)/$(BIN):$$PATH deploy/local-server start mlruns/server 5000

@@ -182,11 +182,22 @@ def cli() -> None:
 
 
 @cli.command("mlproject")
-def mlproject_command() -> None:
-    """Print the MLproject file generated from the entry points' configs."""
+@click.option("--write", is_flag=True, help="Write MLproject and entrypoints/<name>.py in the project instead of printing.")
+def mlproject_command(write: bool) -> None:
+    """Print (or --write) the MLproject file generated from the entry points' configs, and their scripts."""
+    from innerlens.commands import entrypoint_script
     from innerlens.mlproject import render_mlproject
 
-    click.echo(render_mlproject(entry_points()), nl=False)
+    if not write:
+        click.echo(render_mlproject(entry_points()), nl=False)
+        return
+    from pathlib import Path
+
+    root = Path.cwd()
+    (root / "MLproject").write_text(render_mlproject(entry_points()))
+    for entry in entry_points():
+        (root / "entrypoints" / f"{entry.name}.py").write_text(entrypoint_script(entry))
+    click.echo(f"wrote MLproject and {len(entry_points())} entry point scripts under {root}")
 
 
 @cli.command("analyze")

@@ -10,7 +10,7 @@ from innerlens.configs.compare import CompareConfig
 from innerlens.configs.grokking_sweep import GrokkingSweepConfig
 from innerlens.configs.self_modeling_comparison import SelfModelingComparisonConfig
 from innerlens.configs.tune import TuneConfig
-from innerlens.registry import EntryPoint, family
+from innerlens.registry import FAMILIES, EntryPoint
 
 
 def _self_modeling_comparison() -> ModuleType:
@@ -40,10 +40,10 @@ def _compare() -> ModuleType:
 DRIVERS = {entry.name: entry for entry in (
     EntryPoint("self_modeling_comparison", SelfModelingComparisonConfig,
                "Train every self-modeling variant (x seeds) under one parent run and draw the comparison.",
-               _self_modeling_comparison, function="compare", is_family=False),
+               _self_modeling_comparison, function="compare", is_family=False, follows="self_modeling"),
     EntryPoint("grokking_sweep", GrokkingSweepConfig,
                "Sweep one grokking hyperparameter (or only seeds): nested runs, time-to-generalize and seed bands.",
-               _grokking_sweep, function="sweep", is_family=False),
+               _grokking_sweep, function="sweep", is_family=False, follows="grokking"),
     EntryPoint("tune", TuneConfig,
                "Optuna search over a family's hyperparameters on its validation metric; trials nested under the study's run.",
                _tune, is_family=False),
@@ -52,9 +52,26 @@ DRIVERS = {entry.name: entry for entry in (
                _compare, is_family=False),
 )}
 
-ORDER = ("self_modeling", "self_modeling_comparison", "grokking", "grokking_sweep", "introspection", "generator",
-         "selector", "metalign", "tune", "compare")
-ENTRY_POINTS: tuple[EntryPoint, ...] = tuple(DRIVERS[name] if name in DRIVERS else family(name) for name in ORDER)
+# The CLI's and the MLproject's order, from the declarations: each family, then the drivers that follow
+# it, then the drivers of every family (tune, compare). A family is declared once, in registry.FAMILIES.
+ENTRY_POINTS: tuple[EntryPoint, ...] = (
+    *(entry for family in FAMILIES for entry in (family, *(d for d in DRIVERS.values() if d.follows == family.name))),
+    *(driver for driver in DRIVERS.values() if driver.follows is None),
+)
+
+ENTRYPOINT_SCRIPT = '''"""MLproject entry point `{name}`: thin, all logic lives in innerlens."""
+import sys
+
+from innerlens.cli import main
+
+if __name__ == "__main__":  # worker processes re-import this module: they must not re-run the command
+    main(["{command}", *sys.argv[1:]])
+'''
+
+
+def entrypoint_script(entry: EntryPoint) -> str:
+    """The text of ``entrypoints/<name>.py`` (written by ``innerlens mlproject --write``)."""
+    return ENTRYPOINT_SCRIPT.format(name=entry.name, command=entry.command)
 
 
 def entry_points() -> list[EntryPoint]:

@@ -40,6 +40,7 @@ class EntryPoint:
     function: str = "run"
     is_family: bool = True
     headline_metrics: tuple[str, ...] = ()  # what compare shows when no --metrics are given
+    follows: str | None = None  # a driver: the family it is listed after in the CLI (None: after every family)
 
     @property
     def command(self) -> str:

@@ -176,3 +176,16 @@ def test_no_mlproject_command_carries_a_storage_url() -> None:
     project = yaml.safe_load(render_mlproject(entry_points()))
     assert "storage" not in project["entry_points"]["tune"]["parameters"]
     assert "--storage" not in project["entry_points"]["tune"]["command"]
+
+
+def test_entry_point_scripts_and_tune_list_derive_from_the_registry() -> None:
+    """A family is declared once (registry.FAMILIES): its script is the template (innerlens mlproject --write
+    writes it), the CLI order follows the declarations, and tune offers exactly the families with a search space."""
+    from innerlens.commands import entrypoint_script
+    from innerlens.configs.tune import TUNABLE
+    from innerlens.registry import FAMILIES
+
+    scripts = {path.stem: path.read_text() for path in (ROOT / "entrypoints").glob("*.py")}
+    assert scripts == {entry.name: entrypoint_script(entry) for entry in entry_points()}
+    assert [e.name for e in entry_points() if e.is_family] == [f.name for f in FAMILIES]
+    assert set(TUNABLE) == {f.name for f in FAMILIES if getattr(f.load(), "SEARCH", None) is not None}
