@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_mlproject_matches_configs() -> None:
     text = (ROOT / "MLproject").read_text()
-    assert text == render_mlproject(entry_points()), "regenerate with: innerlens mlproject > MLproject"
+    assert text == render_mlproject(entry_points()), "regenerate with: innerlens mlproject --write"
     document = yaml.safe_load(text)
     for entry in entry_points():
         declared = document["entry_points"][entry.name]["parameters"]
