@@ -12,6 +12,12 @@ from typing import Protocol
 ROOT = Path(__file__).resolve().parents[1]
 
 # Small enough for CI's two cores, large enough that every code path runs.
+# The tiny self-modeling transformer every in-process test builds (keyword arguments of its Config),
+# with the run controls those tests share; each test adds what it is about (epochs, LLC settings).
+TINY_MODEL = dict(p=23, samples=400, n_layers=3, d_model=32, n_heads=4, d_mlp=64, batch_size=64, checkpoint_interval=0.0,
+                  device="cpu")
+TINY_LLC = dict(llc_chains=2, llc_draws=5, llc_burnin=2)
+
 TINY = {
     "samples": "400",
     "p": "23",

@@ -5,14 +5,14 @@ import functools
 import os
 
 from mlflow.tracking import MlflowClient
+from support import TINY_MODEL
 
 from innerlens import session, tracking
 from innerlens.configs.self_modeling import SelfModelingConfig
 from innerlens.drivers.executor import end_lost_runs, study_run
 from innerlens.drivers.local_executor import WORKER_DIED, LocalExecutor
 
-TINY = dict(p=23, samples=400, n_layers=3, d_model=32, n_heads=4, d_mlp=64, batch_size=64, max_epochs=2,
-            measure_llc=False, checkpoint_interval=0.0, device="cpu")
+TINY = dict(**TINY_MODEL, max_epochs=2, measure_llc=False)
 
 
 def _die_inside_the_run(config: SelfModelingConfig, *, parent: tracking.RunContext, callbacks: tuple = (),

@@ -3,13 +3,13 @@ from __future__ import annotations
 
 import pytest
 from mlflow.tracking import MlflowClient
+from support import TINY_MODEL
 
 from innerlens import tracking
 from innerlens.drivers.self_modeling_comparison import SelfModelingComparisonConfig, compare, run_summaries
 from innerlens.errors import ConfigError
 
-TINY = dict(p=23, samples=400, n_layers=3, d_model=32, n_heads=4, d_mlp=64, batch_size=64, max_epochs=3,
-            measure_llc=False, checkpoint_interval=0.0, device="cpu", gamma_sensitivity=False, workers=0)
+TINY = dict(**TINY_MODEL, max_epochs=3, measure_llc=False, gamma_sensitivity=False, workers=0)
 
 
 def _histories(parent_id: str) -> dict[tuple[str, str], dict[str, list[float]]]:

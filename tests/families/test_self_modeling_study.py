@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import mlflow
 import pytest
+from support import TINY_LLC, TINY_MODEL
 
 from innerlens.analysis.transitions import dynamics_summary
 from innerlens.drivers.self_modeling_comparison import SelfModelingComparisonConfig, compare, run_summaries
 
-TINY = dict(p=23, samples=400, n_layers=3, d_model=32, n_heads=4, d_mlp=64, batch_size=64, max_epochs=2,
-            llc_chains=2, llc_draws=5, llc_burnin=2, checkpoint_interval=0.0, device="cpu")
+TINY = dict(**TINY_MODEL, **TINY_LLC, max_epochs=2)
 
 
 def test_parallel_workers_equal_sequential_runs_and_cells_pair_with_the_baseline(local_store: str) -> None:

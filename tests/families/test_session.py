@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import torch
 from mlflow.tracking import MlflowClient
+from support import TINY_MODEL
 
 from innerlens import session, tracking
 from innerlens.configs.self_modeling import SelfModelingConfig
 
-TINY = dict(p=23, samples=400, n_layers=3, d_model=32, n_heads=4, d_mlp=64, batch_size=64, max_epochs=3,
-            measure_llc=False, checkpoint_interval=0.0, device="cpu")
+TINY = dict(**TINY_MODEL, max_epochs=3, measure_llc=False)
 
 
 class Rounds:

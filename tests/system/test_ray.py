@@ -14,7 +14,7 @@ from typing import Iterator
 import mlflow
 import pytest
 from mlflow.tracking import MlflowClient
-from support import ROOT
+from support import ROOT, TINY_LLC, TINY_MODEL
 
 from innerlens import tracking
 from innerlens.configs.tune import TuneConfig
@@ -24,8 +24,7 @@ from innerlens.errors import ConfigError
 from innerlens.tracking import child_runs
 from innerlens.tune import run as tune
 
-TINY = dict(p=23, samples=400, n_layers=3, d_model=32, n_heads=4, d_mlp=64, batch_size=64, max_epochs=2,
-            llc_chains=2, llc_draws=5, llc_burnin=2, checkpoint_interval=0.0, device="cpu")
+TINY = dict(**TINY_MODEL, **TINY_LLC, max_epochs=2)
 NODE_MEMORY = 80 * 2**20  # object store per node: tasks pass configs and run ids only
 
 
