@@ -234,3 +234,19 @@ def test_unreachable_model_name_is_one_line(local_store: str, monkeypatch: pytes
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "--model innerlens-test/no-such-model: could not load it" in err, err
     assert mlflow.search_runs(search_all_experiments=True).empty
+
+
+def test_the_refitted_probe_reads_the_network_and_targets_as_they_are_now() -> None:
+    """Untouched network: the refitted probe is the original probe. Once the network moves under a live
+    target, the refitted probe scores the new features against the new neuron, which the original cannot."""
+    config = IntrospectionConfig(num_samples=80, layer=2, neuron=5, targets="live")
+    experiment = IntrospectionExperiment(config, CPU, ModelCache(MODELS))
+    original = experiment.baselines(None)
+    refit = experiment.refit_probe()
+    for split in ("val", "test"):
+        assert refit[f"baseline/refit_probe/{split}_r2"] == pytest.approx(original[f"baseline/probe/{split}_r2"], abs=1e-6)
+    with torch.no_grad():
+        for parameter in experiment.model.bridge.blocks[0].parameters():
+            parameter.add_(0.5 * torch.randn_like(parameter))
+    moved = experiment.refit_probe()
+    assert moved["baseline/refit_probe/test_r2"] != pytest.approx(refit["baseline/refit_probe/test_r2"], abs=1e-3)

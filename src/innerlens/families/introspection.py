@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from innerlens.configs.introspection import IntrospectionConfig
-from innerlens.engine import FitResult, Selection, history_frame
+from innerlens.engine import FitResult, Selection, history_frame, snapshot
 from innerlens.families.introspection_experiment import IntrospectionExperiment
 from innerlens.families.introspection_report import at_best, figures, log_dataset
 from innerlens.models.loading import LoadedModel, ModelCache, load_model
@@ -66,7 +66,12 @@ def build(config: IntrospectionConfig, device: torch.device, *, models: ModelCac
 def report(tracker: RunLog, plan: IntrospectionPlan, fit: FitResult) -> None:
     """The headline against the probe at the validation-chosen step, the drift monitors and the figures."""
     experiment: IntrospectionExperiment = plan.experiment
-    tracker.log_metrics(fit.state.step, at_best(fit.best_metrics, plan.baselines))
+    final = snapshot(experiment.model.state_dict())
+    if fit.best_state is not None:  # the probe is refitted at the validation-chosen checkpoint the head is scored at
+        experiment.model.load_state_dict(fit.best_state)
+    refit = experiment.refit_probe()
+    experiment.model.load_state_dict(final)
+    tracker.log_metrics(fit.state.step, {**refit, **at_best(fit.best_metrics, {**plan.baselines, **refit})})
     if experiment.gradient_log:
         tracker.log_text(json.dumps(experiment.gradient_log), "monitors/gradients.json")
     if experiment.activation_log:

@@ -201,6 +201,25 @@ class IntrospectionExperiment:
             "drift/ks": float(stats.ks_2samp(original.numpy(), live.numpy()).statistic),
         }
 
+    @torch.no_grad()
+    def refit_probe(self) -> dict[str, float]:
+        """A ridge probe refitted on the model's features *now* and the targets it is scored on now (the live
+        neuron with --targets live|live_gradient, else the fixed values), on the same split: a head trained
+        against a moving target is compared with what a linear readout of the final network gets, not with
+        a probe of the original network on the original targets."""
+        if self.config.task != "regression":
+            return {}
+        feature_hook = residual_after(self.feature_layer)
+        current = self.activations(self.loaded.bridge, list(dict.fromkeys([feature_hook, self.target_hook])))
+        features = current[feature_hook].double()
+        values = (current[self.target_hook][:, self.neuron] if self.config.targets != "fixed" else self.targets.values).double()
+        train = self.splits.train
+        metrics = {}
+        for split, rows in (("val", self.splits.val), ("test", self.splits.test)):
+            probe = ridge_probe(features[train], values[train], features[rows])
+            metrics[f"baseline/refit_probe/{split}_r2"] = regression_metrics(probe, values[rows])["r2"]
+        return metrics
+
     def baselines(self, cross: LoadedModel | None) -> dict[str, float]:
         """Predicting the training mean, and frozen linear probes on this (and another) model's features."""
         values = self.targets.values

@@ -49,12 +49,15 @@ def figures(config: IntrospectionConfig, experiment: IntrospectionExperiment, hi
 
 def at_best(best: dict[str, float], baselines: dict[str, float]) -> dict[str, float]:
     """The validation-chosen checkpoint's scores, and the headline: its R² minus the frozen ridge
-    probe's on the same features (``delta_vs_probe``), which says what training added to a readout."""
+    probe's on the same features (``delta_vs_probe``), which says what training added to a readout, and
+    minus a probe refitted on that checkpoint's features and targets (``delta_vs_refit_probe``), which
+    says whether the head beats a linear readout of the network it ended with."""
     summary = {f"{split}/{key}_at_best": best[f"{split}/{key}"] for split in ("val", "test")
                for key in ("r2", "acc", "variance_collapsed") if f"{split}/{key}" in best}
     for split in ("val", "test"):
-        if f"{split}/r2" in best and f"baseline/probe/{split}_r2" in baselines:
-            summary[f"{split}/delta_vs_probe"] = best[f"{split}/r2"] - baselines[f"baseline/probe/{split}_r2"]
+        for probe, key in (("probe", "delta_vs_probe"), ("refit_probe", "delta_vs_refit_probe")):
+            if f"{split}/r2" in best and f"baseline/{probe}/{split}_r2" in baselines:
+                summary[f"{split}/{key}"] = best[f"{split}/r2"] - baselines[f"baseline/{probe}/{split}_r2"]
     if "lm/val_loss" in best and "lm/val_loss_original" in baselines:
         summary["lm/val_loss_change_at_best"] = best["lm/val_loss"] - baselines["lm/val_loss_original"]
     return summary
