@@ -216,7 +216,7 @@ def test_a_named_study_stopped_by_sigterm_continues_in_the_same_runs_on_the_embe
     env = {k: v for k, v in clean_env().items() if k != "MLFLOW_TRACKING_URI"}
     env["INNERLENS_HOME"] = str(tmp_path)
     command = ["innerlens", "self-modeling-comparison", "--variants", "baseline", "--seeds", "0", "--study-name", "in-parts",
-               "--workers", "1", "--no-gamma-sensitivity", *tiny_args(max_epochs="120", patience="0", llc_every="0",
+               "--workers", "1", "--no-gamma-sensitivity", *tiny_args(max_epochs="50", patience="0", llc_every="0",
                                                                         measure_llc="false", checkpoint_interval="0.2")]
     with open(tmp_path / "study.log", "a") as log:
         first = subprocess.Popen(command, env=env, cwd=tmp_path, start_new_session=True, stdout=subprocess.DEVNULL, stderr=log)
