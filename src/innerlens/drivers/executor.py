@@ -2,7 +2,7 @@
 
 A study runs many independent runs at once: on local worker processes
 (:mod:`innerlens.drivers.local_executor`) or as Ray tasks (:mod:`innerlens.drivers.ray_executor`);
-:func:`innerlens.drivers.executors.make_executor` picks one. Each task is a picklable
+:func:`innerlens.drivers.executor_choice.make_executor` picks one. Each task is a picklable
 ``(function, argument)``; a task that raises is reported as failed and the study goes on.
 """
 from __future__ import annotations

@@ -13,7 +13,7 @@ import click
 
 from innerlens import tracking
 from innerlens.drivers.executor import end_lost_runs
-from innerlens.drivers.executors import make_executor
+from innerlens.drivers.executor_choice import make_executor
 
 if TYPE_CHECKING:
     from innerlens.configs.executor import ExecutorOptions
