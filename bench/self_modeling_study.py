@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import shlex
+import signal
 import subprocess
 import sys
 import time
@@ -26,7 +27,17 @@ RESULTS = Path(__file__).parent / "results"
 def train(prefix: str, options: list[str]) -> None:
     command = [str(Path(sys.executable).parent / "innerlens"), "self-modeling-comparison", *options]
     start = time.perf_counter()
-    output = subprocess.run(command, check=True, capture_output=True, text=True)
+    # SIGTERM or Ctrl-C here reaches the study too, which marks its runs KILLED (re-run this command to continue it).
+    signal.signal(signal.SIGTERM, lambda signum, frame: (_ for _ in ()).throw(KeyboardInterrupt()))
+    study = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        stdout, stderr = study.communicate()
+    except KeyboardInterrupt:
+        study.terminate()
+        study.communicate()
+        raise
+    output = subprocess.CompletedProcess(command, study.returncode, stdout, stderr)
+    output.check_returncode()
     minutes = (time.perf_counter() - start) / 60
     parent = next(line.split()[1] for line in output.stdout.splitlines() if line.startswith("run ") and line.endswith("finished"))
     from mlflow.tracking import MlflowClient
