@@ -24,11 +24,15 @@ import pandas as pd
 RESULTS = Path(__file__).parent / "results"
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def train(prefix: str, options: list[str]) -> None:
     command = [str(Path(sys.executable).parent / "innerlens"), "self-modeling-comparison", *options]
     start = time.perf_counter()
     # SIGTERM or Ctrl-C here reaches the study too, which marks its runs KILLED (re-run this command to continue it).
-    signal.signal(signal.SIGTERM, lambda signum, frame: (_ for _ in ()).throw(KeyboardInterrupt()))
+    signal.signal(signal.SIGTERM, _interrupt)
     study = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         stdout, stderr = study.communicate()
