@@ -208,11 +208,19 @@ def collapsed(train_acc: list[float], reached: float = 0.99, floor: float = 0.9)
     return collapses(train_acc, reached, floor) > 0
 
 
-def dynamics_summary(history: list[dict[str, float]], max_epochs: int, threshold: float = 0.95) -> dict[str, float]:
+GENERALISED = 0.95  # validation accuracy that counts as generalised (val/epoch_to_acc_0.95)
+
+
+def first_generalised(history: list[dict[str, float]], threshold: float = GENERALISED) -> int | None:
+    """The first evaluation step whose validation accuracy reached ``threshold`` (None: never)."""
+    return next((int(entry["step"]) for entry in history if entry["val/acc"] >= threshold), None)
+
+
+def dynamics_summary(history: list[dict[str, float]], max_epochs: int, threshold: float = GENERALISED) -> dict[str, float]:
     """When validation accuracy first reached ``threshold`` (``max_epochs + 1``: censored, it never
     did within the budget) and how many times training collapsed after memorising."""
     val_acc = [entry["val/acc"] for entry in history]
-    reached = next((int(entry["step"]) for entry in history if entry["val/acc"] >= threshold), None)
+    reached = first_generalised(history, threshold)
     return {
         "val/epoch_to_acc_0.95": float(reached if reached is not None else max_epochs + 1),
         "val/censored": float(reached is None),

@@ -28,7 +28,7 @@ from matplotlib.figure import Figure
 
 from innerlens.analysis.llc import LLCEstimate, LLCSettings, estimate_llc
 from innerlens.analysis.settling import settling
-from innerlens.analysis.transitions import dynamics_summary
+from innerlens.analysis.transitions import dynamics_summary, first_generalised
 from innerlens.analysis.weights import spread, weight_std
 from innerlens.configs.self_modeling import SelfModelingConfig
 from innerlens.data.images import FeatureTask, digit_features, fashion_mnist
@@ -82,7 +82,6 @@ def make_task(config: SelfModelingConfig) -> SequenceTask | FeatureTask:
 
 AFTER_GENERALISATION = "after_generalisation"
 MEASURED_AT = ("final", "best", AFTER_GENERALISATION)  # where a run is measured; the index offsets the LLC's seed
-GENERALISED = 0.95  # validation accuracy that counts as generalised (as val/epoch_to_acc_0.95)
 
 
 class SelfModelingExperiment:
@@ -218,7 +217,7 @@ class MeasureAfterGeneralisation:
         self.log, self.experiment, self.epochs = log, experiment, epochs
 
     def on_epoch_end(self, state: EngineState, metrics: dict[str, float], improved: bool) -> None:
-        reached = next((int(entry["step"]) for entry in state.history if entry["val/acc"] >= GENERALISED), None)
+        reached = first_generalised(state.history)
         if reached is not None and state.epoch == reached + self.epochs:
             with _one_at_a_time(self.experiment.stack):
                 measured, _ = self.experiment.measure(AFTER_GENERALISATION, snapshot(self.experiment.model.state_dict()))
