@@ -9,6 +9,7 @@ from mlflow.tracking import MlflowClient
 from support import ROOT, TINY, MlflowRun, clean_env
 
 from innerlens import tracking
+from innerlens.config import RUN_CONTROL_FIELDS
 from innerlens.families.self_modeling import SelfModelingConfig
 
 EPOCH_METRIC_PREFIXES = ("train/", "val/", "test/", "weights/", "selfmodel/")
@@ -36,8 +37,8 @@ def test_self_modeling_run_is_fully_tracked(mlflow_run: MlflowRun, mlflow_server
     assert run.info.status == "FINISHED"
     # `mlflow run` created the experiment; innerlens marks it as model training for MLflow 3's UI.
     assert client.get_experiment(run.info.experiment_id).tags["mlflow.experimentKind"] == "custom_model_development"
-    # `mlflow run` also records the run-control param `resume` it was handed; innerlens never logs it.
-    assert {k: v for k, v in run.data.params.items() if k != "resume"} == config.to_params()
+    # `mlflow run` also records the run-control params (`resume`, `force_resume`) it was handed; innerlens never logs them.
+    assert {k: v for k, v in run.data.params.items() if k not in RUN_CONTROL_FIELDS} == config.to_params()
     assert run.data.tags["innerlens.family"] == "self_modeling"
     assert run.data.tags["innerlens.variant"] == "all_layers"
     assert run.data.tags["innerlens.seed"] == "0"
