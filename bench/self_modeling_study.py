@@ -40,8 +40,10 @@ def train(prefix: str, options: list[str]) -> None:
         study.terminate()
         study.communicate()
         raise
+    if study.returncode:  # the study's own one-line error, not a traceback of this wrapper
+        sys.stderr.write(stderr[-4000:])
+        sys.exit(study.returncode)
     output = subprocess.CompletedProcess(command, study.returncode, stdout, stderr)
-    output.check_returncode()
     minutes = (time.perf_counter() - start) / 60
     parent = next(line.split()[1] for line in output.stdout.splitlines() if line.startswith("run ") and line.endswith("finished"))
     from mlflow.tracking import MlflowClient
