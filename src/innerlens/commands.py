@@ -26,13 +26,13 @@ def _grokking_sweep() -> ModuleType:
 
 
 def _tune() -> ModuleType:
-    from innerlens import tune
+    from innerlens.drivers import tune
 
     return tune
 
 
 def _compare() -> ModuleType:
-    from innerlens import compare
+    from innerlens.drivers import compare
 
     return compare
 

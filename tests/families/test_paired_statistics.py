@@ -13,7 +13,7 @@ from scipy import stats
 
 from innerlens import tracking
 from innerlens.analysis.stats import holm, paired_statistics
-from innerlens.compare import summaries
+from innerlens.drivers.compare import summaries
 from innerlens.drivers.self_modeling_comparison import BASELINE, TAG_WEIGHT, run_summaries, study_statistics
 
 SEEDS = range(8)

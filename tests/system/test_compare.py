@@ -14,7 +14,7 @@ from mlflow.entities import Metric, RunTag
 from mlflow.tracking import MlflowClient
 from scipy import stats
 
-from innerlens.compare import CompareConfig, compare_runs, holm, run
+from innerlens.drivers.compare import CompareConfig, compare_runs, holm, run
 from innerlens.tracking.history import _history_artifact, fetch_histories
 from innerlens.viz.curves import mean_and_band
 

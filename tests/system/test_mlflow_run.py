@@ -129,8 +129,8 @@ def test_metalign_through_mlflow_run(mlflow_server: str, mlflow_run: MlflowRun, 
     # compare draws metalign's own figures from these runs' tables
     import mlflow
 
-    from innerlens.compare import CompareConfig
-    from innerlens.compare import run as compare
+    from innerlens.drivers.compare import CompareConfig
+    from innerlens.drivers.compare import run as compare
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server)
     mlflow.set_tracking_uri(mlflow_server)

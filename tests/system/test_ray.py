@@ -20,9 +20,9 @@ from innerlens import tracking
 from innerlens.configs.tune import TuneConfig
 from innerlens.drivers.ray_executor import is_local_store
 from innerlens.drivers.self_modeling_comparison import SelfModelingComparisonConfig, compare, run_summaries
+from innerlens.drivers.tune import run as tune
 from innerlens.errors import ConfigError
 from innerlens.tracking import child_runs
-from innerlens.tune import run as tune
 
 TINY = dict(**TINY_MODEL, **TINY_LLC, max_epochs=2)
 NODE_MEMORY = 80 * 2**20  # object store per node: tasks pass configs and run ids only

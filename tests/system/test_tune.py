@@ -20,12 +20,12 @@ from innerlens import tracking
 from innerlens.callbacks import MetricsLogger
 from innerlens.config import Config, option
 from innerlens.configs.tune import TuneConfig
+from innerlens.drivers.tune.local import optimize
+from innerlens.drivers.tune.study import ENDED_STATES, RUN_ATTR, Tunable
 from innerlens.engine import EngineState, Selection, fit
 from innerlens.errors import ConfigError
 from innerlens.results import RunResult
 from innerlens.search_space import SearchSpec, space_from_yaml
-from innerlens.tune.local import optimize
-from innerlens.tune.study import ENDED_STATES, RUN_ATTR, Tunable
 
 
 @dataclass(frozen=True)
@@ -88,8 +88,8 @@ def test_study_chooses_by_validation_and_never_reads_test(local_store: str, monk
 
 
 def test_bad_space_and_fixed_values_fail_with_one_line(tmp_path: Path) -> None:
+    from innerlens.drivers.tune.study import parse_fixed
     from innerlens.families.self_modeling import SelfModelingConfig
-    from innerlens.tune.study import parse_fixed
 
     bad_yaml = tmp_path / "space.yaml"
     bad_yaml.write_text("not_an_option: {type: float, low: 0, high: 1}\n")
@@ -237,7 +237,7 @@ def test_journal_study_fails_a_dead_workers_trial_instead_of_waiting_for_ever(tm
 
 
 def test_workers_get_the_storage_url_from_the_environment_not_argv() -> None:
-    from innerlens.tune.local import worker_command
+    from innerlens.drivers.tune.local import worker_command
 
     config = TuneConfig(storage="postgresql://innerlens:s3cret@127.0.0.1:5432/optuna", n_workers=2)
     command = worker_command(config, "parent-run", 1)
@@ -248,7 +248,7 @@ def test_workers_get_the_storage_url_from_the_environment_not_argv() -> None:
 def test_a_study_whose_trials_always_fail_stops() -> None:
     import optuna
 
-    from innerlens.tune.study import FailureLimit, remembering_errors
+    from innerlens.drivers.tune.study import FailureLimit, remembering_errors
 
     def broken(trial: optuna.Trial) -> float:
         trial.suggest_float("x", 0, 1)

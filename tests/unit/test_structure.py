@@ -126,7 +126,7 @@ PARTS = {  # module (or package) -> part; the longest prefix wins
     # listed them with the engine, whose rule is that it knows no MLflow).
     "innerlens.session": "session", "innerlens.callbacks": "session", "innerlens.registry": "session",
     "innerlens.results": "session",
-    "innerlens.drivers": "drivers", "innerlens.tune": "drivers", "innerlens.compare": "drivers",
+    "innerlens.drivers": "drivers",
     "innerlens.cli": "cli", "innerlens.commands": "cli", "innerlens.mlproject": "cli",
 }
 # Plain data or plain tensor code any part may read: each imports nothing of innerlens but errors.

@@ -1,4 +1,4 @@
-"""compare's options (see innerlens.compare for the comparison itself)."""
+"""compare's options (see innerlens.drivers.compare for the comparison itself)."""
 from __future__ import annotations
 
 from dataclasses import dataclass

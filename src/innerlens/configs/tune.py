@@ -1,4 +1,4 @@
-"""tune's options (see innerlens.tune for the study itself)."""
+"""tune's options (see innerlens.drivers.tune for the study itself)."""
 from __future__ import annotations
 
 from dataclasses import dataclass

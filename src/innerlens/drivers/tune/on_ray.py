@@ -18,9 +18,7 @@ from tqdm.auto import tqdm
 
 from innerlens.configs.tune import TuneConfig
 from innerlens.drivers.ray_executor import CANCEL_GRACE_S, RayExecutor, cluster_is_local, is_local_store, result_of
-from innerlens.errors import ConfigError
-from innerlens.search_space import space_from_yaml
-from innerlens.tune.study import (
+from innerlens.drivers.tune.study import (
     CONFIG_ERROR_ATTR,
     ENDED_STATES,
     ERROR_ATTR,
@@ -37,6 +35,8 @@ from innerlens.tune.study import (
     storage_url,
     tunable,
 )
+from innerlens.errors import ConfigError
+from innerlens.search_space import space_from_yaml
 
 
 def evaluate_trial(job: tuple[TuneConfig, str, int]) -> float:
@@ -63,7 +63,7 @@ def _space(config: TuneConfig, target: Tunable):
 
 
 def optimize_on_ray(config: TuneConfig, target: Tunable, study: optuna.Study, parent_run_id: str, progress: bool = True) -> None:
-    """Run the study's remaining trials as Ray tasks; raise as :func:`innerlens.tune.optimize` does."""
+    """Run the study's remaining trials as Ray tasks; raise as :func:`innerlens.drivers.tune.optimize` does."""
     executor = RayExecutor(config.ray_address, config.cpus_per_run, config.gpus_per_run, config.max_retries, progress)
     executor.connect()
     try:

@@ -21,9 +21,9 @@ from optuna.trial import TrialState
 
 from innerlens import tracking
 from innerlens.configs.tune import TuneConfig
+from innerlens.drivers.tune.local import _work, optimize
+from innerlens.drivers.tune.study import PARENT_ATTR, RUN_ATTR, Tunable, make_pruner, open_storage, parse_fixed, tunable
 from innerlens.search_space import space_from_yaml
-from innerlens.tune.local import _work, optimize
-from innerlens.tune.study import PARENT_ATTR, RUN_ATTR, Tunable, make_pruner, open_storage, parse_fixed, tunable
 
 
 def run(config: TuneConfig, *, progress: bool = True) -> str:

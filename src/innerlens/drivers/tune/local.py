@@ -12,9 +12,7 @@ from optuna.trial import TrialState
 from innerlens import tracking
 from innerlens.configs.tune import TuneConfig
 from innerlens.drivers.signals import stop_processes
-from innerlens.errors import ConfigError, RunFailed
-from innerlens.search_space import space_from_yaml
-from innerlens.tune.study import (
+from innerlens.drivers.tune.study import (
     CONFIG_ERROR_ATTR,
     ENDED_STATES,
     STORAGE_ENV,
@@ -29,6 +27,8 @@ from innerlens.tune.study import (
     remembering_errors,
     storage_url,
 )
+from innerlens.errors import ConfigError, RunFailed
+from innerlens.search_space import space_from_yaml
 
 
 def optimize(config: TuneConfig, target: Tunable, study: optuna.Study, parent_run_id: str, seed: int) -> None:
@@ -82,7 +82,7 @@ def _spawn_workers(config: TuneConfig, parent_run_id: str) -> None:
 
 def _work(config: TuneConfig, target: Tunable, study: optuna.Study, parent_run_id: str) -> None:
     if config.executor == "ray":
-        from innerlens.tune.on_ray import optimize_on_ray
+        from innerlens.drivers.tune.on_ray import optimize_on_ray
 
         optimize_on_ray(config, target, study, parent_run_id)
     elif config.n_workers > 1:
