@@ -88,7 +88,7 @@ def main(runs: int, steps: int, store: str | None, output: str) -> None:
         import mlflow
         from mlflow.tracking import MlflowClient
 
-        from innerlens.compare import CompareConfig, run
+        from innerlens.drivers.compare import CompareConfig, run
         from innerlens.tracking import fetch_histories
 
         mlflow.set_tracking_uri(os.environ["MLFLOW_TRACKING_URI"])
