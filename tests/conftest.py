@@ -12,6 +12,8 @@ import pytest
 from support import ROOT, MlflowRun, TeamStack, clean_env, client_env, free_port
 
 TIERS = ("unit", "families", "system")  # tests/<tier>/: pure; in-process on a local store; `mlflow run`, servers, faults
+UNIT_BUDGET_S = 120.0  # `make test-fast`: the tier a change is checked against first
+NO_STORE = "unit-tier-has-no-tracking-store://"  # any MLflow call in a unit test fails on this scheme
 
 # One cache of built-in models (the trained tiny LM) for every test, including those that move
 # INNERLENS_HOME: it is trained once per checkout, not once per test.
@@ -82,8 +84,32 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(getattr(pytest.mark, tier))
 
 
+@pytest.fixture(autouse=True)
+def _unit_tests_reach_no_store(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The unit tier is the one that needs no store: a unit test that reaches MLflow fails, so a test
+    that needs one has to live in tests/families or tests/system."""
+    if request.node.get_closest_marker("unit"):
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", NO_STORE)
+
+
+def _tier_seconds(terminalreporter: pytest.TerminalReporter) -> dict[str, float]:
+    seconds = dict.fromkeys(TIERS, 0.0)
+    for reports in terminalreporter.stats.values():
+        for report in reports:
+            tier = getattr(report, "nodeid", "").split("/")[1:2]
+            if tier and tier[0] in seconds:
+                seconds[tier[0]] += getattr(report, "duration", 0.0)
+    return seconds
+
+
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    """Say how large the bad-input suite was and how much of it passed."""
+    """Each tier's time (the unit tier against its budget), and how large the bad-input suite was."""
+    seconds = _tier_seconds(terminalreporter)
+    for tier, spent in seconds.items():
+        if spent:
+            budget = f" of its {UNIT_BUDGET_S:.0f} s budget{' (OVER BUDGET)' if spent > UNIT_BUDGET_S else ''}" if tier == "unit" else ""
+            terminalreporter.write_line(f"tier {tier}: {spent:.0f} s{budget}")
+
     def cases(outcome: str) -> int:
         return sum(1 for report in terminalreporter.stats.get(outcome, [])
                    if getattr(report, "when", "call") == "call" and report.nodeid.endswith("test_bad_input.py") or "test_bad_input.py::" in report.nodeid)

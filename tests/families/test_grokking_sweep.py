@@ -2,11 +2,9 @@
 from __future__ import annotations
 
 import pandas as pd
-import pytest
 from mlflow.tracking import MlflowClient
 
 from innerlens.drivers.grokking_sweep import GrokkingSweepConfig, sweep, sweep_results
-from innerlens.errors import ConfigError
 
 TINY_SWEEP = dict(
     p=23, train_fraction=0.7, val_fraction=0.15, test_fraction=0.15, lr=3e-3, d_model=32, n_heads=4, d_head=8,
@@ -36,14 +34,3 @@ def test_weight_decay_sweep_is_nested_and_summarised(local_store: str) -> None:
     assert figures == {"figures/seed_bands.png", "figures/time_to_generalize.png"}
     logged = pd.read_csv(client.download_artifacts(parent_id, "sweep_summary.csv"))
     assert len(logged) == 4
-
-
-def test_train_fraction_values_split_the_rest_evenly() -> None:
-    config = GrokkingSweepConfig(**{**TINY_SWEEP, "max_steps": 100}, sweep="train_fraction", values=(0.5,), seeds=(3,))
-    (single,) = config.single_runs()
-    assert (single.train_fraction, single.val_fraction, single.test_fraction, single.seed) == (0.5, 0.25, 0.25, 3)
-
-
-def test_batch_size_values_must_be_whole() -> None:
-    with pytest.raises(ConfigError, match="whole numbers"):
-        GrokkingSweepConfig(**TINY_SWEEP, sweep="batch_size", values=(16.5,))

@@ -1,5 +1,4 @@
-"""Selector: head architecture properties, frozen generator, heatmap layout, generator -> selector
-through `mlflow run` with Model Registry versions."""
+"""Selector's parts: head architecture, frozen generator, heatmap layout, the ECE floor, the bigram control (no store)."""
 from __future__ import annotations
 
 import numpy as np

@@ -1,4 +1,4 @@
-"""The grokking family: tasks, schedules, and a small grokking run end to end through `mlflow run`."""
+"""The grokking family's parts: tasks, snapshot schedules, defaults, initialisations, attention statistics (no store)."""
 from __future__ import annotations
 
 import pytest
