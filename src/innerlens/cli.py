@@ -139,6 +139,12 @@ def _legacy_help(flag: str, field: str, given: str, target: str | None) -> str:
     return f"{spelled} = " + (f"{option} {target}" if target is not None else "the default")
 
 
+def headline_line(entry: EntryPoint, best: dict[str, float]) -> str:
+    """The family's headline metrics at the validation-chosen evaluation, for the end of a run."""
+    shown = [f"{key} {best[key]:.4g}" for key in entry.headline_metrics if key in best]
+    return "at the validation-chosen evaluation: " + ", ".join(shown) if shown else ""
+
+
 def make_command(entry: EntryPoint) -> click.Command:
     def callback(**values: Any) -> None:
         config = entry.config.from_strings(values)
@@ -149,15 +155,19 @@ def make_command(entry: EntryPoint) -> click.Command:
             given = {name for name in values if context.get_parameter_source(name) == ParameterSource.COMMANDLINE}
             stored = resumable_config(config.resume, config.family_name, force=config.force_resume)
             config = config.resumed_from(stored, given)
+        headline = ""
         if entry.is_family:
             from innerlens import session
 
-            run_id = session.run(entry, config).run_id
+            result = session.run(entry, config)
+            run_id, headline = result.run_id, headline_line(entry, result.best_metrics)
         else:  # a driver returns its parent run's id
             run_id = getattr(entry.load(), entry.function)(config)
         from innerlens.tracking import ui_hint
 
         click.echo(f"run {run_id} finished")
+        if headline:
+            click.echo(headline)
         click.echo(ui_hint(run_id, getattr(entry.load(), "LINKED_ARTIFACTS", ()) if not entry.is_family else ()))
 
     params = [_option(spec) for spec in entry.config.specs(include_hidden=False)]

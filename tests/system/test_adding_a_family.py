@@ -138,12 +138,15 @@ def test_a_family_added_as_the_readme_says_runs_tunes_and_compares(tmp_path: Pat
                             env=env, capture_output=True, text=True, timeout=600)
     assert layout.returncode == 0, layout.stdout[-3000:]  # the structure and declaration tests hold on the copy
 
-    _innerlens(project, env, "toy", "--width", "8", "--max-epochs", "20", "--patience", "0")
+    ran = _innerlens(project, env, "toy", "--width", "8", "--max-epochs", "20", "--patience", "0")
     client = MlflowClient(env["MLFLOW_TRACKING_URI"])
     experiment = client.get_experiment_by_name("toy").experiment_id
     (run,) = client.search_runs([experiment], "tags.`innerlens.family` = 'toy'")
     assert run.info.status == "FINISHED"
     assert run.data.metrics["final/val_loss"] < 0.5  # it learnt the line (the variance of y is about 1.3)
+    shown = ran.stdout.splitlines()[1]  # after "run ... finished": its declared headline metrics at the chosen step
+    assert shown.startswith("at the validation-chosen evaluation: train/loss ") and ", val/loss " in shown
+    assert float(shown.split("val/loss ")[1]) == float(f"{run.data.metrics['final/val_loss']:.4g}")
 
     storage = f"sqlite:///{tmp_path / 'optuna.db'}"
     _innerlens(project, env, "tune", "--family", "toy", "--n-trials", "3", "--sampler", "random", "--pruner", "none",
