@@ -142,13 +142,14 @@ def run_summaries(parent_id: str) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["run_id", "group", "variant", "weight", "seed", "key", "value"])
 
 
-def study_statistics(summaries: pd.DataFrame) -> pd.DataFrame:
-    """Paired statistics of every cell against the baseline on the same seed, primary metrics first:
-    Holm over all primary contrasts together, over each secondary metric's own; the difference as a
-    percentage of the baseline mean; how many runs of each side had settled."""
-    primary = paired_statistics(summaries[summaries["key"].isin(list(PRIMARY_METRICS))], BASELINE, unit="seed",
+def study_statistics(summaries: pd.DataFrame, reference: str = BASELINE) -> pd.DataFrame:
+    """Paired statistics of every cell against ``reference`` (the baseline; or a control) on the same
+    seed, primary metrics first: Holm over all primary contrasts together, over each secondary
+    metric's own; the difference as a percentage of the reference mean; how many runs of each side
+    had settled."""
+    primary = paired_statistics(summaries[summaries["key"].isin(list(PRIMARY_METRICS))], reference, unit="seed",
                                 margins=MARGINS, holm_family="all")
-    secondary = paired_statistics(summaries[summaries["key"].isin(list(SECONDARY_METRICS))], BASELINE, unit="seed",
+    secondary = paired_statistics(summaries[summaries["key"].isin(list(SECONDARY_METRICS))], reference, unit="seed",
                                   margins=MARGINS)
     statistics = pd.concat([primary.assign(primary=True), secondary.assign(primary=False)], ignore_index=True)
     statistics["simpler_direction"] = statistics["key"].map({**PRIMARY_METRICS, **SECONDARY_METRICS})
