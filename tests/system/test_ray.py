@@ -247,7 +247,7 @@ def test_a_worker_that_cannot_reach_the_tracking_server_fails_the_study_in_one_l
     from innerlens.drivers.ray_executor import RayExecutor
 
     executor = RayExecutor(ray_cluster, 1.0, 0.0, 0, progress=False)
-    executor.connect()  # the driver and its workers reach the test's store
+    executor.start()  # the driver and its workers reach the test's store
     try:
         with pytest.raises(ConfigError) as raised:
             executor._check_workers_reach("http://127.0.0.1:9")  # nothing listens on the discard port

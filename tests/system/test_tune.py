@@ -20,8 +20,9 @@ from innerlens import tracking
 from innerlens.callbacks import MetricsLogger
 from innerlens.config import Config, option
 from innerlens.configs.tune import TuneConfig
-from innerlens.drivers.tune.local import optimize
-from innerlens.drivers.tune.study import ENDED_STATES, RUN_ATTR, Tunable
+from innerlens.drivers.local_executor import LocalExecutor
+from innerlens.drivers.tune.study import ENDED_STATES, RUN_ATTR, StudyFailed, Tunable
+from innerlens.drivers.tune.trials import optimize
 from innerlens.engine import EngineState, Selection, fit
 from innerlens.errors import ConfigError
 from innerlens.results import RunResult
@@ -60,6 +61,11 @@ def run_opposite(config: OppositeConfig, *, parent: tracking.RunContext | None =
         return RunResult(tracker.run_id, result.best_metrics)
 
 
+def _here() -> LocalExecutor:
+    """Trials one after another in this process."""
+    return LocalExecutor(0, torch.get_num_threads(), progress=False)
+
+
 OPPOSITE = Tunable(OppositeConfig, run_opposite, SearchSpec("val/acc", "maximize", lambda trial: {"x": trial.suggest_categorical("x", [0, 1])}))
 
 
@@ -75,7 +81,7 @@ def test_study_chooses_by_validation_and_never_reads_test(local_store: str, monk
     config = TuneConfig(n_trials=6, sampler="random", pruner="none")
     study = optuna.create_study(direction="maximize")
     with tracking.start_run(config, variant="opposite") as parent:
-        optimize(config, OPPOSITE, study, parent.run_id, seed=0)
+        optimize(config, OPPOSITE, study, parent.run_id, _here(), progress=False)
     assert {t.params["x"] for t in study.trials} == {0, 1}  # both were tried
     assert study.best_params == {"x": 1}
     assert study.best_value == pytest.approx(0.89)  # the best *validation* value (epoch 1), not test's 0.9
@@ -161,8 +167,7 @@ def test_two_workers_complete_exactly_n_trials(
     ended = study.get_trials(states=ENDED_STATES)
     assert len(ended) == 5
     assert sorted(t.number for t in ended) == sorted({t.number for t in ended})
-    surplus = [t for t in study.trials if t not in ended]
-    assert all(t.state == optuna.trial.TrialState.FAIL and t.user_attrs.get("surplus") for t in surplus)
+    assert len(study.trials) == 5  # one driver asks for every trial: none started beyond --n-trials
     for key, value in stores.env.items():
         monkeypatch.setenv(key, value)  # the server's credentials, for this process's client
     client = MlflowClient(stores.tracking)
@@ -236,29 +241,19 @@ def test_journal_study_fails_a_dead_workers_trial_instead_of_waiting_for_ever(tm
     assert MlflowClient(env["MLFLOW_TRACKING_URI"]).get_run(killed.user_attrs[RUN_ATTR]).info.status == "FAILED"
 
 
-def test_workers_get_the_storage_url_from_the_environment_not_argv() -> None:
-    from innerlens.drivers.tune.local import worker_command
-
-    config = TuneConfig(storage="postgresql://innerlens:s3cret@127.0.0.1:5432/optuna", n_workers=2)
-    command = worker_command(config, "parent-run", 1)
-    assert not any("s3cret" in arg for arg in command)  # `ps` shows argv to every user
-    assert "--worker-of=parent-run" in command and "--seed=1" in command and "--n-workers=1" in command
+def run_broken(config: OppositeConfig, **options: object) -> RunResult:
+    raise RuntimeError("diverged\nsecond line")
 
 
-def test_a_study_whose_trials_always_fail_stops() -> None:
-    import optuna
-
-    from innerlens.drivers.tune.study import FailureLimit, remembering_errors
-
-    def broken(trial: optuna.Trial) -> float:
-        trial.suggest_float("x", 0, 1)
-        raise RuntimeError("diverged\nsecond line")
-
-    study = optuna.create_study()
-    limit = FailureLimit(consecutive=3, total=2 * 100)
-    study.optimize(remembering_errors(broken), n_trials=100, callbacks=[limit], catch=(Exception,))
-    assert len(study.trials) == 3 and limit.tripped
-    assert limit.last_error == "RuntimeError: diverged"
+def test_a_study_whose_trials_always_fail_stops(local_store: str, capsys: pytest.CaptureFixture[str]) -> None:
+    broken = Tunable(OppositeConfig, run_broken, OPPOSITE.search)
+    config = TuneConfig(n_trials=100, sampler="random", pruner="none", max_consecutive_failures=3)
+    study = optuna.create_study(direction="maximize")
+    with tracking.start_run(config, variant="broken") as parent, pytest.raises(StudyFailed) as stopped:
+        optimize(config, broken, study, parent.run_id, _here(), progress=False)
+    assert len(study.trials) == 3 and {t.state for t in study.trials} == {optuna.trial.TrialState.FAIL}
+    assert "3 failed trials (3 in a row); last error: RuntimeError: diverged" in str(stopped.value)
+    assert capsys.readouterr().err.count("failed: RuntimeError: diverged\n") == 3  # one line per failed trial
 
 
 def test_a_configuration_error_in_a_trial_ends_the_study_in_one_line(local_store: str, tmp_path: Path) -> None:

@@ -24,16 +24,15 @@ class TuneConfig(ExecutorOptions):
     storage: Optional[str] = option(None, "Optuna storage URL: sqlite:///... or postgresql://... (default: $INNERLENS_TUNE_STORAGE, which keeps a password out of `ps`, else the journal file mlruns/optuna/journal.log, one host only).")
     sampler: str = option("tpe", "Optuna sampler.", choices=SAMPLERS)
     pruner: str = option("median", "Stop unpromising trials early from their per-evaluation validation metric.", choices=PRUNERS)
-    timeout: Optional[float] = option(None, "Stop starting trials after this many seconds (per worker; with --executor ray, the driver): trials already running finish.", check=positive)
+    timeout: Optional[float] = option(None, "Stop starting trials after this many seconds: trials already running finish.", check=positive)
     space: Optional[str] = option(None, "YAML search space replacing the family's own (see innerlens.search_space).")
     fixed: str = option("", "Family options fixed for every trial, space-separated name=value, e.g. 'max_epochs=5 d_model=32'.")
-    n_workers: int = option(1, "Local worker processes sharing the study (with --executor ray the cluster's size decides how many trials run at once).", check=positive)
-    seed: int = option(0, "Sampler seed (each worker offsets it).", check=valid_seed)
+    n_workers: int = option(1, "Trials at once on this machine, each in a worker process (1: one after another in this process; with --executor ray the cluster's size decides).", check=positive)
+    seed: int = option(0, "Sampler seed (one sampler, in the driver, decides every trial).", check=valid_seed)
     max_consecutive_failures: int = option(5, "Stop the study after this many failed trials in a row (and after n_trials failures in all).", check=positive)
     max_retries: int = option(2, "Times a trial whose worker died is retried (RDB storages by heartbeat; with --executor ray, Ray retries it and its run resumes).", check=non_negative)
     heartbeat_interval: int = option(10, "Seconds between trial heartbeats (RDB storages).", check=positive)
     register: bool = option(True, "Register the best trial's checkpoints in the Model Registry.")
-    worker_of: Optional[str] = option(None, "Internal: parent run id a spawned worker reports to.")
 
     @property
     def resolved_study_name(self) -> str:

@@ -1,15 +1,23 @@
-"""What every executor shares: the :class:`Executor` shape, a task's result, and a study's run.
+"""What every executor shares: the :class:`Executor` surface, a task's result, and a study's run.
 
 A study runs many independent runs at once: on local worker processes
 (:mod:`innerlens.drivers.local_executor`) or as Ray tasks (:mod:`innerlens.drivers.ray_executor`);
 :func:`innerlens.drivers.executor_choice.make_executor` picks one. Each task is a picklable
-``(function, argument)``; a task that raises is reported as failed and the study goes on.
+``(function, argument)`` under a unique label; a task that raises is reported as failed and the
+study goes on. An executor only starts tasks (``submit``) and hands back the finished ones
+(``completed``); the loops over them live once: :meth:`Executor.run` for a fixed list of tasks, and
+tune's ask-and-tell loop, which decides each trial as the one before it ends.
+
+Adding an executor (Dask, a Slurm array) is one subclass with those five methods, plus one choice
+in :mod:`innerlens.drivers.executor_choice`.
 """
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Iterable
+
+from tqdm.auto import tqdm
 
 from innerlens.results import RunResult
 
@@ -24,10 +32,65 @@ class TaskResult:
     error: str = ""  # first line of the exception; empty when the task succeeded
 
 
-class Executor(Protocol):
-    def run(self, function: Callable[[Any], Any], tasks: Iterable[tuple[str, Any]]) -> list[TaskResult]: ...
+class Executor:
+    """Runs labelled tasks somewhere; subclasses say where."""
 
-    def describe(self) -> str: ...
+    progress: bool = True
+    unit: str = "runs"  # what one task is, on the progress bar
+    in_process: bool = False  # each task runs in this process as it is submitted (its function need not pickle)
+
+    def describe(self) -> str:
+        raise NotImplementedError
+
+    def start(self) -> None:
+        """Get ready to take tasks (join a cluster, check its workers)."""
+
+    def free(self) -> int:
+        """How many more tasks may start now."""
+        raise NotImplementedError
+
+    def submit(self, label: str, function: Callable[[Any], Any], argument: Any) -> None:
+        """Start one task (``label`` unique among the tasks in flight)."""
+        raise NotImplementedError
+
+    def completed(self, timeout: float) -> list[TaskResult]:
+        """The tasks that ended since the last call, waiting up to ``timeout`` seconds for one."""
+        raise NotImplementedError
+
+    def busy(self) -> bool:
+        """Whether a submitted task has not been handed back yet."""
+        raise NotImplementedError
+
+    def cancel(self) -> None:
+        """Ctrl-C or SIGTERM: stop every task in flight so that its run ends KILLED."""
+
+    def close(self) -> None:
+        """Release the workers."""
+
+    def run(self, function: Callable[[Any], Any], tasks: Iterable[tuple[str, Any]]) -> list[TaskResult]:
+        """Every task's result in submission order, with one progress bar over the study."""
+        tasks = list(tasks)
+        queue, results = list(tasks), dict[str, TaskResult]()
+        bar = tqdm(total=len(tasks), desc=self.unit, disable=not self.progress)
+        try:
+            self.start()
+            while queue or self.busy():
+                while queue and self.free() > 0:
+                    label, argument = queue.pop(0)
+                    self.submit(label, function, argument)
+                for result in self.completed(timeout=1.0):  # a timeout: signals are handled between waits
+                    results[result.label] = result
+                    if result.error:
+                        tqdm.write(f"{result.label} failed: {result.error}")
+                    bar.set_postfix(failed=sum(bool(r.error) for r in results.values()))
+                    bar.update()
+        except BaseException:
+            self.cancel()
+            raise
+        finally:
+            bar.close()
+            self.close()
+        return [results[label] for label, _ in tasks]
 
 
 def default_workers(requested: int | None = None) -> tuple[int, int]:

@@ -5,15 +5,13 @@ from __future__ import annotations
 import multiprocessing
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
-from typing import TYPE_CHECKING, Any, Callable, Iterable
+from typing import Any, Callable
 
 from tqdm.auto import tqdm
 
-if TYPE_CHECKING:
-    pass
+from innerlens.drivers.executor import Executor, TaskResult, settle
 
-
-from innerlens.drivers.executor import TaskResult, settle
+WORKER_DIED = "WorkerDied"
 
 
 def _set_threads(threads: int) -> None:
@@ -34,106 +32,131 @@ def _call(function: Callable[[Any], Any], argument: Any) -> Any:
     return function(argument)
 
 
-WORKER_DIED = "WorkerDied"
-
-
-class LocalExecutor:
-    """``workers`` spawned processes (0: run in this process, one after another).
+class LocalExecutor(Executor):
+    """``workers`` spawned processes (0: each task runs in this process when it is submitted).
 
     A worker that dies (killed, out of memory, a crash in native code) breaks the whole pool. The
     tasks then in flight continue their runs from the last checkpoint (:func:`study_run`) in a fresh
-    worker, one at a time, so the one that keeps dying is known: after ``max_retries`` retries it is
-    reported failed (:func:`end_lost_runs` ends its run FAILED) and the study goes on.
+    pool, one at a time, so the one that keeps dying is known: after ``max_retries`` retries it is
+    reported failed (:func:`end_lost_runs` ends its run FAILED) and the study goes on. At most one
+    task per worker is in flight, so a broken pool costs only the tasks that were really running.
     """
 
     def __init__(self, workers: int, threads: int, progress: bool = True, max_retries: int = 2, unit: str = "runs") -> None:
         self.workers, self.threads, self.progress, self.max_retries, self.unit = workers, threads, progress, max_retries, unit
+        self._pool: ProcessPoolExecutor | None = None
+        self._pending: dict[Future, str] = {}
+        self._tasks: dict[str, tuple[Callable[[Any], Any], Any]] = {}  # in flight or waiting to be retried
+        self._attempts: dict[str, int] = {}
+        self._suspects: list[str] = []  # in flight when a worker died: each retried alone
+        self._alone: str | None = None
+        self._done: list[TaskResult] = []
+
+    @property
+    def in_process(self) -> bool:
+        return self.workers == 0
 
     def describe(self) -> str:
         return f"{max(self.workers, 1)} local worker(s) x {self.threads} thread(s)"
 
-    def run(self, function: Callable[[Any], Any], tasks: Iterable[tuple[str, Any]]) -> list[TaskResult]:
-        """Every task's result in submission order, with one progress bar over the study."""
-        tasks = list(tasks)
-        bar = tqdm(total=len(tasks), desc=self.unit, disable=not self.progress)
-        results: dict[int, TaskResult] = {}
+    def free(self) -> int:
+        if self.workers == 0:  # one at a time: the next starts once the last one's result is collected
+            return 0 if self._done else 1
+        if self._suspects or self._alone is not None:
+            return 0
+        return self.workers - len(self._pending)
+
+    def busy(self) -> bool:
+        return bool(self._pending or self._suspects or self._done)
+
+    def submit(self, label: str, function: Callable[[Any], Any], argument: Any) -> None:
         if self.workers == 0:
-            import torch
+            self._done.append(self._here(label, function, argument))
+            return
+        self._tasks[label] = (function, argument)
+        self._start(label)
 
-            before = torch.get_num_threads()
-            _set_threads(self.threads)  # the same arithmetic as a worker's, so results match bit for bit
-            try:
-                for index, (label, argument) in enumerate(tasks):
-                    results[index] = settle(label, lambda: function(argument))
-                    bar.update()
-            finally:
-                torch.set_num_threads(before)
-            bar.close()
-            return [results[i] for i in range(len(tasks))]
-        queue, suspects, attempts = list(range(len(tasks))), list[int](), [0] * len(tasks)
+    def _here(self, label: str, function: Callable[[Any], Any], argument: Any) -> TaskResult:
+        """In this process, with a worker's thread count, so results match a worker's bit for bit."""
+        import torch
+
+        before = torch.get_num_threads()
+        _set_threads(self.threads)
         try:
-            while queue or suspects:
-                # A broken pool does not say whose worker died: the tasks it was running go on one at a
-                # time, so a death there is the task's own.
-                alone = suspects[:1]
-                for index in self._run_pool(function, tasks, alone or queue, results, bar, 1 if alone else self.workers):
-                    attempts[index] += 1
-                    if attempts[index] > self.max_retries:
-                        results[index] = TaskResult(tasks[index][0], error=f"{WORKER_DIED}: its worker process died "
-                                                    f"{attempts[index]} times")
-                        tqdm.write(f"{tasks[index][0]} failed: {results[index].error}")
-                        bar.update()
-                    else:
-                        tqdm.write(f"{tasks[index][0]}: a worker died; the run continues in a fresh one")
-                        suspects.append(index)
-                suspects = list(dict.fromkeys(i for i in suspects if i not in results))
-                queue = [i for i in queue if i not in results and i not in suspects]
+            return settle(label, lambda: function(argument))
         finally:
-            bar.close()
-        return [results[i] for i in range(len(tasks))]
+            torch.set_num_threads(before)
 
-    def _run_pool(self, function: Callable[[Any], Any], tasks: list[tuple[str, Any]], queue: list[int],
-                  results: dict[int, TaskResult], bar: tqdm, workers: int) -> list[int]:
-        """Run the queued tasks on one pool into ``results``; the tasks in flight when a worker died.
-
-        At most one task per worker is submitted at a time, so a broken pool loses only the tasks
-        that were really running, and the queued ones are not charged an attempt.
-        """
-        context = multiprocessing.get_context("spawn")  # no forked torch or MLflow state
-        pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker, initargs=(self.threads,))
-        queued, pending, lost = iter(queue), dict[Future, int](), list[int]()
+    def _start(self, label: str) -> None:
+        if self._pool is None:
+            context = multiprocessing.get_context("spawn")  # no forked torch or MLflow state
+            self._pool = ProcessPoolExecutor(self.workers, mp_context=context, initializer=_start_worker,
+                                             initargs=(self.threads,))
         try:
-            while True:
-                while len(pending) < workers and not lost and (index := next(queued, None)) is not None:
-                    try:
-                        pending[pool.submit(_call, function, tasks[index][1])] = index
-                    except BrokenProcessPool:  # it broke since the last wait: this task never started
-                        lost.append(-1)
-                        break
-                if not pending:
-                    break
-                done, _ = wait(pending, return_when=FIRST_COMPLETED)
-                for future in done:
-                    index = pending.pop(future)
-                    if isinstance(future.exception(), BrokenProcessPool):
-                        lost.append(index)
-                        continue
-                    results[index] = settle(tasks[index][0], future.result)
-                    if results[index].error:
-                        tqdm.write(f"{results[index].label} failed: {results[index].error}")
-                    bar.set_postfix(failed=sum(bool(r.error) for r in results.values()), running=len(pending))
-                    bar.update()
-        except BaseException:
-            # Ctrl-C or SIGTERM: no new runs; each worker gets SIGTERM and ends its run KILLED.
-            workers = list(getattr(pool, "_processes", {}).values())
-            pool.shutdown(wait=False, cancel_futures=True)
-            for worker in workers:
-                if worker.is_alive():
-                    worker.terminate()
-            for worker in workers:
-                worker.join(timeout=30)
-                if worker.is_alive():
-                    worker.kill()
-            raise
-        pool.shutdown()
-        return [index for index in lost if index >= 0]
+            self._pending[self._pool.submit(_call, *self._tasks[label])] = label
+        except BrokenProcessPool:  # it broke since the last wait: this task never started, so it is not charged
+            self._suspects.append(label)
+            self._broken([])
+
+    def completed(self, timeout: float) -> list[TaskResult]:
+        if not self._pending and self._suspects:  # a suspect runs alone, so a death there is its own
+            self._alone = self._suspects.pop(0)
+            self._start(self._alone)
+        if self._pending:
+            done, _ = wait(self._pending, timeout=timeout, return_when=FIRST_COMPLETED)
+            lost = []
+            for future in done:
+                label = self._pending.pop(future)
+                if isinstance(future.exception(), BrokenProcessPool):
+                    lost.append(label)
+                    continue
+                self._finish(settle(label, future.result))
+            if lost:
+                self._broken(lost)
+        ended, self._done = self._done, []
+        return ended
+
+    def _finish(self, result: TaskResult) -> None:
+        self._tasks.pop(result.label, None)
+        if result.label == self._alone:
+            self._alone = None
+        self._done.append(result)
+
+    def _broken(self, lost: list[str]) -> None:
+        """A worker died: every task still in flight went down with the pool; charge each an attempt."""
+        wait(self._pending, timeout=30)
+        for future, label in list(self._pending.items()):
+            del self._pending[future]
+            if future.done() and not isinstance(future.exception(), BrokenProcessPool):
+                self._finish(settle(label, future.result))  # it ended just before the pool broke
+            else:
+                lost.append(label)
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._pool, self._alone = None, None
+        for label in lost:
+            self._attempts[label] = self._attempts.get(label, 0) + 1
+            if self._attempts[label] > self.max_retries:
+                self._finish(TaskResult(label, error=f"{WORKER_DIED}: its worker process died {self._attempts[label]} times"))
+            else:
+                tqdm.write(f"{label}: a worker died; the run continues in a fresh one")
+                self._suspects.append(label)
+
+    def cancel(self) -> None:
+        """No new runs; each worker gets SIGTERM and ends its run KILLED."""
+        if self._pool is None:
+            return
+        workers = list(getattr(self._pool, "_processes", {}).values())
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        for worker in workers:
+            if worker.is_alive():
+                worker.terminate()
+        for worker in workers:
+            worker.join(timeout=30)
+            if worker.is_alive():
+                worker.kill()
+        self._pool, self._pending = None, {}
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown()
+            self._pool = None

@@ -11,11 +11,9 @@ from __future__ import annotations
 import os
 import re
 import socket
-from typing import Any, Callable, Iterable
+from typing import Any, Callable
 
-from tqdm.auto import tqdm
-
-from innerlens.drivers.executor import TaskResult, settle
+from innerlens.drivers.executor import Executor, TaskResult, settle
 from innerlens.drivers.signals import terminate_as_interrupt
 from innerlens.errors import ConfigError, RunFailed
 from innerlens.tracking.redaction import redact_secrets, without_password
@@ -82,7 +80,7 @@ def _run_task(function: Callable[[Any], Any], argument: Any, threads: int) -> An
         return function(argument)
 
 
-class RayExecutor:
+class RayExecutor(Executor):
     """One Ray task per run on the cluster at ``address`` (None: ``RAY_ADDRESS``, else a local Ray)."""
 
     def __init__(self, address: str | None, cpus_per_run: float, gpus_per_run: float, max_retries: int,
@@ -90,11 +88,12 @@ class RayExecutor:
         self.address, self.cpus, self.gpus = address, cpus_per_run, gpus_per_run
         self.max_retries, self.progress, self.unit = max_retries, progress, unit
         self._started = False
+        self._pending: dict[Any, str] = {}  # object reference -> label
 
     def describe(self) -> str:
         return f"Ray ({self.cpus:g} CPU, {self.gpus:g} GPU per run)"
 
-    def connect(self) -> None:
+    def start(self) -> None:
         """Join (or start) the cluster and check, in one line, that its workers can record runs."""
         import ray
 
@@ -139,8 +138,8 @@ class RayExecutor:
                 raise ConfigError(f"--executor ray: a worker on node {node[:12]} cannot reach the tracking server "
                                   f"{redact_secrets(uri)}: {message[-1] if message else type(cause).__name__}") from None
 
-    def capacity(self) -> int:
-        """How many runs of this size the cluster holds at once (at least one)."""
+    def free(self) -> int:
+        """How many more runs of this size the cluster holds now (it holds at least one)."""
         import ray
 
         resources = ray.cluster_resources()
@@ -149,50 +148,37 @@ class RayExecutor:
             fits = min(fits, int(resources.get("GPU", 0) // self.gpus))
             if fits == 0:
                 raise ConfigError(f"--gpus-per-run {self.gpus:g}: the Ray cluster has no GPU")
-        return max(fits, 1)
+        return max(fits, 1) - len(self._pending)
 
-    def submit(self, function: Callable[[Any], Any], argument: Any) -> Any:
-        """Start one task; its object reference."""
+    def submit(self, label: str, function: Callable[[Any], Any], argument: Any) -> None:
         import ray
 
         remote = ray.remote(_run_task).options(
             num_cpus=self.cpus, num_gpus=self.gpus, max_retries=self.max_retries, retry_exceptions=False,
             scheduling_strategy="SPREAD", runtime_env={"env_vars": self.env},
         )
-        return remote.remote(function, argument, max(1, int(self.cpus)))
+        self._pending[remote.remote(function, argument, max(1, int(self.cpus)))] = label
 
-    def run(self, function: Callable[[Any], Any], tasks: Iterable[tuple[str, Any]]) -> list[TaskResult]:
-        """Every task's result in submission order, with one progress bar over the study."""
+    def busy(self) -> bool:
+        return bool(self._pending)
+
+    def completed(self, timeout: float) -> list[TaskResult]:
         import ray
 
-        tasks = list(tasks)
-        self.connect()
-        bar = tqdm(total=len(tasks), desc=self.unit, disable=not self.progress)
-        pending = {self.submit(function, argument): index for index, (_, argument) in enumerate(tasks)}
-        results: dict[int, TaskResult] = {}
-        failed = 0
-        try:
-            while pending:
-                done, _ = ray.wait(list(pending), num_returns=1, timeout=1.0)  # a timeout: signals run between waits
-                if not done:
-                    continue
-                index = pending.pop(done[0])
-                results[index] = settle(tasks[index][0], lambda: result_of(done[0]))
-                failed += bool(results[index].error)
-                if results[index].error:
-                    tqdm.write(f"{results[index].label} failed: {results[index].error}")
-                bar.set_postfix(failed=failed, running=len(pending))
-                bar.update()
-        except BaseException:
-            for ref in pending:  # Ctrl-C or SIGTERM: the tasks get KeyboardInterrupt; their runs end KILLED
-                ray.cancel(ref)
-            # Shutting Ray down now would kill the tasks before their runs are marked: wait for them.
-            ray.wait(list(pending), num_returns=len(pending), timeout=CANCEL_GRACE_S)
-            raise
-        finally:
-            bar.close()
-            self.close()
-        return [results[i] for i in range(len(tasks))]
+        if not self._pending:
+            return []
+        done, _ = ray.wait(list(self._pending), num_returns=1, timeout=timeout)
+        return [settle(self._pending.pop(ref), lambda: result_of(ref)) for ref in done]
+
+    def cancel(self) -> None:
+        """The tasks get KeyboardInterrupt and end their runs KILLED; Ray is shut down only after they
+        have (shutting it down at once would kill them before their runs are marked)."""
+        import ray
+
+        for ref in self._pending:
+            ray.cancel(ref)
+        ray.wait(list(self._pending), num_returns=len(self._pending), timeout=CANCEL_GRACE_S)
+        self._pending = {}
 
     def close(self) -> None:
         """Leave the cluster (a Ray instance this executor started stops with it)."""

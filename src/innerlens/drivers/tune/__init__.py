@@ -6,10 +6,14 @@ pruning callback that reports the validation metric at every evaluation, and ret
 the validation-chosen step from the run's result: the number the family's own checkpoint selection
 used. Test metrics are never read.
 
+One driver asks for every trial and runs it on an executor (this process, local worker processes or
+Ray; :mod:`innerlens.drivers.tune.trials`), so the study gets exactly ``--n-trials``; a second
+command naming the same study joins it and stops asking once the study has them.
+
 Storage: Optuna's journal file under ``mlruns/optuna/`` by default (several processes on one
 machine share it); an RDB URL (``sqlite:///...``, ``postgresql://...``) adds heartbeats, so
-trials of killed workers are failed and retried, and ``pool_pre_ping`` so idle connections do
-not drop workers. Every worker caps the study's total trials with ``MaxTrialsCallback``."""
+trials of killed drivers are failed and retried, and ``pool_pre_ping`` so idle connections do
+not drop workers."""
 from __future__ import annotations
 
 import json
@@ -21,8 +25,21 @@ from optuna.trial import TrialState
 
 from innerlens import tracking
 from innerlens.configs.tune import TuneConfig
-from innerlens.drivers.tune.local import _work, optimize
-from innerlens.drivers.tune.study import PARENT_ATTR, RUN_ATTR, Tunable, make_pruner, open_storage, parse_fixed, tunable
+from innerlens.drivers.executor import default_workers
+from innerlens.drivers.executor_choice import make_executor
+from innerlens.drivers.tune.study import (
+    PARENT_ATTR,
+    RUN_ATTR,
+    STORAGE_ENV,
+    Tunable,
+    make_pruner,
+    open_storage,
+    parse_fixed,
+    storage_url,
+    tunable,
+)
+from innerlens.drivers.tune.trials import optimize
+from innerlens.errors import ConfigError
 from innerlens.search_space import space_from_yaml
 
 
@@ -43,21 +60,39 @@ def run(config: TuneConfig, *, progress: bool = True) -> str:
         pruner=make_pruner(config),
         load_if_exists=True,
     )
-    if config.worker_of:
-        optimize(config, target, study, config.worker_of, config.seed)
-        return config.worker_of
     parent = study.user_attrs.get(PARENT_ATTR)
     if parent is None:
         with tracking.start_run(config, variant=config.family, run_name=config.resolved_study_name) as tracker:
             study.set_user_attr(PARENT_ATTR, tracker.run_id)
             tracker.set_tags({"innerlens.study": config.resolved_study_name, "innerlens.tuned_family": config.family})
-            _work(config, target, study, tracker.run_id)
+            _work(config, target, study, tracker.run_id, progress)
             summarize(tracker, study, target, config)
             return tracker.run_id
-    _work(config, target, study, parent)  # joining a study another command started
+    _work(config, target, study, parent, progress)  # joining a study another command started
     with tracking.open_finished_run(parent) as tracker:
         summarize(tracker, study, target, config)
     return parent
+
+
+def _work(config: TuneConfig, target: Tunable, study: optuna.Study, parent_run_id: str, progress: bool) -> None:
+    """The trials, on the executor the options ask for: this process (one worker), local worker
+    processes, or Ray tasks, whose storage must be one every node can open."""
+    workers = 0 if config.n_workers == 1 else default_workers(config.n_workers)[0]
+    executor = make_executor(config, workers, progress=False, unit="trials")
+    worker_config = config
+    if config.executor == "ray":
+        from innerlens.drivers.ray_executor import cluster_is_local, is_local_store
+
+        executor.start()
+        url = storage_url(config)
+        if (url is None or is_local_store(url)) and not cluster_is_local():
+            executor.close()
+            raise ConfigError("--executor ray: the Optuna storage is a file on this machine that other nodes cannot open; "
+                              "give --storage postgresql://... (the team stack's) or set INNERLENS_TUNE_STORAGE")
+        if url:
+            executor.env[STORAGE_ENV] = url  # to the workers through their environment, not the task's arguments
+        worker_config = config.replace(storage=None)
+    optimize(config, target, study, parent_run_id, executor, worker_config=worker_config, progress=progress)
 
 
 def trial_table(study: optuna.Study) -> pd.DataFrame:

@@ -186,8 +186,8 @@ def open_storage(config: TuneConfig) -> optuna.storages.BaseStorage:
         return RDBStorage(
             url,
             engine_kwargs={"pool_pre_ping": True},
-            # study.optimize beats for its trials; on Ray the driver beats for the trials in flight
-            # (tune/on_ray.py), so a study whose driver died has its trials failed at the next start.
+            # The driver beats for the trials in flight, wherever they run (tune/trials.py's Heartbeat),
+            # so a study whose driver died has its trials failed at the next start.
             heartbeat_interval=config.heartbeat_interval,
             grace_period=2 * config.heartbeat_interval + 1,
             heartbeat_stale_trial_callback=FailedTrialCallback(max_retry=config.max_retries),
@@ -212,35 +212,12 @@ def make_pruner(config: TuneConfig) -> optuna.pruners.BasePruner:
     return optuna.pruners.NopPruner()
 
 
-class SurplusTrial(Exception):
-    """Another worker already started the study's last trial."""
-
-
-def capped(objective: Callable[[optuna.Trial], float], n_trials: int) -> Callable[[optuna.Trial], float]:
-    """Run a trial only if fewer than ``n_trials`` lower-numbered trials are running or done.
-
-    ``MaxTrialsCallback`` stops a worker after a trial ends; two workers may still both start
-    "the last" trial. The lower-numbered one goes ahead, the other fails as surplus at once.
-    """
-
-    def guarded(trial: optuna.Trial) -> float:
-        live = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
-        earlier = [t for t in trial.study.get_trials(deepcopy=False, states=live) if t.number < trial.number]
-        if len(earlier) >= n_trials:
-            trial.set_user_attr("surplus", True)
-            trial.study.stop()
-            raise SurplusTrial(f"trial {trial.number}: the study already has {n_trials} trials")
-        return objective(trial)
-
-    return guarded
-
-
 class StudyFailed(RunFailed):
     """The study's trials keep failing: it stops, and its parent run ends FAILED."""
 
 
 class FailureLimit:
-    """Optuna callback: stop the study after ``consecutive`` failed trials in a row or ``total`` in all.
+    """Stop the study after ``consecutive`` failed trials in a row or ``total`` in all.
 
     Without it, a study whose objective always fails never reaches ``n_trials`` finished trials
     and runs for ever.
@@ -250,13 +227,8 @@ class FailureLimit:
         self.consecutive, self.total = consecutive, total
         self.in_a_row, self.failed, self.last_error = 0, 0, ""
 
-    def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-        self.record(trial)
-        if self.tripped:
-            study.stop()
-
     def record(self, trial: optuna.trial.FrozenTrial) -> None:
-        """Count an ended trial (a driver outside ``study.optimize`` calls this instead)."""
+        """Count an ended trial."""
         if trial.state != TrialState.FAIL or trial.user_attrs.get("surplus"):
             self.in_a_row = 0
             return
@@ -269,21 +241,3 @@ class FailureLimit:
     @property
     def tripped(self) -> bool:
         return self.in_a_row >= self.consecutive or self.failed >= self.total
-
-
-def remembering_errors(objective: Callable[[optuna.Trial], float]) -> Callable[[optuna.Trial], float]:
-    """Record a failed trial's first error line; a configuration error stops the study at once
-    (every later trial would fail the same way) and reaches the user as one line."""
-
-    def recorded(trial: optuna.Trial) -> float:
-        try:
-            return objective(trial)
-        except ConfigError as error:
-            trial.set_user_attr(CONFIG_ERROR_ATTR, str(error))
-            trial.study.stop()
-            raise
-        except Exception as error:
-            trial.set_user_attr(ERROR_ATTR, f"{type(error).__name__}: {(str(error).splitlines() or [''])[0][:200]}")
-            raise
-
-    return recorded
