@@ -12,7 +12,8 @@ A family supplies two things and nothing else of the lifecycle:
 The session resolves the device, opens the MLflow run (nested under ``parent`` when a driver gives
 one), trains with the shared callbacks (metrics, checkpoints, resume) and the caller's (an Optuna
 pruner), calls ``report``, keeps the local copy ``--output-dir`` asks for, and returns a
-:class:`RunResult`. Drivers read the objective from the result instead of asking the server again.
+:class:`RunResult`. Drivers read the objective, and studies every metric the run logged, from the
+result instead of asking the server again.
 """
 from __future__ import annotations
 
@@ -32,9 +33,11 @@ def run(family: str | EntryPoint | Family, config: Config, *, parent: RunContext
         callbacks: Sequence[Any] = (), progress: bool = True, run_name: str | None = None, **options: Any) -> RunResult:
     """Train ``config`` as one run of ``family`` (a name in :mod:`innerlens.registry`, its entry, or
     any object with ``build`` and ``report``); ``options`` go to the family's ``build``."""
+    import pandas as pd
+
     from innerlens import tracking
     from innerlens.callbacks import tracked_fit
-    from innerlens.engine import history_frame, resolve_device
+    from innerlens.engine import resolve_device
     from innerlens.local_copy import check_output_dir, write_local_copy
 
     code: Family = family if hasattr(family, "build") else (  # type: ignore[assignment]
@@ -59,7 +62,8 @@ def run(family: str | EntryPoint | Family, config: Config, *, parent: RunContext
         if output_dir is not None:
             tracker.flush()
             write_local_copy(tracker.run_id, output_dir, config.force_overwrite)
-        return RunResult(tracker.run_id, fit.best_metrics, fit.best_state, history_frame(fit.state.history))
+        logged = None if config.resume else pd.DataFrame(tracker.logged, columns=["step", "key", "value"])
+        return RunResult(tracker.run_id, fit.best_metrics, fit.best_state, logged)
 
 
 def build_options(code: Family) -> dict[str, Any]:

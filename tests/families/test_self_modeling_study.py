@@ -3,6 +3,7 @@ with the baseline on its seed."""
 from __future__ import annotations
 
 import mlflow
+import pandas as pd
 import pytest
 from support import TINY_LLC, TINY_MODEL
 
@@ -72,3 +73,27 @@ def test_rerunning_a_named_study_continues_it_and_refuses_other_options(local_st
     assert client.get_run(parent).info.status == "FINISHED"
     with pytest.raises(ConfigError, match="continuing a study keeps its options; these differ: --max-epochs"):
         compare(config.replace(max_epochs=3), progress=False)
+
+
+def test_a_study_asks_the_server_only_for_what_its_runs_did_not_return(local_store: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every metric a run logged comes back in its RunResult; the study draws from those, and what it
+    holds equals what the server stored, row for row."""
+    from innerlens.drivers import self_modeling_comparison
+    from innerlens.tracking import children, children_history
+
+    handed: dict[str, object] = {}
+
+    def recording(parent_run_id: str, known: dict | None = None):  # type: ignore[no-untyped-def]
+        handed.update(known or {})
+        return children_history(parent_run_id, known)
+
+    monkeypatch.setattr(self_modeling_comparison, "children_history", recording)
+    config = SelfModelingComparisonConfig(variants=("baseline", "last_layer"), seeds=(0,), workers=0, **TINY)
+    parent = compare(config, progress=False)
+    runs = {run.info.run_id for run in children(parent)}
+    assert set(handed) == runs  # both runs returned everything they logged: nothing was asked of the server
+    stored = children_history(parent).sort_values(["run_id", "key", "step"], ignore_index=True)
+    returned = children_history(parent, known=handed).sort_values(["run_id", "key", "step"], ignore_index=True)
+    assert len(stored) > 20 * len(runs) and set(stored["key"]) >= {"train/loss", "val/acc", "weights/std_final"}
+    pd.testing.assert_frame_equal(returned[["run_id", "key", "step", "value"]], stored[["run_id", "key", "step", "value"]],
+                                  check_dtype=False)

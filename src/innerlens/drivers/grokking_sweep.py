@@ -11,6 +11,7 @@ from innerlens.configs.grokking import GrokkingConfig
 from innerlens.configs.grokking_sweep import FAMILY, GrokkingSweepConfig
 from innerlens.drivers.executor import study_run
 from innerlens.drivers.study import train_or_reuse
+from innerlens.results import RunResult
 from innerlens.tracking import fetch_history
 from innerlens.viz.curves import metric_curves
 from innerlens.viz.grokking import split_curves, time_to_generalize
@@ -20,9 +21,9 @@ def sweep(config: GrokkingSweepConfig, progress: bool = True) -> str:
     """Train every (value, seed) as a nested run (unless skipped) and draw the sweep; return the parent id."""
     with tracking.start_run(config, variant=config.sweep, run_name=f"grokking-sweep-{config.sweep}", step_unit="step") as tracker:
         tasks = [(task_name(config.sweep, s), (s, tracker.run_id, task_name(config.sweep, s))) for s in config.single_runs()]
-        parent_id = train_or_reuse(config, tracker, FAMILY, tasks, _train_child, skip_training=config.skip_training,
-                                   workers=config.workers, progress=progress)
-        history, summary = sweep_results(parent_id, config.sweep)
+        parent_id, returned = train_or_reuse(config, tracker, FAMILY, tasks, _train_child, skip_training=config.skip_training,
+                                             workers=config.workers, progress=progress)
+        history, summary = sweep_results(parent_id, config.sweep, known=returned)
         group = config.sweep if config.sweep != "none" else "variant"
         curves = split_curves(history).assign(group=lambda f: f["split"] + " " + f[group].astype(str))
         tracker.log_figure(
@@ -42,15 +43,16 @@ def task_name(sweep: str, single: GrokkingConfig) -> str:
     return f"{label}-s{single.seed}"
 
 
-def _train_child(job: tuple[GrokkingConfig, str, str]) -> str:
+def _train_child(job: tuple[GrokkingConfig, str, str]) -> RunResult:
     single, parent_id, task = job
-    return study_run(functools.partial(session.run, "grokking", run_name=task), single, parent_id, task, {}).run_id
+    return study_run(functools.partial(session.run, "grokking", run_name=task), single, parent_id, task, {}).portable()
 
 
-def sweep_results(parent_id: str, parameter: str) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Tidy history of the sweep's runs (with the swept value as a column) and one summary row per run."""
+def sweep_results(parent_id: str, parameter: str, known: dict[str, pd.DataFrame] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Tidy history of the sweep's runs (with the swept value as a column; ``known``: the histories
+    its runs returned, not asked for again) and one summary row per run."""
     runs = tracking.children(parent_id)
-    history = fetch_history(None, runs)
+    history = fetch_history(None, runs, known=known)
     summary = pd.DataFrame(
         {
             "run_id": r.info.run_id,

@@ -28,6 +28,7 @@ from innerlens.errors import ConfigError
 from innerlens.families.seed_stack import SeedStack
 from innerlens.families.self_modeling import SelfModelingConfig
 from innerlens.local_copy import check_output_dir, write_local_copy
+from innerlens.results import RunResult
 from innerlens.tracking import children_history
 from innerlens.viz.compare import dose_response
 from innerlens.viz.self_modeling import figures
@@ -70,25 +71,25 @@ def task_name(single: SelfModelingConfig) -> str:
 
 
 def _train_child(job: tuple[SelfModelingConfig, str], stack: tuple[SeedStack, int] | None = None,
-                 unit: str | None = None) -> str:
-    """One nested run (in a worker process; ``unit``: the executor's task it belongs to): the run id."""
+                 unit: str | None = None) -> RunResult:
+    """One nested run (in a worker process; ``unit``: the executor's task it belongs to)."""
     single, parent_id = job
     train = functools.partial(session.run, "self_modeling", stack=stack)
     return study_run(train, single, parent_id, task_name(single), {TAG_WEIGHT: exact(single.self_model_weight)},
-                     unit=unit).run_id
+                     unit=unit).portable()
 
 
-def _train_cell(job: tuple[list[SelfModelingConfig], str]) -> list[str]:
+def _train_cell(job: tuple[list[SelfModelingConfig], str]) -> list[RunResult]:
     """Every seed of one (variant, weight) cell as one stacked model, a thread and a run per seed."""
     singles, parent_id = job
     label = group_label(singles[0].variant, singles[0].self_model_weight)  # the executor's task: see cell_tasks
     stack = SeedStack(len(singles), checkpoint_interval_s=singles[0].checkpoint_interval)
-    run_ids: list[str] = [""] * len(singles)
+    returned: list[RunResult] = [RunResult("")] * len(singles)
     errors: list[BaseException] = []
 
     def train(index: int) -> None:
         try:
-            run_ids[index] = _train_child((singles[index], parent_id), (stack, index), unit=label)
+            returned[index] = _train_child((singles[index], parent_id), (stack, index), unit=label)
         except BaseException as error:  # reported once every seed has stopped
             errors.append(error)
         finally:
@@ -108,7 +109,7 @@ def _train_cell(job: tuple[list[SelfModelingConfig], str]) -> list[str]:
         raise
     if errors:
         raise errors[0]
-    return run_ids
+    return returned
 
 
 def cell_tasks(singles: list[SelfModelingConfig], parent_id: str) -> list[tuple[str, tuple[list[SelfModelingConfig], str]]]:
@@ -287,13 +288,13 @@ def compare(config: SelfModelingComparisonConfig, progress: bool = True) -> str:
         tasks, train = ((cell_tasks(singles, tracker.run_id), _train_cell) if config.stack_seeds else
                         ([(task_name(s), (s, tracker.run_id)) for s in singles], _train_child))
         unit = f"cells of {len(config.seeds)} stacked seeds" if config.stack_seeds else "runs"
-        parent_id = train_or_reuse(config, tracker, FAMILY, tasks, train, skip_training=config.skip_training,
-                                   workers=config.workers, progress=progress, unit=unit)
+        parent_id, returned = train_or_reuse(config, tracker, FAMILY, tasks, train, skip_training=config.skip_training,
+                                             workers=config.workers, progress=progress, unit=unit)
         summaries = run_summaries(parent_id)
         omitted = left_out(parent_id)
         statistics = study_statistics(summaries)
         gammas = gamma_table(summaries)
-        history = children_history(parent_id)
+        history = children_history(parent_id, known=returned)
         drawn = figures(history, group="variant")
         drawn["dose_response"] = dose_response(summaries, list(PRIMARY_METRICS), baseline=BASELINE)
         table = verdict_table(statistics)

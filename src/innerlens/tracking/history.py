@@ -40,10 +40,17 @@ def child_runs(client: MlflowClient, parent: Run) -> list[Run]:
     )
 
 
-def fetch_history(client: MlflowClient | None, runs: list[Run], workers: int = 8) -> pd.DataFrame:
-    """Every metric's full history of ``runs`` as tidy rows, with variant and seed columns."""
-    keys = sorted({key for run in runs for key in run.data.metrics})
-    tidy = fetch_histories(client, runs, keys, workers=workers)
+def fetch_history(client: MlflowClient | None, runs: list[Run], workers: int = 8,
+                  known: dict[str, pd.DataFrame] | None = None) -> pd.DataFrame:
+    """Every metric's full history of ``runs`` as tidy rows, with variant and seed columns; runs in
+    ``known`` (run id -> the (step, key, value) rows the study's own runs returned) are not asked for."""
+    known = known or {}
+    unknown = [run for run in runs if run.info.run_id not in known]
+    keys = sorted({key for run in unknown for key in run.data.metrics})
+    frames = [frame.assign(run_id=run_id) for run_id, frame in known.items() if run_id in {run.info.run_id for run in runs}]
+    if unknown or not frames:
+        frames.append(fetch_histories(client, unknown, keys, workers=workers))
+    tidy = pd.concat(frames, ignore_index=True).astype({"step": "int64", "value": "float64"})
     labels = pd.DataFrame({
         "run_id": [run.info.run_id for run in runs],
         "variant": [run.data.tags.get(TAG_VARIANT, "") for run in runs],
@@ -58,10 +65,10 @@ def children(parent_run_id: str) -> list[Run]:
     return child_runs(client, client.get_run(parent_run_id))
 
 
-def children_history(parent_run_id: str) -> pd.DataFrame:
-    """Tidy history of every run nested under ``parent_run_id``."""
+def children_history(parent_run_id: str, known: dict[str, pd.DataFrame] | None = None) -> pd.DataFrame:
+    """Tidy history of every run nested under ``parent_run_id`` (``known``: see :func:`fetch_history`)."""
     client = MlflowClient()
-    return fetch_history(client, child_runs(client, client.get_run(parent_run_id)))
+    return fetch_history(client, child_runs(client, client.get_run(parent_run_id)), known=known)
 
 
 def latest_parent_with_children(family: str, *, exclude: str) -> str:

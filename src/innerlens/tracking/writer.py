@@ -55,6 +55,7 @@ class RunTracker:
         self.outage_wait_s = float(os.environ.get("INNERLENS_OUTAGE_WAIT_S", 120)) if outage_wait_s is None else outage_wait_s
         self._metric_buffer: list[Metric] = []
         self._metrics_sent_at = -math.inf
+        self.logged: list[tuple[int, str, float]] = []  # every metric this attempt logged: what a study reads back
         self.client = MlflowClient()
         # Resolved now, while the server answers: uploads during an outage must not need a lookup.
         self.artifact_uri = self.client.get_run(run_id).info.artifact_uri
@@ -127,6 +128,7 @@ class RunTracker:
         """Queue one step's metrics; they leave in a single ``log_batch`` with any buffered steps."""
         timestamp = int(time.time() * 1000)
         self._metric_buffer.extend(Metric(key, float(value), timestamp, step) for key, value in metrics.items())
+        self.logged.extend((step, key, float(value)) for key, value in metrics.items())
         due = time.monotonic() - self._metrics_sent_at >= self.metrics_interval_s
         if due or len(self._metric_buffer) >= MAX_METRICS_PER_BATCH // 2:
             self._send_metrics()
