@@ -147,28 +147,23 @@ def headline_line(entry: EntryPoint, best: dict[str, float]) -> str:
 
 def make_command(entry: EntryPoint) -> click.Command:
     def callback(**values: Any) -> None:
+        from innerlens import session
+
         config = entry.config.from_strings(values)
         if getattr(config, "resume", None):
-            from innerlens.tracking import resumable_config
-
             context = click.get_current_context()
-            given = {name for name in values if context.get_parameter_source(name) == ParameterSource.COMMANDLINE}
-            stored = resumable_config(config.resume, config.family_name, force=config.force_resume)
-            config = config.resumed_from(stored, given)
+            config = session.resumed(config, {name for name in values
+                                              if context.get_parameter_source(name) == ParameterSource.COMMANDLINE})
         headline = ""
         if entry.is_family:
-            from innerlens import session
-
             result = session.run(entry, config)
             run_id, headline = result.run_id, headline_line(entry, result.best_metrics)
         else:  # a driver returns its parent run's id
             run_id = getattr(entry.load(), entry.function)(config)
-        from innerlens.tracking import ui_hint
-
         click.echo(f"run {run_id} finished")
         if headline:
             click.echo(headline)
-        click.echo(ui_hint(run_id, getattr(entry.load(), "LINKED_ARTIFACTS", ()) if not entry.is_family else ()))
+        click.echo(session.links(run_id, getattr(entry.load(), "LINKED_ARTIFACTS", ()) if not entry.is_family else ()))
 
     params = [_option(spec) for spec in entry.config.specs(include_hidden=False)]
     if entry.config.regimes:
@@ -214,13 +209,12 @@ def mlproject_command(write: bool) -> None:
 @click.argument("run_id")
 def analyze_command(run_id: str) -> None:
     """Recompute a finished grokking run's analyses from its step snapshots and log them into it."""
+    from innerlens import session
     from innerlens.drivers import grokking_analysis
-    from innerlens.tracking import configure_tracking, ui_hint
 
-    configure_tracking()
     transitions = grokking_analysis.analyze(run_id)
     click.echo(f"run {run_id}: memorized at step {transitions.memorization_step:g}, generalized at {transitions.generalization_step:g}")
-    click.echo(ui_hint(run_id))
+    click.echo(session.links(run_id))
 
 
 @cli.command("sync")
@@ -229,27 +223,12 @@ def analyze_command(run_id: str) -> None:
 @click.option("--list", "list_only", is_flag=True, help="Only show what waits and why (refused spools included); deliver nothing.")
 def sync_command(spool_dir: Path | None, list_only: bool) -> None:
     """Deliver, in order, the calls runs spooled while the tracking server was unreachable."""
-    from innerlens.tracking import spool_root, sync
-    from innerlens.tracking.delivery import waiting_spools
+    from innerlens.drivers.spool_sync import sync_lines
 
-    if list_only:
-        listed = waiting_spools(spool_dir)
-        for run_id, waiting, why in listed:
-            click.echo(f"run {run_id}: {waiting} calls, {why}")
-        if not listed:
-            click.echo(f"nothing waits in {spool_dir or spool_root()}")
-        return
-    results = sync(spool_dir)
-    if not results:
-        click.echo(f"nothing to sync in {spool_dir or spool_root()}")
-    for run_id, sent, waiting, alive, problem in results:
-        if problem:
-            click.echo(f"run {run_id}: cannot deliver its spool: {problem}")
-        elif alive:
-            click.echo(f"run {run_id}: still running, it delivers its own {waiting} spooled calls; skipped")
-        else:
-            click.echo(f"run {run_id}: delivered {sent} calls" + (f", {waiting} still waiting (server unreachable)" if waiting else ""))
-    if any((waiting and not alive) or problem for _, _, waiting, alive, problem in results):
+    lines, failed = sync_lines(spool_dir, list_only)
+    for line in lines:
+        click.echo(line)
+    if failed:
         sys.exit(1)
 
 

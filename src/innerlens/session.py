@@ -79,3 +79,19 @@ def build_options(code: Family) -> dict[str, Any]:
     from innerlens.models.loading import ModelCache
 
     return {"models": ModelCache(tracking.models_root(), tracking.download_registered)}
+
+
+def resumed(config: Config, given: set[str]) -> Config:
+    """``--resume RUN``: the run's stored configuration, with only the resumable options ``given`` on
+    the command line changed (a RUNNING run is refused unless ``--force-resume``)."""
+    from innerlens.tracking import resumable_config
+
+    stored = resumable_config(config.resume, config.family_name, force=config.force_resume)
+    return config.resumed_from(stored, given)
+
+
+def links(run_id: str, artifacts: Sequence[str] = ()) -> str:
+    """How to open the run in the MLflow UI, and the links to its page and ``artifacts`` there."""
+    from innerlens.tracking import ui_hint
+
+    return ui_hint(run_id, tuple(artifacts))

@@ -141,6 +141,7 @@ NEVER = (
     ("data", {"models"}, "data knows no model"),
     ("families", {"tracking", "mlflow", "drivers"}, "families report through RunLog and are run by drivers, not back"),
     ("tracking", {"families"}, "tracking knows no family"),
+    ("cli", {"tracking", "mlflow", "families"}, "the CLI goes through the session and the drivers"),
 )
 
 

@@ -18,6 +18,7 @@ def analyze(run_id: str) -> Transitions:
     Progress measures are recomputed at every snapshot with the *final* model's key
     frequencies (as Nanda et al. do), which the online measures could not know in advance.
     """
+    tracking.configure_tracking()
     config_dict = tracking.load_config(run_id, FAMILY)
     config = GrokkingConfig(**{**config_dict, "resume": None, "device": "cpu"})
     experiment = GrokkingExperiment(config, torch.device("cpu"))
