@@ -23,13 +23,13 @@ TINY = dict(p=23, samples=400, n_layers=3, d_model=32, n_heads=4, d_mlp=64, batc
 
 
 def sweep(executor: str, address: str | None) -> float:
-    from innerlens.drivers.self_modeling_comparison import SelfModelingComparisonConfig, compare
+    from innerlens.drivers.self_modeling_comparison import SelfModelingComparisonConfig, run_comparison
 
     config = SelfModelingComparisonConfig(variants=("baseline",), seeds=tuple(range(RUNS)), gamma_sensitivity=False,
                                           workers=2 if executor == "local" else None, executor=executor,
                                           ray_address=address, **TINY)
     start = time.perf_counter()
-    compare(config, progress=False)
+    run_comparison(config, progress=False)
     return time.perf_counter() - start
 
 

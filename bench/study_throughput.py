@@ -21,13 +21,13 @@ from pathlib import Path
 
 def study(workers: int, epochs: int, draws: int, burnin: int) -> tuple[float, int]:
     """Wall seconds of one comparison, and how many runs it trained."""
-    from innerlens.drivers.self_modeling_comparison import SelfModelingComparisonConfig, compare
+    from innerlens.drivers.self_modeling_comparison import SelfModelingComparisonConfig, run_comparison
 
     config = SelfModelingComparisonConfig(variants=("baseline", "middle_layer"), self_model_weights=(0.01,),
                                           seeds=(0, 1, 2, 3, 4), gamma_sensitivity=False, workers=workers,
                                           max_epochs=epochs, llc_draws=draws, llc_burnin=burnin, device="cpu")
     start = time.perf_counter()
-    compare(config, progress=False)
+    run_comparison(config, progress=False)
     return time.perf_counter() - start, len(config.single_runs())
 
 

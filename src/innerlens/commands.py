@@ -40,7 +40,7 @@ def _compare() -> ModuleType:
 DRIVERS = {entry.name: entry for entry in (
     EntryPoint("self_modeling_comparison", SelfModelingComparisonConfig,
                "Train every self-modeling variant (x seeds) under one parent run and draw the comparison.",
-               _self_modeling_comparison, function="compare", is_family=False, follows="self_modeling"),
+               _self_modeling_comparison, function="run_comparison", is_family=False, follows="self_modeling"),
     EntryPoint("grokking_sweep", GrokkingSweepConfig,
                "Sweep one grokking hyperparameter (or only seeds): nested runs, time-to-generalize and seed bands.",
                _grokking_sweep, function="sweep", is_family=False, follows="grokking"),

@@ -6,7 +6,7 @@ from mlflow.tracking import MlflowClient
 from support import TINY_MODEL
 
 from innerlens import tracking
-from innerlens.drivers.self_modeling_comparison import SelfModelingComparisonConfig, compare, run_summaries
+from innerlens.drivers.self_modeling_comparison import SelfModelingComparisonConfig, run_comparison, run_summaries
 
 TINY = dict(**TINY_MODEL, max_epochs=3, measure_llc=False, gamma_sensitivity=False, workers=0)
 
@@ -24,7 +24,7 @@ def test_stacked_seeds_equal_unstacked_ones_run_for_run(local_store: str) -> Non
     for stacked in (False, True):
         config = SelfModelingComparisonConfig(variants=("baseline", "middle_layer"), seeds=(0, 1, 2), self_model_weights=(0.1,),
                                               stack_seeds=stacked, **TINY)
-        parents[stacked] = compare(config, progress=False)
+        parents[stacked] = run_comparison(config, progress=False)
     unstacked, stacked = _histories(parents[False]), _histories(parents[True])
     assert sorted(stacked) == sorted(unstacked) and len(stacked) == 6  # one run per (variant, seed), same tags
     for run, curves in unstacked.items():

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from support import TINY_LLC, TINY_MODEL
 
-from innerlens.drivers.self_modeling_comparison import SelfModelingComparisonConfig, compare, run_summaries
+from innerlens.drivers.self_modeling_comparison import SelfModelingComparisonConfig, run_comparison, run_summaries
 
 TINY = dict(**TINY_MODEL, **TINY_LLC, max_epochs=2)
 
@@ -17,7 +17,7 @@ def test_parallel_workers_equal_sequential_runs_and_cells_pair_with_the_baseline
     for workers in (0, 2):
         config = SelfModelingComparisonConfig(variants=("baseline", "middle_layer"), seeds=(0, 1),
                                               self_model_weights=(0.1, 1.0), workers=workers, **TINY)
-        parent = compare(config, progress=False)
+        parent = run_comparison(config, progress=False)
         table = run_summaries(parent)
         summaries[workers] = table.set_index(["group", "seed", "key"])["value"].sort_index()
         statistics = mlflow.artifacts.load_text(f"{mlflow.get_run(parent).info.artifact_uri}/tables/paired_statistics.csv")
@@ -55,7 +55,7 @@ def test_rerunning_a_named_study_continues_it_and_refuses_other_options(local_st
 
     config = SelfModelingComparisonConfig(variants=("baseline", "middle_layer"), seeds=(0, 1), study_name="in-parts",
                                           workers=0, gamma_sensitivity=False, **{**TINY, "llc_chains": 2})
-    parent = compare(config, progress=False)
+    parent = run_comparison(config, progress=False)
     client = MlflowClient()
     first = {c.info.run_id: c.data.tags["innerlens.task"] for c in children(parent)}
     interrupted = next(iter(first))
@@ -64,7 +64,7 @@ def test_rerunning_a_named_study_continues_it_and_refuses_other_options(local_st
     from innerlens.drivers.self_modeling_comparison import left_out
 
     assert left_out(parent) == f"left out of the tables: 1 run(s) not FINISHED: {first[interrupted]} (KILLED)"
-    again = compare(config, progress=False)
+    again = run_comparison(config, progress=False)
     assert left_out(parent) == ""
     assert again == parent  # the same study
     second = {c.info.run_id: (c.data.tags["innerlens.task"], c.info.status) for c in children(parent)}
@@ -72,7 +72,7 @@ def test_rerunning_a_named_study_continues_it_and_refuses_other_options(local_st
     assert {status for _, status in second.values()} == {"FINISHED"}
     assert client.get_run(parent).info.status == "FINISHED"
     with pytest.raises(ConfigError, match="continuing a study keeps its options; these differ: --max-epochs"):
-        compare(config.replace(max_epochs=3), progress=False)
+        run_comparison(config.replace(max_epochs=3), progress=False)
 
 
 def test_a_study_asks_the_server_only_for_what_its_runs_did_not_return(local_store: str, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -89,7 +89,7 @@ def test_a_study_asks_the_server_only_for_what_its_runs_did_not_return(local_sto
 
     monkeypatch.setattr(self_modeling_comparison, "children_history", recording)
     config = SelfModelingComparisonConfig(variants=("baseline", "last_layer"), seeds=(0,), workers=0, **TINY)
-    parent = compare(config, progress=False)
+    parent = run_comparison(config, progress=False)
     runs = {run.info.run_id for run in children(parent)}
     assert set(handed) == runs  # both runs returned everything they logged: nothing was asked of the server
     stored = children_history(parent).sort_values(["run_id", "key", "step"], ignore_index=True)

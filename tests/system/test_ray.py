@@ -19,7 +19,7 @@ from support import ROOT, TINY_LLC, TINY_MODEL
 from innerlens import tracking
 from innerlens.configs.tune import TuneConfig
 from innerlens.drivers.ray_executor import is_local_store
-from innerlens.drivers.self_modeling_comparison import SelfModelingComparisonConfig, compare, run_summaries
+from innerlens.drivers.self_modeling_comparison import SelfModelingComparisonConfig, run_comparison, run_summaries
 from innerlens.drivers.tune import run as tune
 from innerlens.errors import ConfigError
 from innerlens.tracking import child_runs
@@ -53,7 +53,7 @@ def test_a_grid_on_ray_equals_the_local_executor_metric_for_metric(local_store: 
         config = SelfModelingComparisonConfig(
             variants=("baseline", "middle_layer"), seeds=(0, 1), self_model_weights=(1.0,), workers=0 if executor == "local" else None,
             executor=executor, ray_address=ray_cluster if executor == "ray" else None, gamma_sensitivity=False, **TINY)
-        parent = compare(config, progress=False)
+        parent = run_comparison(config, progress=False)
         tables[executor] = run_summaries(parent).set_index(["group", "seed", "key"])["value"].sort_index()
         tags[executor] = {run.data.tags[tracking.TAG_TASK]: run.data.tags for run in _children(parent)}
     assert list(tables["local"].index) == list(tables["ray"].index)

@@ -277,7 +277,7 @@ def changed_options(config: SelfModelingComparisonConfig) -> str:
                     if value != defaults.get(name))
 
 
-def compare(config: SelfModelingComparisonConfig, progress: bool = True) -> str:
+def run_comparison(config: SelfModelingComparisonConfig, progress: bool = True) -> str:
     """Train (unless skipped) and analyse the study; return the parent run id."""
     config = continued(config)
     singles = config.single_runs()
