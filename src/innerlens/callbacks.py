@@ -4,17 +4,11 @@ from __future__ import annotations
 import time
 from typing import Any, Callable
 
-from innerlens import tracking
-from innerlens.config import Config, TrainConfig
+from innerlens.config import Config
 from innerlens.engine import (
     EngineState,
     Experiment,
-    FitResult,
-    Selection,
-    check_checkpoint_format,
-    fit,
     history_frame,
-    restore,
     snapshot,
     training_state,
 )
@@ -80,44 +74,3 @@ class Checkpointer:
 
     def on_fit_end(self, state: EngineState) -> None:
         pass
-
-
-def tracked_fit(
-    experiment: Experiment,
-    tracker: RunTracker,
-    config: TrainConfig,
-    *,
-    selection: Selection,
-    max_epochs: int,
-    progress: bool,
-    steps_per_round: int = 1,
-    callbacks: tuple[Any, ...] = (),
-    checkpoint_due: Callable[[], bool] | None = None,
-) -> FitResult:
-    """:func:`fit` with the callbacks every run uses (then ``callbacks``); with ``config.resume``,
-    continue from the run's ``last.pt`` (from the start if it was killed before writing one), log
-    only the evaluations it had not logged yet, and take the best weights from ``best.pt`` when the
-    best evaluation came before the resume."""
-    state, logged_through = EngineState(steps_per_round=steps_per_round), 0
-    if config.resume:
-        if tracking.has_checkpoint(config.resume):
-            checkpoint = tracking.load_checkpoint(config.resume)
-            check_checkpoint_format(checkpoint, config.resume)
-            state = restore(experiment, checkpoint)
-        logged_through = tracking.last_logged_step(config.resume, selection.monitor)
-    result = fit(
-        experiment,
-        max_epochs=max_epochs,
-        selection=selection,
-        callbacks=[
-            MetricsLogger(tracker, logged_through),
-            Checkpointer(tracker, experiment, config, config.checkpoint_interval, checkpoint_due),
-            *callbacks,
-        ],
-        state=state,
-        progress=progress,
-        steps_per_round=steps_per_round,
-    )
-    if result.best_state is None and config.resume:
-        result.best_state = tracking.load_checkpoint(config.resume, "best")["model"]
-    return result

@@ -10,8 +10,9 @@ A family supplies two things and nothing else of the lifecycle:
   from the fit's validation-chosen weights.
 
 The session resolves the device, opens the MLflow run (nested under ``parent`` when a driver gives
-one), trains with the shared callbacks (metrics, checkpoints, resume) and the caller's (an Optuna
-pruner), calls ``report``, keeps the local copy ``--output-dir`` asks for, and returns a
+one), continues from the run's last checkpoint on ``--resume`` (resume lives here and nowhere else
+of the run path), trains with the shared callbacks (metrics, checkpoints) and the caller's (an
+Optuna pruner), calls ``report``, keeps the local copy ``--output-dir`` asks for, and returns a
 :class:`RunResult`. Drivers read the objective, and studies every metric the run logged, from the
 result instead of asking the server again.
 """
@@ -24,7 +25,8 @@ from innerlens.results import RunResult
 
 if TYPE_CHECKING:
     from innerlens.config import Config
-    from innerlens.plan import Family
+    from innerlens.engine import EngineState
+    from innerlens.plan import Family, Plan
     from innerlens.registry import EntryPoint
     from innerlens.tracking import RunContext
 
@@ -35,8 +37,8 @@ def run(family: str | EntryPoint | Family, config: Config, *, parent: RunContext
     any object with ``build`` and ``report``); ``options`` go to the family's ``build``."""
     import pandas as pd
 
-    from innerlens import tracking
-    from innerlens.callbacks import tracked_fit
+    from innerlens import engine, tracking
+    from innerlens.callbacks import Checkpointer, MetricsLogger
     from innerlens.engine import resolve_device
     from innerlens.local_copy import check_output_dir, write_local_copy
 
@@ -55,15 +57,37 @@ def run(family: str | EntryPoint | Family, config: Config, *, parent: RunContext
             for note in plan.notes:
                 tracking.say(note)
         extra = plan.start(tracker, bool(config.resume))
-        fit = tracked_fit(plan.experiment, tracker, config, selection=plan.selection, max_epochs=plan.rounds,
-                          progress=progress, steps_per_round=plan.steps_per_round, callbacks=(*callbacks, *extra),
-                          checkpoint_due=plan.checkpoint_due)
+        state, logged_through = resume_point(plan, config)
+        fit = engine.fit(plan.experiment, max_epochs=plan.rounds, selection=plan.selection, state=state, progress=progress,
+                         steps_per_round=plan.steps_per_round, callbacks=[
+                             MetricsLogger(tracker, logged_through),
+                             Checkpointer(tracker, plan.experiment, config, config.checkpoint_interval, plan.checkpoint_due),
+                             *callbacks, *extra])
+        if fit.best_state is None and config.resume:  # the best evaluation came before the resume
+            fit.best_state = tracking.load_checkpoint(config.resume, "best")["model"]
         code.report(tracker, plan, fit)
         if output_dir is not None:
             tracker.flush()
             write_local_copy(tracker.run_id, output_dir, config.force_overwrite)
         logged = None if config.resume else pd.DataFrame(tracker.logged, columns=["step", "key", "value"])
         return RunResult(tracker.run_id, fit.best_metrics, fit.best_state, logged)
+
+
+def resume_point(plan: Plan, config: Config) -> tuple[EngineState, int]:
+    """Where the fit starts, and the last step its run already logged: the beginning, or with
+    ``config.resume`` the run's ``last.pt`` (the beginning if it was killed before writing one); the
+    evaluations up to that step are recomputed, not logged twice."""
+    from innerlens import tracking
+    from innerlens.engine import EngineState, check_checkpoint_format, restore
+
+    state = EngineState(steps_per_round=plan.steps_per_round)
+    if not config.resume:
+        return state, 0
+    if tracking.has_checkpoint(config.resume):
+        checkpoint = tracking.load_checkpoint(config.resume)
+        check_checkpoint_format(checkpoint, config.resume)
+        state = restore(plan.experiment, checkpoint)
+    return state, tracking.last_logged_step(config.resume, plan.selection.monitor)
 
 
 def build_options(code: Family) -> dict[str, Any]:

@@ -106,7 +106,22 @@ def test_families_leave_the_run_lifecycle_to_the_session() -> None:
     for path in (PACKAGE / "families").glob("*.py"):
         text = path.read_text()
         if "def build(" in text:
-            assert "def run(" not in text and "tracked_fit" not in text and "start_run" not in text, path.name
+            assert "def run(" not in text and "start_run" not in text, path.name
+            assert "innerlens.engine.fit" not in _imports(path), path.name
+
+
+def _calls(path: Path, function: str) -> set[str]:
+    """The dotted names ``function`` (a def anywhere in ``path``) calls."""
+    node = next(n for n in ast.walk(ast.parse(path.read_text())) if isinstance(n, ast.FunctionDef) and n.name == function)
+    return {ast.unparse(call.func) for call in ast.walk(node) if isinstance(call, ast.Call)}
+
+
+def test_the_run_path_is_three_calls_from_the_cli_to_the_training_step() -> None:
+    """DESIGN.md's run path, walked: the command calls the session, the session the engine's loop, the
+    loop the family's experiment; no wrapper in between."""
+    assert "session.run" in _calls(PACKAGE / "cli.py", "callback")
+    assert "engine.fit" in _calls(PACKAGE / "session.py", "run")
+    assert "experiment.train_round" in _calls(PACKAGE / "engine.py", "fit")
 
 
 # DESIGN.md's layering, as data. Parts bottom up: a module may import its own part and the parts below it.
