@@ -195,7 +195,7 @@ def _study_training(tmp_path: Path, options: list[str], children: int, max_epoch
     args = ["self-modeling-comparison", *options, *tiny_args(max_epochs=max_epochs, patience="0", llc_every="0", measure_llc="false")]
     with open(tmp_path / "study.log", "a") as log:
         study = subprocess.Popen(["innerlens", *args], env=env, cwd=tmp_path, start_new_session=True,
-                                 stdout=subprocess.DEVNULL, stderr=log)
+                                 stdout=log, stderr=log)
     client = MlflowClient(env["MLFLOW_TRACKING_URI"])
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:

@@ -35,7 +35,7 @@ def test_seeds_resumed_at_different_epochs_catch_up_and_then_checkpoint_together
         for experiment in single:
             experiment.train_round(epoch)
     stacked[0].train_round(1)
-    stacked[0].train_round(2)  # seed 0 stands at epoch 2, seed 1 at epoch 0
+    stacked[0].train_round(2)  # seed 0 stands at epoch 2 (as restored from its checkpoint: in train mode), seed 1 at epoch 0
     stack = SeedStack(2, timeout_s=60, checkpoint_interval_s=0.0)
     trained: dict[int, list[int]] = {0: [], 1: []}
     due: dict[int, list[tuple[int, bool]]] = {0: [], 1: []}
@@ -45,6 +45,7 @@ def test_seeds_resumed_at_different_epochs_catch_up_and_then_checkpoint_together
         try:
             for epoch in range(first, 5):
                 stack.train_round(stacked[index], index, epoch)
+                stacked[index].evaluate(epoch)  # as the engine does: the model is left in eval mode between rounds
                 trained[index].append(epoch)
                 due[index].append((epoch, stack.checkpoint_due(index)))
         except BaseException as error:

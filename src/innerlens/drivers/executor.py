@@ -14,6 +14,7 @@ in :mod:`innerlens.drivers.executor_choice`.
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
@@ -81,7 +82,7 @@ class Executor:
                 for result in self.completed(timeout=1.0):  # a timeout: signals are handled between waits
                     results[result.label] = result
                     if result.error:
-                        tqdm.write(f"{result.label} failed: {result.error}")
+                        tqdm.write(f"{result.label} failed: {result.error}", file=sys.stderr)
                     bar.set_postfix(failed=sum(bool(r.error) for r in results.values()))
                     bar.update()
         except BaseException:

@@ -3,6 +3,7 @@ core by default (two single-threaded processes gave 1.6x the throughput of one t
 from __future__ import annotations
 
 import multiprocessing
+import sys
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Callable
@@ -138,7 +139,7 @@ class LocalExecutor(Executor):
             if self._attempts[label] > self.max_retries:
                 self._finish(TaskResult(label, error=f"{WORKER_DIED}: its worker process died {self._attempts[label]} times"))
             else:
-                tqdm.write(f"{label}: a worker died; the run continues in a fresh one")
+                tqdm.write(f"{label}: a worker died; the run continues in a fresh one", file=sys.stderr)
                 self._suspects.append(label)
 
     def cancel(self) -> None:

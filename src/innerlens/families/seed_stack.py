@@ -147,6 +147,8 @@ class SeedStack:
         member's metrics go to ``self.results``. A different set of members than the last round's is
         stacked afresh from the members themselves (their weights and AdamW state are always current)."""
         first = members[0]
+        for member in members:  # a training epoch, as unstacked (a seed that caught up alone was left evaluating)
+            member.model.train()
         if self.params is None or self.stacked_for != tuple(indices):
             self.stacked_for = tuple(indices)
             params, self.buffers = stack_module_state([m.model for m in members])
