@@ -39,7 +39,7 @@ def train(prefix: str, options: list[str]) -> None:
     except KeyboardInterrupt:
         study.terminate()
         study.communicate()
-        raise
+        sys.exit("stopped: the study's unfinished runs ended KILLED; the same command continues it")
     if study.returncode:  # the study's own one-line error, not a traceback of this wrapper
         sys.stderr.write(stderr[-4000:])
         sys.exit(study.returncode)
