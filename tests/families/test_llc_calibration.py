@@ -1,22 +1,12 @@
 """The LLC estimator calibrated against known learning coefficients (regular d/2, a singular model's d/4, a degenerate one): samplers run to an answer, so they sit in the in-process tier, not the fast one."""
 from __future__ import annotations
 
-import math
-
 import torch
+from known_answers import SETTINGS, D, gaussian_nll, zero_function_data
 
 from innerlens.analysis.known_llc import LinearRegression as Linear
 from innerlens.analysis.known_llc import SquaredWeights
-from innerlens.analysis.llc import LLCSettings, estimate_llc
-
-D, N, NOISE = 10, 4000, 0.5
-
-
-def _data() -> tuple[torch.Tensor, torch.Tensor]:
-    generator = torch.Generator().manual_seed(0)
-    x = torch.randn(N, D, generator=generator)
-    y = NOISE * torch.randn(N, 1, generator=generator)  # true function: zero
-    return x, y
+from innerlens.analysis.llc import estimate_llc
 
 
 class Factored(torch.nn.Module):
@@ -31,15 +21,8 @@ class Factored(torch.nn.Module):
         return (x[:, : D // 2] * self.a * self.b).sum(-1, keepdim=True)
 
 
-def gaussian_nll(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    return ((model(x) - y) ** 2).mean() / (2 * NOISE**2)
-
-
-SETTINGS = LLCSettings(epsilon=1e-4, gamma=1.0, nbeta=N / math.log(N), num_chains=4, num_draws=300, num_burnin=100, batch_size=500)
-
-
 def test_linear_regression_has_llc_d_over_2() -> None:
-    x, y = _data()
+    x, y = zero_function_data()
     w_hat = torch.linalg.lstsq(x, y).solution.squeeze(1)  # sample at the empirical minimum
     estimate = estimate_llc(Linear(w_hat), x, y, gaussian_nll, SETTINGS, seed=0)
     assert abs(estimate.mean - D / 2) <= 0.15 * D / 2, estimate
@@ -47,7 +30,7 @@ def test_linear_regression_has_llc_d_over_2() -> None:
 
 
 def test_degenerate_model_ranks_below_regular_one_of_the_same_size() -> None:
-    x, y = _data()
+    x, y = zero_function_data()
     regular = estimate_llc(Linear(torch.zeros(D)), x, y, gaussian_nll, SETTINGS, seed=1)
     degenerate = estimate_llc(Factored(), x, y, gaussian_nll, SETTINGS, seed=1)
     assert sum(p.numel() for p in Factored().parameters()) == D
@@ -55,7 +38,7 @@ def test_degenerate_model_ranks_below_regular_one_of_the_same_size() -> None:
 
 
 def test_singular_model_with_known_coefficient_d_over_4_is_recovered_beside_the_regular_d_over_2() -> None:
-    x, y = _data()
+    x, y = zero_function_data()
     singular = [estimate_llc(SquaredWeights(D), x, y, gaussian_nll, SETTINGS, seed=seed).mean for seed in (0, 1)]
     regular = estimate_llc(Linear(torch.linalg.lstsq(x, y).solution.squeeze(1)), x, y, gaussian_nll, SETTINGS, seed=0).mean
     assert abs(sum(singular) / 2 - D / 4) <= 0.15 * D / 4, singular

@@ -5,27 +5,12 @@ import math
 
 import pytest
 import torch
+from known_answers import SETTINGS, D, N, gaussian_nll, zero_function_data
 from torch.utils.data import DataLoader, TensorDataset
 
 from innerlens.analysis.known_llc import LinearRegression as Linear
-from innerlens.analysis.llc import FlatSGLD, LLCSettings, estimate_llc, shuffled_minibatches
+from innerlens.analysis.llc import FlatSGLD, estimate_llc, shuffled_minibatches
 from innerlens.analysis.llc_settings import PAPER_LLC
-
-D, N, NOISE = 10, 4000, 0.5
-
-
-def _data() -> tuple[torch.Tensor, torch.Tensor]:
-    generator = torch.Generator().manual_seed(0)
-    x = torch.randn(N, D, generator=generator)
-    y = NOISE * torch.randn(N, 1, generator=generator)  # true function: zero
-    return x, y
-
-
-def gaussian_nll(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    return ((model(x) - y) ** 2).mean() / (2 * NOISE**2)
-
-
-SETTINGS = LLCSettings(epsilon=1e-4, gamma=1.0, nbeta=N / math.log(N), num_chains=4, num_draws=300, num_burnin=100, batch_size=500)
 
 
 def test_paper_estimator_is_the_official_codes_settings() -> None:
@@ -37,7 +22,7 @@ def test_paper_estimator_is_the_official_codes_settings() -> None:
 def test_trace_discard_averages_only_the_kept_draws() -> None:
     from dataclasses import replace
 
-    x, y = _data()
+    x, y = zero_function_data()
     settings = replace(SETTINGS, num_draws=40, num_burnin=0)
     whole = estimate_llc(Linear(torch.zeros(D)), x, y, gaussian_nll, settings, seed=2)
     half = estimate_llc(Linear(torch.zeros(D)), x, y, gaussian_nll, replace(settings, trace_discard=0.5), seed=2)
@@ -79,7 +64,7 @@ def _sgld_walk(optimizer_class: type, model: torch.nn.Module, steps: int) -> tor
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # devinterp's SGLD warns that it is deprecated
         optimizer = optimizer_class(model.parameters(), lr=1e-3, localization=50.0, nbeta=30.0)
-    x, y = _data()
+    x, y = zero_function_data()
     torch.manual_seed(3)  # devinterp seeds each chain's global generator; both draw their noise from it
     for step in range(steps):
         gaussian_nll(model, x[step * 20 : (step + 1) * 20], y[step * 20 : (step + 1) * 20]).backward()

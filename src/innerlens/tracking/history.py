@@ -44,10 +44,11 @@ def fetch_history(client: MlflowClient | None, runs: list[Run], workers: int = 8
                   known: dict[str, pd.DataFrame] | None = None) -> pd.DataFrame:
     """Every metric's full history of ``runs`` as tidy rows, with variant and seed columns; runs in
     ``known`` (run id -> the (step, key, value) rows the study's own runs returned) are not asked for."""
-    known = known or {}
+    wanted = {run.info.run_id for run in runs}
+    known = {run_id: frame for run_id, frame in (known or {}).items() if run_id in wanted}
     unknown = [run for run in runs if run.info.run_id not in known]
     keys = sorted({key for run in unknown for key in run.data.metrics})
-    frames = [frame.assign(run_id=run_id) for run_id, frame in known.items() if run_id in {run.info.run_id for run in runs}]
+    frames = [frame.assign(run_id=run_id) for run_id, frame in known.items()]
     if unknown or not frames:
         frames.append(fetch_histories(client, unknown, keys, workers=workers))
     tidy = pd.concat(frames, ignore_index=True).astype({"step": "int64", "value": "float64"})
