@@ -2,9 +2,12 @@
 from __future__ import annotations
 
 import pandas as pd
+import pytest
 from mlflow.tracking import MlflowClient
 
+from innerlens import tracking
 from innerlens.drivers.grokking_sweep import GrokkingSweepConfig, sweep, sweep_results
+from innerlens.errors import ConfigError
 
 TINY_SWEEP = dict(
     p=23, train_fraction=0.7, val_fraction=0.15, test_fraction=0.15, lr=3e-3, d_model=32, n_heads=4, d_head=8,
@@ -34,3 +37,15 @@ def test_weight_decay_sweep_is_nested_and_summarised(local_store: str) -> None:
     assert figures == {"figures/seed_bands.png", "figures/time_to_generalize.png"}
     logged = pd.read_csv(client.download_artifacts(parent_id, "sweep_summary.csv"))
     assert len(logged) == 4
+
+
+def test_a_sweep_rerun_under_its_name_continues_it_and_refuses_other_options(local_store: str) -> None:
+    config = GrokkingSweepConfig(**{**TINY_SWEEP, "max_steps": 100, "analysis_every": 0}, seeds=(0, 1), study_name="wd-seeds")
+    first = sweep(config, progress=False)
+    trained = {run.info.run_id for run in tracking.children(first)}
+    again = sweep(config.replace(workers=1), progress=False)  # where it runs may change
+    assert again == first and {run.info.run_id for run in tracking.children(again)} == trained  # nothing trained twice
+    with pytest.raises(ConfigError, match="--lr"):
+        sweep(config.replace(lr=1e-2), progress=False)
+    assert len(MlflowClient().search_runs([MlflowClient().get_run(first).info.experiment_id],
+                                          filter_string="attributes.run_name = 'wd-seeds'")) == 1

@@ -22,6 +22,7 @@ class GrokkingSweepConfig(ExecutorOptions, GrokkingConfig):
     sweep: str = option("none", "Hyperparameter to sweep (none: seeds only).", choices=SWEEPABLE)
     values: tuple[float, ...] = option((), "Values of --sweep, comma-separated (train_fraction splits the rest evenly into val/test).")
     seeds: tuple[int, ...] = option((0, 1, 2), "Seeds; every value is trained once per seed (each its own nested run).", check=distinct_seeds)
+    study_name: Optional[str] = option(None, "Name of the sweep's parent run. Re-running under the same name continues that sweep: finished runs are kept, unfinished ones resume from their last checkpoint (the options must match).")
     workers: Optional[int] = option(0, "Local worker processes (empty: one per core; 0: in this process, with a progress bar per run).", check=non_negative)
     skip_training: bool = option(False, "Draw the figures from the latest existing sweep instead of training.")
 

@@ -10,7 +10,7 @@ from innerlens import session, tracking
 from innerlens.configs.grokking import GrokkingConfig
 from innerlens.configs.grokking_sweep import FAMILY, GrokkingSweepConfig
 from innerlens.drivers.executor import study_run
-from innerlens.drivers.study import train_or_reuse
+from innerlens.drivers.study import continued, train_or_reuse
 from innerlens.results import RunResult
 from innerlens.tracking import fetch_history
 from innerlens.viz.curves import metric_curves
@@ -19,7 +19,9 @@ from innerlens.viz.grokking import split_curves, time_to_generalize
 
 def sweep(config: GrokkingSweepConfig, progress: bool = True) -> str:
     """Train every (value, seed) as a nested run (unless skipped) and draw the sweep; return the parent id."""
-    with tracking.start_run(config, variant=config.sweep, run_name=f"grokking-sweep-{config.sweep}", step_unit="step") as tracker:
+    config = continued(config, FAMILY)
+    run_name = config.study_name or f"grokking-sweep-{config.sweep}"
+    with tracking.start_run(config, variant=config.sweep, run_name=run_name, step_unit="step") as tracker:
         tasks = [(task_name(config.sweep, s), (s, tracker.run_id, task_name(config.sweep, s))) for s in config.single_runs()]
         parent_id, returned = train_or_reuse(config, tracker, FAMILY, tasks, _train_child, skip_training=config.skip_training,
                                              workers=config.workers, progress=progress)

@@ -23,8 +23,7 @@ from innerlens import session, tracking
 from innerlens.analysis.stats import Margin, paired_statistics
 from innerlens.configs.self_modeling_comparison import BASELINE, FAMILY, SelfModelingComparisonConfig
 from innerlens.drivers.executor import study_run
-from innerlens.drivers.study import train_or_reuse
-from innerlens.errors import ConfigError
+from innerlens.drivers.study import continued, train_or_reuse
 from innerlens.families.seed_stack import SeedStack
 from innerlens.families.self_modeling import SelfModelingConfig
 from innerlens.local_copy import check_output_dir, write_local_copy
@@ -231,26 +230,6 @@ def verdict_table(statistics: pd.DataFrame) -> str:
 
 
 LINKED_ARTIFACTS = ("summary.md", "tables/paired_statistics.csv", "figures")  # printed as links when the study ends
-# Options that may differ when a named study is continued: where and how it runs, not what it computes.
-CONTINUABLE = {"workers", "executor", "ray_address", "cpus_per_run", "gpus_per_run", "max_retries", "show_plots",
-               "skip_training", "output_dir", "force_overwrite", "device", "checkpoint_interval"}
-
-
-def continued(config: SelfModelingComparisonConfig) -> SelfModelingComparisonConfig:
-    """With ``--study-name`` of an earlier study, this config resuming that study's parent run
-    (refused in one line if it computes something else)."""
-    if config.study_name is None or config.skip_training:
-        return config
-    found = tracking.named_study(FAMILY, config.study_name)
-    if found is None:
-        return config
-    run_id, params = found
-    differing = sorted(name for name, value in config.to_params().items()
-                       if name not in CONTINUABLE and name in params and params[name] != value)
-    if differing:
-        spelled = ", ".join(f"--{name.replace('_', '-')} (study has {params[name]})" for name in differing)
-        raise ConfigError(f"--study-name {config.study_name}: continuing a study keeps its options; these differ: {spelled}")
-    return config.replace(resume=run_id)
 
 
 def summary_markdown(config: SelfModelingComparisonConfig, statistics: pd.DataFrame, table: str) -> str:
@@ -279,7 +258,7 @@ def changed_options(config: SelfModelingComparisonConfig) -> str:
 
 def run_comparison(config: SelfModelingComparisonConfig, progress: bool = True) -> str:
     """Train (unless skipped) and analyse the study; return the parent run id."""
-    config = continued(config)
+    config = continued(config, FAMILY)
     singles = config.single_runs()
     if singles[0].llc_skipped and config.measure_llc is None:
         click.echo(f"innerlens: {singles[0].llc_skipped}", err=True)

@@ -7,19 +7,45 @@ which runs to make (``tasks``) and what to compute and draw from them afterwards
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
 import click
 
 from innerlens import tracking
 from innerlens.drivers.executor import end_lost_runs
 from innerlens.drivers.executor_choice import make_executor
+from innerlens.errors import ConfigError
 from innerlens.results import RunResult
 
 if TYPE_CHECKING:
     import pandas as pd
 
     from innerlens.configs.executor import ExecutorOptions
+
+StudyConfig = TypeVar("StudyConfig", bound="ExecutorOptions")
+
+# Options that may differ when a named study is continued: where and how it runs, not what it computes.
+CONTINUABLE = {"workers", "executor", "ray_address", "cpus_per_run", "gpus_per_run", "max_retries", "show_plots",
+               "skip_training", "output_dir", "force_overwrite", "device", "checkpoint_interval"}
+
+
+def continued(config: StudyConfig, family: str) -> StudyConfig:
+    """With ``--study-name`` of an earlier ``family`` study, this config resuming that study's parent
+    run, so its finished runs are kept and the others resume (refused in one line if it computes
+    something else)."""
+    name = getattr(config, "study_name", None)
+    if name is None or getattr(config, "skip_training", False):
+        return config
+    found = tracking.named_study(family, name)
+    if found is None:
+        return config
+    run_id, params = found
+    differing = sorted(key for key, value in config.to_params().items()
+                       if key not in CONTINUABLE and key in params and params[key] != value)
+    if differing:
+        spelled = ", ".join(f"--{key.replace('_', '-')} (study has {params[key]})" for key in differing)
+        raise ConfigError(f"--study-name {name}: continuing a study keeps its options; these differ: {spelled}")
+    return config.replace(resume=run_id)
 
 
 def train_or_reuse(config: ExecutorOptions, parent: tracking.RunTracker, family: str, tasks: list[tuple[str, Any]],
