@@ -39,9 +39,19 @@ class RunLog(Protocol):
 
     def load_checkpoint(self, name: str) -> dict[str, Any]: ...
 
-    def register_model(self, artifact_path: str, name: str) -> str: ...
-
     def flush(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class ModelRelease:
+    """A model the run publishes: once the fit has ended and before ``report``, the session has
+    ``write`` put the fit's chosen model into a folder, logs that folder as ``artifact_path`` and,
+    when ``register``, registers it as ``registered_name`` in the Model Registry."""
+
+    artifact_path: str
+    registered_name: str
+    write: Callable[[FitResult, Path], None]
+    register: bool = True
 
 
 @dataclass
@@ -61,6 +71,8 @@ class Plan:
     # Whether a checkpoint is due after this epoch, when something other than the run's own timer
     # decides (stacked seeds write at the same epoch); None: every checkpoint_interval seconds.
     checkpoint_due: Callable[[], bool] | None = None
+    release: ModelRelease | None = None  # a model to log (and register) before the report
+    registered_version: str | None = None  # set by the session once ``release`` is registered
 
     def start(self, log: RunLog, resumed: bool) -> Sequence[Callback]:
         """Before training, in the open run (``resumed``: it continues an earlier attempt): log what

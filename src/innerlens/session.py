@@ -25,10 +25,10 @@ from innerlens.results import RunResult
 
 if TYPE_CHECKING:
     from innerlens.config import Config
-    from innerlens.engine import EngineState
-    from innerlens.plan import Family, Plan
+    from innerlens.engine import EngineState, FitResult
+    from innerlens.plan import Family, ModelRelease, Plan
     from innerlens.registry import EntryPoint
-    from innerlens.tracking import RunContext
+    from innerlens.tracking import RunContext, RunTracker
 
 
 def run(family: str | EntryPoint | Family, config: Config, *, parent: RunContext | None = None,
@@ -65,12 +65,29 @@ def run(family: str | EntryPoint | Family, config: Config, *, parent: RunContext
                              *callbacks, *extra])
         if fit.best_state is None and config.resume:  # the best evaluation came before the resume
             fit.best_state = tracking.load_checkpoint(config.resume, "best")["model"]
+        if plan.release is not None:
+            plan.registered_version = publish(tracker, plan.release, fit)
         code.report(tracker, plan, fit)
         if output_dir is not None:
             tracker.flush()
             write_local_copy(tracker.run_id, output_dir, config.force_overwrite)
         logged = None if config.resume else pd.DataFrame(tracker.logged, columns=["step", "key", "value"])
         return RunResult(tracker.run_id, fit.best_metrics, fit.best_state, logged)
+
+
+def publish(tracker: RunTracker, release: ModelRelease, fit: FitResult) -> str | None:
+    """Log the model ``release`` writes and register it; return its version (None: not registered)."""
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory(prefix="innerlens-model-") as folder:
+        release.write(fit, Path(folder))
+        tracker.log_directory(folder, release.artifact_path)
+    if not release.register:
+        return None
+    version = tracker.register_model(release.artifact_path, release.registered_name)
+    tracker.set_tags({"innerlens.registered_version": version})
+    return version
 
 
 def resume_point(plan: Plan, config: Config) -> tuple[EngineState, int]:

@@ -151,6 +151,10 @@ def test_generator_then_selector_through_mlflow_run(mlflow_server: str, mlflow_r
     assert [m.step for m in client.get_metric_history(generator_run.info.run_id, "gns/b_simple")] == [20, 40]
     run = client.search_runs([experiment], "tags.`innerlens.family` = 'selector'")[0]
     assert run.data.tags["innerlens.generator_version"] == str(generator_version)
+    # the session published the head the Plan released: logged under selector/, registered from this run
+    assert run.data.tags["innerlens.registered_version"] == str(selector_version)
+    assert {a.path for a in client.list_artifacts(run.info.run_id, "selector")} == {"selector/architecture.json", "selector/head.pt"}
+    assert client.get_model_version("innerlens-selector", str(selector_version)).run_id == run.info.run_id
     heatmaps = sorted(a.path for a in client.list_artifacts(run.info.run_id, "figures/heatmaps"))
     assert len(heatmaps) == 4  # two examples: PNG + weights array each
     assert all(f"_{generator_version}_selector_{selector_version}." in path for path in heatmaps)

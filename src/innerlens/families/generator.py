@@ -7,7 +7,7 @@ two-batch-size estimate: squared gradient norms |G_b|², |G_B|² at batch sizes 
 """
 from __future__ import annotations
 
-import tempfile
+import functools
 from pathlib import Path
 
 import torch
@@ -19,7 +19,7 @@ from innerlens.data.texts import generate_texts, read_texts
 from innerlens.engine import FitResult, Selection, adamw, history_frame, seed_everything
 from innerlens.errors import ConfigError
 from innerlens.models.loading import ModelCache, encode, lm_loss, load_model, real_tokens, save_checkpoint_dir
-from innerlens.plan import Plan, RunLog
+from innerlens.plan import ModelRelease, Plan, RunLog
 from innerlens.viz.curves import metric_curves
 
 
@@ -81,24 +81,24 @@ class GeneratorExperiment:
 
 
 def build(config: GeneratorConfig, device: torch.device, *, models: ModelCache) -> Plan:
-    """Step-based: one engine round = ``eval_every`` steps; the validation loss chooses."""
-    return Plan(GeneratorExperiment(config, device, models), variant=config.model,
-                run_name=f"generator-{Path(config.model).name}-s{config.seed}",
+    """Step-based: one engine round = ``eval_every`` steps; the validation loss chooses the weights published as ``model/``."""
+    experiment = GeneratorExperiment(config, device, models)
+    return Plan(experiment, variant=config.model, run_name=f"generator-{Path(config.model).name}-s{config.seed}",
                 selection=Selection(monitor="val/loss", mode="min", patience=config.patience),
-                rounds=config.rounds, steps_per_round=config.eval_every, step_unit="step")
+                rounds=config.rounds, steps_per_round=config.eval_every, step_unit="step",
+                release=ModelRelease("model", REGISTERED_NAME, functools.partial(write_model, experiment),
+                                     register=config.register))
 
 
 def report(tracker: RunLog, plan: Plan, fit: FitResult) -> None:
-    """The loss and noise-scale curves; the validation-best weights logged as ``model/`` and registered."""
-    experiment: GeneratorExperiment = plan.experiment
+    """The loss and noise-scale curves (the session has logged the validation-best weights as ``model/``)."""
     history = history_frame(fit.state.history).assign(run="generator")
     tracker.log_figure(metric_curves(history, ["train/loss", "val/loss", "test/loss"], group="run", title="Language-model loss", xlabel="step"), "loss")
     tracker.log_figure(metric_curves(history, ["gns/b_simple", "gns/grad_sq", "gns/trace"], group="run", title="Gradient noise scale (McCandlish et al. 2018)", xlabel="step"), "gradient_noise_scale")
+
+
+def write_model(experiment: GeneratorExperiment, fit: FitResult, folder: Path) -> None:
+    """The validation-best weights as a loadable checkpoint folder (``model/``)."""
     assert fit.best_state is not None
     experiment.model.load_state_dict(fit.best_state)
-    with tempfile.TemporaryDirectory() as tmp:
-        save_checkpoint_dir(experiment.loaded, Path(tmp))
-        tracker.log_directory(tmp, "model")
-    if experiment.config.register:
-        version = tracker.register_model("model", REGISTERED_NAME)
-        tracker.set_tags({"innerlens.registered_version": version})
+    save_checkpoint_dir(experiment.loaded, folder)

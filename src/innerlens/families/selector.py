@@ -8,9 +8,9 @@ Registry, and its attention is drawn for chosen examples under the registered ve
 """
 from __future__ import annotations
 
+import functools
 import io
 import json
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,7 +30,7 @@ from innerlens.inputs import read_input_text
 from innerlens.models.hooks import resid_post
 from innerlens.models.loading import LoadedModel, ModelCache, encode, load_model
 from innerlens.models.selector_head import SelectorHead, valid_heads
-from innerlens.plan import Plan, RunLog
+from innerlens.plan import ModelRelease, Plan, RunLog
 from innerlens.search_space import SearchSpec
 
 SEARCH = SearchSpec(
@@ -152,12 +152,13 @@ def build(config: SelectorConfig, device: torch.device, *, models: ModelCache) -
         selection=Selection(monitor="val/auc", patience=config.patience, target_accuracy=config.target_accuracy,
                             target_split=config.target_split),
         rounds=config.max_epochs, examples=_examples(config, experiment), generator_version=version,
+        release=ModelRelease("selector", REGISTERED_NAME, functools.partial(write_head, experiment), register=config.register),
         tags={"innerlens.generator_version": version, "innerlens.heads": str(experiment.heads),
               "innerlens.feature_layers": ",".join(map(str, experiment.layers))})
 
 
 def report(tracker: RunLog, plan: SelectorPlan, fit: FitResult) -> None:
-    """Test AUC and calibration of the validation-best head, its evaluation plots, registration and heatmaps."""
+    """Test AUC and calibration of the validation-best head, its evaluation plots and heatmaps (named by the registered version)."""
     from innerlens.viz import selector as viz
 
     experiment: SelectorExperiment = plan.experiment
@@ -180,7 +181,7 @@ def report(tracker: RunLog, plan: SelectorPlan, fit: FitResult) -> None:
         tracker.set_tags({"innerlens.calibration_split": "val (also the early-stopping split)"})
     tracker.log_metrics(fit.state.step, final)
     tracker.log_figure(viz.evaluation(test_labels, probabilities), "evaluation")
-    selector_version = _register(tracker, config, experiment) if config.register else "unregistered"
+    selector_version = plan.registered_version or "unregistered"
     for name, text in plan.examples:
         ids, last = encode(experiment.generator_model.tokenizer, [text], device, config.max_length)
         experiment.model.eval()
@@ -204,15 +205,12 @@ def _examples(config: SelectorConfig, experiment: SelectorExperiment) -> list[tu
     return [(f"test{row}", experiment.frame["text"].iloc[row]) for row in rows]
 
 
-def _register(tracker: RunLog, config: SelectorConfig, experiment: SelectorExperiment) -> str:
-    """Log the head (weights + architecture) as ``selector/`` and register it; return the version."""
-    with tempfile.TemporaryDirectory() as tmp:
-        torch.save(experiment.model.state_dict(), Path(tmp) / "head.pt")
-        (Path(tmp) / "architecture.json").write_text(json.dumps({
-            "d_model": experiment.generator_model.d_model, "feature_layers": list(experiment.layers),
-            "heads": experiment.heads, "mlp_ratio": config.mlp_ratio, "generator": config.generator,
-        }, indent=2))
-        tracker.log_directory(tmp, "selector")
-    version = tracker.register_model("selector", REGISTERED_NAME)
-    tracker.set_tags({"innerlens.registered_version": version})
-    return version
+def write_head(experiment: SelectorExperiment, fit: FitResult, folder: Path) -> None:
+    """The validation-best head (weights and architecture) as the files ``selector/`` holds."""
+    assert fit.best_state is not None
+    experiment.model.load_state_dict(fit.best_state)
+    torch.save(experiment.model.state_dict(), folder / "head.pt")
+    (folder / "architecture.json").write_text(json.dumps({
+        "d_model": experiment.generator_model.d_model, "feature_layers": list(experiment.layers),
+        "heads": experiment.heads, "mlp_ratio": experiment.config.mlp_ratio, "generator": experiment.config.generator,
+    }, indent=2))
