@@ -150,6 +150,9 @@ class Config:
     """Base of every family's config: validation on construction, derived params and specs."""
 
     family_name: ClassVar[str] = ""  # the innerlens.family tag of its runs
+    # What ``tune`` may vary and the validation metric it optimises (an innerlens.search_space.SearchSpec,
+    # which imports this module); a family with one is tunable.
+    search: ClassVar[Any] = None
     # Fields that exist for the program but are not user options of this entry point.
     hidden_fields: ClassVar[tuple[str, ...]] = ()
     # Options that may carry a secret (a URL with a password): never an MLproject parameter, whose

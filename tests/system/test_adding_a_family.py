@@ -21,11 +21,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from innerlens.config import EpochConfig, option, positive
+from innerlens.search_space import SearchSpec
 
 
 @dataclass(frozen=True)
 class ToyConfig(EpochConfig):
     family_name = "toy"
+    search = SearchSpec("val/loss", "minimize", lambda trial: {"lr": trial.suggest_float("lr", 1e-3, 0.3, log=True)})
 
     width: int = option(4, "Hidden units of the toy regressor.", check=positive)
     lr: float = option(0.05, "SGD learning rate.", check=positive)
@@ -41,7 +43,6 @@ import torch
 from innerlens.configs.toy import ToyConfig
 from innerlens.engine import FitResult, Selection
 from innerlens.plan import Plan, RunLog
-from innerlens.search_space import SearchSpec
 
 
 class ToyExperiment:
@@ -79,9 +80,6 @@ def build(config: ToyConfig, device: torch.device, **options: Any) -> Plan:
 
 def report(log: RunLog, plan: Plan, fit: FitResult) -> None:
     log.log_metrics(fit.state.best_step, {"final/val_loss": fit.best_metrics["val/loss"]})
-
-
-SEARCH = SearchSpec("val/loss", "minimize", lambda trial: {"lr": trial.suggest_float("lr", 1e-3, 0.3, log=True)})
 '''
 
 
@@ -105,14 +103,10 @@ def _declare_toy(project: Path) -> None:
     text = registry.read_text()
     text = text.replace("from innerlens.configs.metalign import MetalignConfig\n",
                         "from innerlens.configs.metalign import MetalignConfig\nfrom innerlens.configs.toy import ToyConfig\n")
-    text = text.replace("\n\nFAMILIES: tuple", '\n\ndef _toy() -> ModuleType:\n    from innerlens.families import toy\n\n'
-                        '    return toy\n\n\nFAMILIES: tuple')
-    text, added = re.subn(r"\n\)\n", '\n    EntryPoint("toy", ToyConfig, "A toy regressor.", _toy, headline_metrics=("train/loss", '
-                          '"val/loss")),\n)\n', text, count=1)
+    text, added = re.subn(r"\n\)\n", '\n    EntryPoint("toy", ToyConfig, "A toy regressor.", "innerlens.families.toy", '
+                          'headline_metrics=("train/loss", "val/loss")),\n)\n', text, count=1)
     assert added == 1, "registry.FAMILIES changed shape: update this test and the README together"
     registry.write_text(text)
-    tune = package / "configs" / "tune.py"
-    tune.write_text(tune.read_text().replace('TUNABLE = (', 'TUNABLE = ("toy", ', 1))
 
 
 def _innerlens(project: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess:

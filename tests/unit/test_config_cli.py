@@ -188,4 +188,9 @@ def test_entry_point_scripts_and_tune_list_derive_from_the_registry() -> None:
     scripts = {path.stem: path.read_text() for path in (ROOT / "entrypoints").glob("*.py")}
     assert scripts == {entry.name: entrypoint_script(entry) for entry in entry_points()}
     assert [e.name for e in entry_points() if e.is_family] == [f.name for f in FAMILIES]
-    assert set(TUNABLE) == {f.name for f in FAMILIES if getattr(f.load(), "SEARCH", None) is not None}
+    assert set(TUNABLE) == {f.name for f in FAMILIES if f.tunable}
+    assert set(TUNABLE) >= {"self_modeling", "grokking"}
+    # the search space has one home, the family's Config; a family's code that declared its own would be a second
+    assert [f.name for f in FAMILIES if hasattr(f.load(), "SEARCH")] == []
+    assert {entry.name: entry.module for entry in entry_points()} == {
+        entry.name: f"innerlens.{'families' if entry.is_family else 'drivers'}.{entry.name}" for entry in entry_points()}

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from innerlens.config import StepConfig, non_negative, open_fraction, option, positive, probability
 from innerlens.configs.model_shape import ModelShape
 from innerlens.data.catalog import MODULAR_OPERATIONS
+from innerlens.search_space import SearchSpec
 
 FAMILY = "grokking"
 TASKS = (*MODULAR_OPERATIONS, "shortcut")
@@ -23,6 +24,14 @@ def _odd_prime(p: int) -> str | None:
 @dataclass(frozen=True)
 class GrokkingConfig(ModelShape, StepConfig):
     family_name = FAMILY
+    search = SearchSpec(
+        metric="val/acc",
+        direction="maximize",
+        space=lambda trial: {
+            "lr": trial.suggest_float("lr", 1e-4, 3e-3, log=True),
+            "weight_decay": trial.suggest_float("weight_decay", 0.1, 3.0, log=True),
+        },
+    )
 
     train_fraction: float = option(0.3, "Fraction of all a∘b pairs used for training (0.3 in Nanda et al.).", check=open_fraction)
     val_fraction: float = option(0.35, "Fraction used for validation (selection, transition detection).", check=open_fraction)

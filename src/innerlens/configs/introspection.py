@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Any, Optional
 
 from innerlens.config import EpochConfig, non_negative, option, positive
 from innerlens.models.hooks import LAYER_TYPES
+from innerlens.search_space import SearchSpec
 
 FAMILY = "introspection"
 UNFREEZE = ("none", "all", "after_target", "from_layer", "selective")
@@ -16,9 +17,18 @@ def _position_check(value: str) -> str | None:
     return None if value == "last" or (value.isdigit()) else f"must be 'last' or a token index >= 0, got {value!r}"
 
 
+def introspection_space(trial: Any) -> dict[str, Any]:
+    return {
+        "lr": trial.suggest_float("lr", 1e-5, 1e-3, log=True),
+        "head_lr": trial.suggest_float("head_lr", 1e-3, 3e-2, log=True),
+    }
+
+
 @dataclass(frozen=True)
 class IntrospectionConfig(EpochConfig):
     family_name = FAMILY
+    # Regression runs select on val/r2, classification on val/acc: both "higher is better".
+    search = SearchSpec(metric=lambda config: config.monitor, direction="maximize", space=introspection_space)
     # The seed script's spellings (its usage section): accepted as written.
     option_aliases = {"token_position": ("--token-pos",), "max_epochs": ("--epochs",), "lr": ("--learning-rate",),
                       "val_fraction": ("--val-split",), "test_fraction": ("--test-split",)}

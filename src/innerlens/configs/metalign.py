@@ -6,6 +6,7 @@ from typing import Optional
 
 from innerlens.config import EpochConfig, non_negative, option, positive, probability
 from innerlens.configs.model_shape import ModelShape
+from innerlens.search_space import SearchSpec
 
 FAMILY = "metalign"
 
@@ -13,6 +14,15 @@ FAMILY = "metalign"
 @dataclass(frozen=True)
 class MetalignConfig(ModelShape, EpochConfig):
     family_name = FAMILY
+    search = SearchSpec(
+        metric="val/acc",
+        direction="maximize",
+        space=lambda trial: {
+            "lr": trial.suggest_float("lr", 1e-4, 3e-3, log=True),
+            "weight_decay": trial.suggest_float("weight_decay", 1e-3, 0.3, log=True),
+            "n_layers": trial.suggest_int("n_layers", 1, 4),
+        },
+    )
 
     backbone: Optional[str] = option(None, "Backbone representations, .npz with one row per object (default: synthetic files written into the run).")
     backbone_key: Optional[str] = option(None, "Array name inside --backbone (default: its only array).")

@@ -5,6 +5,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 from innerlens.config import EpochConfig, non_negative, option, positive, probability
+from innerlens.search_space import SearchSpec
 
 FAMILY = "selector"
 REGISTERED_NAME = "innerlens-selector"
@@ -13,6 +14,15 @@ REGISTERED_NAME = "innerlens-selector"
 @dataclass(frozen=True)
 class SelectorConfig(EpochConfig):
     family_name = FAMILY
+    search = SearchSpec(
+        metric="val/auc",
+        direction="maximize",
+        space=lambda trial: {
+            "lr": trial.suggest_float("lr", 1e-4, 3e-3, log=True),
+            "dropout": trial.suggest_float("dropout", 0.0, 0.5),
+            "mlp_ratio": trial.suggest_int("mlp_ratio", 1, 4),
+        },
+    )
 
     generator: str = option("tiny", "Frozen generator: tiny (trained here on the generated corpus), tiny-random (untrained control), models:/innerlens-generator/VERSION|latest, a checkpoint directory or a model name.")
     data: Optional[str] = option(None, "CSV with text,label columns (default: the generated name-order corpus).")

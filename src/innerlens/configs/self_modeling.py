@@ -8,6 +8,7 @@ from innerlens.analysis.llc_settings import PAPER_LLC, LLCSettings
 from innerlens.config import EpochConfig, non_negative, option, positive
 from innerlens.configs.model_shape import ModelShape
 from innerlens.data.catalog import DIGITS_EXAMPLES, FASHION_MNIST_EXAMPLES, fashion_mnist_missing
+from innerlens.search_space import SearchSpec
 
 FAMILY = "self_modeling"
 VARIANTS = ("baseline", "first_layer", "middle_layer", "last_layer", "all_layers", "input_control")
@@ -37,6 +38,16 @@ DEFAULT_LLC = LLCSettings(epsilon=3e-5, gamma=300.0, num_chains=4, num_draws=500
 @dataclass(frozen=True)
 class SelfModelingConfig(ModelShape, EpochConfig):
     family_name = FAMILY
+    search = SearchSpec(
+        metric="val/acc",
+        direction="maximize",
+        space=lambda trial: {
+            "lr": trial.suggest_float("lr", 1e-4, 1e-2, log=True),
+            "weight_decay": trial.suggest_float("weight_decay", 1e-3, 3.0, log=True),
+            "self_model_weight": trial.suggest_float("self_model_weight", 0.0, 2.0),
+            "batch_size": trial.suggest_categorical("batch_size", [64, 128, 256]),
+        },
+    )
     option_aliases = {"output_dir": ("--base-dir",)}  # the seed script's spelling
     regimes = REGIMES
 

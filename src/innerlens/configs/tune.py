@@ -1,14 +1,32 @@
 """tune's options (see innerlens.drivers.tune for the study itself)."""
 from __future__ import annotations
 
+import importlib
+import pkgutil
 from dataclasses import dataclass
 from typing import Optional
 
-from innerlens.config import non_negative, option, positive, valid_seed
+from innerlens.config import Config, non_negative, option, positive, valid_seed
 from innerlens.configs.executor import ExecutorOptions
 
 FAMILY = "tune"
-TUNABLE = ("self_modeling", "grokking", "introspection", "selector", "metalign")
+
+
+def searchable_families() -> tuple[str, ...]:
+    """The families whose options declare a search space (a Config in ``innerlens.configs`` with its
+    own ``search``): tune's ``--family`` choices follow the declarations, with no list to keep. Read
+    from the option classes, not the registry, which sits above this layer; a test holds the two equal."""
+    from innerlens import configs
+
+    found = set()
+    for module in pkgutil.iter_modules(configs.__path__):
+        for value in vars(importlib.import_module(f"{configs.__name__}.{module.name}")).values():
+            if isinstance(value, type) and issubclass(value, Config) and vars(value).get("search") is not None:
+                found.add(value.family_name)
+    return tuple(sorted(found))
+
+
+TUNABLE = searchable_families()
 SAMPLERS = ("tpe", "random", "cmaes")
 PRUNERS = ("median", "hyperband", "none")
 

@@ -17,7 +17,7 @@ from innerlens.analysis.stats import holm, paired_statistics
 from innerlens.configs.compare import FAMILY, CompareConfig
 from innerlens.errors import ConfigError
 from innerlens.metrics import direction, kind
-from innerlens.tracking import DEFAULT_EXPERIMENT, TAG_FAMILY, TAG_SEED, TAG_VARIANT
+from innerlens.tracking import DEFAULT_EXPERIMENT, TAG_FAMILY, TAG_SEED, TAG_VARIANT, read_csv_artifact
 from innerlens.tracking.history import fetch_histories, search_runs
 from innerlens.tracking.redaction import redact_secrets
 from innerlens.tracking.store import tracking_uri
@@ -198,6 +198,16 @@ def compare_runs(config: CompareConfig, *, progress: bool = True) -> tuple[pd.Da
     return runs, history, summary, group_statistics(summary, reference)
 
 
+def family_figures(family_name: str, history: pd.DataFrame, runs: pd.DataFrame, summary: pd.DataFrame) -> dict[str, Figure]:
+    """A family's own figures over many of its runs (its module's ``comparison_figures``), if it has any."""
+    try:
+        module = registry.family(family_name).load()
+    except KeyError:
+        return {}
+    draw = getattr(module, "comparison_figures", None)
+    return {} if draw is None else draw(history, runs, summary, read_csv_artifact)
+
+
 def run(config: CompareConfig, *, progress: bool = True) -> str:
     """Compare, then log the report, figures and tables as artifacts of a ``compare`` run."""
     from innerlens import tracking
@@ -214,7 +224,7 @@ def run(config: CompareConfig, *, progress: bool = True) -> str:
     if config.scatter:
         figures["scatter"] = viz.summary_scatter(summary, *config.scatter)
     if runs["family"].nunique() == 1:  # the family's own figures, when every compared run belongs to one
-        figures.update(registry.comparison_figures(runs["family"].iloc[0], history, runs, summary))
+        figures.update(family_figures(runs["family"].iloc[0], history, runs, summary))
     pngs = {name: viz.png(figure) for name, figure in figures.items()}
     query = {"tracking_uri": redact_secrets(tracking_uri()), "experiments": list(config.experiments) or "default",
              "filter": _search_filter(config) or None, "states": list(config.states), "group_by": list(config.group_by),

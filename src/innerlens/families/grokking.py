@@ -30,22 +30,11 @@ from innerlens.engine import EngineState, FitResult, FlatAdamW, Selection, histo
 from innerlens.models.hooks import attention_pattern
 from innerlens.models.transformer import final_position_logits, nanda_init_, native_transformer
 from innerlens.plan import Plan, RunLog
-from innerlens.search_space import SearchSpec
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 SNAPSHOT_PREFIX = "steps/step_"
-
-
-SEARCH = SearchSpec(
-    metric="val/acc",
-    direction="maximize",
-    space=lambda trial: {
-        "lr": trial.suggest_float("lr", 1e-4, 3e-3, log=True),
-        "weight_decay": trial.suggest_float("weight_decay", 0.1, 3.0, log=True),
-    },
-)
 
 
 def snapshot_steps(max_steps: int, eval_every: int, count: int) -> list[int]:

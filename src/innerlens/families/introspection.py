@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from innerlens.configs.introspection import IntrospectionConfig
 from innerlens.engine import FitResult, Selection, history_frame, snapshot
@@ -18,21 +18,9 @@ from innerlens.families.introspection_experiment import IntrospectionExperiment
 from innerlens.families.introspection_report import at_best, figures, log_dataset
 from innerlens.models.loading import LoadedModel, ModelCache, load_model
 from innerlens.plan import Plan, RunLog
-from innerlens.search_space import SearchSpec
 
 if TYPE_CHECKING:
     import torch
-
-
-def _introspection_space(trial: Any) -> dict[str, Any]:
-    return {
-        "lr": trial.suggest_float("lr", 1e-5, 1e-3, log=True),
-        "head_lr": trial.suggest_float("head_lr", 1e-3, 3e-2, log=True),
-    }
-
-
-# Regression runs select on val/r2, classification on val/acc: both "higher is better".
-SEARCH = SearchSpec(metric=lambda config: config.monitor, direction="maximize", space=_introspection_space)
 
 
 @dataclass

@@ -49,22 +49,10 @@ from innerlens.engine import FitResult, Selection, adamw, history_frame, seed_ev
 from innerlens.errors import ConfigError
 from innerlens.models.meta_learner import MetaLearner
 from innerlens.plan import Plan, RunLog
-from innerlens.search_space import SearchSpec
 from innerlens.viz.curves import metric_curves
 from innerlens.viz.metalign import group_figures
 
 SYNTHETIC_HUMAN_TEMPERATURE = 0.5
-
-
-SEARCH = SearchSpec(
-    metric="val/acc",
-    direction="maximize",
-    space=lambda trial: {
-        "lr": trial.suggest_float("lr", 1e-4, 3e-3, log=True),
-        "weight_decay": trial.suggest_float("weight_decay", 1e-3, 0.3, log=True),
-        "n_layers": trial.suggest_int("n_layers", 1, 4),
-    },
-)
 
 
 @dataclass(frozen=True)

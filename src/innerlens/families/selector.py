@@ -31,17 +31,6 @@ from innerlens.models.hooks import resid_post
 from innerlens.models.loading import LoadedModel, ModelCache, encode, load_model
 from innerlens.models.selector_head import SelectorHead, valid_heads
 from innerlens.plan import ModelRelease, Plan, RunLog
-from innerlens.search_space import SearchSpec
-
-SEARCH = SearchSpec(
-    metric="val/auc",
-    direction="maximize",
-    space=lambda trial: {
-        "lr": trial.suggest_float("lr", 1e-4, 3e-3, log=True),
-        "dropout": trial.suggest_float("dropout", 0.0, 0.5),
-        "mlp_ratio": trial.suggest_int("mlp_ratio", 1, 4),
-    },
-)
 
 
 def default_layers(n_layers: int) -> tuple[int, int]:

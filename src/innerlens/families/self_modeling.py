@@ -50,20 +50,8 @@ from innerlens.families.self_modeling_training import match_gradient_share, roun
 from innerlens.models.mlp import SelfModelingMLP
 from innerlens.models.self_modeling_net import CONTROL, SelfModelingNet, self_model_layers
 from innerlens.plan import Plan, RunLog
-from innerlens.search_space import SearchSpec
 from innerlens.viz.curves import llc_traces
 from innerlens.viz.self_modeling import figures
-
-SEARCH = SearchSpec(
-    metric="val/acc",
-    direction="maximize",
-    space=lambda trial: {
-        "lr": trial.suggest_float("lr", 1e-4, 1e-2, log=True),
-        "weight_decay": trial.suggest_float("weight_decay", 1e-3, 3.0, log=True),
-        "self_model_weight": trial.suggest_float("self_model_weight", 0.0, 2.0),
-        "batch_size": trial.suggest_categorical("batch_size", [64, 128, 256]),
-    },
-)
 
 
 def make_task(config: SelfModelingConfig) -> SequenceTask | FeatureTask:

@@ -55,7 +55,7 @@ class Tunable:
 
 def tunable(family: str) -> Tunable:
     entry = registry.family(family)
-    return Tunable(entry.config, functools.partial(session.run, entry.name), entry.load().SEARCH)
+    return Tunable(entry.config, functools.partial(session.run, entry.name), entry.config.search)
 
 
 def parse_fixed(fixed: str, config_class: type[Config]) -> dict[str, str]:
