@@ -6,7 +6,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from innerlens import tracking
-from innerlens.drivers.grokking_sweep import GrokkingSweepConfig, sweep, sweep_results
+from innerlens.drivers.grokking_sweep import PHASE_STEPS, GrokkingSweepConfig, sweep, sweep_results
 from innerlens.errors import ConfigError
 
 TINY_SWEEP = dict(
@@ -37,6 +37,12 @@ def test_weight_decay_sweep_is_nested_and_summarised(local_store: str) -> None:
     assert figures == {"figures/seed_bands.png", "figures/time_to_generalize.png"}
     logged = pd.read_csv(client.download_artifacts(parent_id, "sweep_summary.csv"))
     assert len(logged) == 4
+    phases = pd.read_csv(client.download_artifacts(parent_id, "tables/phase_summary.csv"))
+    assert len(phases) == 2 * len(PHASE_STEPS) and set(phases["n"]) == {2}
+    for row in phases.itertuples():  # reached = the runs whose logged step is not the -1 sentinel
+        runs = summary[summary["weight_decay"] == row.weight_decay]
+        assert row.events == (runs[row.phase] >= 0).sum()
+        assert (row.estimate == "mean") == bool((runs[row.phase] >= 0).all())
 
 
 def test_a_sweep_rerun_under_its_name_continues_it_and_refuses_other_options(local_store: str) -> None:

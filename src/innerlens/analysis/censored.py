@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 from scipy import stats
 
 
@@ -85,3 +86,38 @@ def gehan_test(times_a: np.ndarray, observed_a: np.ndarray, times_b: np.ndarray,
     if variance == 0:
         return 1.0
     return float(2 * stats.norm.sf(abs(statistic) / np.sqrt(variance)))
+
+
+def km_median(times: np.ndarray, observed: np.ndarray) -> float:
+    """Kaplan-Meier median time to the event (NaN while survival has not fallen to one half)."""
+    event_times, survival = kaplan_meier(times, observed)
+    reached = np.flatnonzero(survival <= 0.5)
+    return float(event_times[reached[0]]) if reached.size else float("nan")
+
+
+def event_summary(times: np.ndarray, observed: np.ndarray, horizon: float, level: float = 0.95) -> dict[str, float | str]:
+    """One row for a time to an event over runs, honest about censoring: with every event observed,
+    the mean and its t-interval; with any censored, the restricted mean up to ``horizon`` (labelled so,
+    no interval) and the Kaplan-Meier median. ``estimate`` says which the ``mean`` column holds."""
+    from innerlens.analysis.stats import t_interval
+
+    times, observed = np.asarray(times, float), np.asarray(observed, bool)
+    row: dict[str, float | str] = {"n": float(len(times)), "events": float(observed.sum()),
+                                   "km_median": km_median(times, observed) if len(times) else float("nan")}
+    if len(times) and observed.all():
+        low, high = t_interval(times, level) if len(times) > 1 else (float("nan"), float("nan"))
+        return {**row, "estimate": "mean", "mean": float(times.mean()), "ci_low": low, "ci_high": high}
+    return {**row, "estimate": f"restricted mean to {horizon:g}",
+            "mean": restricted_mean(times, observed, horizon) if len(times) else float("nan"),
+            "ci_low": float("nan"), "ci_high": float("nan")}
+
+
+def event_table(frame: pd.DataFrame, group: str, column: str, horizon: float) -> pd.DataFrame:
+    """:func:`event_summary` of ``column`` for each value of ``group``, where a negative time (the
+    logged sentinel) means the event never came and is censored at ``horizon``."""
+    rows = []
+    for value, runs in frame.groupby(group, sort=True):
+        steps = runs[column].to_numpy(float)
+        observed = steps >= 0
+        rows.append({group: value, **event_summary(np.where(observed, steps, horizon), observed, horizon)})
+    return pd.DataFrame(rows, columns=[group, "n", "events", "km_median", "estimate", "mean", "ci_low", "ci_high"])

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import functools
 
+import click
+import numpy as np
 import pandas as pd
 
 from innerlens import session, tracking
+from innerlens.analysis.censored import event_table
 from innerlens.configs.grokking import GrokkingConfig
 from innerlens.configs.grokking_sweep import FAMILY, GrokkingSweepConfig
 from innerlens.drivers.executor import study_run
@@ -33,10 +36,14 @@ def sweep(config: GrokkingSweepConfig, progress: bool = True) -> str:
                           log_y={"loss"}, xlabel="step"),
             "seed_bands",
         )
+        phases = phase_summary(summary, config.sweep, float(config.max_steps))
         if config.sweep != "none":
-            tracker.log_figure(time_to_generalize(summary, config.sweep, float(config.max_steps)), "time_to_generalize")
+            generalisation = phases[phases["phase"] == "generalization_step"]
+            tracker.log_figure(time_to_generalize(summary, generalisation, config.sweep, float(config.max_steps)), "time_to_generalize")
         tracker.log_text(summary.to_csv(index=False), "sweep_summary.csv")
+        tracker.log_text(phases.to_csv(index=False), "tables/phase_summary.csv")
         tracker.log_history(history)
+        click.echo(phase_text(phases, len(summary), config.max_steps))
         return tracker.run_id
 
 
@@ -50,6 +57,31 @@ def _train_child(job: tuple[GrokkingConfig, str, str]) -> RunResult:
     return study_run(functools.partial(session.run, "grokking", run_name=task), single, parent_id, task, {}).portable()
 
 
+# Nanda et al.'s phase boundaries and the accuracy thresholds, as each run logged them (-1: did not happen).
+PHASE_STEPS = ("memorization_step", "circuit_formation_start_step", "cleanup_start_step", "cleanup_end_step",
+               "generalization_step")
+
+
+def phase_summary(summary: pd.DataFrame, parameter: str, horizon: float) -> pd.DataFrame:
+    """Per swept value and phase boundary: the runs, how many reached it, and the mean step with its
+    t 95 % interval, or, when a run never reached it (censored at ``horizon``), the restricted mean
+    (labelled) and the Kaplan-Meier median. Runs not FINISHED are left out and counted."""
+    finished = summary[summary["status"] == "FINISHED"].assign(runs="all")
+    group = parameter if parameter != "none" else "runs"
+    tables = [event_table(finished, group, phase, horizon).assign(phase=phase) for phase in PHASE_STEPS]
+    return pd.concat(tables, ignore_index=True).assign(left_out_not_finished=int(len(summary) - len(finished)))
+
+
+def phase_text(phases: pd.DataFrame, runs: int, max_steps: int) -> str:
+    """The phase table as printed when the sweep ends."""
+    lines = [f"phase boundaries over {runs} run(s), step of first reaching each (censored at {max_steps}: not reached):"]
+    for row in phases.itertuples():
+        interval = f"[{row.ci_low:,.0f}, {row.ci_high:,.0f}] (t 95 %)" if not np.isnan(row.ci_low) else "(no interval)"
+        lines.append(f"  {getattr(row, phases.columns[0])!s:>8} {row.phase:30s} reached {row.events:.0f}/{row.n:.0f}  {row.estimate} "
+                     f"{row.mean:,.0f} {interval}  KM median {row.km_median:,.0f}")
+    return "\n".join(lines)
+
+
 def sweep_results(parent_id: str, parameter: str, known: dict[str, pd.DataFrame] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Tidy history of the sweep's runs (with the swept value as a column; ``known``: the histories
     its runs returned, not asked for again) and one summary row per run."""
@@ -60,8 +92,7 @@ def sweep_results(parent_id: str, parameter: str, known: dict[str, pd.DataFrame]
             "run_id": r.info.run_id,
             "seed": r.data.tags.get(tracking.TAG_SEED, ""),
             "status": r.info.status,
-            "generalization_step": r.data.metrics.get("grok/generalization_step", -1.0),
-            "memorization_step": r.data.metrics.get("grok/memorization_step", -1.0),
+            **{phase: r.data.metrics.get(f"grok/{phase}", -1.0) for phase in PHASE_STEPS},
             "final_val_acc": r.data.metrics.get("val/acc"),
             "final_test_acc": r.data.metrics.get("test/acc"),
             **({parameter: float(r.data.params[parameter])} if parameter != "none" else {}),

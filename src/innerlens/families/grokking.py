@@ -312,9 +312,12 @@ def load_snapshots(log: RunLog) -> dict[int, dict[str, torch.Tensor]]:
 def comparison_figures(history: pd.DataFrame, runs: pd.DataFrame, summary: pd.DataFrame,
                        read_table: Callable[[str, str], pd.DataFrame]) -> dict[str, Figure]:
     """compare's figure for grokking runs: when each group generalized."""
+    from innerlens.analysis.censored import event_table
     from innerlens.viz.grokking import time_to_generalize
 
     steps = summary[summary["key"] == "grok/generalization_step"].rename(columns={"final": "generalization_step"})
     if steps.empty:
         return {}
-    return {"grokking_time_to_generalize": time_to_generalize(steps, "group", float(history["step"].max()))}
+    horizon = float(history["step"].max())
+    table = event_table(steps, "group", "generalization_step", horizon)
+    return {"grokking_time_to_generalize": time_to_generalize(steps, table, "group", horizon)}

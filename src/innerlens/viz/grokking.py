@@ -175,20 +175,26 @@ def run_figures(
     return {name: figure for name, figure in figures.items() if figure is not None}
 
 
-def time_to_generalize(summary: pd.DataFrame, parameter: str, max_steps: float) -> Figure:
-    """Generalization step against a swept value (mean and 95 % band over seeds; × = did not generalize)."""
-    from innerlens.viz.curves import mean_and_band
-
-    grokked = summary[summary["generalization_step"] >= 0]
-    band = mean_and_band(grokked.assign(key="g", step=0, value=grokked["generalization_step"]), parameter)
+def time_to_generalize(summary: pd.DataFrame, generalisation: pd.DataFrame, parameter: str, max_steps: float) -> Figure:
+    """Generalization step against a swept value: each run (× at the budget: did not generalize, censored),
+    and per value the mean with its t 95 % interval when every run generalized, else the restricted mean
+    (hollow, no interval): averaging only the runs that generalized would flatter the slow values."""
     figure, ax = plt.subplots(figsize=(5.5, 3.8))
-    if not band.empty:
-        band = band.sort_values(parameter)
-        ax.errorbar(band[parameter], band["mean"], yerr=band["half_width"], marker="o", capsize=3, label="mean ± 95 % CI")
+    rows = generalisation.sort_values(parameter)
+    exact = rows[rows["estimate"] == "mean"]
+    if not exact.empty:
+        ax.errorbar(exact[parameter], exact["mean"], yerr=[exact["mean"] - exact["ci_low"].fillna(exact["mean"]),
+                    exact["ci_high"].fillna(exact["mean"]) - exact["mean"]], marker="o", capsize=3, linestyle="none",
+                    label="mean ± t 95 % CI (all generalized)")
+    restricted = rows[rows["estimate"] != "mean"]
+    if not restricted.empty:
+        ax.scatter(restricted[parameter], restricted["mean"], marker="o", facecolors="none", edgecolors="tab:red", s=50,
+                   label=f"restricted mean to {max_steps:g} (some censored)")
+    grokked = summary[summary["generalization_step"] >= 0]
     ax.scatter(grokked[parameter], grokked["generalization_step"], s=12, color="grey", alpha=0.6, label="runs")
     failed = summary[summary["generalization_step"] < 0]
     if not failed.empty:
-        ax.scatter(failed[parameter], np.full(len(failed), max_steps), marker="x", color="tab:red", label="not by the last step")
+        ax.scatter(failed[parameter], np.full(len(failed), max_steps), marker="x", color="tab:red", label="not by the last step (censored)")
     ax.set_xlabel(parameter)
     ax.set_ylabel("steps to generalize")
     numeric = pd.to_numeric(summary[parameter], errors="coerce")
