@@ -131,3 +131,16 @@ def test_the_refitted_probe_reads_the_network_and_targets_as_they_are_now() -> N
             parameter.add_(0.5 * torch.randn_like(parameter))
     moved = experiment.refit_probe()
     assert moved["baseline/refit_probe/test_r2"] != pytest.approx(refit["baseline/refit_probe/test_r2"], abs=1e-3)
+
+
+def test_attention_share_is_zero_when_the_block_writes_nothing_through_attention() -> None:
+    """The share of the target that arrives through its own block's attention: some on the trained model;
+    exactly none once that attention's output projection is zero (its output is then the same for every
+    text, so mean-ablating it at the token changes nothing)."""
+    experiment = IntrospectionExperiment(IntrospectionConfig(num_samples=80, layer=2, neuron=5), CPU, ModelCache(MODELS))
+    assert 0.0 < experiment.attention_share() < 1.0
+    with torch.no_grad():
+        for name, parameter in experiment.loaded.bridge.blocks[2].attn.named_parameters():
+            if name.startswith("o."):
+                parameter.zero_()
+    assert experiment.attention_share() == pytest.approx(0.0, abs=1e-10)

@@ -57,7 +57,7 @@ def report(tracker: RunLog, plan: IntrospectionPlan, fit: FitResult) -> None:
     final = snapshot(experiment.model.state_dict())
     if fit.best_state is not None:  # the probe is refitted at the validation-chosen checkpoint the head is scored at
         experiment.model.load_state_dict(fit.best_state)
-    refit = experiment.refit_probe()
+    refit = {**experiment.refit_probe(), "target/attention_share_at_best": experiment.attention_share()}
     experiment.model.load_state_dict(final)
     tracker.log_metrics(fit.state.step, {**refit, **at_best(fit.best_metrics, {**plan.baselines, **refit})})
     if experiment.gradient_log:

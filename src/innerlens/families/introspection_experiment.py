@@ -18,7 +18,7 @@ from innerlens.data.texts import generate_texts, read_texts
 from innerlens.engine import adamw, seed_everything
 from innerlens.errors import ConfigError
 from innerlens.families.introspection_setup import check_against_model, check_layers, feature_layer_for, trainable_parameters
-from innerlens.models.hooks import activation, hook_layer, resid_post, residual_after
+from innerlens.models.hooks import activation, attention_out, hook_layer, resid_post, residual_after
 from innerlens.models.introspection_head import IntrospectionHead, Predictor, at_position
 from innerlens.models.loading import LoadedModel, ModelCache, declared_layers, encode, lm_loss, load_model, real_tokens
 
@@ -220,6 +220,36 @@ class IntrospectionExperiment:
             metrics[f"baseline/refit_probe/{split}_r2"] = regression_metrics(probe, values[rows])["r2"]
         return metrics
 
+    @torch.no_grad()
+    def attention_share(self) -> float:
+        """Share of the target neuron's variance on validation texts that reaches it through its own block's
+        attention, at the token: Var(target - target with ``blocks.L.hook_attn_out`` mean-ablated there) /
+        Var(target). The head reads the residual stream below that block at the same token, so this is
+        the part it can only predict, not read; a model that makes its neuron easier to predict might
+        shrink it."""
+        rows, position, attention = self.splits.val, self.config.position, attention_out(self.layer)
+        bridge = self.loaded.bridge
+        captured = self.activations(bridge, [attention, self.target_hook], rows)
+        mean = captured[attention].mean(0).to(self.device)
+        ablated: list[torch.Tensor] = []
+        for start in range(0, len(rows), 64):
+            batch = rows[start : start + 64].to(self.device)
+            last = self.last[batch]
+            index = last if position is None else torch.full_like(last, position)
+
+            def replace(value: torch.Tensor, hook: Any) -> torch.Tensor:
+                value = value.clone()
+                value[torch.arange(len(batch), device=value.device), index] = mean.to(value.dtype)
+                return value
+
+            def keep(value: torch.Tensor, hook: Any) -> None:
+                ablated.append(at_position(value, last, position)[:, self.neuron].float().cpu())
+
+            bridge.run_with_hooks(self.ids[batch], fwd_hooks=[(attention, replace), (self.target_hook, keep)],
+                                  stop_at_layer=self.layer + 1)
+        target = captured[self.target_hook][:, self.neuron].cpu()
+        return float((target - torch.cat(ablated)).var() / target.var().clamp_min(1e-12))
+
     def baselines(self, cross: LoadedModel | None) -> dict[str, float]:
         """Predicting the training mean, and frozen linear probes on this (and another) model's features."""
         values = self.targets.values
@@ -227,6 +257,7 @@ class IntrospectionExperiment:
         original = values[val].numpy()
         metrics: dict[str, float] = {  # the target's original distribution, for the drift metrics
             "lm/val_loss_original": self.language_model_loss(val),
+            "target/attention_share": self.attention_share(),
             "target/variance": float(values[val].var()),
             "target/entropy": histogram_entropy(np.histogram(original, bins=np.histogram_bin_edges(original, bins=20))[0] / len(original)),
         }

@@ -18,6 +18,11 @@ def resid_post(layer: int) -> str:
     return f"blocks.{layer}.hook_resid_post"
 
 
+def attention_out(layer: int) -> str:
+    """Hook name of a block's attention output, before it is added to the residual stream."""
+    return f"blocks.{layer}.hook_attn_out"
+
+
 def attention_pattern(layer: int) -> str:
     """Hook name of a block's attention pattern (batch, head, query, key)."""
     return f"blocks.{layer}.attn.hook_pattern"
