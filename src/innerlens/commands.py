@@ -4,25 +4,52 @@ The CLI and the MLproject file are rendered from :data:`ENTRY_POINTS`, in this o
 """
 from __future__ import annotations
 
+from types import ModuleType
+
 from innerlens.configs.compare import CompareConfig
 from innerlens.configs.grokking_sweep import GrokkingSweepConfig
 from innerlens.configs.self_modeling_comparison import SelfModelingComparisonConfig
 from innerlens.configs.tune import TuneConfig
 from innerlens.registry import FAMILIES, EntryPoint
 
+
+def _self_modeling_comparison() -> ModuleType:
+    from innerlens.drivers import self_modeling_comparison
+
+    return self_modeling_comparison
+
+
+def _grokking_sweep() -> ModuleType:
+    from innerlens.drivers import grokking_sweep
+
+    return grokking_sweep
+
+
+def _tune() -> ModuleType:
+    from innerlens.drivers import tune
+
+    return tune
+
+
+def _compare() -> ModuleType:
+    from innerlens.drivers import compare
+
+    return compare
+
+
 DRIVERS = {entry.name: entry for entry in (
     EntryPoint("self_modeling_comparison", SelfModelingComparisonConfig,
                "Train every self-modeling variant (x seeds) under one parent run and draw the comparison.",
-               "innerlens.drivers.self_modeling_comparison", function="run_comparison", is_family=False, follows="self_modeling"),
+               _self_modeling_comparison, function="run_comparison", is_family=False, follows="self_modeling"),
     EntryPoint("grokking_sweep", GrokkingSweepConfig,
                "Sweep one grokking hyperparameter (or only seeds): nested runs, time-to-generalize and seed bands.",
-               "innerlens.drivers.grokking_sweep", function="sweep", is_family=False, follows="grokking"),
+               _grokking_sweep, function="sweep", is_family=False, follows="grokking"),
     EntryPoint("tune", TuneConfig,
                "Optuna search over a family's hyperparameters on its validation metric; trials nested under the study's run.",
-               "innerlens.drivers.tune", is_family=False),
+               _tune, is_family=False),
     EntryPoint("compare", CompareConfig,
                "Query the tracking server and compare runs by group: curves with bands, statistics, one HTML report.",
-               "innerlens.drivers.compare", is_family=False),
+               _compare, is_family=False),
 )}
 
 # The CLI's and the MLproject's order, from the declarations: each family, then the drivers that follow

@@ -103,8 +103,10 @@ def _declare_toy(project: Path) -> None:
     text = registry.read_text()
     text = text.replace("from innerlens.configs.metalign import MetalignConfig\n",
                         "from innerlens.configs.metalign import MetalignConfig\nfrom innerlens.configs.toy import ToyConfig\n")
-    text, added = re.subn(r"\n\)\n", '\n    EntryPoint("toy", ToyConfig, "A toy regressor.", "innerlens.families.toy", '
-                          'headline_metrics=("train/loss", "val/loss")),\n)\n', text, count=1)
+    text = text.replace("\n\nFAMILIES: tuple", '\n\ndef _toy() -> ModuleType:\n    from innerlens.families import toy\n\n'
+                        '    return toy\n\n\nFAMILIES: tuple')
+    text, added = re.subn(r"\n\)\n", '\n    EntryPoint("toy", ToyConfig, "A toy regressor.", _toy, headline_metrics=("train/loss", '
+                          '"val/loss")),\n)\n', text, count=1)
     assert added == 1, "registry.FAMILIES changed shape: update this test and the README together"
     registry.write_text(text)
 

@@ -240,7 +240,7 @@ def test_the_dependency_floors_are_real() -> None:
     for requirement in [*project["dependencies"], *project["optional-dependencies"]["ray"]]:
         assert ">=" in requirement or "==" in requirement, requirement
     optuna = next(r for r in project["dependencies"] if r.startswith("optuna"))
-    assert optuna.startswith("optuna>=5")  # RetryHeartbeatStaleTrialCallback (tune/study.py) is Optuna 5's
+    assert optuna.startswith("optuna>=5")  # RetryHeartbeatStaleTrialCallback (tune/objective.py) is Optuna 5's
 
 
 def test_a_worker_that_cannot_reach_the_tracking_server_fails_the_study_in_one_line(local_store: str, ray_cluster: str) -> None:

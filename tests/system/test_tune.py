@@ -21,7 +21,7 @@ from innerlens.callbacks import MetricsLogger
 from innerlens.config import Config, option
 from innerlens.configs.tune import TuneConfig
 from innerlens.drivers.local_executor import LocalExecutor
-from innerlens.drivers.tune.study import ENDED_STATES, RUN_ATTR, StudyFailed, Tunable
+from innerlens.drivers.tune.objective import ENDED_STATES, RUN_ATTR, StudyFailed, Tunable
 from innerlens.drivers.tune.trials import optimize
 from innerlens.engine import EngineState, Selection, fit
 from innerlens.errors import ConfigError
@@ -94,7 +94,7 @@ def test_study_chooses_by_validation_and_never_reads_test(local_store: str, monk
 
 
 def test_bad_space_and_fixed_values_fail_with_one_line(tmp_path: Path) -> None:
-    from innerlens.drivers.tune.study import parse_fixed
+    from innerlens.drivers.tune.objective import parse_fixed
     from innerlens.families.self_modeling import SelfModelingConfig
 
     bad_yaml = tmp_path / "space.yaml"

@@ -27,7 +27,7 @@ from innerlens import tracking
 from innerlens.configs.tune import TuneConfig
 from innerlens.drivers.executor import default_workers
 from innerlens.drivers.executor_choice import make_executor
-from innerlens.drivers.tune.study import (
+from innerlens.drivers.tune.objective import (
     PARENT_ATTR,
     RUN_ATTR,
     STORAGE_ENV,

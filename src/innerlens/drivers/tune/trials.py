@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 
 from innerlens.configs.tune import TuneConfig
 from innerlens.drivers.executor import Executor
-from innerlens.drivers.tune.study import (
+from innerlens.drivers.tune.objective import (
     CONFIG_ERROR_ATTR,
     ENDED_STATES,
     ERROR_ATTR,
