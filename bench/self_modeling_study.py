@@ -52,6 +52,11 @@ def train(prefix: str, options: list[str]) -> None:
 
     tracking.configure_tracking()
     client = MlflowClient()
+    failed = int(client.get_run(parent).data.tags.get("innerlens.failed_runs", "0"))
+    if failed:  # the tables would silently hold fewer pairs than the command asked for: no results written
+        reasons = [line.strip() for line in stderr.replace("\r", "\n").splitlines() if " failed: " in line]
+        sys.stderr.write("\n".join(reasons[:10]) + "\n")
+        sys.exit(f"{failed} run(s) of study {parent} failed (above); no results written. Fix the cause and run the same command again")
     for name in ("paired_statistics", "run_summaries", "gamma_sensitivity"):
         (RESULTS / f"{prefix}_{name}.csv").write_text(Path(client.download_artifacts(parent, f"tables/{name}.csv")).read_text())
     shown = shlex.join(["python", "bench/self_modeling_study.py", "--results-prefix", prefix, *options])

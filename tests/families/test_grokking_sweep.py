@@ -53,5 +53,14 @@ def test_a_sweep_rerun_under_its_name_continues_it_and_refuses_other_options(loc
     assert again == first and {run.info.run_id for run in tracking.children(again)} == trained  # nothing trained twice
     with pytest.raises(ConfigError, match="--lr"):
         sweep(config.replace(lr=1e-2), progress=False)
+    # A task that never started (the study was stopped first): continuing trains it afresh, not by
+    # resuming the parent run the continued study's own --resume names.
+    never = next(run for run in tracking.children(first) if run.data.tags[tracking.TAG_TASK] == "add-s1")
+    MlflowClient().delete_run(never.info.run_id)
+    assert sweep(config, progress=False) == first
+    children = {run.data.tags[tracking.TAG_TASK]: run for run in tracking.children(first)}
+    assert sorted(children) == ["add-s0", "add-s1"] and children["add-s1"].info.status == "FINISHED"
+    assert children["add-s1"].info.run_id not in trained
+    assert MlflowClient().get_run(first).data.tags["innerlens.failed_runs"] == "0"
     assert len(MlflowClient().search_runs([MlflowClient().get_run(first).info.experiment_id],
                                           filter_string="attributes.run_name = 'wd-seeds'")) == 1
