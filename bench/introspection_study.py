@@ -69,22 +69,22 @@ def collect() -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def measured(cell: tuple[str, int]) -> bool:
-    """Whether the cell already has a finished run with every current measurement (so a rerun skips it)."""
+def measured_cells() -> set[tuple[str, int]]:
+    """The cells that already have a finished run with every current measurement (a rerun skips them)."""
     from mlflow.tracking import MlflowClient
 
     from innerlens import tracking
 
     tracking.configure_tracking()
     if MlflowClient().get_experiment_by_name(EXPERIMENT) is None:
-        return False
-    run = newest_finished_runs(EXPERIMENT, condition_of).get(cell)
-    return run is not None and MEASURED_ALL in run.data.metrics
+        return set()
+    return {cell for cell, run in newest_finished_runs(EXPERIMENT, condition_of).items() if MEASURED_ALL in run.data.metrics}
 
 
 def main() -> None:
+    done = measured_cells()
     jobs = [(f"{condition} seed {seed}", (condition, seed)) for seed in SEEDS for condition in CONDITIONS
-            if not measured((condition, seed))]
+            if (condition, seed) not in done]
     train_unless_summarizing(__doc__.splitlines()[0], EXPERIMENT, train_one, jobs)
     from innerlens.analysis.stats import paired_statistics
 
