@@ -129,8 +129,9 @@ def study_run(run: Callable[..., RunResult], config: Config, parent_run_id: str,
     if earlier is not None and earlier[1] == "FINISHED":
         return RunResult(earlier[0])
     # The run this task continues, or none: a continued study's own --resume names its parent run,
-    # which its single runs inherit and must not try to resume.
-    config = config.replace(resume=earlier[0] if earlier is not None else None)
+    # which its single runs inherit and must not try to resume. (A config without --resume has neither.)
+    if earlier is not None or getattr(config, "resume", None) is not None:
+        config = config.replace(resume=earlier[0] if earlier is not None else None)
     parent = tracking.RunContext(parent_run_id, {**tags, tracking.TAG_TASK: task, tracking.TAG_UNIT: unit or task},
                                  params or {}, on_start)
     return run(config, parent=parent, callbacks=callbacks, progress=False)
