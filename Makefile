@@ -37,9 +37,10 @@ test: install
 test-fast: install
 	$(BIN)/python -m pytest -q -m unit
 
-## The demo's rounding control: the same study with two threads per run in one worker (another float path).
+## The demo's rounding control: the same study with the input features relabelled (the same training in exact
+## arithmetic, every first-layer sum in another order, in every arm: another float path).
 demo-rounding: install fashion-mnist
-	$(BIN)/innerlens self-modeling-comparison $(DEMO) --workers 1 --study-name demo-rounding-control
+	$(BIN)/innerlens self-modeling-comparison $(DEMO) --relabel-inputs --study-name demo-rounding-relabelled
 
 bench: install
 	$(BIN)/python bench/tracking_overhead.py

@@ -73,6 +73,7 @@ BAD_INPUTS = [
     (["self-modeling", "--self-model-grad-share", "1.5"], "--self-model-grad-share: must be strictly between 0 and 1"),
     (["self-modeling-comparison", "--model", "mlp", "--task", "digits", "--variants", "baseline,last_layer", "--stack-seeds",
       "--patience", "0"], "--stack-seeds: stacks the transformer"),
+    (["self-modeling", "--relabel-inputs"], "--relabel-inputs is the MLP's rounding control"),
     (["introspection", "--output-dir", "FILES/link", "--force-overwrite"], "is a symlink"),
     (["introspection", "--output-dir", "FILES/reference.txt"], "is a file, not a directory"),
     (["self-modeling", "--seed", "-1"], "--seed: a seed must be between 0 and 4294967295, got -1"),

@@ -73,3 +73,35 @@ def test_missing_package_is_one_line_naming_it(tmp_path: Path, monkeypatch: pyte
     assert "\n" not in str(error.value)
     with pytest.raises(ConfigError, match="does not fit --model transformer"):
         SelfModelingConfig(task="fashion_mnist")
+
+
+def test_relabelled_inputs_train_the_same_network_with_other_rounding() -> None:
+    """The MLP's rounding control: the same training in exact arithmetic (the epochs agree to float
+    noise, arm by arm), yet another float path (the weights are not bit-identical), for the self-model
+    arm and the control arm, whose targets read the relabelled input."""
+    from innerlens.configs.self_modeling import SelfModelingConfig
+    from innerlens.families.self_modeling import SelfModelingExperiment
+
+    torch.set_num_threads(1)
+    for variant in ("last_layer", "input_control"):
+        common = dict(model="mlp", task="digits", optimizer="sgd", lr=0.005, batch_size=512, hidden=32, variant=variant, self_model_weight=1.0, seed=3)
+        plain = SelfModelingExperiment(SelfModelingConfig(**common), torch.device("cpu"))
+        relabelled = SelfModelingExperiment(SelfModelingConfig(**common, relabel_inputs=True), torch.device("cpu"))
+        order = torch.randperm(64, generator=torch.Generator().manual_seed(3 + 104_729))
+        assert not torch.equal(order, torch.arange(64))
+        assert torch.equal(relabelled.data["train"][0], plain.data["train"][0][:, order])
+        for epoch in range(3):
+            a, b = plain.train_round(epoch), relabelled.train_round(epoch)
+            assert a["train/loss"] == pytest.approx(b["train/loss"], rel=1e-4)
+        first, relabelled_first = plain.model.hidden[0].weight, relabelled.model.hidden[0].weight
+        assert torch.allclose(relabelled_first, first[:, order], atol=1e-5)
+        assert not torch.equal(relabelled_first, first[:, order])  # another float path, not a copy
+        assert not torch.equal(relabelled.model.output.weight, plain.model.output.weight)
+
+
+def test_relabel_inputs_is_refused_for_the_transformer() -> None:
+    from innerlens.configs.self_modeling import SelfModelingConfig
+    from innerlens.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="--stack-seeds"):
+        SelfModelingConfig(relabel_inputs=True)

@@ -70,6 +70,11 @@ class SelfModelingConfig(ModelShape, EpochConfig):
     )
     hidden: int = option(128, "--model mlp: width of each hidden layer (the paper: 64-512).", check=positive)
     hidden_layers: int = option(1, "--model mlp: hidden layers (the paper: 1; self-modeled: the last one, --variant last_layer).", check=positive)
+    relabel_inputs: bool = option(
+        False, "--model mlp: the rounding control. Relabel the input features by a fixed permutation (from --seed), in the "
+        "data and the first layer's initial weights alike: in exact arithmetic the same training, in floats every "
+        "first-layer sum runs in another order, so every arm's rounding changes (another thread count leaves this MLP's "
+        "self-modeled runs bit-identical).")
     task: str = option(
         "modular_sum",
         "modular_sum: 'a b =' -> (a+b) mod p; modular_sum_seq: 'x1..xk =' -> sum mod p; "
@@ -135,6 +140,8 @@ class SelfModelingConfig(ModelShape, EpochConfig):
         depth, flag = (self.n_layers, "--n-layers") if self.model == "transformer" else (self.hidden_layers, "--hidden-layers")
         if self.variant in ("middle_layer", "all_layers") and depth < 3:
             return f"--variant {self.variant} needs {flag} >= 3 so that middle and last differ, got {depth}"
+        if self.relabel_inputs and self.model != "mlp":
+            return "--relabel-inputs is the MLP's rounding control; the transformer's is --stack-seeds"
         if self.task == "fashion_mnist" and (missing := fashion_mnist_missing()):
             return missing
         available = {"digits": DIGITS_EXAMPLES, "modular_sum": self.p**2, "modular_sum_seq": self.p**self.seq_len,

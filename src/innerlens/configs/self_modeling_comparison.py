@@ -38,7 +38,7 @@ class SelfModelingComparisonConfig(ExecutorOptions, SelfModelingConfig):
             return "--stack-seeds: stacked seeds train in lockstep; use --patience 0 and no --target-accuracy"
         if self.stack_seeds and (self.model != "transformer" or self.optimizer != "adamw" or self.lr_decay
                                  or self.self_model_grad_share is not None):
-            return "--stack-seeds: stacks the transformer with constant-lr AdamW and a fixed weight only; otherwise use a different --workers count as the rounding control"
+            return "--stack-seeds: stacks the transformer with constant-lr AdamW and a fixed weight only; for the MLP, --relabel-inputs is the rounding control"
         if not self.self_model_weights or any(w <= 0 for w in self.self_model_weights):
             return "--self-model-weights: give weights > 0, e.g. 0.1,1 (the baseline is the weight-0 control)"
         self.single_runs()  # each single run checks itself in full as it is built

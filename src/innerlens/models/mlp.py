@@ -35,6 +35,14 @@ class SelfModelingMLP(torch.nn.Module):
             projection = torch.randn(n_features, widths[-1], generator=generator) / n_features**0.5
             self.register_buffer("input_projection", projection.to(device))
 
+    @torch.no_grad()
+    def relabel_inputs(self, order: torch.Tensor) -> None:
+        """Reorder the input features to ``order`` (the data must be indexed ``x[:, order]`` alike): the
+        same function in exact arithmetic, other rounding in every first-layer sum."""
+        self.hidden[0].weight.copy_(self.hidden[0].weight[:, order])
+        if hasattr(self, "input_projection"):
+            self.input_projection.copy_(self.input_projection[order])
+
     def activations(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Every hidden layer's post-ReLU activation, first to last."""
         out = []
