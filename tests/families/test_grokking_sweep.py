@@ -32,6 +32,7 @@ def test_weight_decay_sweep_is_nested_and_summarised(local_store: str) -> None:
         curve = sorted((m.step, m.value) for m in client.get_metric_history(row.run_id, "val/acc"))
         first = next((step for step, value in curve if value >= TINY_SWEEP["generalization_threshold"]), None)
         assert first is not None and row.generalization_step == first
+        assert row.change_points == child.data.metrics["grok/change_points"]  # the per-run proxies ride along
     assert set(history["weight_decay"]) == {0.1, 1.0}
     figures = {a.path for a in client.list_artifacts(parent_id, "figures")}
     assert figures == {"figures/seed_bands.png", "figures/time_to_generalize.png"}

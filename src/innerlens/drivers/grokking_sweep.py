@@ -60,6 +60,8 @@ def _train_child(job: tuple[GrokkingConfig, str, str]) -> RunResult:
 # Nanda et al.'s phase boundaries and the accuracy thresholds, as each run logged them (-1: did not happen).
 PHASE_STEPS = ("memorization_step", "circuit_formation_start_step", "cleanup_start_step", "cleanup_end_step",
                "generalization_step")
+# Beside them, per run only: the 10-90 % rise of val accuracy and the count of linear pieces of log val loss.
+ACCURACY_PROXIES = ("jump_start_step", "jump_end_step", "change_points")
 
 
 def phase_summary(summary: pd.DataFrame, parameter: str, horizon: float) -> pd.DataFrame:
@@ -93,6 +95,7 @@ def sweep_results(parent_id: str, parameter: str, known: dict[str, pd.DataFrame]
             "seed": r.data.tags.get(tracking.TAG_SEED, ""),
             "status": r.info.status,
             **{phase: r.data.metrics.get(f"grok/{phase}", -1.0) for phase in PHASE_STEPS},
+            **{key: r.data.metrics.get(f"grok/{key}", np.nan) for key in ACCURACY_PROXIES},
             "final_val_acc": r.data.metrics.get("val/acc"),
             "final_test_acc": r.data.metrics.get("test/acc"),
             **({parameter: float(r.data.params[parameter])} if parameter != "none" else {}),
