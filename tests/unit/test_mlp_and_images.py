@@ -80,14 +80,14 @@ def test_relabelled_inputs_train_the_same_network_with_other_rounding() -> None:
     noise, arm by arm), yet another float path (the weights are not bit-identical), for the self-model
     arm and the control arm, whose targets read the relabelled input."""
     from innerlens.configs.self_modeling import SelfModelingConfig
-    from innerlens.families.self_modeling import SelfModelingExperiment
+    from innerlens.families.self_modeling import RELABEL_SEED, SelfModelingExperiment
 
     torch.set_num_threads(1)
     for variant in ("last_layer", "input_control"):
         common = dict(model="mlp", task="digits", optimizer="sgd", lr=0.005, batch_size=512, hidden=32, variant=variant, self_model_weight=1.0, seed=3)
         plain = SelfModelingExperiment(SelfModelingConfig(**common), torch.device("cpu"))
         relabelled = SelfModelingExperiment(SelfModelingConfig(**common, relabel_inputs=True), torch.device("cpu"))
-        order = torch.randperm(64, generator=torch.Generator().manual_seed(3 + 104_729))
+        order = torch.randperm(64, generator=torch.Generator().manual_seed(3 + RELABEL_SEED))
         assert not torch.equal(order, torch.arange(64))
         assert torch.equal(relabelled.data["train"][0], plain.data["train"][0][:, order])
         for epoch in range(3):

@@ -86,9 +86,10 @@ class SelfModelingExperiment:
         self.data = {name: (task.x[idx].to(device), task.y[idx].to(device)) for name, idx in splits.items()}
         self.model = build_model(config, task, device)
         if config.relabel_inputs:  # the rounding control: the same training in exact arithmetic, other float sums
-            order = torch.randperm(task.x.shape[1], generator=torch.Generator().manual_seed(config.seed + RELABEL_SEED))
-            self.data = {name: (x[:, order.to(device)], y) for name, (x, y) in self.data.items()}
-            self.model.relabel_inputs(order.to(device))
+            generator = torch.Generator().manual_seed(config.seed + RELABEL_SEED)
+            order = torch.randperm(task.x.shape[1], generator=generator).to(device)
+            self.data = {name: (x[:, order], y) for name, (x, y) in self.data.items()}
+            self.model.relabel_inputs(order)
         if config.self_model_grad_share is not None and self.model.layers:
             self.model.register_buffer("aux_weight", torch.tensor(config.self_model_weight, device=device))
         self.optimizer = make_optimizer(config, self.model, device)
