@@ -3,8 +3,8 @@
   python bench/paper_table.py --results-prefix paper_fmnist_h128
 
 Reads bench/results/<prefix>_paired_statistics.csv (written by bench/self_modeling_study.py) and writes
-bench/results/<prefix>_table.md: per cell (self-model weight AW against AW 0 on the same seed) and
-metric, the change as % of the AW 0 mean (accuracy in points) with its t 95 % CI, the exact sign-flip
+bench/results/<prefix>_table.md: per cell (a self-model weight AW, or a placement, against AW 0 on the
+same seed) and metric, the change as % of the AW 0 mean (accuracy in points) with its t 95 % CI, the exact sign-flip
 permutation p and the paired t p (both Holm over every primary contrast), the TOST p against the
 declared margin, and the settled runs per side.
 """
@@ -28,10 +28,10 @@ def main() -> None:
     args = parser.parse_args()
     table = pd.read_csv(RESULTS / f"{args.results_prefix}_paired_statistics.csv")
     table = table[table["key"].isin(NAMES)]
-    lines = ["| AW | metric | AW 0 mean | change [t 95 % CI] | perm p (Holm) | t p (Holm) | TOST p | settled |", "|---|---|---|---|---|---|---|---|"]
-    table = table.assign(weight=table["group"].str.extract(r"w=([\d.e-]+)")[0].astype(float)).sort_values(["weight", "key"])
-    for row in table.itertuples():
-        lines.append(f"| {row.weight:g} | {NAMES[row.key]} | {row.mean_reference:.4g} | {shown(row)[0]} | "
+    lines = ["| cell | metric | AW 0 mean | change [t 95 % CI] | perm p (Holm) | t p (Holm) | TOST p | settled |", "|---|---|---|---|---|---|---|---|"]
+    table = table.assign(weight=table["group"].str.extract(r"w=([\d.e-]+)")[0].astype(float))
+    for row in table.sort_values(["weight", "group", "key"], kind="stable").itertuples():
+        lines.append(f"| {row.group} | {NAMES[row.key]} | {row.mean_reference:.4g} | {shown(row)[0]} | "
                      f"{row.permutation_p:.3g} ({row.permutation_p_holm:.3g}) | {row.paired_t_p:.3g} ({row.paired_t_p_holm:.3g}) | "
                      f"{row.tost_p:.3g} | {row.settled_group} v {row.settled_reference} |")
     out = RESULTS / f"{args.results_prefix}_table.md"
