@@ -1,7 +1,10 @@
-"""One cell of a study against another on the same seeds, e.g. self-modeling against its non-self control.
+"""Cells of a study against another cell on the same seeds, e.g. self-modeling against its non-self control.
 
   python bench/cell_contrast.py --results-prefix paper_fmnist_h128_settled_with_control \
       --cell "last_layer w=10" --reference "input_control w=10"
+
+``--cell`` takes several cells, comma-separated (every placement against the control): Holm then runs
+over all of their primary contrasts together.
 
 Reads bench/results/<prefix>_run_summaries.csv (written by bench/self_modeling_study.py) and writes
 bench/results/<prefix>_contrast.csv: per primary metric, the paired difference as % of the reference
@@ -24,19 +27,20 @@ RESULTS = Path(__file__).parent / "results"
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--results-prefix", required=True)
-    parser.add_argument("--cell", required=True, help="the group compared, e.g. 'last_layer w=10'")
+    parser.add_argument("--cell", required=True, help="the group(s) compared, comma-separated, e.g. 'last_layer w=10'")
     parser.add_argument("--reference", required=True, help="the group it is compared against on the same seeds")
     args = parser.parse_args()
     summaries = pd.read_csv(RESULTS / f"{args.results_prefix}_run_summaries.csv")
     groups = set(summaries["group"])
-    for group in (args.cell, args.reference):
+    cells = args.cell.split(",")
+    for group in (*cells, args.reference):
         if group not in groups:
             parser.error(f"{group!r} is not a cell of {args.results_prefix}; cells: {', '.join(sorted(groups))}")
-    statistics = study_statistics(summaries[summaries["group"].isin([args.cell, args.reference])], reference=args.reference)
+    statistics = study_statistics(summaries[summaries["group"].isin([*cells, args.reference])], reference=args.reference)
     statistics.to_csv(RESULTS / f"{args.results_prefix}_contrast.csv", index=False)
     for row in statistics[statistics["primary"]].itertuples():
         change, tost = shown(row)
-        print(f"{row.key:22s} {args.cell} v {args.reference}: {change}  n {row.n_pairs}  "
+        print(f"{row.key:22s} {row.group} v {args.reference}: {change}  n {row.n_pairs}  "
               f"perm p {row.permutation_p:.3g} (Holm {row.permutation_p_holm:.3g})  TOST {tost} p {row.tost_p:.3g}")
 
 
