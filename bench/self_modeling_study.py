@@ -5,6 +5,9 @@ Train (any ``innerlens self-modeling-comparison`` option is accepted):
 Combine the nested runs of several finished comparisons (for example seeds 0-4 and 5-9 run as two
 studies) into one paired analysis, without training:
   python bench/self_modeling_study.py --results-prefix NAME --combine PARENT_ID,PARENT_ID@TRACKING_URI
+A part whose store is gone but whose run summaries were committed is named ``results:PREFIX`` (it reads
+bench/results/PREFIX_run_summaries.csv), so a study can run in parts on machines that keep nothing:
+  python bench/self_modeling_study.py --results-prefix NAME --combine results:NAME_part1,PARENT_ID
 The runs go to the tracking store in use (``MLFLOW_TRACKING_URI``, else the embedded one). Written:
 ``bench/results/NAME_{paired_statistics,run_summaries,gamma_sensitivity}.csv`` and
 ``NAME_command.txt`` (the command, the parent run, the wall time and the verdict table).
@@ -72,7 +75,10 @@ def combine(prefix: str, parents: list[str]) -> None:
 
     tracking.configure_tracking()
     frames = []
-    for item in parents:  # PARENT, or PARENT@TRACKING_URI for a study kept in another store
+    for item in parents:  # PARENT, PARENT@TRACKING_URI for a study kept in another store, or results:PREFIX
+        if item.startswith("results:"):
+            frames.append(pd.read_csv(RESULTS / f"{item.removeprefix('results:')}_run_summaries.csv"))
+            continue
         parent, _, uri = item.partition("@")
         if uri:
             mlflow.set_tracking_uri(uri)
@@ -93,7 +99,8 @@ def combine(prefix: str, parents: list[str]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--results-prefix", default="self_modeling_study")
-    parser.add_argument("--combine", help="comma-separated parent run ids of finished comparisons")
+    parser.add_argument("--combine", help="comma-separated parent run ids of finished comparisons, or results:PREFIX "
+                        "for committed run summaries")
     known, options = parser.parse_known_args()
     if known.combine:
         combine(known.results_prefix, known.combine.split(","))

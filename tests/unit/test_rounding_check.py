@@ -38,3 +38,14 @@ def test_agreement_on_a_perturbed_path_is_a_finding_and_a_flip_is_not() -> None:
     null = table.loc[("llc/final_mean", "null")]
     assert null["verdict_first"] == "equivalent" and null["verdict_second"] != "equivalent"
     assert not null["agree"] and not null["finding"]
+
+
+def test_only_the_seeds_both_paths_ran_are_compared() -> None:
+    first = study({"baseline": 1.0, "cell": 0.8}, seed=0)
+    second = study({"baseline": 1.0, "cell": 0.8}, seed=3)
+    second = second[second["seed"] < 5]  # the rerun covers seeds 0-4 only
+    table = rounding_check(first, second)
+    assert (table["n_pairs_first"] == 5).all() and (table["n_pairs_second"] == 5).all()
+    # Five pairs cannot give an exact sign-flip p below 2/32: the 20 % drop is no finding on either path.
+    assert set(table["verdict_first"]) == set(table["verdict_second"]) == {"inconclusive"}
+    assert table["agree"].all() and not table["finding"].any()

@@ -24,9 +24,12 @@ def identical_runs(first: pd.DataFrame, second: pd.DataFrame, keys: tuple[str, .
 
 
 def rounding_check(first: pd.DataFrame, second: pd.DataFrame, reference: str = BASELINE) -> pd.DataFrame:
-    """Every primary contrast of both studies against ``reference`` (run summaries of the same seeds):
-    its verdict in each, whether they agree, whether both sides were perturbed, and ``finding``: an
-    effect or an equivalence that agrees on a perturbed path (anything else is not reported as one)."""
+    """Every primary contrast of both studies against ``reference``: its verdict in each, whether they
+    agree, whether both sides were perturbed, and ``finding``: an effect or an equivalence that agrees
+    on a perturbed path (anything else is not reported as one). Only the runs both studies have are
+    compared (a rerun of seeds 0-4 checks the study's seeds 0-4), so a verdict cannot change by n alone."""
+    common = first[RUN].drop_duplicates().merge(second[RUN].drop_duplicates())
+    first, second = (summaries.merge(common, on=RUN) for summaries in (first, second))
     verdicts = []
     for name, summaries in (("first", first), ("second", second)):
         statistics = study_statistics(summaries, reference=reference)
