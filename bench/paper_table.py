@@ -6,7 +6,8 @@ Reads bench/results/<prefix>_paired_statistics.csv (written by bench/self_modeli
 bench/results/<prefix>_table.md: per cell (a self-model weight AW, or a placement, against AW 0 on the
 same seed) and metric, the change as % of the AW 0 mean (accuracy in points) with its t 95 % CI, the exact sign-flip
 permutation p and the paired t p (both Holm over every primary contrast), the TOST p against the
-declared margin, and the settled runs per side.
+declared margin, and the settled runs per side; for a study matched by gradient share, each cell's
+realised auxiliary weight and share.
 """
 from __future__ import annotations
 
@@ -34,9 +35,25 @@ def main() -> None:
         lines.append(f"| {row.group} | {NAMES[row.key]} | {row.mean_reference:.4g} | {shown(row)[0]} | "
                      f"{row.permutation_p:.3g} ({row.permutation_p_holm:.3g}) | {row.paired_t_p:.3g} ({row.paired_t_p_holm:.3g}) | "
                      f"{row.tost_p:.3g} | {row.settled_group} v {row.settled_reference} |")
+    lines += matched_strength(RESULTS / f"{args.results_prefix}_run_summaries.csv")
     out = RESULTS / f"{args.results_prefix}_table.md"
     out.write_text("\n".join(lines) + "\n")
     print(out.read_text())
+
+
+def matched_strength(path: Path) -> list[str]:
+    """For a study matched by gradient share: per cell, the auxiliary weight and the share the last
+    epoch began at (before re-matching), mean [min, max] over seeds; nothing for fixed-weight studies."""
+    summaries = pd.read_csv(path) if path.exists() else pd.DataFrame(columns=["group", "key", "value"])
+    matched = summaries[summaries["key"].isin(["aux/weight", "aux/grad_share_before"])]
+    if matched.empty:
+        return []
+    lines = ["", "| cell | aux weight at the end | gradient share before the last re-match | runs |", "|---|---|---|---|"]
+    for group, rows in matched.groupby("group"):
+        cells = [f"{v.mean():.3g} [{v.min():.3g}, {v.max():.3g}]"
+                 for v in (rows.loc[rows["key"] == key, "value"] for key in ("aux/weight", "aux/grad_share_before"))]
+        lines.append(f"| {group} | {cells[0]} | {cells[1]} | {(rows['key'] == 'aux/weight').sum()} |")
+    return lines
 
 
 if __name__ == "__main__":
