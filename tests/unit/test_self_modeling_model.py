@@ -109,17 +109,12 @@ def test_digits_are_patch_tokens_read_at_the_last_position() -> None:
     assert len(digit_patches(100, seed=1).y) == 100
 
 
-def test_grad_share_matching_sets_the_weight_that_gives_the_share_and_checkpoints_carry_it() -> None:
+def weighted_share(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
+    """‖w g_aux‖ / (‖g_task‖ + ‖w g_aux‖) at the model's current weight, computed here from scratch."""
     import torch.nn.functional as F
 
-    from innerlens.families.self_modeling_training import match_gradient_share, self_model_loss
+    from innerlens.families.self_modeling_training import self_model_loss
 
-    config = SelfModelingConfig(variant="middle_layer", self_model_grad_share=0.3, self_model_weight=1e-4, **SMALL)
-    experiment = SelfModelingExperiment(config, torch.device("cpu"))
-    model = experiment.model
-    x, y = (t[:64] for t in experiment.data["train"])
-    for _ in range(12):  # halfway steps from 1e-4 converge on the fixed point of this minibatch
-        match_gradient_share(model, config, x, y)
     logits, pairs = model.forward_with_self_model(x)
     parameters = list(model.parameters())
 
@@ -129,7 +124,31 @@ def test_grad_share_matching_sets_the_weight_that_gives_the_share_and_checkpoint
 
     task = norm(F.cross_entropy(logits, y))
     aux = model.aux_weight.item() * norm(torch.stack([self_model_loss("mse", p, t) for p, t in pairs.values()]).mean())
-    assert aux / (task + aux) == pytest.approx(0.3, abs=0.01)
+    return aux / (task + aux)
+
+
+def test_grad_share_matching_sets_the_weight_that_gives_the_share_and_checkpoints_carry_it() -> None:
+    from innerlens.families.self_modeling_training import match_gradient_share
+
+    config = SelfModelingConfig(variant="middle_layer", self_model_grad_share=0.3, self_model_weight=1e-4, **SMALL)
+    experiment = SelfModelingExperiment(config, torch.device("cpu"))
+    model = experiment.model
+    x, y = (t[:64] for t in experiment.data["train"])
+    for _ in range(12):  # halfway steps from 1e-4 converge on the fixed point of this minibatch
+        match_gradient_share(model, config, x, y)
+    assert weighted_share(model, x, y) == pytest.approx(0.3, abs=0.01)
     assert "aux_weight" in model.state_dict()  # resumed runs continue from the matched weight
     metrics = experiment.train_round(1)
     assert 0 < metrics["aux/grad_share_before"] < 1 and metrics["aux/weight"] > 0
+
+
+def test_the_first_match_is_not_smoothed_towards_the_starting_guess() -> None:
+    from innerlens.families.self_modeling_training import match_gradient_share
+
+    config = SelfModelingConfig(variant="middle_layer", self_model_grad_share=0.3, self_model_weight=1e-4, **SMALL)
+    smoothed, direct = (SelfModelingExperiment(config, torch.device("cpu")).model for _ in range(2))
+    x, y = (t[:64] for t in SelfModelingExperiment(config, torch.device("cpu")).data["train"])
+    match_gradient_share(smoothed, config, x, y)
+    match_gradient_share(direct, config, x, y, smooth=False)
+    assert weighted_share(direct, x, y) == pytest.approx(0.3, abs=0.01)  # one match lands on the share
+    assert direct.aux_weight.item() == pytest.approx(2 * smoothed.aux_weight.item() - 1e-4, rel=1e-4)

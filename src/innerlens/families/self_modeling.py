@@ -107,7 +107,7 @@ class SelfModelingExperiment:
         matched = {}
         if hasattr(self.model, "aux_weight"):  # re-match the auxiliary strength on this epoch's first minibatch
             first = order[: self.config.batch_size]
-            share = match_gradient_share(self.model, self.config, x[first], y[first])
+            share = match_gradient_share(self.model, self.config, x[first], y[first], smooth=epoch > 1)
             matched = {"aux/grad_share_before": share, "aux/weight": self.model.aux_weight.item()}
         # Sums stay on the device; one sync at the end of the epoch, not one per step.
         loss_sum = torch.zeros((), device=x.device)
