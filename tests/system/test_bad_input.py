@@ -71,6 +71,8 @@ BAD_INPUTS = [
      "install Debian's dataset-fashion-mnist"),
     (["self-modeling", "--model", "mlp", "--task", "modular_sum"], "--task modular_sum does not fit --model mlp"),
     (["self-modeling", "--self-model-grad-share", "1.5"], "--self-model-grad-share: must be strictly between 0 and 1"),
+    (["self-modeling", "--self-model-max-weight", "10"], "--self-model-max-weight caps the matched weight"),
+    (["self-modeling", "--self-model-grad-share", "0.1", "--self-model-max-weight", "0"], "--self-model-max-weight: must be > 0"),
     (["self-modeling-comparison", "--model", "mlp", "--task", "digits", "--variants", "baseline,last_layer", "--stack-seeds",
       "--patience", "0"], "--stack-seeds: stacks the transformer"),
     (["self-modeling", "--relabel-inputs"], "--relabel-inputs is the MLP's rounding control"),

@@ -1,6 +1,8 @@
 """self_modeling's model and data: self-model heads, targets, variants, splits and determinism (no store)."""
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -152,3 +154,17 @@ def test_the_first_match_is_not_smoothed_towards_the_starting_guess() -> None:
     match_gradient_share(direct, config, x, y, smooth=False)
     assert weighted_share(direct, x, y) == pytest.approx(0.3, abs=0.01)  # one match lands on the share
     assert direct.aux_weight.item() == pytest.approx(2 * smoothed.aux_weight.item() - 1e-4, rel=1e-4)
+
+
+def test_a_capped_match_sets_no_more_than_the_cap() -> None:
+    from innerlens.families.self_modeling_training import match_gradient_share
+
+    capped = SelfModelingConfig(variant="middle_layer", self_model_grad_share=0.3, self_model_max_weight=1e-3, **SMALL)
+    free = dataclasses.replace(capped, self_model_max_weight=None)
+    experiment = SelfModelingExperiment(capped, torch.device("cpu"))
+    x, y = (t[:64] for t in experiment.data["train"])
+    match_gradient_share(experiment.model, free, x, y, smooth=False)
+    assert experiment.model.aux_weight.item() > 1e-3  # the share needs more than the cap here
+    match_gradient_share(experiment.model, capped, x, y, smooth=False)
+    assert experiment.model.aux_weight.item() == pytest.approx(1e-3)
+    assert weighted_share(experiment.model, x, y) < 0.3

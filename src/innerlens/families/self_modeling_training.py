@@ -43,7 +43,8 @@ def match_gradient_share(model: torch.nn.Module, config: SelfModelingConfig, x: 
     ``share`` of the two gradient norms: ‖w g_aux‖ / (‖g_task‖ + ‖w g_aux‖) = share, over every
     parameter. Smoothed (half the old weight, half the new) so one minibatch cannot swing it; the
     first match is not (``smooth=False``): the starting weight is a guess, and halfway from a bad
-    guess can be far too strong for the whole first epoch. Returns the share the old weight had."""
+    guess can be far too strong for the whole first epoch. At most ``--self-model-max-weight``.
+    Returns the share the old weight had."""
     share = config.self_model_grad_share
     assert share is not None and hasattr(model, "aux_weight")
     logits, pairs = model.forward_with_self_model(x)
@@ -58,6 +59,8 @@ def match_gradient_share(model: torch.nn.Module, config: SelfModelingConfig, x: 
     old = model.aux_weight.clone()
     before = (old * aux_norm / (task_norm + old * aux_norm)).item()
     target = share / (1 - share) * task_norm / aux_norm.clamp_min(1e-12)
+    if config.self_model_max_weight is not None:
+        target = target.clamp(max=config.self_model_max_weight)
     model.aux_weight.copy_(0.5 * old + 0.5 * target.detach() if smooth else target.detach())
     return before
 
