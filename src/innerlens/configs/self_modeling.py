@@ -99,7 +99,8 @@ class SelfModelingConfig(ModelShape, EpochConfig):
         "used 1-100, e.g. --model mlp --regime paper --self-model-weight 10).", check=non_negative)
     self_model_grad_share: Optional[float] = option(
         None, "Match the auxiliary loss's strength by its share of the gradient norm instead of a fixed weight, e.g. 0.1: "
-        "‖w g_aux‖ / (‖g_task‖ + ‖w g_aux‖), re-matched on each epoch's first minibatch (starting from --self-model-weight).",
+        "‖w g_aux‖ / (‖g_task‖ + ‖w g_aux‖), matched outright on the first epoch's first minibatch (replacing "
+        "--self-model-weight), then re-matched halfway on each later epoch's.",
         check=lambda v: None if 0.0 < v < 1.0 else f"must be strictly between 0 and 1, got {v}")
     self_model_max_weight: Optional[float] = option(
         None, "With --self-model-grad-share: the largest weight a match may set (empty: no cap), e.g. 10, the paper's "
