@@ -18,12 +18,11 @@ control in the baseline's place.
 from __future__ import annotations
 
 import argparse
-import re
 from pathlib import Path
 
 import pandas as pd
 
-from innerlens.drivers.self_modeling_comparison import SETTLED, shown, study_statistics
+from innerlens.drivers.self_modeling_comparison import SETTLED, group_slug, shown, study_statistics
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -40,7 +39,7 @@ def main() -> None:
     if args.settled_only:
         settled = summaries[(summaries["key"] == SETTLED) & (summaries["value"] == 1)][["group", "seed"]]
         summaries = summaries.merge(settled, on=["group", "seed"])
-        out = RESULTS / f"{args.results_prefix}_contrast_settled_only_vs_{re.sub(r'[^A-Za-z0-9.]+', '_', args.reference)}.csv"
+        out = RESULTS / f"{args.results_prefix}_contrast_settled_only_vs_{group_slug(args.reference)}.csv"
     groups = set(summaries["group"])
     cells = args.cell.split(",")
     for group in (*cells, args.reference):

@@ -12,13 +12,12 @@ baseline) the verdict on each path, whether they agree, how many of its runs cam
 from __future__ import annotations
 
 import argparse
-import re
 from pathlib import Path
 
 import pandas as pd
 
 from innerlens.drivers.rounding_check import identical_runs, rounding_check
-from innerlens.drivers.self_modeling_comparison import BASELINE
+from innerlens.drivers.self_modeling_comparison import BASELINE, group_slug
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -38,8 +37,7 @@ def main() -> None:
     first, second = (s[s["group"].isin(keep)] for s in (first, second))
     print(identical_runs(first, second).to_string(index=False))
     table = rounding_check(first, second, reference=args.reference)
-    slug = re.sub(r"[^A-Za-z0-9.]+", "_", args.reference)
-    table.to_csv(RESULTS / f"{args.second}_rounding_check_vs_{slug}.csv", index=False)
+    table.to_csv(RESULTS / f"{args.second}_rounding_check_vs_{group_slug(args.reference)}.csv", index=False)
     with pd.option_context("display.width", 200):
         print(table[["key", "group", "reference", "n_pairs_first", "verdict_first", "verdict_second", "identical_runs",
                      "agree", "perturbed", "finding"]].to_string(index=False))

@@ -12,6 +12,7 @@ runs on each side had settled (:mod:`innerlens.analysis.settling`).
 from __future__ import annotations
 
 import functools
+import re
 import tempfile
 import threading
 from pathlib import Path
@@ -62,6 +63,11 @@ def exact(weight: float) -> str:
 
 def group_label(variant: str, weight: float) -> str:
     return BASELINE if variant == BASELINE else f"{variant} w={exact(weight)}"
+
+
+def group_slug(group: str) -> str:
+    """A group label as it appears in a file name: ``input_control w=1`` -> ``input_control_w_1``."""
+    return re.sub(r"[^A-Za-z0-9.]+", "_", group)
 
 
 def task_name(single: SelfModelingConfig) -> str:
