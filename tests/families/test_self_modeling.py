@@ -23,10 +23,12 @@ def test_default_regime_generalises_on_an_unpicked_seed() -> None:
     torch.set_num_threads(1)
     try:
         experiment = SelfModelingExperiment(config, torch.device("cpu"))
-        train_acc, val_acc = [], []
-        for epoch in range(1, config.max_epochs + 1):
-            train_acc.append(experiment.train_round(epoch)["train/acc"])
+        val_acc = []
+        for epoch in range(1, config.max_epochs + 1):  # within the budget; stops once it is reached
+            experiment.train_round(epoch)
             val_acc.append(experiment.evaluate(epoch)["val/acc"])
+            if val_acc[-1] >= 0.95:
+                break
     finally:
         torch.set_num_threads(threads)
     assert max(val_acc) >= 0.95, val_acc
