@@ -17,7 +17,9 @@ the contrast between arms at it is cheap to extend to more (``centre_contrasts``
 cell's centre LLC against the baseline's on the same seed).
 
 Writes bench/results/llc_validation_<study>.csv (one row per estimate) and a summary .json after every
-estimate; run again, it continues: estimates already in the CSV are not repeated.
+estimate; run again, it continues: estimates already in the CSV are not repeated. Processes that
+measure different seeds of one study may run side by side (one per core): each re-reads the CSV
+before it adds its row.
 """
 from __future__ import annotations
 
@@ -135,8 +137,17 @@ def main() -> None:
                              "llc_chain_sd": estimate.std, "rhat": split_rhat(traces), "ess": effective_sample_size(traces),
                              "mala_acceptance": estimate.mala_acceptance, "seconds": time.perf_counter() - start})
                 print({k: (f"{v:.4g}" if isinstance(v, float) else v) for k, v in rows[-1].items() if k != "run_id"}, flush=True)
-                pd.DataFrame(rows).to_csv(path, index=False)
-                summarise(pd.DataFrame(rows), args)
+                table = merged(path, rows)
+                table.to_csv(path, index=False)
+                summarise(table, args)
+
+
+def merged(path: Path, rows: list[dict]) -> pd.DataFrame:
+    """The CSV as it is now, plus this process's ``rows``: re-read before every write, so two processes
+    measuring different seeds of one study (one per core) keep each other's estimates."""
+    table = pd.read_csv(path) if path.exists() else pd.DataFrame()
+    table = pd.concat([table, pd.DataFrame(rows)], ignore_index=True)
+    return table.drop_duplicates(["cell", "seed", "estimator", "knob"], keep="last", ignore_index=True)
 
 
 def centre_contrasts(table: pd.DataFrame) -> dict[str, dict[str, dict[str, float]]]:
