@@ -167,6 +167,26 @@ def centre_contrasts(table: pd.DataFrame) -> dict[str, dict[str, dict[str, float
     return out
 
 
+def centre_statistics(table: pd.DataFrame) -> list[dict]:
+    """Per estimator, every cell's centre LLC against the baseline's and against the non-self control's
+    on the same seeds (each reference's contrasts one Holm family): the paired difference as % of the reference mean with a t
+    95 % interval, the exact sign-flip permutation p and TOST against ±10 %, the study's conventions."""
+    from innerlens.analysis.stats import paired_statistics
+
+    out = []
+    for estimator, rows in table[table["knob"] == "centre"].groupby("estimator"):
+        runs = rows.rename(columns={"cell": "group", "llc": "value"}).assign(key="llc")
+        for reference in [g for g in sorted(runs["group"].unique()) if g == "baseline" or g.startswith("input_control")]:
+            statistics = paired_statistics(runs[["group", "seed", "key", "value"]], reference,
+                                           margins={"llc": ("relative", STABLE_CHANGE)}, holm_family="all")
+            for row in statistics[statistics["n_pairs"] >= 2].itertuples():
+                scale = 100 / abs(row.mean_reference)
+                out.append({"estimator": estimator, "cell": row.group, "reference": reference, "n_pairs": row.n_pairs,
+                            "change_percent": row.mean_difference * scale, "t_ci_percent": [row.t_ci_low * scale, row.t_ci_high * scale],
+                            "permutation_p": row.permutation_p, "permutation_p_holm": row.permutation_p_holm, "tost_p": row.tost_p})
+    return out
+
+
 def labelled(estimator: str, args: argparse.Namespace) -> str:
     """The name an estimator's rows carry: itself, or the label of its overrides."""
     if not args.set:
@@ -199,7 +219,8 @@ def summarise(table: pd.DataFrame, args: argparse.Namespace) -> None:
                 f"--{k} '{v}'" for k, v in vars(args).items() if k != "summarise" and v not in ("", None))
     out = {"commands": commands,
            "criterion": f"LLC change < {STABLE_CHANGE:.0%} across 3x of epsilon and of gamma, every R-hat < {STABLE_RHAT}",
-           "stable_checkpoints": by_estimator, "checkpoints": summary, "centre_contrasts": centre_contrasts(table)}
+           "stable_checkpoints": by_estimator, "checkpoints": summary, "centre_contrasts": centre_contrasts(table),
+           "centre_statistics": centre_statistics(table)}
     path.write_text(json.dumps(out, indent=2, default=float))
     rows = ["| estimator | checkpoint | LLC at ε/3, ε, 3ε (γ fixed) | LLC at γ/3, γ, 3γ (ε fixed) | max change ε / γ | "
             "worst R-hat | fewest ESS | MALA acceptance | stable |", "|---|---|---|---|---|---|---|---|---|"]
