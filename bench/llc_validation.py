@@ -19,7 +19,7 @@ cell's centre LLC against the baseline's on the same seed).
 Writes bench/results/llc_validation_<study>.csv (one row per estimate) and a summary .json after every
 estimate; run again, it continues: estimates already in the CSV are not repeated. Processes that
 measure different seeds of one study may run side by side (one per core): each re-reads the CSV
-before it adds its row.
+before it adds its rows.
 """
 from __future__ import annotations
 
@@ -169,16 +169,18 @@ def centre_contrasts(table: pd.DataFrame) -> dict[str, dict[str, dict[str, float
 
 def centre_statistics(table: pd.DataFrame) -> list[dict]:
     """Per estimator, every cell's centre LLC against the baseline's and against the non-self control's
-    on the same seeds (each reference's contrasts one Holm family): the paired difference as % of the reference mean with a t
-    95 % interval, the exact sign-flip permutation p and TOST against ±10 %, the study's conventions."""
+    on the same seeds (each reference's contrasts one Holm family): the paired difference as % of the
+    reference mean with a t 95 % interval, the exact sign-flip permutation p, and TOST against the
+    study's own LLC margin."""
     from innerlens.analysis.stats import paired_statistics
+    from innerlens.drivers.self_modeling_comparison import BASELINE, MARGINS
 
     out = []
     for estimator, rows in table[table["knob"] == "centre"].groupby("estimator"):
         runs = rows.rename(columns={"cell": "group", "llc": "value"}).assign(key="llc")
-        for reference in [g for g in sorted(runs["group"].unique()) if g == "baseline" or g.startswith("input_control")]:
+        for reference in [g for g in sorted(runs["group"].unique()) if g == BASELINE or g.startswith("input_control")]:
             statistics = paired_statistics(runs[["group", "seed", "key", "value"]], reference,
-                                           margins={"llc": ("relative", STABLE_CHANGE)}, holm_family="all")
+                                           margins={"llc": MARGINS["llc/final_mean"]}, holm_family="all")
             for row in statistics[statistics["n_pairs"] >= 2].itertuples():
                 scale = 100 / abs(row.mean_reference)
                 out.append({"estimator": estimator, "cell": row.group, "reference": reference, "n_pairs": row.n_pairs,
