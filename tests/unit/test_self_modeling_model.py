@@ -168,3 +168,29 @@ def test_a_capped_match_sets_no_more_than_the_cap() -> None:
     match_gradient_share(experiment.model, capped, x, y, smooth=False)
     assert experiment.model.aux_weight.item() == pytest.approx(1e-3)
     assert weighted_share(experiment.model, x, y) < 0.3
+
+
+@pytest.mark.parametrize("model", ["transformer", "mlp"])
+def test_relabelled_classes_train_the_same_network_with_other_rounding(model: str) -> None:
+    """The rounding control for either model, under a matched gradient share (what --stack-seeds cannot
+    stack): the epochs agree to float noise, the unembedding's rows are the permuted rows of the plain
+    run's, and the weights are not bit-identical (another float path, not a copy)."""
+    from innerlens.families.self_modeling import relabelling
+
+    torch.set_num_threads(1)
+    common = dict(variant="middle_layer", self_model_grad_share=0.3, self_model_weight=1e-2, seed=5)
+    common |= SMALL if model == "transformer" else dict(model="mlp", task="digits", hidden=32, hidden_layers=3, batch_size=256)
+    plain = SelfModelingExperiment(SelfModelingConfig(**common), torch.device("cpu"))
+    relabelled = SelfModelingExperiment(SelfModelingConfig(**common, relabel_classes=True), torch.device("cpu"))
+    classes = plain.model(plain.data["train"][0][:1]).shape[-1]
+    order = relabelling(5, classes, torch.device("cpu"))
+    assert not torch.equal(order, torch.arange(classes))
+    x, y = plain.data["train"]
+    assert torch.equal(relabelled.data["train"][0], x)
+    assert torch.equal(order[relabelled.data["train"][1]], y)  # the new label names the same class
+    for epoch in range(1, 4):
+        a, b = plain.train_round(epoch), relabelled.train_round(epoch)
+        for key in ("train/loss", "train/acc", "aux/weight"):
+            assert a[key] == pytest.approx(b[key], rel=1e-4), key
+    assert torch.allclose(relabelled.model(x)[:, torch.argsort(order)], plain.model(x), atol=1e-4)
+    assert not torch.equal(relabelled.model(x)[:, torch.argsort(order)], plain.model(x))

@@ -75,6 +75,11 @@ class SelfModelingConfig(ModelShape, EpochConfig):
         "data and the first layer's initial weights alike: in exact arithmetic the same training, in floats every "
         "first-layer sum runs in another order, so every arm's rounding changes (another thread count leaves this MLP's "
         "self-modeled runs bit-identical).")
+    relabel_classes: bool = option(
+        False, "The rounding control for either model (the transformer's under a matched gradient share, which "
+        "--stack-seeds cannot stack): relabel the classes by a fixed permutation (from --seed), in the labels and the "
+        "output layer's initial rows alike: in exact arithmetic the same training, in floats every sum over the classes "
+        "(the loss's normaliser, the gradient into the network) runs in another order.")
     task: str = option(
         "modular_sum",
         "modular_sum: 'a b =' -> (a+b) mod p; modular_sum_seq: 'x1..xk =' -> sum mod p; "
@@ -149,7 +154,7 @@ class SelfModelingConfig(ModelShape, EpochConfig):
         if self.self_model_max_weight is not None and self.self_model_grad_share is None:
             return "--self-model-max-weight caps the matched weight: give --self-model-grad-share too"
         if self.relabel_inputs and self.model != "mlp":
-            return "--relabel-inputs is the MLP's rounding control; the transformer's is --stack-seeds"
+            return "--relabel-inputs is the MLP's rounding control; the transformer's is --stack-seeds or --relabel-classes"
         if self.task == "fashion_mnist" and (missing := fashion_mnist_missing()):
             return missing
         available = {"digits": DIGITS_EXAMPLES, "modular_sum": self.p**2, "modular_sum_seq": self.p**self.seq_len,

@@ -69,8 +69,13 @@ def make_task(config: SelfModelingConfig) -> SequenceTask | FeatureTask:
 
 
 AFTER_GENERALISATION = "after_generalisation"
-RELABEL_SEED = 104_729  # offsets --seed for --relabel-inputs' permutation (apart from the data's and the init's)
+RELABEL_SEED = 104_729  # offsets --seed for the --relabel-* permutations (apart from the data's and the init's)
 MEASURED_AT = ("final", "best", AFTER_GENERALISATION)  # where a run is measured; the index offsets the LLC's seed
+
+
+def relabelling(seed: int, size: int, device: torch.device) -> torch.Tensor:
+    """The fixed permutation a --relabel-* rounding control applies (from the run's seed)."""
+    return torch.randperm(size, generator=torch.Generator().manual_seed(seed + RELABEL_SEED)).to(device)
 
 
 class SelfModelingExperiment:
@@ -86,10 +91,14 @@ class SelfModelingExperiment:
         self.data = {name: (task.x[idx].to(device), task.y[idx].to(device)) for name, idx in splits.items()}
         self.model = build_model(config, task, device)
         if config.relabel_inputs:  # the rounding control: the same training in exact arithmetic, other float sums
-            generator = torch.Generator().manual_seed(config.seed + RELABEL_SEED)
-            order = torch.randperm(task.x.shape[1], generator=generator).to(device)
+            order = relabelling(config.seed, task.x.shape[1], device)
             self.data = {name: (x[:, order], y) for name, (x, y) in self.data.items()}
             self.model.relabel_inputs(order)
+        if config.relabel_classes:  # the rounding control for either model: other float sums over the classes
+            order = relabelling(config.seed, task.num_classes, device)
+            new_label = torch.argsort(order)  # class order[k] is now called k
+            self.data = {name: (x, new_label[y]) for name, (x, y) in self.data.items()}
+            self.model.relabel_classes(order)
         if config.self_model_grad_share is not None and self.model.layers:
             self.model.register_buffer("aux_weight", torch.tensor(config.self_model_weight, device=device))
         self.optimizer = make_optimizer(config, self.model, device)

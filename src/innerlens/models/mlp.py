@@ -43,6 +43,14 @@ class SelfModelingMLP(torch.nn.Module):
         if hasattr(self, "input_projection"):
             self.input_projection.copy_(self.input_projection[order])
 
+    @torch.no_grad()
+    def relabel_classes(self, order: torch.Tensor) -> None:
+        """Reorder the output layer's class rows to ``order`` (the labels must be mapped alike): the same
+        function in exact arithmetic, other rounding wherever the classes are summed over."""
+        classes = slice(0, self.num_classes)
+        self.output.weight[classes] = self.output.weight[classes][order]
+        self.output.bias[classes] = self.output.bias[classes][order]
+
     def activations(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Every hidden layer's post-ReLU activation, first to last."""
         out = []

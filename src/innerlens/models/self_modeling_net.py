@@ -15,6 +15,7 @@ from innerlens.models.transformer import (
     native_transformer,
     release_transient_captures,
     supports_plain_forward,
+    unembedding,
 )
 
 CONTROL = "input_control"  # the non-self control: the same auxiliary output regresses a fixed random projection of the input
@@ -69,6 +70,13 @@ class SelfModelingNet(torch.nn.Module):
             projection = torch.randn(task.seq_len * task.vocab_size, d_model, generator=generator) / task.seq_len**0.5
             self.register_buffer("input_projection", projection.to(device))
         self.plain = supports_plain_forward(self.transformer)
+
+    @torch.no_grad()
+    def relabel_classes(self, order: torch.Tensor) -> None:
+        """Reorder the unembedding's class rows to ``order`` (the labels must be mapped alike): the same
+        function in exact arithmetic, other rounding wherever the classes are summed over."""
+        for parameter in unembedding(self.transformer).parameters():
+            parameter.copy_(parameter[order])
 
     def task_weight_matrices(self) -> list[torch.Tensor]:
         """The classifier alone (the transformer's weight matrices, not the self-model heads)."""

@@ -90,6 +90,11 @@ def _raw(module: torch.nn.Module) -> torch.nn.Module:
     return getattr(module, "original_component", None) or module
 
 
+def unembedding(model: TransformerBridge) -> torch.nn.Module:
+    """The plain module that maps the final residual to the class logits."""
+    return _raw(model.original_model.head)
+
+
 def _attend(attention: torch.nn.Module, attn_in: torch.Tensor, queries: slice) -> torch.Tensor:
     """NativeAttention's output for the query positions ``queries`` (keys and values from every position)."""
     batch, seq, _ = attn_in.shape
@@ -149,4 +154,4 @@ def last_position_residuals(model: TransformerBridge, tokens: torch.Tensor) -> t
         hidden = _block(block, hidden, last_only=index == len(native.layers) - 1)
         residuals.append(hidden[:, -1])
     final = _raw(native.ln_out)(hidden[:, -1])
-    return apply_softcap(_raw(native.head)(final), native.output_logits_soft_cap), final, residuals
+    return apply_softcap(unembedding(model)(final), native.output_logits_soft_cap), final, residuals
