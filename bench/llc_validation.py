@@ -39,22 +39,23 @@ KNOBS = ("centre", "epsilon/3", "epsilon*3", "gamma/3", "gamma*3")
 STABLE_CHANGE, STABLE_RHAT = 0.10, 1.05
 
 
-def checkpoints(study: str, cells: list[str], seeds: list[int]) -> list[tuple[str, int, str]]:
-    """(cell, seed, run id) of the study's finished runs asked for."""
+def checkpoints(studies: list[str], cells: list[str], seeds: list[int]) -> list[tuple[str, int, str]]:
+    """(cell, seed, run id) of the studies' finished runs asked for."""
     from innerlens import tracking
     from innerlens.configs.self_modeling_comparison import FAMILY
     from innerlens.drivers.self_modeling_comparison import group_label
 
-    found = tracking.named_study(FAMILY, study)
-    assert found is not None, f"no study named {study}"
     picked = []
-    for child in tracking.children(found[0]):
-        tags = child.data.tags
-        weight = float(tags.get("innerlens.self_model_weight", "0"))
-        cell = group_label(tags[tracking.TAG_VARIANT], weight)
-        seed = int(tags[tracking.TAG_SEED])
-        if child.info.status == "FINISHED" and cell in cells and seed in seeds:
-            picked.append((cell, seed, child.info.run_id))
+    for study in studies:
+        found = tracking.named_study(FAMILY, study)
+        assert found is not None, f"no study named {study}"
+        for child in tracking.children(found[0]):
+            tags = child.data.tags
+            weight = float(tags.get("innerlens.self_model_weight", "0"))
+            cell = group_label(tags[tracking.TAG_VARIANT], weight)
+            seed = int(tags[tracking.TAG_SEED])
+            if child.info.status == "FINISHED" and cell in cells and seed in seeds:
+                picked.append((cell, seed, child.info.run_id))
     return sorted(picked)
 
 
@@ -95,6 +96,9 @@ def main() -> None:
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--study", required=True)
+    parser.add_argument("--also-study", action="append", default=[],
+                        help="also take checkpoints from this study (e.g. arms run as a second part, joined by --combine); "
+                             "the results stay under --study's name")
     parser.add_argument("--cells", required=True, help="comma-separated cells, e.g. 'baseline,last_layer w=10.0'")
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--estimators", default="paper,calibrated")
@@ -115,7 +119,7 @@ def main() -> None:
     knobs = args.knobs.split(",")
     if not set(knobs) <= set(KNOBS):
         parser.error(f"--knobs: choose from {', '.join(KNOBS)}")
-    for cell, seed, run_id in checkpoints(args.study, args.cells.split(","), [int(s) for s in args.seeds.split(",")]):
+    for cell, seed, run_id in checkpoints([args.study, *args.also_study], args.cells.split(","), [int(s) for s in args.seeds.split(",")]):
         if all((cell, seed, labelled(e, args), k) in done for e in args.estimators.split(",") for k in knobs):
             continue
         experiment = experiment_at(run_id)
@@ -218,7 +222,8 @@ def summarise(table: pd.DataFrame, args: argparse.Namespace) -> None:
     if not args.summarise:
         for name in args.estimators.split(","):
             commands[labelled(name, args)] = "python bench/llc_validation.py " + " ".join(
-                f"--{k} '{v}'" for k, v in vars(args).items() if k != "summarise" and v not in ("", None))
+                f"--{k.replace('_', '-')} '{v}'" for k, values in vars(args).items() if k != "summarise"
+                for v in (values if isinstance(values, list) else [values]) if v not in ("", None))
     out = {"commands": commands,
            "criterion": f"LLC change < {STABLE_CHANGE:.0%} across 3x of epsilon and of gamma, every R-hat < {STABLE_RHAT}",
            "stable_checkpoints": by_estimator, "checkpoints": summary, "centre_contrasts": centre_contrasts(table),
