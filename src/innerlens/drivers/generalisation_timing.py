@@ -22,7 +22,7 @@ def generalisation_timing(summaries: pd.DataFrame, cells: list[str]) -> dict:
     reached 0.95, and per cell the metric's median among runs that generalised early and late
     (split at the median epoch of all of them)."""
     wide = summaries[summaries["group"].isin(cells)].pivot_table(index=["group", "seed"], columns="key", values="value")
-    generalised = wide[wide[CENSORED] == 0] if CENSORED in wide else wide
+    generalised = wide[wide[CENSORED] == 0]
     split = float(generalised[EPOCH].median())
     early, late = generalised[generalised[EPOCH] <= split], generalised[generalised[EPOCH] > split]
     result: dict = {"cells": cells, "runs": len(wide), "generalised": len(generalised), "median_epoch": split, "metrics": {}}
