@@ -25,14 +25,38 @@ def test_self_model_outputs_have_activation_shapes(variant: str) -> None:
     x, y = experiment.data["train"]
     logits, pairs = experiment.model.forward_with_self_model(x[:7])
     assert logits.shape == (7, 23)
-    expected = self_model_layers(variant, 4) + (["input"] if variant == "input_control" else [])
+    extra = {"input_control": ["input"], "paper_wiring": ["unembed_input"]}.get(variant, [])
+    expected = self_model_layers(variant, 4) + extra
     assert list(pairs) == expected
     for prediction, target in pairs.values():
         assert prediction.shape == target.shape == (7, 32)  # the control's output has a self-model head's shape
         assert not target.requires_grad  # detached by default
     metrics = experiment.train_round(1)
+    keys = {"input": "aux/input/loss", "unembed_input": "selfmodel/unembed_input/loss"}
     assert sorted(k for k in metrics if k.startswith(("selfmodel/", "aux/"))) == sorted(
-        f"selfmodel/layer_{layer}/loss" if layer != "input" else "aux/input/loss" for layer in expected)
+        keys.get(layer, f"selfmodel/layer_{layer}/loss") for layer in expected)
+
+
+def test_the_paper_wiring_predicts_the_unembeddings_own_detached_input() -> None:
+    """Extra unembedding outputs: a linear map of ``unembed.hook_in`` whose target is that same input."""
+    experiment = SelfModelingExperiment(SelfModelingConfig(variant="paper_wiring", **SMALL), torch.device("cpu"))
+    model, x = experiment.model, experiment.data["val"][0][:5]
+    _, pairs = model.forward_with_self_model(x)
+    prediction, target = pairs["unembed_input"]
+    _, cache = model.transformer.run_with_cache(x, names_filter=lambda n: n == "unembed.hook_in")
+    final = cache["unembed.hook_in"][:, -1]
+    assert torch.allclose(target, final, atol=1e-6) and not target.requires_grad
+    head = model.heads["unembed_input"]
+    assert torch.allclose(prediction, final @ head.weight.T + head.bias, atol=1e-5)
+    prediction.pow(2).sum().backward()  # the gradient reaches the network only through the prediction
+    assert model.transformer.original_model.tok_embed.weight.grad.abs().sum() > 0
+
+
+def test_the_paper_wiring_is_refused_for_the_mlp_in_one_line() -> None:
+    from innerlens.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="for --model mlp it is last_layer"):
+        SelfModelingConfig(variant="paper_wiring", model="mlp", task="digits", hidden=16, samples=300)
 
 
 @pytest.mark.parametrize("model", ["transformer", "mlp"])

@@ -11,7 +11,8 @@ from innerlens.data.catalog import DIGITS_EXAMPLES, FASHION_MNIST_EXAMPLES, fash
 from innerlens.search_space import SearchSpec
 
 FAMILY = "self_modeling"
-VARIANTS = ("baseline", "first_layer", "middle_layer", "last_layer", "all_layers", "input_control")
+PAPER_WIRING = "paper_wiring"  # the transformer's form of the paper's wiring (the MLP's is last_layer)
+VARIANTS = ("baseline", "first_layer", "middle_layer", "last_layer", "all_layers", "input_control", PAPER_WIRING)
 MODELS = ("transformer", "mlp")
 TASKS = ("digits", "modular_sum", "modular_sum_seq", "fashion_mnist")
 MODEL_TASKS = {"transformer": ("digits", "modular_sum", "modular_sum_seq"), "mlp": ("fashion_mnist", "digits")}
@@ -61,7 +62,9 @@ class SelfModelingConfig(ModelShape, EpochConfig):
     )
     variant: str = option("middle_layer", "Which layer(s) the self-model predicts (transformer blocks, or the MLP's hidden layers); "
                           "input_control: the non-self control, an auxiliary output of the same shape regressing a fixed random "
-                          "projection of the input instead.", choices=VARIANTS)
+                          "projection of the input instead; paper_wiring (--model transformer): the paper's wiring, extra unembedding outputs "
+                          "predicting the unembedding's own (detached) input, unembed.hook_in (for --model mlp that is last_layer).",
+                          choices=VARIANTS)
     model: str = option(
         "transformer",
         "transformer: a TransformerLens classifier with a self-model head on its final residual; mlp: the paper's "
@@ -151,6 +154,8 @@ class SelfModelingConfig(ModelShape, EpochConfig):
         depth, flag = (self.n_layers, "--n-layers") if self.model == "transformer" else (self.hidden_layers, "--hidden-layers")
         if self.variant in ("middle_layer", "all_layers") and depth < 3:
             return f"--variant {self.variant} needs {flag} >= 3 so that middle and last differ, got {depth}"
+        if self.variant == PAPER_WIRING and self.model == "mlp":
+            return "--variant paper_wiring is the transformer's form of the paper's wiring; for --model mlp it is last_layer"
         if self.self_model_max_weight is not None and self.self_model_grad_share is None:
             return "--self-model-max-weight caps the matched weight: give --self-model-grad-share too"
         if self.relabel_inputs and self.model != "mlp":

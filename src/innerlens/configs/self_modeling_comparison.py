@@ -7,7 +7,7 @@ from typing import Optional
 
 from innerlens.config import distinct_seeds, non_negative, option
 from innerlens.configs.executor import ExecutorOptions
-from innerlens.configs.self_modeling import VARIANTS, SelfModelingConfig
+from innerlens.configs.self_modeling import PAPER_WIRING, VARIANTS, SelfModelingConfig
 
 FAMILY = "self_modeling_comparison"
 BASELINE = "baseline"
@@ -20,7 +20,9 @@ class SelfModelingComparisonConfig(ExecutorOptions, SelfModelingConfig):
     unchecked_bases = (SelfModelingConfig,)
     option_aliases = {"seeds": ("--seed",), "output_dir": ("--base-dir",)}  # the seed script trained one seed per call
 
-    variants: tuple[str, ...] = option(VARIANTS, "Variants to train, comma-separated (baseline runs once per seed).", choices=VARIANTS)
+    variants: tuple[str, ...] = option(tuple(v for v in VARIANTS if v != PAPER_WIRING),
+                                       "Variants to train, comma-separated (baseline runs once per seed; paper_wiring, the "
+                                       "transformer's only, is asked for by name).", choices=VARIANTS)
     seeds: tuple[int, ...] = option((0, 1, 2, 3, 4), "Seeds; every cell is trained once per seed and paired with the baseline on it.", check=distinct_seeds)
     self_model_weights: tuple[float, ...] = option((0.01,), "Self-model loss weights (dose-response), e.g. 0.003,0.01,0.03 for the transformer, 1,2,5,10,20 for --model mlp --regime paper.")
     study_name: Optional[str] = option(None, "Name of the study's parent run. Re-running under the same name continues that study: finished runs are kept, unfinished ones resume from their last checkpoint (the options must match).")

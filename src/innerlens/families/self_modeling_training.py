@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from innerlens.configs.self_modeling import SelfModelingConfig
+from innerlens.models.self_modeling_net import CONTROL_TARGET
 
 
 def self_model_loss(kind: str, prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -66,8 +67,11 @@ def match_gradient_share(model: torch.nn.Module, config: SelfModelingConfig, x: 
 
 
 def aux_loss_key(layer: int | str) -> str:
-    """``selfmodel/layer_<l>/loss`` for a self-modeled layer; ``aux/<name>/loss`` for a control target."""
-    return f"selfmodel/layer_{layer}/loss" if isinstance(layer, int) else f"aux/{layer}/loss"
+    """``selfmodel/layer_<l>/loss`` for a self-modeled layer, ``selfmodel/<name>/loss`` for another of the
+    network's own activations (``unembed_input``); ``aux/input/loss`` for the control's target."""
+    if isinstance(layer, int):
+        return f"selfmodel/layer_{layer}/loss"
+    return f"aux/{layer}/loss" if layer == CONTROL_TARGET else f"selfmodel/{layer}/loss"
 
 
 def round_metrics(loss_sum: torch.Tensor, correct: torch.Tensor, layer_sums: dict[int | str, torch.Tensor], n: int) -> dict[str, float]:

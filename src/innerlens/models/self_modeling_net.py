@@ -8,6 +8,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
+from innerlens.configs.self_modeling import PAPER_WIRING
 from innerlens.data.tasks import SequenceTask
 from innerlens.models.hooks import FINAL_RESIDUAL, resid_post
 from innerlens.models.transformer import (
@@ -19,6 +20,8 @@ from innerlens.models.transformer import (
 )
 
 CONTROL = "input_control"  # the non-self control: the same auxiliary output regresses a fixed random projection of the input
+CONTROL_TARGET = "input"  # the control's target, in place of a layer
+UNEMBED_INPUT = "unembed_input"  # paper_wiring's target: what the unembedding reads (``unembed.hook_in``)
 
 
 def self_model_layers(variant: str, n_layers: int) -> list[int]:
@@ -31,6 +34,7 @@ def self_model_layers(variant: str, n_layers: int) -> list[int]:
         "middle_layer": [n_layers // 2],
         "last_layer": [n_layers - 1],
         "all_layers": list(range(n_layers)),
+        PAPER_WIRING: [],  # no block: its target is the unembedding's input (``UNEMBED_INPUT``)
     }[variant]
 
 
@@ -60,7 +64,8 @@ class SelfModelingNet(torch.nn.Module):
             seed=seed,
             device=device,
         )
-        self.layers: list[int | str] = [*self_model_layers(variant, n_layers), *(["input"] if variant == CONTROL else [])]
+        self.layers: list[int | str] = [*self_model_layers(variant, n_layers), *([CONTROL_TARGET] if variant == CONTROL else []),
+                                         *([UNEMBED_INPUT] if variant == PAPER_WIRING else [])]
         self.detach_target = detach_target
         self.heads = torch.nn.ModuleDict(
             {str(layer): torch.nn.Linear(d_model, d_model) for layer in self.layers}
@@ -99,15 +104,17 @@ class SelfModelingNet(torch.nn.Module):
         """
         if not self.layers:
             return self(x), {}
-        own = [layer for layer in self.layers if layer != "input"]
+        blocks = [layer for layer in self.layers if isinstance(layer, int)]
         if self.plain:
             logits, final, residuals = last_position_residuals(self.transformer, x)
-            targets = {layer: residuals[layer] for layer in own}
+            targets: dict[int | str, torch.Tensor] = {layer: residuals[layer] for layer in blocks}
         else:
-            logits, final, targets = self._hooked(x, own)
-        if "input" in self.layers:
+            logits, final, targets = self._hooked(x, blocks)
+        if CONTROL_TARGET in self.layers:
             one_hot = F.one_hot(x, self.input_projection.shape[0] // x.shape[1]).flatten(1).to(final.dtype)
-            targets["input"] = one_hot @ self.input_projection
+            targets[CONTROL_TARGET] = one_hot @ self.input_projection
+        if UNEMBED_INPUT in self.layers:  # the paper's wiring: the output layer predicts its own input
+            targets[UNEMBED_INPUT] = final
         pairs = {}
         for layer in self.layers:
             target = targets[layer]
