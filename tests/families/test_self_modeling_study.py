@@ -75,6 +75,33 @@ def test_rerunning_a_named_study_continues_it_and_refuses_other_options(local_st
         run_comparison(config.replace(max_epochs=3), progress=False)
 
 
+def test_a_stopped_studys_history_keeps_its_unfinished_runs_epoch_by_epoch(local_store: str) -> None:
+    """What a README line about a stopped run cites: every run, KILLED ones too, with the values the store holds."""
+    from mlflow.tracking import MlflowClient
+
+    from innerlens.drivers.study_history import study_history
+    from innerlens.errors import ConfigError
+    from innerlens.tracking import children
+
+    config = SelfModelingComparisonConfig(variants=("baseline", "middle_layer"), seeds=(0,), study_name="stopped",
+                                          workers=0, gamma_sensitivity=False, measure_llc=False, **TINY)
+    parent = run_comparison(config, progress=False)
+    client = MlflowClient()
+    runs = {c.info.run_name: c.info.run_id for c in children(parent)}
+    client.set_terminated(runs["middle_layer-s0"], "KILLED")
+    table = study_history("stopped", ["train/acc", "selfmodel/layer_1/loss"])
+    assert sorted(set(zip(table["run"], table["status"]))) == [("baseline-s0", "FINISHED"), ("middle_layer-s0", "KILLED")]
+    assert table.groupby("run")["epoch"].apply(list).tolist() == [[1, 2], [1, 2]]  # every epoch of both runs
+    killed = table[table["run"] == "middle_layer-s0"]
+    stored = [m.value for m in sorted(client.get_metric_history(runs["middle_layer-s0"], "train/acc"), key=lambda m: m.step)]
+    assert killed["train/acc"].tolist() == pytest.approx(stored)
+    assert table[table["run"] == "baseline-s0"]["selfmodel/layer_1/loss"].isna().all()  # the baseline has no self-model
+    with pytest.raises(ConfigError, match="not logged by stopped's runs: no/such"):
+        study_history("stopped", ["train/acc", "no/such"])
+    with pytest.raises(ConfigError, match="no study called 'absent'"):
+        study_history("absent", ["train/acc"])
+
+
 def test_a_study_asks_the_server_only_for_what_its_runs_did_not_return(local_store: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """Every metric a run logged comes back in its RunResult; the study draws from those, and what it
     holds equals what the server stored, row for row."""
