@@ -12,6 +12,7 @@ from innerlens.search_space import SearchSpec
 
 FAMILY = "self_modeling"
 PAPER_WIRING = "paper_wiring"  # the transformer's form of the paper's wiring (the MLP's is last_layer)
+CONTROL_TARGET = "input"  # input_control's target, keyed in place of a layer by both models and the logged loss
 VARIANTS = ("baseline", "first_layer", "middle_layer", "last_layer", "all_layers", "input_control", PAPER_WIRING)
 MODELS = ("transformer", "mlp")
 TASKS = ("digits", "modular_sum", "modular_sum_seq", "fashion_mnist")

@@ -5,8 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from innerlens.configs.self_modeling import SelfModelingConfig
-from innerlens.models.self_modeling_net import CONTROL_TARGET
+from innerlens.configs.self_modeling import CONTROL_TARGET, SelfModelingConfig
 
 
 def self_model_loss(kind: str, prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

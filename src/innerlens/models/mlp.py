@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import torch
 
+from innerlens.configs.self_modeling import CONTROL_TARGET
+
 
 def hidden_name(layer: int) -> str:
     """Place name of a hidden layer's post-ReLU activation (TransformerLens-style)."""
@@ -25,7 +27,7 @@ class SelfModelingMLP(torch.nn.Module):
         assert all(0 <= layer < len(widths) for layer in self_modeled), (self_modeled, widths)
         assert not (input_control and self_modeled), "the control replaces the self-model"
         self.num_classes, self.self_modeled, self.detach_target = num_classes, list(self_modeled), detach_target
-        self.layers: list[int | str] = [*self.self_modeled, *(["input"] if input_control else [])]
+        self.layers: list[int | str] = [*self.self_modeled, *([CONTROL_TARGET] if input_control else [])]
         sizes = [n_features, *widths]
         self.hidden = torch.nn.ModuleList(torch.nn.Linear(a, b, device=device) for a, b in zip(sizes, sizes[1:]))
         self.widths = [widths[layer] for layer in self.self_modeled] + ([widths[-1]] if input_control else [])
@@ -70,7 +72,7 @@ class SelfModelingMLP(torch.nn.Module):
         predictions = torch.split(out[:, self.num_classes :], self.widths, dim=1) if self.widths else ()
         pairs: dict[int | str, tuple[torch.Tensor, torch.Tensor]] = {}
         for layer, prediction in zip(self.layers, predictions):
-            target = x @ self.input_projection if layer == "input" else hidden[layer]
+            target = x @ self.input_projection if layer == CONTROL_TARGET else hidden[layer]
             pairs[layer] = (prediction, target.detach() if self.detach_target else target)
         return out[:, : self.num_classes], pairs
 

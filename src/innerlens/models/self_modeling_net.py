@@ -8,7 +8,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from innerlens.configs.self_modeling import PAPER_WIRING
+from innerlens.configs.self_modeling import CONTROL_TARGET, PAPER_WIRING
 from innerlens.data.tasks import SequenceTask
 from innerlens.models.hooks import FINAL_RESIDUAL, resid_post
 from innerlens.models.transformer import (
@@ -20,7 +20,6 @@ from innerlens.models.transformer import (
 )
 
 CONTROL = "input_control"  # the non-self control: the same auxiliary output regresses a fixed random projection of the input
-CONTROL_TARGET = "input"  # the control's target, in place of a layer
 UNEMBED_INPUT = "unembed_input"  # paper_wiring's target: what the unembedding reads (``unembed.hook_in``)
 
 
