@@ -8,6 +8,9 @@ studies) into one paired analysis, without training:
 A part whose store is gone but whose run summaries were committed is named ``results:PREFIX`` (it reads
 bench/results/PREFIX_run_summaries.csv), so a study can run in parts on machines that keep nothing:
   python bench/self_modeling_study.py --results-prefix NAME --combine results:NAME_part1,PARENT_ID
+``--cells`` keeps only the named cells of the parts (e.g. one share's arms out of studies that also hold another's),
+so Holm runs over the contrasts the analysis is about and no others:
+  python bench/self_modeling_study.py --results-prefix NAME --combine results:A,results:B --cells "baseline;middle_layer w=0.003"
 The runs go to the tracking store in use (``MLFLOW_TRACKING_URI``, else the embedded one). Written:
 ``bench/results/NAME_{paired_statistics,run_summaries,gamma_sensitivity}.csv`` and
 ``NAME_command.txt`` (the command, the parent run, the wall time and the verdict table).
@@ -67,7 +70,7 @@ def train(prefix: str, options: list[str]) -> None:
     print(output.stdout)
 
 
-def combine(prefix: str, parents: list[str]) -> None:
+def combine(prefix: str, parents: list[str], cells: list[str] | None) -> None:
     import mlflow
 
     from innerlens import tracking
@@ -85,13 +88,21 @@ def combine(prefix: str, parents: list[str]) -> None:
         frames.append(run_summaries(parent))
         tracking.configure_tracking()
     summaries = pd.concat(frames, ignore_index=True)
+    if cells:
+        missing = sorted(set(cells) - set(summaries["group"]))
+        if missing:
+            sys.stderr.write(f"error: no runs of cell(s) {', '.join(missing)} in {', '.join(parents)}; cells there: "
+                             f"{'; '.join(sorted(summaries['group'].unique()))}\n")
+            sys.exit(2)
+        summaries = summaries[summaries["group"].isin(cells)].reset_index(drop=True)
     duplicated = summaries.duplicated(["group", "seed", "key"])
     assert not duplicated.any(), "a (cell, seed) appears in two of the combined studies"
     statistics = study_statistics(summaries)
     statistics.to_csv(RESULTS / f"{prefix}_paired_statistics.csv", index=False)
     summaries.to_csv(RESULTS / f"{prefix}_run_summaries.csv", index=False)
     table = verdict_table(statistics)
-    shown = shlex.join(["python", "bench/self_modeling_study.py", "--results-prefix", prefix, "--combine", ",".join(parents)])
+    shown = shlex.join(["python", "bench/self_modeling_study.py", "--results-prefix", prefix, "--combine", ",".join(parents),
+                        *(["--cells", ";".join(cells)] if cells else [])])
     (RESULTS / f"{prefix}_command.txt").write_text(f"{shown}\n\n{table}\n")
     print(table)
 
@@ -101,9 +112,13 @@ def main() -> None:
     parser.add_argument("--results-prefix", default="self_modeling_study")
     parser.add_argument("--combine", help="comma-separated parent run ids of finished comparisons, or results:PREFIX "
                         "for committed run summaries")
+    parser.add_argument("--cells", help="with --combine: keep only these cells, semicolon-separated "
+                        "(e.g. 'baseline;middle_layer w=0.003')")
     known, options = parser.parse_known_args()
+    if known.cells and not known.combine:
+        parser.error("--cells selects among combined runs: use it with --combine")
     if known.combine:
-        combine(known.results_prefix, known.combine.split(","))
+        combine(known.results_prefix, known.combine.split(","), known.cells.split(";") if known.cells else None)
     else:
         train(known.results_prefix, options)
 
