@@ -10,7 +10,7 @@ bench/results/PREFIX_run_summaries.csv), so a study can run in parts on machines
   python bench/self_modeling_study.py --results-prefix NAME --combine results:NAME_part1,PARENT_ID
 ``--cells`` keeps only the named cells of the parts (e.g. one share's arms out of studies that also hold another's),
 so Holm runs over the contrasts the analysis is about and no others:
-  python bench/self_modeling_study.py --results-prefix NAME --combine results:A,results:B --cells "baseline;middle_layer w=0.003"
+  python bench/self_modeling_study.py --results-prefix NAME --combine results:A,results:B --cells "baseline,middle_layer w=0.003"
 The runs go to the tracking store in use (``MLFLOW_TRACKING_URI``, else the embedded one). Written:
 ``bench/results/NAME_{paired_statistics,run_summaries,gamma_sensitivity}.csv`` and
 ``NAME_command.txt`` (the command, the parent run, the wall time and the verdict table).
@@ -102,7 +102,7 @@ def combine(prefix: str, parents: list[str], cells: list[str] | None) -> None:
     summaries.to_csv(RESULTS / f"{prefix}_run_summaries.csv", index=False)
     table = verdict_table(statistics)
     shown = shlex.join(["python", "bench/self_modeling_study.py", "--results-prefix", prefix, "--combine", ",".join(parents),
-                        *(["--cells", ";".join(cells)] if cells else [])])
+                        *(["--cells", ",".join(cells)] if cells else [])])
     (RESULTS / f"{prefix}_command.txt").write_text(f"{shown}\n\n{table}\n")
     print(table)
 
@@ -112,13 +112,13 @@ def main() -> None:
     parser.add_argument("--results-prefix", default="self_modeling_study")
     parser.add_argument("--combine", help="comma-separated parent run ids of finished comparisons, or results:PREFIX "
                         "for committed run summaries")
-    parser.add_argument("--cells", help="with --combine: keep only these cells, semicolon-separated "
-                        "(e.g. 'baseline;middle_layer w=0.003')")
+    parser.add_argument("--cells", help="with --combine: keep only these cells, comma-separated "
+                        "(e.g. 'baseline,middle_layer w=0.003')")
     known, options = parser.parse_known_args()
     if known.cells and not known.combine:
         parser.error("--cells selects among combined runs: use it with --combine")
     if known.combine:
-        combine(known.results_prefix, known.combine.split(","), known.cells.split(";") if known.cells else None)
+        combine(known.results_prefix, known.combine.split(","), known.cells.split(",") if known.cells else None)
     else:
         train(known.results_prefix, options)
 
