@@ -7,6 +7,7 @@ import pytest
 
 from innerlens.analysis.stats import holm, paired_statistics
 from innerlens.drivers.compare import summaries
+from innerlens.drivers.self_modeling_comparison import SETTLED, study_statistics
 
 
 def test_holm_by_definition() -> None:
@@ -31,3 +32,19 @@ def test_no_best_value_is_taken_of_a_test_metric_and_complexity_is_lower_is_bett
     best = summaries(history).set_index("key")["best"]
     assert np.isnan(best["test/acc"])
     assert best["val/acc"] == 0.9 and best["weights/std"] == 0.05 and best["llc/mean"] == 20.0
+
+
+def test_a_group_sharing_no_seed_with_the_reference_has_no_row() -> None:
+    table = pd.DataFrame([{"seed": s, "group": g, "key": "x", "value": float(s)}
+                          for s, g in [(0, "a"), (1, "a"), (0, "b"), (1, "b"), (5, "c"), (6, "c")]])
+    assert paired_statistics(table, "a")["group"].tolist() == ["b"]
+
+
+def test_settled_counts_are_taken_over_the_seeds_both_arms_ran() -> None:
+    """A baseline with seeds 0-3 against an arm with seeds 2-3: the baseline's settled count is over 2 runs, not 4."""
+    settled = {("baseline", 0): 0, ("baseline", 1): 0, ("baseline", 2): 1, ("baseline", 3): 1, ("arm", 2): 0, ("arm", 3): 1}
+    rows = [{"group": g, "seed": s, "key": SETTLED, "value": float(v)} for (g, s), v in settled.items()]
+    rows += [{"group": g, "seed": s, "key": "weights/std_final", "value": 0.1 + 0.01 * s + (g == "arm") * 0.001}
+             for (g, s) in settled]
+    row = study_statistics(pd.DataFrame(rows)).query("key == 'weights/std_final'").iloc[0]
+    assert (row["n_pairs"], row["settled_group"], row["settled_reference"]) == (2, "1/2", "2/2")

@@ -129,7 +129,8 @@ def paired_statistics(table: pd.DataFrame, reference: str, *, unit: str = "seed"
 
     ``table`` has one row per (group, unit, key) with a ``value``: one number per run, such as
     the final LLC or test accuracy at the best validation checkpoint. Units missing from either
-    side of a contrast are left out of it (``n_pairs`` says how many remain).
+    side of a contrast are left out of it (``n_pairs`` says how many remain); a group sharing no unit with
+    the reference has no row.
     """
     rows = []
     for key, by_key in table.groupby("key", sort=False):
@@ -138,6 +139,8 @@ def paired_statistics(table: pd.DataFrame, reference: str, *, unit: str = "seed"
             continue
         for group in [g for g in wide.columns if g != reference]:
             pairs = wide[[group, reference]].dropna()
+            if pairs.empty:  # no unit ran both: there is no contrast to state
+                continue
             contrast = paired_contrast(pairs[group].to_numpy(), pairs[reference].to_numpy(), seed=seed,
                                        margin=(margins or {}).get(key))
             rows.append({"key": key, "group": group, "reference": reference, **contrast})

@@ -161,12 +161,22 @@ def study_statistics(summaries: pd.DataFrame, reference: str = BASELINE) -> pd.D
     statistics["simpler_direction"] = statistics["key"].map({**PRIMARY_METRICS, **SECONDARY_METRICS})
     for column in ("mean_difference", "t_ci_low", "t_ci_high", "margin"):
         statistics[f"{column}_pct"] = 100 * statistics[column] / statistics["mean_reference"].abs()
-    settled = summaries[summaries["key"] == SETTLED].groupby("group")["value"].agg(["sum", "count"])
-    for side, column in (("group", "group"), ("reference", "reference")):
-        statistics[f"settled_{side}"] = statistics[column].map(
-            lambda g: f"{int(settled.loc[g, 'sum'])}/{int(settled.loc[g, 'count'])}" if g in settled.index else "n/a")
+    settled = summaries[summaries["key"] == SETTLED].pivot_table(index="seed", columns="group", values="value",
+                                                                 aggfunc="first")
+    for side in ("group", "reference"):
+        statistics[f"settled_{side}"] = [settled_on_shared_seeds(settled, row.group, row.reference, getattr(row, side))
+                                         for row in statistics.itertuples()]
     order = {key: i for i, key in enumerate([*PRIMARY_METRICS, *SECONDARY_METRICS])}
     return statistics.sort_values(["key", "group"], key=lambda c: c.map(order) if c.name == "key" else c, ignore_index=True)
+
+
+def settled_on_shared_seeds(settled: pd.DataFrame, group: str, reference: str, side: str) -> str:
+    """"k/n" of ``side``'s runs that settled, over the seeds both arms of the contrast ran: a reference
+    with more seeds than the arm (a baseline shared by several studies) is counted on the pairs only."""
+    if group not in settled or reference not in settled:
+        return "n/a"
+    shared = settled[[group, reference]].dropna()[side]
+    return f"{int(shared.sum())}/{len(shared)}"
 
 
 def verdict(row: pd.Series) -> str:
