@@ -48,3 +48,15 @@ def test_settled_counts_are_taken_over_the_seeds_both_arms_ran() -> None:
              for (g, s) in settled]
     row = study_statistics(pd.DataFrame(rows)).query("key == 'weights/std_final'").iloc[0]
     assert (row["n_pairs"], row["settled_group"], row["settled_reference"]) == (2, "1/2", "2/2")
+
+
+def test_measures_taken_after_each_runs_generalisation_are_tested_for_equivalence_like_those_at_the_end() -> None:
+    """The timing-matched measures are the control for when a run generalised: a null there needs the same TOST."""
+    settled = {("baseline", s): 1 for s in range(4)} | {("arm", s): 1 for s in range(4)}
+    rows = [{"group": g, "seed": s, "key": SETTLED, "value": 1.0} for (g, s) in settled]
+    rows += [{"group": g, "seed": s, "key": key, "value": base * (1 + 0.01 * s) + (g == "arm") * base * 0.001}
+             for (g, s) in settled for key, base in (("weights/std_final", 0.1), ("weights/std_after_generalisation", 0.1),
+                                                     ("llc/after_generalisation_mean_paper", 300.0))]
+    table = study_statistics(pd.DataFrame(rows)).set_index("key")
+    assert table.loc["weights/std_after_generalisation", "margin"] == pytest.approx(table.loc["weights/std_final", "margin"])
+    assert table.loc["llc/after_generalisation_mean_paper", "tost_p"] < 0.05  # a 0.1 % shift is inside ±10 %

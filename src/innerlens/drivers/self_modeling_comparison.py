@@ -50,7 +50,11 @@ SECONDARY_METRICS = {"weights/std_all_final": "lower", "llc/best_mean": "lower",
 # The smallest effect of interest per metric, for TOST: a fraction of the baseline mean, or absolute.
 MARGINS: dict[str, Margin] = {"llc/final_mean": ("relative", 0.10), "llc/final_mean_paper": ("relative", 0.10),
                               "weights/std_final": ("relative", 0.10), "weights/std_all_final": ("relative", 0.10),
-                              "test/acc_at_best": ("absolute", 0.005), "test/acc_final": ("absolute", 0.005)}
+                              "test/acc_at_best": ("absolute", 0.005), "test/acc_final": ("absolute", 0.005),
+                              # the same measures at the same distance from each run's own generalisation
+                              "llc/after_generalisation_mean": ("relative", 0.10),
+                              "llc/after_generalisation_mean_paper": ("relative", 0.10),
+                              "weights/std_after_generalisation": ("relative", 0.10)}
 SETTLED = "train/settled"
 
 
