@@ -4,7 +4,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from innerlens.drivers.generalisation_timing import generalisation_timing
+from innerlens.drivers.generalisation_timing import CENSORED, EPOCH, generalisation_timing, runs_by_cell
+from innerlens.drivers.self_modeling_comparison import SETTLED
+from innerlens.viz.self_modeling import timing_scatter
 
 
 def summaries(seed: int) -> pd.DataFrame:
@@ -31,3 +33,16 @@ def test_a_metric_that_tracks_the_epoch_of_generalisation_is_told_from_one_that_
     assert abs(spread["spearman_rho"]) < 0.5
     assert all(llc["median_late"][group] > llc["median_early"][group] for group in ("baseline", "cell"))
     assert set(result["metrics"]) == {"llc/final_mean", "weights/std_final"}  # only primary metrics the study logged
+
+
+def test_the_timing_figure_draws_every_generalised_run_once_per_measure() -> None:
+    table = summaries(1)
+    table = pd.concat([table, table[table["key"] == "val/censored"].assign(key=SETTLED, value=lambda t: (t["seed"] % 2).astype(float))])
+    runs = runs_by_cell(table, ["baseline", "cell"])
+    generalised = runs[runs[CENSORED] == 0]
+    keys = ["llc/final_mean", "weights/std_final"]
+    figure = timing_scatter(generalised, EPOCH, keys, SETTLED)
+    for ax, key in zip(figure.axes, keys):
+        drawn = np.concatenate([collection.get_offsets() for collection in ax.collections])
+        assert len(drawn) == 23  # the censored run is not drawn
+        assert sorted(map(tuple, drawn)) == sorted(zip(generalised[EPOCH], generalised[key]))

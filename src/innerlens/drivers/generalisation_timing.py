@@ -16,12 +16,17 @@ EPOCH = "val/epoch_to_acc_0.95"
 CENSORED = "val/censored"
 
 
+def runs_by_cell(summaries: pd.DataFrame, cells: list[str]) -> pd.DataFrame:
+    """One row per run of ``cells`` (index ``group, seed``), one column per summary key."""
+    return summaries[summaries["group"].isin(cells)].pivot_table(index=["group", "seed"], columns="key", values="value")
+
+
 def generalisation_timing(summaries: pd.DataFrame, cells: list[str]) -> dict:
     """Over the runs of ``cells`` that generalised (run summaries: ``group, seed, key, value``):
     Spearman's ρ and its p of each primary metric against the epoch validation accuracy first
     reached 0.95, and per cell the metric's median among runs that generalised early and late
     (split at the median epoch of all of them)."""
-    wide = summaries[summaries["group"].isin(cells)].pivot_table(index=["group", "seed"], columns="key", values="value")
+    wide = runs_by_cell(summaries, cells)
     generalised = wide[wide[CENSORED] == 0]
     split = float(generalised[EPOCH].median())
     early, late = generalised[generalised[EPOCH] <= split], generalised[generalised[EPOCH] > split]

@@ -1,6 +1,9 @@
 """The self-modeling plots, for one run or many (a tidy frame with a group column)."""
 from __future__ import annotations
 
+import math
+
+import matplotlib.pyplot as plt
 import pandas as pd
 from matplotlib.figure import Figure
 
@@ -22,3 +25,26 @@ def figures(history: pd.DataFrame, group: str = SINGLE_RUN_GROUP) -> dict[str, F
         ),
         "learning_dynamics": learning_dynamics(history, ["val", "test"], group=group, title="Learning dynamics"),
     }
+
+
+def timing_scatter(runs: pd.DataFrame, epoch: str, keys: list[str], settled: str) -> Figure:
+    """Each run's measure against the epoch it generalised, a panel per measure, a colour per arm
+    (hollow: not settled at the end): the picture behind the timing control's Spearman ρ, where a
+    paired interval's width shows up as seeds strung along one line whatever their arm.
+    ``runs``: one row per run (index ``group, seed``), the generalised runs only."""
+    columns = min(len(keys), 2)
+    rows = math.ceil(len(keys) / columns)
+    figure, axes = plt.subplots(rows, columns, figsize=(5.0 * columns, 3.6 * rows), squeeze=False)
+    colours = dict(zip(runs.index.unique("group"), plt.rcParams["axes.prop_cycle"].by_key()["color"] * 4))
+    for ax, key in zip(axes.flat, keys):
+        for group, points in runs.groupby(level="group"):
+            done = points[settled] == 1
+            ax.scatter(points.loc[done, epoch], points.loc[done, key], s=20, color=colours[group], label=group)
+            ax.scatter(points.loc[~done, epoch], points.loc[~done, key], s=20, facecolors="none", edgecolors=colours[group])
+        ax.set_xlabel("epoch validation accuracy first reached 0.95")
+        ax.set_title(key)
+    for ax in list(axes.flat)[len(keys):]:
+        ax.axis("off")
+    axes.flat[0].legend(fontsize="x-small", title="filled: settled", title_fontsize="x-small")
+    figure.tight_layout()
+    return figure
