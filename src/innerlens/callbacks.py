@@ -55,6 +55,7 @@ class Checkpointer:
         self.interval_s = interval_s
         self.last_write = time.monotonic()
         self.pending_best: dict[str, Any] | None = None
+        self.written_epoch = -1
 
     def _payload(self, state: EngineState) -> dict[str, Any]:
         return snapshot({**training_state(self.experiment, state), "config": self.config})
@@ -70,7 +71,9 @@ class Checkpointer:
             self.tracker.save_checkpoint("best", self.pending_best)
             self.pending_best = None
         self.tracker.save_checkpoint("last", payload or self._payload(state))
-        self.last_write = time.monotonic()
+        self.last_write, self.written_epoch = time.monotonic(), state.epoch
 
     def on_fit_end(self, state: EngineState) -> None:
-        pass
+        """A stop decided by a later callback (a family's own end) still leaves its final checkpoint."""
+        if state.stop_reason and self.written_epoch != state.epoch:
+            self.on_epoch_end(state, {}, improved=False)

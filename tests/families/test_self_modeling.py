@@ -68,3 +68,44 @@ def test_the_run_is_measured_a_fixed_number_of_epochs_after_its_own_generalisati
     assert reached <= 27  # generalised within the budget, so the measurement point exists
     for key in ("llc/after_generalisation_mean", "llc/after_generalisation_mean_paper", "weights/std_after_generalisation"):
         assert [m.step for m in client.get_metric_history(run_id, key)] == [reached + 3], key
+
+
+def test_a_run_ends_a_fixed_number_of_epochs_after_it_generalises_and_resumes_to_the_same_end(
+        local_store: str, monkeypatch) -> None:
+    """--end-after-generalisation G: the run's last epoch is (first epoch with val acc ≥ 0.95) + G, its final
+    checkpoint is written there, and a crash after it generalised resumes to the same end with the same numbers
+    (the epoch it generalised travels in the checkpoint, so the learning-rate fall is the same)."""
+    import mlflow
+    import pytest
+    from mlflow.tracking import MlflowClient
+
+    from innerlens import session, tracking
+
+    config = SelfModelingConfig(model="mlp", task="digits", variant="last_layer", hidden=32, max_epochs=40, batch_size=32,
+                                end_after_generalisation=5, lr_decay=0.6, measure_llc=False, device="cpu",
+                                checkpoint_interval=0.0)
+    # no timed checkpoints: the last one is written only because the run ended (a stop its own callback decides)
+    straight = session.run("self_modeling", config.replace(checkpoint_interval=1e9), progress=False).run_id
+    client = MlflowClient()
+    reached = int(client.get_run(straight).data.metrics["val/epoch_to_acc_0.95"])
+    steps = [m.step for m in client.get_metric_history(straight, "val/acc")]
+    assert reached + 5 < 40 and steps == list(range(1, reached + 6))
+    assert tracking.load_checkpoint(straight)["epoch"] == reached + 5
+
+    real_evaluate = SelfModelingExperiment.evaluate
+
+    def crash_after_generalising(self: SelfModelingExperiment, epoch: int) -> dict[str, float]:
+        if epoch == reached + 3:
+            raise RuntimeError("simulated crash")
+        return real_evaluate(self, epoch)
+
+    monkeypatch.setattr(SelfModelingExperiment, "evaluate", crash_after_generalising)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        session.run("self_modeling", config, progress=False)
+    crashed = mlflow.search_runs(order_by=["attributes.start_time DESC"]).iloc[0]["run_id"]
+    monkeypatch.setattr(SelfModelingExperiment, "evaluate", real_evaluate)
+    session.run("self_modeling", config.replace(resume=crashed), progress=False)
+    assert [m.step for m in client.get_metric_history(crashed, "val/acc")] == steps
+    final, resumed = client.get_run(straight).data.metrics, client.get_run(crashed).data.metrics
+    for key in ("train/loss_final", "weights/std_final", "test/acc_final", "train/settled"):
+        assert resumed[key] == pytest.approx(final[key], abs=1e-6), key

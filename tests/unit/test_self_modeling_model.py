@@ -218,3 +218,21 @@ def test_relabelled_classes_train_the_same_network_with_other_rounding(model: st
             assert a[key] == pytest.approx(b[key], rel=1e-4), key
     assert torch.allclose(relabelled.model(x)[:, torch.argsort(order)], plain.model(x), atol=1e-4)
     assert not torch.equal(relabelled.model(x)[:, torch.argsort(order)], plain.model(x))
+
+
+def test_the_learning_rate_falls_over_the_last_fraction_of_the_epochs_after_generalising() -> None:
+    """--end-after-generalisation 8 --lr-decay 0.5: constant until 4 epochs before the end, then a linear fall to
+    zero ending at (epoch it generalised) + 8; before it generalises the end is --max-epochs."""
+    from innerlens.errors import ConfigError
+
+    config = SelfModelingConfig(model="mlp", task="digits", variant="baseline", hidden=8, max_epochs=50,
+                                end_after_generalisation=8, lr_decay=0.5, device="cpu")
+    experiment = SelfModelingExperiment(config, torch.device("cpu"))
+    assert experiment.end_epoch() == 50 and experiment.lr_factor(20) == 1.0 and experiment.lr_factor(48) == 0.625
+    experiment.model.generalised_at.fill_(12)
+    assert experiment.end_epoch() == 20
+    assert [experiment.lr_factor(epoch) for epoch in range(15, 21)] == [1.0, 1.0, 0.875, 0.625, 0.375, 0.125]
+    experiment.model.generalised_at.fill_(45)  # generalised too late for the full 8: the cap ends it
+    assert experiment.end_epoch() == 50
+    with pytest.raises(ConfigError, match="--llc-after-generalisation 10 would measure after the run ends"):
+        SelfModelingConfig(end_after_generalisation=5, llc_after_generalisation=10)

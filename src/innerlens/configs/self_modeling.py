@@ -144,6 +144,11 @@ class SelfModelingConfig(ModelShape, EpochConfig):
         0, "Also measure the run (weight spread, every --llc-estimators LLC) this many epochs after validation accuracy first "
            "reaches 0.95 (0: off): a point at the same distance from each run's own generalisation, whatever its budget "
            "(llc/after_generalisation_mean[_paper], weights/std_after_generalisation).", check=non_negative)
+    end_after_generalisation: int = option(
+        0, "End each run this many epochs after validation accuracy first reaches 0.95 (0: off; --max-epochs stays the cap), "
+           "--lr-decay's fall to zero taking the last fraction of these epochs: every run that generalises trains as long "
+           "after it and settles the same way, however late it generalised (at a fixed budget the late ones end unsettled). "
+           "A run that never generalises ends at --max-epochs.", check=non_negative)
     llc_at_best: bool = option(True, "Also estimate the LLC at the best checkpoint (a secondary metric; the final LLC is primary). Off halves a study's LLC cost.")
     llc_gamma_sensitivity: bool = option(False, "Also estimate the final LLC at γ/10 and 10γ (logged as llc/final_mean_gamma_<γ>): two more calibrated estimates, tripling that estimator's cost.")
     output_dir: Optional[str] = option(None, "Also keep a local copy of the run's figures, checkpoints and tables here (the seed's --base_dir).")
@@ -159,6 +164,9 @@ class SelfModelingConfig(ModelShape, EpochConfig):
             return "--variant paper_wiring is the transformer's form of the paper's wiring; for --model mlp it is last_layer"
         if self.self_model_max_weight is not None and self.self_model_grad_share is None:
             return "--self-model-max-weight caps the matched weight: give --self-model-grad-share too"
+        if 0 < self.end_after_generalisation < self.llc_after_generalisation:
+            return (f"--llc-after-generalisation {self.llc_after_generalisation} would measure after the run ends "
+                    f"(--end-after-generalisation {self.end_after_generalisation})")
         if self.relabel_inputs and self.model != "mlp":
             return "--relabel-inputs is the MLP's rounding control; the transformer's is --stack-seeds or --relabel-classes"
         if self.task == "fashion_mnist" and (missing := fashion_mnist_missing()):

@@ -39,7 +39,7 @@ class SelfModelingComparisonConfig(ExecutorOptions, SelfModelingConfig):
         if self.stack_seeds and (self.patience or self.target_accuracy is not None):
             return "--stack-seeds: stacked seeds train in lockstep; use --patience 0 and no --target-accuracy"
         if self.stack_seeds and (self.model != "transformer" or self.optimizer != "adamw" or self.lr_decay
-                                 or self.self_model_grad_share is not None):
+                                 or self.self_model_grad_share is not None or self.end_after_generalisation):
             return "--stack-seeds: stacks the transformer with constant-lr AdamW and a fixed weight only; for the MLP, --relabel-inputs is the rounding control"
         if not self.self_model_weights or any(w <= 0 for w in self.self_model_weights):
             return "--self-model-weights: give weights > 0, e.g. 0.1,1 (the baseline is the weight-0 control)"

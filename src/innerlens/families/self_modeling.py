@@ -28,7 +28,7 @@ from matplotlib.figure import Figure
 
 from innerlens.analysis.llc import LLCEstimate, LLCSettings, estimate_llc
 from innerlens.analysis.settling import settling
-from innerlens.analysis.transitions import dynamics_summary, first_generalised
+from innerlens.analysis.transitions import GENERALISED, dynamics_summary, first_generalised
 from innerlens.analysis.weights import spread, weight_std
 from innerlens.configs.self_modeling import SelfModelingConfig
 from innerlens.data.images import FeatureTask, digit_features, fashion_mnist
@@ -101,6 +101,8 @@ class SelfModelingExperiment:
             self.model.relabel_classes(order)
         if config.self_model_grad_share is not None and self.model.layers:
             self.model.register_buffer("aux_weight", torch.tensor(config.self_model_weight, device=device))
+        if config.end_after_generalisation:  # in the model's state, so a resumed run keeps its end and its schedule
+            self.model.register_buffer("generalised_at", torch.tensor(-1, device=device))
         self.optimizer = make_optimizer(config, self.model, device)
         self.generator = torch.Generator().manual_seed(config.seed)
         self.stack: tuple[SeedStack, int] | None = None  # set when this seed trains inside a stacked cell
@@ -110,7 +112,7 @@ class SelfModelingExperiment:
             stack, index = self.stack
             return stack.train_round(self, index, epoch)
         self.model.train()
-        set_lr(self.optimizer, self.config.lr * decayed_lr_factor(epoch, self.config.max_epochs, self.config.lr_decay))
+        set_lr(self.optimizer, self.config.lr * self.lr_factor(epoch))
         x, y = self.data["train"]
         order = self.epoch_order()
         matched = {}
@@ -134,6 +136,21 @@ class SelfModelingExperiment:
             correct += (logits.argmax(-1) == y[batch]).sum()
         return {**round_metrics(loss_sum, correct, layer_sums, len(y)), **matched}
 
+    def end_epoch(self) -> int:
+        """The run's last epoch: --max-epochs, or --end-after-generalisation epochs after it generalised."""
+        after = self.config.end_after_generalisation
+        reached = int(self.model.generalised_at) if after else -1
+        return min(self.config.max_epochs, reached + after) if reached >= 0 else self.config.max_epochs
+
+    def lr_factor(self, epoch: int) -> float:
+        """--lr-decay's multiplier: over the last fraction of the budget, or with --end-after-generalisation
+        of the epochs after generalising, ending where the run ends (constant until that fall begins, so
+        learning the end later never bends the schedule already run)."""
+        if not self.config.end_after_generalisation:
+            return decayed_lr_factor(epoch, self.config.max_epochs, self.config.lr_decay)
+        length = self.config.end_after_generalisation
+        return decayed_lr_factor(epoch - (self.end_epoch() - length), length, self.config.lr_decay)
+
     def epoch_order(self) -> torch.Tensor:
         """This epoch's order of the training examples, from the run's own data generator."""
         x, y = self.data["train"]
@@ -148,6 +165,8 @@ class SelfModelingExperiment:
             logits = self.model(x)
             metrics[f"{split}/loss"] = F.cross_entropy(logits, y).item()
             metrics[f"{split}/acc"] = (logits.argmax(-1) == y).float().mean().item()
+        if self.config.end_after_generalisation and self.model.generalised_at < 0 and metrics["val/acc"] >= GENERALISED:
+            self.model.generalised_at.fill_(epoch)
         metrics.update(self.weight_spreads())
         if self.config.llc_every and epoch % self.config.llc_every == 0:
             with _one_at_a_time(self.stack):  # the chains seed torch's global generator: one seed of a stack at a time
@@ -230,14 +249,30 @@ class MeasureAfterGeneralisation:
         pass
 
 
+class EndAfterGeneralisation:
+    """Stops the run at the experiment's end epoch (--end-after-generalisation epochs after it generalised)."""
+
+    def __init__(self, experiment: SelfModelingExperiment) -> None:
+        self.experiment = experiment
+
+    def on_epoch_end(self, state: EngineState, metrics: dict[str, float], improved: bool) -> None:
+        if not state.stop_reason and state.epoch >= self.experiment.end_epoch():
+            state.stop_reason = f"{self.experiment.config.end_after_generalisation} epochs after generalising"
+
+    def on_fit_end(self, state: EngineState) -> None:
+        pass
+
+
 @dataclass
 class SelfModelingPlan(Plan):
-    """A self-modeling run; with --llc-after-generalisation, the callback that measures it there."""
+    """A self-modeling run; with --llc-after-generalisation, the callback that measures it there, and with
+    --end-after-generalisation the one that ends it."""
 
-    def start(self, log: RunLog, resumed: bool) -> tuple[MeasureAfterGeneralisation, ...]:
+    def start(self, log: RunLog, resumed: bool) -> tuple[MeasureAfterGeneralisation | EndAfterGeneralisation, ...]:
         experiment: SelfModelingExperiment = self.experiment
-        epochs = experiment.config.llc_after_generalisation
-        return (MeasureAfterGeneralisation(log, experiment, epochs),) if epochs else ()
+        config = experiment.config
+        return ((MeasureAfterGeneralisation(log, experiment, config.llc_after_generalisation),) if config.llc_after_generalisation else ()) + (
+            (EndAfterGeneralisation(experiment),) if config.end_after_generalisation else ())
 
 
 def build_model(config: SelfModelingConfig, task: SequenceTask | FeatureTask, device: torch.device) -> torch.nn.Module:
