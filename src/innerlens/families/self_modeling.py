@@ -271,8 +271,12 @@ class SelfModelingPlan(Plan):
     def start(self, log: RunLog, resumed: bool) -> tuple[MeasureAfterGeneralisation | EndAfterGeneralisation, ...]:
         experiment: SelfModelingExperiment = self.experiment
         config = experiment.config
-        return ((MeasureAfterGeneralisation(log, experiment, config.llc_after_generalisation),) if config.llc_after_generalisation else ()) + (
-            (EndAfterGeneralisation(experiment),) if config.end_after_generalisation else ())
+        callbacks: list[MeasureAfterGeneralisation | EndAfterGeneralisation] = []
+        if config.llc_after_generalisation:
+            callbacks.append(MeasureAfterGeneralisation(log, experiment, config.llc_after_generalisation))
+        if config.end_after_generalisation:
+            callbacks.append(EndAfterGeneralisation(experiment))
+        return tuple(callbacks)
 
 
 def build_model(config: SelfModelingConfig, task: SequenceTask | FeatureTask, device: torch.device) -> torch.nn.Module:
