@@ -271,12 +271,9 @@ class SelfModelingPlan(Plan):
     def start(self, log: RunLog, resumed: bool) -> tuple[MeasureAfterGeneralisation | EndAfterGeneralisation, ...]:
         experiment: SelfModelingExperiment = self.experiment
         config = experiment.config
-        callbacks: list[MeasureAfterGeneralisation | EndAfterGeneralisation] = []
-        if config.llc_after_generalisation:
-            callbacks.append(MeasureAfterGeneralisation(log, experiment, config.llc_after_generalisation))
-        if config.end_after_generalisation:
-            callbacks.append(EndAfterGeneralisation(experiment))
-        return tuple(callbacks)
+        measure = [MeasureAfterGeneralisation(log, experiment, config.llc_after_generalisation)] if config.llc_after_generalisation else []
+        end = [EndAfterGeneralisation(experiment)] if config.end_after_generalisation else []
+        return (*measure, *end)
 
 
 def build_model(config: SelfModelingConfig, task: SequenceTask | FeatureTask, device: torch.device) -> torch.nn.Module:
